@@ -1,0 +1,457 @@
+//! Histories of client operations and a linearizability checker.
+//!
+//! A [`History`] records, for each operation a client ran: the client, the operation, when it
+//! was invoked, and either when it completed and what it returned, or that its outcome is
+//! unknown (it timed out, or its connection broke, so it may or may not have taken effect).
+//!
+//! [`check`] decides whether some sequential order of the operations, consistent with real
+//! time (an operation that completed before another was invoked comes first), makes the model
+//! ([`crate::db::step_key`]) give every recorded reply. The algorithm is Wing & Gong's search as
+//! improved by Lowe and used by Porcupine:
+//!
+//! - **Partition by key.** Single-key operations on different keys commute in the model, and
+//!   linearizability is compositional, so each `(space, key)` is checked on its own.
+//! - **Depth-first search** over the sequence of call and return events: repeatedly try to
+//!   linearize an operation whose call comes before the first pending return; backtrack when
+//!   the first pending return belongs to an operation not yet linearized.
+//! - **Memoize** `(set of linearized operations, model state)`: reaching the same pair twice
+//!   cannot lead anywhere new.
+//! - **Unknown outcomes** have their return at infinity and accept any reply, so they may take
+//!   effect at any point after their invocation, or (linearized last) never.
+//!
+//! A violation comes with an explanation: the key, the longest prefix that could be
+//! linearized, and each operation that could have come next with the reply the model would
+//! have given instead of the recorded one.
+//!
+//! Only single-key operations (get, get_partial, writes) can be checked; the cluster runs
+//! searches and group operations object by object, so they are not linearizable as a whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use crate::db::{step_key, Model};
+use crate::op::{Object, Operation, Reply};
+use crate::schema::Space;
+use crate::value::{coerce, Value};
+
+/// Index of an operation in a history.
+pub type OpId = usize;
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running (treated like `Unknown` by the checker).
+    Pending,
+    /// Completed at `time` with `reply`.
+    Returned { time: u64, reply: Reply },
+    /// Timed out or lost: may have taken effect at any time after invocation, or never.
+    Unknown,
+}
+
+/// One operation in a history.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub client: u64,
+    pub op: Operation,
+    pub invoke: u64,
+    pub outcome: Outcome,
+}
+
+/// A record of concurrent client operations against a database that started as `initial`.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub initial: Model,
+    pub entries: Vec<Entry>,
+}
+
+impl History {
+    /// An empty history over a database whose spaces (and objects) are `initial`'s.
+    pub fn new(initial: Model) -> History {
+        History {
+            initial,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Records that `client` invoked `op` at `time`.
+    pub fn invoke(&mut self, client: u64, op: Operation, time: u64) -> OpId {
+        self.entries.push(Entry {
+            client,
+            op,
+            invoke: time,
+            outcome: Outcome::Pending,
+        });
+        self.entries.len() - 1
+    }
+
+    /// Records that operation `id` returned `reply` at `time`.
+    pub fn complete(&mut self, id: OpId, time: u64, reply: Reply) {
+        self.entries[id].outcome = Outcome::Returned { time, reply };
+    }
+
+    /// Records that operation `id` ended without a known outcome.
+    pub fn unknown(&mut self, id: OpId) {
+        self.entries[id].outcome = Outcome::Unknown;
+    }
+
+    /// Records a whole operation at once.
+    pub fn record(&mut self, client: u64, op: Operation, invoke: u64, outcome: Outcome) -> OpId {
+        self.entries.push(Entry {
+            client,
+            op,
+            invoke,
+            outcome,
+        });
+        self.entries.len() - 1
+    }
+}
+
+/// Figures about a successful check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckStats {
+    pub keys: usize,
+    pub operations: usize,
+    /// Search states visited, summed over keys.
+    pub states: u64,
+}
+
+/// Why a history is not linearizable (or cannot be checked).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{explanation}")]
+pub struct Violation {
+    pub space: String,
+    pub key: Option<Value>,
+    pub explanation: String,
+}
+
+const INFINITY: u64 = u64::MAX;
+
+/// One operation of a key's partition, as the search sees it.
+struct KeyOp<'a> {
+    id: OpId,
+    entry: &'a Entry,
+    ret: u64,
+    reply: Option<&'a Reply>,
+}
+
+fn describe(id: OpId, e: &Entry) -> String {
+    let end = match &e.outcome {
+        Outcome::Returned { time, reply } => format!("{time}] -> {reply:?}"),
+        _ => "?] -> unknown outcome".to_string(),
+    };
+    format!("#{id} client {} [{}..{end}: {:?}", e.client, e.invoke, e.op)
+}
+
+/// Checks a whole history (see the module docs).
+pub fn check(history: &History) -> Result<CheckStats, Violation> {
+    let mut partitions: BTreeMap<(String, Value), Vec<KeyOp>> = BTreeMap::new();
+    for (id, entry) in history.entries.iter().enumerate() {
+        let unsupported = |why: &str| Violation {
+            space: entry.op.space().unwrap_or_default().to_string(),
+            key: None,
+            explanation: format!("cannot check {}: {why}", describe(id, entry)),
+        };
+        let (Some(space), Some(key)) = (entry.op.space(), entry.op.key()) else {
+            return Err(unsupported("only single-key operations can be checked"));
+        };
+        let schema = history
+            .initial
+            .space(space)
+            .ok_or_else(|| unsupported("its space is not in the initial model"))?;
+        let (ret, reply) = match &entry.outcome {
+            Outcome::Returned { time, reply } => {
+                if *time < entry.invoke {
+                    return Err(unsupported("it returned before it was invoked"));
+                }
+                (*time, Some(reply))
+            }
+            Outcome::Pending | Outcome::Unknown => (INFINITY, None),
+        };
+        // Keys of the wrong type fail validation the same way wherever they go: give them
+        // their own partition under their raw value.
+        let key = coerce(key.clone(), schema.key.datatype).unwrap_or_else(|_| key.clone());
+        partitions
+            .entry((space.to_string(), key))
+            .or_default()
+            .push(KeyOp {
+                id,
+                entry,
+                ret,
+                reply,
+            });
+    }
+    let mut stats = CheckStats {
+        keys: partitions.len(),
+        operations: history.entries.len(),
+        states: 0,
+    };
+    for ((space, key), ops) in &partitions {
+        let schema = history.initial.space(space).ok_or_else(|| Violation {
+            space: space.clone(),
+            key: Some(key.clone()),
+            explanation: "space vanished".into(),
+        })?;
+        let initial = history.initial.object(space, key).cloned();
+        stats.states += check_key(schema, key, initial, ops)?;
+    }
+    Ok(stats)
+}
+
+/// Porcupine-style search over one key's operations. Returns the number of states visited.
+fn check_key(
+    schema: &Space,
+    key: &Value,
+    initial: Option<Object>,
+    ops: &[KeyOp],
+) -> Result<u64, Violation> {
+    let n = ops.len();
+    // Events: (time, is_return, op). Calls sort before returns at equal times, so operations
+    // that touch at a single instant count as concurrent (the permissive reading).
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.entry.invoke, false, i));
+        events.push((op.ret, true, i));
+    }
+    events.sort();
+    // Doubly linked list over events with a sentinel head at index `m`.
+    let m = events.len();
+    let head = m;
+    let mut next = vec![usize::MAX; m + 1];
+    let mut prev = vec![usize::MAX; m + 1];
+    let mut last = head;
+    for i in 0..m {
+        next[last] = i;
+        prev[i] = last;
+        last = i;
+    }
+    let mut ret_event = vec![0usize; n];
+    for (ev, &(_, is_ret, op)) in events.iter().enumerate() {
+        if is_ret {
+            ret_event[op] = ev;
+        }
+    }
+    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, ev: usize| {
+        let (p, nx) = (prev[ev], next[ev]);
+        next[p] = nx;
+        if nx != usize::MAX {
+            prev[nx] = p;
+        }
+    };
+    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, ev: usize| {
+        let (p, nx) = (prev[ev], next[ev]);
+        next[p] = ev;
+        if nx != usize::MAX {
+            prev[nx] = ev;
+        }
+    };
+
+    let words = n.div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut seen: BTreeSet<(Vec<u64>, Option<Object>)> = BTreeSet::new();
+    let mut state = initial;
+    // Stack of (call event, state before it).
+    let mut stack: Vec<(usize, Option<Object>)> = Vec::new();
+    let mut visited = 0u64;
+    let mut best: Option<(Vec<usize>, Vec<String>)> = None;
+
+    let mut ev = next[head];
+    while next[head] != usize::MAX {
+        if ev != usize::MAX && !events[ev].1 {
+            let i = events[ev].2;
+            let (reply, change) = step_key(schema, state.as_ref(), &ops[i].entry.op);
+            let ok = ops[i].reply.is_none_or(|r| *r == reply);
+            if ok {
+                let new_state = match change {
+                    Some(s) => s,
+                    None => state.clone(),
+                };
+                linearized[i / 64] |= 1 << (i % 64);
+                visited += 1;
+                if seen.insert((linearized.clone(), new_state.clone())) {
+                    stack.push((ev, std::mem::replace(&mut state, new_state)));
+                    unlink(&mut next, &mut prev, ev);
+                    unlink(&mut next, &mut prev, ret_event[i]);
+                    ev = next[head];
+                    continue;
+                }
+                linearized[i / 64] &= !(1 << (i % 64));
+            }
+            ev = next[ev];
+        } else {
+            // Dead end: the first pending return belongs to an operation not linearized.
+            if best.as_ref().is_none_or(|(p, _)| stack.len() > p.len()) {
+                let prefix = stack.iter().map(|(e, _)| events[*e].2).collect();
+                let mut candidates = Vec::new();
+                let mut c = next[head];
+                while c != usize::MAX && !events[c].1 {
+                    let i = events[c].2;
+                    let (reply, _) = step_key(schema, state.as_ref(), &ops[i].entry.op);
+                    candidates.push(format!(
+                        "  {}\n      but the model answers {reply:?}",
+                        describe(ops[i].id, ops[i].entry)
+                    ));
+                    c = next[c];
+                }
+                if c != usize::MAX {
+                    let i = events[c].2;
+                    candidates.push(format!(
+                        "  {}\n      must take effect before its return, and cannot",
+                        describe(ops[i].id, ops[i].entry)
+                    ));
+                }
+                best = Some((prefix, candidates));
+            }
+            let Some((call, old_state)) = stack.pop() else {
+                let (prefix, candidates) = best.unwrap_or_default();
+                let mut explanation = format!(
+                    "not linearizable: key {key:?} in space \"{}\" ({n} operations)\n\
+                     longest linearizable prefix ({} operations):\n",
+                    schema.name,
+                    prefix.len()
+                );
+                for i in prefix.iter().rev().take(10).rev() {
+                    let _ = writeln!(explanation, "  {}", describe(ops[*i].id, ops[*i].entry));
+                }
+                explanation.push_str("after it, no operation can come next:\n");
+                for c in candidates {
+                    let _ = writeln!(explanation, "{c}");
+                }
+                return Err(Violation {
+                    space: schema.name.clone(),
+                    key: Some(key.clone()),
+                    explanation,
+                });
+            };
+            let i = events[call].2;
+            relink(&mut next, &mut prev, ret_event[i]);
+            relink(&mut next, &mut prev, call);
+            linearized[i / 64] &= !(1 << (i % 64));
+            state = old_state;
+            ev = next[call];
+        }
+    }
+    Ok(visited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{NumOp, ReturnCode};
+    use crate::schema::parse_space;
+
+    fn model() -> Model {
+        let mut m = Model::new();
+        m.apply(&Operation::AddSpace(
+            parse_space("space s key k attributes int n").unwrap(),
+        ));
+        m
+    }
+
+    fn obj(n: i64) -> Reply {
+        Reply::Found([("n".to_string(), Value::Int(n))].into())
+    }
+
+    fn put(n: i64) -> Operation {
+        Operation::put("s", "k", vec![("n", Value::Int(n))])
+    }
+
+    fn ret(time: u64, reply: Reply) -> Outcome {
+        Outcome::Returned { time, reply }
+    }
+
+    #[test]
+    fn sequential_history_is_linearizable() {
+        let mut h = History::new(model());
+        h.record(1, put(1), 0, ret(1, Reply::Success));
+        h.record(1, Operation::get("s", "k"), 2, ret(3, obj(1)));
+        h.record(1, Operation::del("s", "k"), 4, ret(5, Reply::Success));
+        h.record(1, Operation::get("s", "k"), 6, ret(7, Reply::NotFound));
+        let stats = check(&h).unwrap();
+        assert_eq!((stats.keys, stats.operations), (1, 4));
+    }
+
+    #[test]
+    fn stale_read_after_a_completed_write_is_not_linearizable() {
+        let mut h = History::new(model());
+        h.record(1, put(1), 0, ret(1, Reply::Success));
+        h.record(1, put(2), 2, ret(3, Reply::Success));
+        h.record(2, Operation::get("s", "k"), 4, ret(5, obj(1)));
+        let v = check(&h).unwrap_err();
+        assert!(v.explanation.contains("not linearizable: key 'k'"), "{v}");
+        assert!(v.explanation.contains("but the model answers"), "{v}");
+    }
+
+    #[test]
+    fn overlapping_operations_may_take_effect_in_either_order() {
+        let mut h = History::new(model());
+        h.record(1, put(1), 0, ret(10, Reply::Success));
+        h.record(2, put(2), 1, ret(9, Reply::Success));
+        // Both reads overlap both writes' ends: 1 then 2 or 2 then 1 are both possible...
+        h.record(3, Operation::get("s", "k"), 11, ret(12, obj(1)));
+        assert!(check(&h).is_ok());
+        // ...but once a later read saw 1, an even later read cannot see 2.
+        h.record(3, Operation::get("s", "k"), 13, ret(14, obj(2)));
+        assert!(check(&h).is_err());
+    }
+
+    #[test]
+    fn unknown_outcomes_may_happen_late_or_never() {
+        let mut h = History::new(model());
+        h.record(1, put(1), 0, ret(1, Reply::Success));
+        let lost = h.record(
+            2,
+            Operation::atomic(NumOp::Add, "s", "k", vec![("n", Value::Int(5))]),
+            2,
+            Outcome::Pending,
+        );
+        h.unknown(lost);
+        h.record(1, Operation::get("s", "k"), 3, ret(4, obj(1)));
+        h.record(1, Operation::get("s", "k"), 5, ret(6, obj(6)));
+        assert!(check(&h).is_ok(), "took effect between the reads");
+        h.record(1, Operation::get("s", "k"), 7, ret(8, obj(1)));
+        assert!(check(&h).is_err(), "cannot be undone");
+    }
+
+    #[test]
+    fn never_applied_unknown_outcome_is_fine() {
+        let mut h = History::new(model());
+        h.record(1, put(1), 0, ret(1, Reply::Success));
+        h.record(2, put(9), 2, Outcome::Unknown);
+        h.record(1, Operation::get("s", "k"), 3, ret(4, obj(1)));
+        assert!(check(&h).is_ok());
+    }
+
+    #[test]
+    fn failed_conditions_are_checked_too() {
+        let mut h = History::new(model());
+        h.record(
+            1,
+            Operation::put_if_not_exist("s", "k", vec![]),
+            0,
+            ret(1, Reply::Success),
+        );
+        h.record(
+            2,
+            Operation::put_if_not_exist("s", "k", vec![]),
+            2,
+            ret(3, Reply::Success),
+        );
+        let v = check(&h).unwrap_err();
+        assert!(v.explanation.contains("the object already exists"), "{v}");
+    }
+
+    #[test]
+    fn unsupported_operations_are_reported() {
+        let mut h = History::new(model());
+        h.record(1, Operation::count("s", vec![]), 0, ret(1, Reply::Count(0)));
+        assert!(check(&h).unwrap_err().explanation.contains("single-key"));
+        let mut h = History::new(model());
+        h.record(
+            1,
+            Operation::get("nope", "k"),
+            0,
+            ret(1, Reply::Error(ReturnCode::UnknownSpace, String::new())),
+        );
+        assert!(check(&h).unwrap_err().explanation.contains("initial model"));
+    }
+}
