@@ -830,10 +830,11 @@ fn apply_attr(old: Value, func: &Func, what: &str) -> Result<Value, Failure> {
             Value::Map(m)
         }
         (Value::Map(mut m), Func::MapNum(op, k, arg)) => {
-            let old = m.get(k).cloned().unwrap_or_else(|| match arg {
+            let zero = match arg {
                 Value::Float(_) => Value::Float(0.0),
                 _ => Value::Int(0),
-            });
+            };
+            let old = m.get(k).cloned().unwrap_or(zero);
             m.insert(k.clone(), num(*op, &old, arg, what)?);
             Value::Map(m)
         }

@@ -219,9 +219,9 @@ fn check_key(
     let mut next = vec![usize::MAX; m + 1];
     let mut prev = vec![usize::MAX; m + 1];
     let mut last = head;
-    for i in 0..m {
+    for (i, p) in prev.iter_mut().enumerate().take(m) {
         next[last] = i;
-        prev[i] = last;
+        *p = last;
         last = i;
     }
     let mut ret_event = vec![0usize; n];
