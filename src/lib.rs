@@ -1,6 +1,28 @@
 //! # hyperdex: a HyperDex-compatible searchable, replicated key-value store
 //!
 //! The semantics of every operation live in [`hyperdex_model`]; this crate is the distributed
-//! system around them.
+//! system around them:
+//!
+//! - [`rt`]: the runtime seam (tokio in production, madsim in simulation);
+//! - [`protocol`] and [`net`]: messages, frames, connections;
+//! - [`config`]: the cluster configuration and placement of keys on regions;
+//! - [`coordinator`]: the configuration service;
+//! - [`daemon`]: storage servers with chain replication;
+//! - [`storage`]: the `Store` trait, on redb or on a simulated disk;
+//! - [`client`] and [`admin`]: the Rust clients;
+//! - [`cli`]: the `hyperdex` command line.
 
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod coordinator;
+pub mod daemon;
+pub mod error;
+pub mod net;
+pub mod protocol;
+pub mod rt;
+pub mod storage;
+
+pub use error::{Error, Result};
 pub use hyperdex_model as model;

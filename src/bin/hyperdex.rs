@@ -1,4 +1,5 @@
-fn main() {
-    eprintln!("hyperdex: the cluster commands are not built yet");
-    std::process::exit(2);
+//! The `hyperdex` binary: see `hyperdex --help` and the `cli` module.
+
+fn main() -> std::process::ExitCode {
+    hyperdex::cli::main()
 }

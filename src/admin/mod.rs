@@ -1,0 +1,146 @@
+//! The admin client: spaces and servers, through the coordinator.
+
+use std::time::Duration;
+
+use hyperdex_model::ReturnCode;
+
+use crate::client::{ClientError, ClientOptions, ClientResult};
+use crate::config::{Config, ServerId};
+use crate::coordinator::message_name;
+use crate::net::RpcConn;
+use crate::protocol::{AdminCommand, AdminOutput, Message};
+use crate::rt;
+
+/// A connection to the coordinator for administration.
+pub struct Admin {
+    conn: RpcConn,
+    opts: ClientOptions,
+}
+
+impl Admin {
+    pub async fn connect(host: &str, port: u16) -> ClientResult<Admin> {
+        Admin::connect_addr(&format!("{host}:{port}"), ClientOptions::default()).await
+    }
+
+    pub async fn connect_addr(addr: &str, opts: ClientOptions) -> ClientResult<Admin> {
+        let conn = RpcConn::connect(addr, opts.max_frame, opts.attempt_timeout)
+            .await
+            .map_err(|e| {
+                ClientError::new(
+                    ReturnCode::AdminCoordFail,
+                    format!("cannot reach the coordinator: {e}"),
+                )
+            })?;
+        Ok(Admin { conn, opts })
+    }
+
+    async fn call(&self, msg: Message) -> ClientResult<Message> {
+        self.conn
+            .call(msg, self.opts.timeout)
+            .await
+            .map_err(|e| ClientError::new(ReturnCode::AdminCoordFail, e.to_string()))
+    }
+
+    async fn admin(&self, cmd: AdminCommand) -> ClientResult<AdminOutput> {
+        match self.call(Message::Admin(cmd)).await? {
+            Message::AdminReply(Ok(out)) => Ok(out),
+            Message::AdminReply(Err((code, message))) => Err(ClientError { code, message }),
+            other => Err(ClientError::new(
+                ReturnCode::AdminInternal,
+                format!("unexpected reply {}", message_name(&other)),
+            )),
+        }
+    }
+
+    /// Adds a space from its description.
+    pub async fn add_space(&self, description: &str) -> ClientResult<()> {
+        self.admin(AdminCommand::AddSpace(description.to_string()))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn rm_space(&self, name: &str) -> ClientResult<()> {
+        self.admin(AdminCommand::RmSpace(name.to_string()))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn list_spaces(&self) -> ClientResult<Vec<String>> {
+        match self.admin(AdminCommand::ListSpaces).await? {
+            AdminOutput::Spaces(s) => Ok(s),
+            other => Err(ClientError::new(
+                ReturnCode::AdminInternal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
+    /// Waits until every region has its replicas, or `timeout` passes.
+    pub async fn wait_until_stable(&self, timeout: Duration) -> ClientResult<()> {
+        let deadline = rt::now() + timeout;
+        loop {
+            match self.admin(AdminCommand::WaitUntilStable).await? {
+                AdminOutput::Done => return Ok(()),
+                AdminOutput::NotStable(why) if rt::now() >= deadline => {
+                    return Err(ClientError::new(
+                        ReturnCode::AdminTimeout,
+                        format!("not stable after {timeout:?}: {why}"),
+                    ))
+                }
+                _ => rt::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub async fn server_kill(&self, id: u64) -> ClientResult<()> {
+        self.admin(AdminCommand::ServerKill(ServerId(id)))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn server_forget(&self, id: u64) -> ClientResult<()> {
+        self.admin(AdminCommand::ServerForget(ServerId(id)))
+            .await
+            .map(|_| ())
+    }
+
+    /// The current configuration.
+    pub async fn config(&self) -> ClientResult<Config> {
+        match self.call(Message::GetConfig).await? {
+            Message::Config(c) => Ok(c),
+            other => Err(ClientError::new(
+                ReturnCode::AdminInternal,
+                format!("unexpected reply {}", message_name(&other)),
+            )),
+        }
+    }
+}
+
+/// The configuration as `show-config` prints it.
+pub fn render_config(c: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster {:016x}, configuration version {}",
+        c.cluster, c.version
+    );
+    let _ = writeln!(out, "servers:");
+    for s in c.servers.values() {
+        let _ = writeln!(out, "  server {} {} {}", s.id, s.addr, s.state);
+    }
+    for (name, s) in &c.spaces {
+        let _ = writeln!(
+            out,
+            "space {name} (id {}, {} partitions, tolerate {} failures)",
+            s.id.0,
+            s.chains.len(),
+            s.schema.tolerate
+        );
+        for (i, chain) in s.chains.iter().enumerate() {
+            let members: Vec<String> = chain.iter().map(|m| m.to_string()).collect();
+            let _ = writeln!(out, "  region {i}: [{}]", members.join(" -> "));
+        }
+    }
+    out
+}

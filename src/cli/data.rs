@@ -1,0 +1,508 @@
+//! Data commands for shell users: `get`, `put`, `put-if-not-exist`, `del`, `cond-put`,
+//! `atomic OP`, `search` and `count`.
+//!
+//! Attribute values are JSON converted through the space's schema. Checks (`cond-put`,
+//! `search`, `count`) are a JSON object of `attribute: value` (equality), where a value may
+//! instead be one operator object such as `{"lt": 5}`, `{"range": [1, 9]}`, `{"regex": "^a"}`,
+//! `{"contains": "x"}` or `{"length_le": 3}` (operators: eq lt le ge gt range regex contains
+//! length_eq length_le length_ge; not for map or document attributes, whose values are
+//! objects themselves).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use hyperdex_model::apply::{resolve, Target};
+use hyperdex_model::{
+    Check, Datatype, Document, Func, Funcall, NumOp, Object, Operation, Predicate, Reply,
+    ReturnCode, Space, Value,
+};
+use serde_json::Value as Json;
+
+use super::{fail, CoordinatorAddr};
+use crate::client::{Client, ClientError, ClientOptions};
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Print an object as one line of JSON (sets as sorted arrays).
+    #[command(disable_help_flag = true)]
+    Get {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        key: String,
+    },
+    /// Create or update an object: ATTRS is a JSON object.
+    #[command(disable_help_flag = true)]
+    Put {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        key: String,
+        attrs: String,
+    },
+    /// Create an object only if it does not exist.
+    #[command(name = "put-if-not-exist", disable_help_flag = true)]
+    PutIfNotExist {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        key: String,
+        attrs: String,
+    },
+    /// Delete an object.
+    #[command(disable_help_flag = true)]
+    Del {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        key: String,
+    },
+    /// Update an object only if it passes CHECKS.
+    #[command(name = "cond-put", disable_help_flag = true)]
+    CondPut {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        key: String,
+        checks: String,
+        attrs: String,
+    },
+    /// An atomic operation: OP is e.g. atomic-add, string-append, list-rpush, set-add,
+    /// set-union, map-add, map-remove, map-atomic-add, document-unset.
+    #[command(disable_help_flag = true)]
+    Atomic {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        op: String,
+        space: String,
+        key: String,
+        attrs: String,
+    },
+    /// Print every object passing CHECKS (default: all), one JSON line each, in key order.
+    #[command(disable_help_flag = true)]
+    Search {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        checks: Option<String>,
+    },
+    /// Print how many objects pass CHECKS (default: all).
+    #[command(disable_help_flag = true)]
+    Count {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        checks: Option<String>,
+    },
+}
+
+fn bad(message: impl Into<String>) -> ClientError {
+    ClientError::new(ReturnCode::WrongType, message)
+}
+
+fn json(text: &str, what: &str) -> Result<serde_json::Map<String, Json>, ClientError> {
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(bad(format!(
+            "{what} must be a JSON object such as '{{\"attr\": \"value\"}}'"
+        ))),
+        Err(e) => Err(bad(format!("{what} is not valid JSON: {e}"))),
+    }
+}
+
+/// The key given on the command line, read as the key's type.
+fn parse_key(space: &Space, key: &str) -> Result<Value, ClientError> {
+    let ty = space.key.datatype;
+    let v = match ty {
+        Datatype::String => Value::string(key),
+        Datatype::Int | Datatype::Timestamp(_) => Value::Int(key.parse().map_err(|_| {
+            bad(format!(
+                "key \"{key}\" is not an int ({} is the key's type)",
+                ty
+            ))
+        })?),
+        Datatype::Float => Value::Float(key.parse().map_err(|_| {
+            bad(format!(
+                "key \"{key}\" is not a float ({} is the key's type)",
+                ty
+            ))
+        })?),
+        _ => {
+            return Err(bad(format!(
+                "keys of type {ty} cannot be given on the command line"
+            )))
+        }
+    };
+    Ok(v)
+}
+
+/// A JSON value with no schema to follow (inside documents).
+fn untyped(j: &Json) -> Value {
+    match j {
+        Json::String(s) => Value::string(s),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        other => Value::Document(Document::new(other.clone())),
+    }
+}
+
+/// The value for attribute `name` (or a document path) from JSON.
+fn value_for(space: &Space, name: &str, j: &Json) -> Result<Value, ClientError> {
+    match resolve(space, name).map_err(|f| ClientError::new(f.code, f.reason))? {
+        Target::Key(a) | Target::Attr(a) => {
+            Value::from_json(j, a.datatype).map_err(|e| bad(format!("\"{name}\": {e}")))
+        }
+        Target::Path(..) => Ok(untyped(j)),
+    }
+}
+
+fn datatype_of(space: &Space, name: &str) -> Option<Datatype> {
+    space.any_attribute(name).map(|a| a.datatype)
+}
+
+fn checks_from(space: &Space, text: Option<&str>) -> Result<Vec<Check>, ClientError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (attr, v) in json(text, "CHECKS")? {
+        let plain = !matches!(
+            datatype_of(space, &attr),
+            Some(Datatype::Map(..) | Datatype::Document)
+        );
+        let op = match &v {
+            Json::Object(m) if plain && m.len() == 1 => m.iter().next(),
+            _ => None,
+        };
+        let pred = match op {
+            None => Predicate::Equals(value_for(space, &attr, &v)?),
+            Some((name, arg)) => {
+                let val = |j: &Json| value_for(space, &attr, j);
+                let elem = |j: &Json| match datatype_of(space, &attr) {
+                    Some(Datatype::List(p) | Datatype::Set(p)) => Value::from_json(j, p.datatype())
+                        .map_err(|e| bad(format!("\"{attr}\": {e}"))),
+                    _ => val(j),
+                };
+                let len = |j: &Json| {
+                    j.as_u64()
+                        .ok_or_else(|| bad(format!("\"{attr}\": {name} takes a length")))
+                };
+                match name.as_str() {
+                    "eq" => Predicate::Equals(val(arg)?),
+                    "lt" => Predicate::LessThan(val(arg)?),
+                    "le" => Predicate::LessEqual(val(arg)?),
+                    "ge" => Predicate::GreaterEqual(val(arg)?),
+                    "gt" => Predicate::GreaterThan(val(arg)?),
+                    "range" => match arg.as_array().map(Vec::as_slice) {
+                        Some([lo, hi]) => Predicate::Range(val(lo)?, val(hi)?),
+                        _ => return Err(bad(format!("\"{attr}\": range takes [low, high]"))),
+                    },
+                    "regex" => Predicate::Regex(
+                        arg.as_str()
+                            .ok_or_else(|| bad(format!("\"{attr}\": regex takes a string")))?
+                            .to_string(),
+                    ),
+                    "contains" => Predicate::Contains(elem(arg)?),
+                    "length_eq" => Predicate::LengthEquals(len(arg)?),
+                    "length_le" => Predicate::LengthLessEqual(len(arg)?),
+                    "length_ge" => Predicate::LengthGreaterEqual(len(arg)?),
+                    other => return Err(bad(format!("\"{attr}\": unknown operator \"{other}\""))),
+                }
+            }
+        };
+        out.push(Check::new(&attr, pred));
+    }
+    Ok(out)
+}
+
+fn attrs_from(space: &Space, text: &str) -> Result<Vec<(String, Value)>, ClientError> {
+    json(text, "ATTRS")?
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), value_for(space, k, v)?)))
+        .collect()
+}
+
+fn puts(attrs: &[(String, Value)]) -> Vec<(&str, Value)> {
+    attrs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+/// A map key written as a JSON object key (always a string) read as the key type.
+fn map_key(kp: hyperdex_model::Primitive, k: &str) -> Result<Value, String> {
+    match kp {
+        hyperdex_model::Primitive::String => Ok(Value::string(k)),
+        hyperdex_model::Primitive::Int => k
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| "not an int".to_string()),
+        hyperdex_model::Primitive::Float => k
+            .parse()
+            .map(Value::Float)
+            .map_err(|_| "not a float".to_string()),
+    }
+}
+
+/// Builds the functions of `hyperdex atomic OP`.
+fn funcs_for(space: &Space, op: &str, text: &str) -> Result<Vec<Funcall>, ClientError> {
+    let op = op.replace('_', "-");
+    let attrs = json(text, "ATTRS")?;
+    let mut out = Vec::new();
+    for (attr, j) in &attrs {
+        let ty = datatype_of(space, attr);
+        let elem = |j: &Json| match ty {
+            Some(Datatype::List(p) | Datatype::Set(p)) => {
+                Value::from_json(j, p.datatype()).map_err(|e| bad(format!("\"{attr}\": {e}")))
+            }
+            _ => Ok(untyped(j)),
+        };
+        let map_entries = || -> Result<Vec<(Value, Value)>, ClientError> {
+            let Some(Datatype::Map(kp, vp)) = ty else {
+                return Err(bad(format!("\"{attr}\" is not a map attribute")));
+            };
+            let Json::Object(m) = j else {
+                return Err(bad(format!(
+                    "\"{attr}\": expected an object of map entries"
+                )));
+            };
+            m.iter()
+                .map(|(k, v)| {
+                    let key = map_key(kp, k)
+                        .map_err(|e| bad(format!("\"{attr}\" map key {k:?}: {e}")))?;
+                    let val = match op.as_str() {
+                        "map-add" => Value::from_json(v, vp.datatype()),
+                        _ => Ok(untyped(v)),
+                    }
+                    .map_err(|e| bad(format!("\"{attr}\"[{k:?}]: {e}")))?;
+                    Ok((key, val))
+                })
+                .collect()
+        };
+        let num = |name: &str| NumOp::from_suffix(name);
+        if let Some(n) = op
+            .strip_prefix("atomic-")
+            .and_then(num)
+            .or_else(|| num(&op))
+        {
+            out.push(Funcall::new(attr, Func::Num(n, untyped(j))));
+            continue;
+        }
+        if let Some(n) = op.strip_prefix("map-atomic-").and_then(num) {
+            for (k, v) in map_entries()? {
+                out.push(Funcall::new(attr, Func::MapNum(n, k, v)));
+            }
+            continue;
+        }
+        let f = match op.as_str() {
+            "string-prepend" => Func::StringPrepend(untyped(j)),
+            "string-append" => Func::StringAppend(untyped(j)),
+            "string-ltrim" | "string-rtrim" => {
+                let n = j.as_i64().ok_or_else(|| bad(format!("\"{attr}\": {op} takes a number of bytes")))?;
+                if op == "string-ltrim" { Func::StringLtrim(n) } else { Func::StringRtrim(n) }
+            }
+            "list-lpush" => Func::ListLpush(elem(j)?),
+            "list-rpush" => Func::ListRpush(elem(j)?),
+            "set-add" => Func::SetAdd(elem(j)?),
+            "set-remove" => Func::SetRemove(elem(j)?),
+            "set-union" | "set-intersect" => {
+                let v = value_for(space, attr, j)?;
+                if op == "set-union" { Func::SetUnion(v) } else { Func::SetIntersect(v) }
+            }
+            "map-add" => {
+                for (k, v) in map_entries()? {
+                    out.push(Funcall::new(attr, Func::MapAdd(k, v)));
+                }
+                continue;
+            }
+            "map-remove" => {
+                let keys: Vec<Json> = match j {
+                    Json::Array(a) => a.clone(),
+                    Json::Object(m) => m.keys().map(|k| Json::String(k.clone())).collect(),
+                    other => vec![other.clone()],
+                };
+                for k in keys {
+                    let kv = match ty {
+                        Some(Datatype::Map(kp, _)) => Value::from_json(&k, kp.datatype())
+                            .map_err(|e| bad(format!("\"{attr}\" map key: {e}")))?,
+                        _ => untyped(&k),
+                    };
+                    out.push(Funcall::new(attr, Func::MapRemove(kv)));
+                }
+                continue;
+            }
+            "map-string-prepend" | "map-string-append" => {
+                for (k, v) in map_entries()? {
+                    out.push(Funcall::new(
+                        attr,
+                        if op == "map-string-prepend" { Func::MapStringPrepend(k, v) } else { Func::MapStringAppend(k, v) },
+                    ));
+                }
+                continue;
+            }
+            "document-rename" => Func::DocumentRename(
+                j.as_str()
+                    .ok_or_else(|| bad(format!("\"{attr}\": document-rename takes the new path as a string")))?
+                    .to_string(),
+            ),
+            "document-unset" => Func::DocumentUnset,
+            other => {
+                return Err(ClientError::new(
+                    ReturnCode::Exception,
+                    format!(
+                        "unknown operation \"{other}\" (try atomic-add, string-append, list-rpush, set-add, \
+                         set-union, map-add, map-remove, map-atomic-add, document-unset)"
+                    ),
+                ))
+            }
+        };
+        out.push(Funcall::new(attr, f));
+    }
+    Ok(out)
+}
+
+/// One object as a JSON line, keys sorted.
+pub fn object_json(o: &Object) -> String {
+    let m: serde_json::Map<String, Json> =
+        o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    Json::Object(m).to_string()
+}
+
+/// Exit status and message for a write's reply.
+fn finish(reply: Reply) -> ExitCode {
+    match reply {
+        Reply::Success | Reply::Count(_) => ExitCode::SUCCESS,
+        Reply::NotFound => {
+            eprintln!("not found");
+            ExitCode::from(1)
+        }
+        Reply::CmpFail(why) => {
+            eprintln!("comparison failed: {why}");
+            ExitCode::from(1)
+        }
+        Reply::Error(code, message) => fail(&ClientError { code, message }),
+        other => {
+            eprintln!("error: unexpected reply {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub async fn run(cmd: DataCommand) -> ExitCode {
+    match execute(cmd).await {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
+    let coord = match &cmd {
+        DataCommand::Get { coord, .. }
+        | DataCommand::Put { coord, .. }
+        | DataCommand::PutIfNotExist { coord, .. }
+        | DataCommand::Del { coord, .. }
+        | DataCommand::CondPut { coord, .. }
+        | DataCommand::Atomic { coord, .. }
+        | DataCommand::Search { coord, .. }
+        | DataCommand::Count { coord, .. } => coord.addr(),
+    };
+    let client = Client::connect_with(&coord, ClientOptions::default()).await?;
+    let space_name = match &cmd {
+        DataCommand::Get { space, .. }
+        | DataCommand::Put { space, .. }
+        | DataCommand::PutIfNotExist { space, .. }
+        | DataCommand::Del { space, .. }
+        | DataCommand::CondPut { space, .. }
+        | DataCommand::Atomic { space, .. }
+        | DataCommand::Search { space, .. }
+        | DataCommand::Count { space, .. } => space.clone(),
+    };
+    let config = client.config();
+    let space = config
+        .space(&space_name)
+        .ok_or_else(|| {
+            ClientError::new(
+                ReturnCode::UnknownSpace,
+                format!("unknown space \"{space_name}\""),
+            )
+        })?
+        .schema
+        .clone();
+    let reply = match cmd {
+        DataCommand::Get { key, .. } => {
+            return Ok(
+                match client
+                    .call(Operation::get(&space_name, parse_key(&space, &key)?))
+                    .await
+                {
+                    Reply::Found(o) => {
+                        println!("{}", object_json(&o));
+                        ExitCode::SUCCESS
+                    }
+                    other => finish(other),
+                },
+            )
+        }
+        DataCommand::Put { key, attrs, .. } => {
+            let attrs = attrs_from(&space, &attrs)?;
+            client
+                .call(Operation::put(
+                    &space_name,
+                    parse_key(&space, &key)?,
+                    puts(&attrs),
+                ))
+                .await
+        }
+        DataCommand::PutIfNotExist { key, attrs, .. } => {
+            let attrs = attrs_from(&space, &attrs)?;
+            client
+                .call(Operation::put_if_not_exist(
+                    &space_name,
+                    parse_key(&space, &key)?,
+                    puts(&attrs),
+                ))
+                .await
+        }
+        DataCommand::Del { key, .. } => {
+            client
+                .call(Operation::del(&space_name, parse_key(&space, &key)?))
+                .await
+        }
+        DataCommand::CondPut {
+            key, checks, attrs, ..
+        } => {
+            let checks = checks_from(&space, Some(&checks))?;
+            let attrs = attrs_from(&space, &attrs)?;
+            client
+                .call(Operation::cond_put(
+                    &space_name,
+                    parse_key(&space, &key)?,
+                    checks,
+                    puts(&attrs),
+                ))
+                .await
+        }
+        DataCommand::Atomic { op, key, attrs, .. } => {
+            let funcs = funcs_for(&space, &op, &attrs)?;
+            client
+                .call(Operation::funcs(
+                    &space_name,
+                    parse_key(&space, &key)?,
+                    funcs,
+                ))
+                .await
+        }
+        DataCommand::Search { checks, .. } => {
+            let checks = checks_from(&space, checks.as_deref())?;
+            for o in client.search(&space_name, checks).await? {
+                println!("{}", object_json(&o));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        DataCommand::Count { checks, .. } => {
+            let checks = checks_from(&space, checks.as_deref())?;
+            println!("{}", client.count(&space_name, checks).await?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    Ok(finish(reply))
+}

@@ -1,0 +1,127 @@
+//! `hyperdex local`: a coordinator and N daemons on this machine, in one process, for trying
+//! HyperDex out. The coordinator listens on the usual port (1982) unless told otherwise, so
+//! the tutorials' `Client('127.0.0.1', 1982)` works unchanged; daemons take free ports. Data
+//! goes to `--data` (kept) or to a temporary directory (removed on Ctrl-C).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::client::{fetch_config, ClientOptions};
+use crate::coordinator::{self, CoordinatorOptions};
+use crate::daemon::{self, DaemonOptions};
+use crate::rt;
+use crate::storage::RedbStore;
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Number of daemons.
+    #[arg(long, default_value_t = 3)]
+    pub daemons: usize,
+    /// Directory for all data (kept after exit); default: a temporary directory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: String,
+    /// Coordinator port (0 picks a free one).
+    #[arg(long, default_value_t = 1982)]
+    pub port: u16,
+}
+
+pub async fn run(args: LocalArgs) -> ExitCode {
+    super::init_logging("warn", None);
+    let (dir, temporary) = match &args.data {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("hyperdex-local-{}", std::process::id())),
+            true,
+        ),
+    };
+    match start(&args, &dir).await {
+        Ok(addr) => {
+            println!(
+                "hyperdex local cluster: coordinator at {addr}, {} daemons, data in {}",
+                args.daemons,
+                dir.display()
+            );
+            println!(
+                "connect with: Client('{}', {})",
+                args.listen,
+                addr.rsplit(':').next().unwrap_or("1982")
+            );
+            println!("press Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+            println!("stopping");
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Starts everything and waits until every daemon has registered; returns the
+/// coordinator's address.
+pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, String> {
+    let store = RedbStore::open(&dir.join("coordinator")).map_err(|e| e.to_string())?;
+    let bind = format!("{}:{}", args.listen, args.port);
+    let listener = rt::listen(&bind).await.map_err(|e| {
+        format!("cannot listen on {bind}: {e} (is another coordinator running? try --port 0)")
+    })?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let addr = format!("{}:{port}", args.listen);
+    let opts = CoordinatorOptions {
+        listen: addr.clone(),
+        ..CoordinatorOptions::default()
+    };
+    rt::spawn(async move {
+        if let Err(e) = coordinator::run(listener, Box::new(store), opts).await {
+            eprintln!("error: coordinator stopped: {e}");
+        }
+    });
+    for i in 0..args.daemons {
+        let store =
+            RedbStore::open(&dir.join(format!("daemon{}", i + 1))).map_err(|e| e.to_string())?;
+        let listener = rt::listen(&format!("{}:0", args.listen))
+            .await
+            .map_err(|e| e.to_string())?;
+        let dport = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let opts = DaemonOptions {
+            address: format!("{}:{dport}", args.listen),
+            coordinator: addr.clone(),
+            ..DaemonOptions::default()
+        };
+        rt::spawn(async move {
+            if let Err(e) = daemon::run(listener, Box::new(store), opts).await {
+                eprintln!("error: daemon stopped: {e}");
+            }
+        });
+    }
+    let deadline = rt::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(c) = fetch_config(&addr, &ClientOptions::default()).await {
+            let available = c
+                .servers
+                .values()
+                .filter(|s| s.state == crate::config::ServerState::Available)
+                .count();
+            if available >= args.daemons {
+                return Ok(addr);
+            }
+        }
+        if rt::now() > deadline {
+            return Err("the daemons did not register within 15 s".into());
+        }
+        rt::sleep(Duration::from_millis(50)).await;
+    }
+}

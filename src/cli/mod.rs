@@ -1,0 +1,566 @@
+//! The `hyperdex` command line: HyperDex's own command lines for the coordinator, the daemons
+//! and the admin tools, data commands for shell users, and `hyperdex local`.
+//!
+//! Flags follow HyperDex (`--flag=value` and `--flag value` both parse). Admin and data
+//! commands take the coordinator as `-h/--host` and `-p/--port` (127.0.0.1:1982), so their
+//! help is `--help` only. Differences from HyperDex, on purpose: the default listen address is
+//! 127.0.0.1 rather than a routable interface (safer); without `-f` a process detaches by
+//! starting itself again in the background (logging to its data directory) rather than
+//! forking.
+//!
+//! Data commands take values as JSON, converted through the space's schema (an array becomes
+//! a list or a set as the attribute's type says). Exit status: 0 on SUCCESS, 1 on NOTFOUND
+//! or CMPFAIL (`not found` / `comparison failed` on stderr), 2 on any other error, with the
+//! return code's name.
+
+pub mod data;
+pub mod local;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use hyperdex_model::{parse_space, ReturnCode};
+
+use crate::admin::{render_config, Admin};
+use crate::client::{ClientError, ClientOptions};
+use crate::coordinator::CoordinatorOptions;
+use crate::daemon::DaemonOptions;
+use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::storage::RedbStore;
+use crate::{coordinator, daemon, rt};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hyperdex",
+    version,
+    about = "A HyperDex-compatible searchable, replicated key-value store"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The coordinator's address, as HyperDex's admin tools take it.
+#[derive(Args, Debug, Clone)]
+pub struct CoordinatorAddr {
+    /// Coordinator host.
+    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Coordinator port.
+    #[arg(short = 'p', long = "port", default_value_t = 1982)]
+    pub port: u16,
+    /// Print help.
+    #[arg(long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+impl CoordinatorAddr {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProcessFlags {
+    /// Run in the foreground instead of detaching.
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// Detach and run in the background (the default without -f).
+    #[arg(short = 'd', long = "daemon", conflicts_with = "foreground")]
+    pub daemon: bool,
+    /// Directory for the log file when detached (default: the data directory).
+    #[arg(short = 'L', long = "log")]
+    pub log: Option<PathBuf>,
+    /// Write the process id to this file.
+    #[arg(long = "pidfile")]
+    pub pidfile: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a coordinator.
+    Coordinator {
+        #[command(flatten)]
+        process: ProcessFlags,
+        /// Address to listen on.
+        #[arg(short = 'l', long = "listen", default_value = "127.0.0.1")]
+        listen: String,
+        /// Port to listen on.
+        #[arg(short = 'p', long = "listen-port", default_value_t = 1982)]
+        listen_port: u16,
+        /// Directory for the coordinator's state.
+        #[arg(short = 'D', long = "data", default_value = ".")]
+        data: PathBuf,
+        /// Join the coordinator at this host (replicated coordinators).
+        #[arg(short = 'c', long = "connect")]
+        connect: Option<String>,
+        /// Port of the coordinator to join.
+        #[arg(short = 'P', long = "connect-port")]
+        connect_port: Option<u16>,
+    },
+    /// Start a daemon (a storage server).
+    Daemon {
+        #[command(flatten)]
+        process: ProcessFlags,
+        /// Address to listen on.
+        #[arg(short = 'l', long = "listen", default_value = "127.0.0.1")]
+        listen: String,
+        /// Port to listen on.
+        #[arg(short = 'p', long = "listen-port", default_value_t = 2012)]
+        listen_port: u16,
+        /// Coordinator host.
+        #[arg(short = 'c', long = "coordinator", default_value = "127.0.0.1")]
+        coordinator: String,
+        /// Coordinator port.
+        #[arg(short = 'P', long = "coordinator-port", default_value_t = 1982)]
+        coordinator_port: u16,
+        /// Directory for the daemon's data (created if missing).
+        #[arg(short = 'D', long = "data", default_value = ".")]
+        data: PathBuf,
+        /// Worker threads (default: the number of CPUs).
+        #[arg(short = 't', long = "threads")]
+        threads: Option<usize>,
+    },
+    /// Add a space; the description is read from FILE or standard input.
+    #[command(name = "add-space", disable_help_flag = true)]
+    AddSpace {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        file: Option<PathBuf>,
+    },
+    /// Remove spaces.
+    #[command(name = "rm-space", disable_help_flag = true)]
+    RmSpace {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List the spaces.
+    #[command(name = "list-spaces", disable_help_flag = true)]
+    ListSpaces {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+    },
+    /// Show the servers and every region's chain.
+    #[command(name = "show-config", disable_help_flag = true)]
+    ShowConfig {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+    },
+    /// Check a space description without a cluster; reads FILE or standard input.
+    #[command(name = "validate-space")]
+    ValidateSpace { file: Option<PathBuf> },
+    /// Wait until every region has its replicas.
+    #[command(name = "wait-until-stable", disable_help_flag = true)]
+    WaitUntilStable {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Treat a server as failed.
+    #[command(name = "server-kill", disable_help_flag = true)]
+    ServerKill {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        id: u64,
+    },
+    /// Remove a server from the cluster.
+    #[command(name = "server-forget", disable_help_flag = true)]
+    ServerForget {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        id: u64,
+    },
+    #[command(flatten)]
+    Data(data::DataCommand),
+    /// Run a coordinator and daemons on this machine, in one process.
+    Local(local::LocalArgs),
+}
+
+/// Prints an error the way every command does and returns exit status 2.
+pub fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("error: {} [{}]", e.message, e.code);
+    ExitCode::from(2)
+}
+
+fn read_input(file: Option<&Path>) -> Result<String, String> {
+    match file {
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))
+        }
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(s)
+        }
+    }
+}
+
+fn init_logging(default: &str, file: Option<PathBuf>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file.and_then(|f| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+            .ok()
+    }) {
+        Some(f) => {
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+}
+
+/// Without `-f`: start this same command again with `-f`, in the background, logging to a
+/// file, and return.
+fn detach(process: &ProcessFlags, data: &Path, what: &str) -> ExitCode {
+    let log_dir = process.log.clone().unwrap_or_else(|| data.to_path_buf());
+    if let Err(e) = std::fs::create_dir_all(&log_dir) {
+        eprintln!(
+            "error: cannot create log directory {}: {e}",
+            log_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let log_path = log_dir.join(format!("hyperdex-{what}.log"));
+    let log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot open log file {}: {e}", log_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("error: cannot find this program's path to start it in the background; use -f");
+        return ExitCode::from(2);
+    };
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "-d" && a != "--daemon")
+        .collect();
+    args.push("--foreground".into());
+    let err_log = log.try_clone();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log);
+    if let Ok(e) = err_log {
+        cmd.stderr(e);
+    }
+    match cmd.spawn() {
+        Ok(child) => {
+            println!(
+                "started {what} (pid {}), logging to {}",
+                child.id(),
+                log_path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the {what} in the background: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_pidfile(process: &ProcessFlags) -> Result<(), String> {
+    if let Some(p) = &process.pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pidfile {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(t) = threads {
+        b.worker_threads(t.max(1));
+    }
+    b.build()
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Daemon { threads, .. } => *threads,
+        _ => None,
+    };
+    let rt = match runtime(threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(run(cli.command))
+}
+
+async fn admin(coord: &CoordinatorAddr) -> Result<Admin, ExitCode> {
+    Admin::connect_addr(&coord.addr(), ClientOptions::default())
+        .await
+        .map_err(|e| fail(&e))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Coordinator {
+            process,
+            listen,
+            listen_port,
+            data,
+            connect,
+            connect_port,
+        } => {
+            if connect.is_some() || connect_port.is_some() {
+                eprintln!(
+                    "error: joining another coordinator (-c/--connect, -P/--connect-port) is not supported yet: \
+                     this version runs a single coordinator; start it without those flags"
+                );
+                return ExitCode::from(2);
+            }
+            if !process.foreground {
+                return detach(&process, &data, "coordinator");
+            }
+            init_logging("info", None);
+            if let Err(e) = write_pidfile(&process) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let store = match RedbStore::open(&data) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let addr = format!("{listen}:{listen_port}");
+            let listener = match rt::listen(&addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {addr}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = CoordinatorOptions {
+                listen: addr,
+                ..CoordinatorOptions::default()
+            };
+            match coordinator::run(listener, Box::new(store), opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Daemon {
+            process,
+            listen,
+            listen_port,
+            coordinator,
+            coordinator_port,
+            data,
+            threads: _,
+        } => {
+            if !process.foreground {
+                return detach(&process, &data, "daemon");
+            }
+            init_logging("info", None);
+            if let Err(e) = write_pidfile(&process) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            run_daemon(
+                &listen,
+                listen_port,
+                &format!("{coordinator}:{coordinator_port}"),
+                &data,
+            )
+            .await
+        }
+        Command::AddSpace { coord, file } => {
+            init_logging("warn", None);
+            let text = match read_input(file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = parse_space(&text) {
+                eprintln!(
+                    "error: bad space description: {e} [{}]",
+                    ReturnCode::BadSpace
+                );
+                return ExitCode::from(2);
+            }
+            let admin = match admin(&coord).await {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            match admin.add_space(&text).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::RmSpace { coord, names } => {
+            init_logging("warn", None);
+            let admin = match admin(&coord).await {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            for n in names {
+                if let Err(e) = admin.rm_space(&n).await {
+                    return fail(&e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::ListSpaces { coord } => {
+            init_logging("warn", None);
+            let admin = match admin(&coord).await {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            match admin.list_spaces().await {
+                Ok(spaces) => {
+                    for s in spaces {
+                        println!("{s}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::ShowConfig { coord } => {
+            init_logging("warn", None);
+            let admin = match admin(&coord).await {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            match admin.config().await {
+                Ok(c) => {
+                    print!("{}", render_config(&c));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::ValidateSpace { file } => {
+            let text = match read_input(file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match parse_space(&text) {
+                Ok(space) => {
+                    print!("{space}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: bad space description: {e} [{}]",
+                        ReturnCode::BadSpace
+                    );
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::WaitUntilStable { coord, timeout } => {
+            init_logging("warn", None);
+            let admin = match admin(&coord).await {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            match admin.wait_until_stable(Duration::from_secs(timeout)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::ServerKill { coord, id } => {
+            init_logging("warn", None);
+            match admin(&coord).await {
+                Ok(a) => a
+                    .server_kill(id)
+                    .await
+                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
+                Err(code) => code,
+            }
+        }
+        Command::ServerForget { coord, id } => {
+            init_logging("warn", None);
+            match admin(&coord).await {
+                Ok(a) => a
+                    .server_forget(id)
+                    .await
+                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
+                Err(code) => code,
+            }
+        }
+        Command::Data(cmd) => {
+            init_logging("warn", None);
+            data::run(cmd).await
+        }
+        Command::Local(args) => local::run(args).await,
+    }
+}
+
+/// Opens the data directory, binds, and runs a daemon until it fails.
+pub async fn run_daemon(listen: &str, port: u16, coordinator: &str, data: &Path) -> ExitCode {
+    let store = match RedbStore::open(data) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bind = format!("{listen}:{port}");
+    let listener = match rt::listen(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {bind}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let address = match listener.local_addr() {
+        Ok(a) => format!("{listen}:{}", a.port()),
+        Err(_) => bind,
+    };
+    let opts = DaemonOptions {
+        address,
+        coordinator: coordinator.to_string(),
+        max_frame: DEFAULT_MAX_FRAME,
+        ..DaemonOptions::default()
+    };
+    match daemon::run(listener, Box::new(store), opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The cluster configuration: servers, spaces, and the chain of servers for every region.
+//!
+//! The coordinator owns it and bumps `version` on every change; daemons and clients cache it.
+//! Every request and chain message carries the sender's version, and a receiver with another
+//! version refuses to act on it (see `PROTOCOL.md`'s rule, restated in `daemon`'s docs).
+//!
+//! **Placement.** A space's key subspace is cut into `partitions` regions of equal width over
+//! the 64-bit hash of the key. The hash is FNV-1a (64-bit) over the key's canonical encoding
+//! ([`hyperdex_model::value::encode`] of the key coerced to the key's type): stable across
+//! Rust versions and platforms, unlike `DefaultHasher`. Region `r` of `n` covers hashes
+//! `[r·2⁶⁴/n, (r+1)·2⁶⁴/n)`. Each region is served by a chain of up to `tolerate + 1` servers,
+//! head first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hyperdex_model::value::{coerce, encode};
+use hyperdex_model::{Space, Value};
+use serde::{Deserialize, Serialize};
+
+/// A daemon's identity, assigned by the coordinator when it first registers and kept in its
+/// data directory across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerId(pub u64);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A space's identity; a space removed and added again gets a new one, so old data never
+/// reappears under the new space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SpaceId(pub u64);
+
+/// One region: a space and the index of its partition of the key subspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RegionId {
+    pub space: SpaceId,
+    pub index: u32,
+}
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.space.0, self.index)
+    }
+}
+
+/// What the coordinator believes about a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerState {
+    /// Registered and serving.
+    Available,
+    /// Declared failed (missed heartbeats or killed); removed from every chain.
+    Failed,
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerState::Available => "AVAILABLE",
+            ServerState::Failed => "FAILED",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub id: ServerId,
+    /// `host:port` where the daemon listens.
+    pub addr: String,
+    pub state: ServerState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceConfig {
+    pub id: SpaceId,
+    pub schema: Space,
+    /// For each region of the key subspace, its chain (head first).
+    pub chains: Vec<Vec<ServerId>>,
+}
+
+/// A numbered configuration of the whole cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub version: u64,
+    /// Random per cluster, so clients notice when an address now belongs to another cluster.
+    pub cluster: u64,
+    pub servers: BTreeMap<ServerId, ServerInfo>,
+    pub spaces: BTreeMap<String, SpaceConfig>,
+}
+
+/// FNV-1a, 64-bit: the documented, stable hash used for placement.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The canonical bytes of a key of `space` (coerced to the key's type), or `None` when the
+/// value cannot be a key of this space.
+pub fn key_bytes(space: &Space, key: &Value) -> Option<Vec<u8>> {
+    coerce(key.clone(), space.key.datatype)
+        .ok()
+        .map(|k| encode(&k))
+}
+
+/// The region index of a key hash among `partitions` equal ranges.
+pub fn region_index(hash: u64, partitions: usize) -> u32 {
+    ((u128::from(hash) * partitions as u128) >> 64) as u32
+}
+
+impl Config {
+    pub fn space(&self, name: &str) -> Option<&SpaceConfig> {
+        self.spaces.get(name)
+    }
+
+    pub fn space_by_id(&self, id: SpaceId) -> Option<&SpaceConfig> {
+        self.spaces.values().find(|s| s.id == id)
+    }
+
+    pub fn server(&self, id: ServerId) -> Option<&ServerInfo> {
+        self.servers.get(&id)
+    }
+
+    /// The chain serving region `r`.
+    pub fn chain(&self, r: RegionId) -> &[ServerId] {
+        self.space_by_id(r.space)
+            .and_then(|s| s.chains.get(r.index as usize))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Every region `server` belongs to, with its position in the chain.
+    pub fn regions_of(&self, server: ServerId) -> Vec<(RegionId, usize)> {
+        let mut out = Vec::new();
+        for s in self.spaces.values() {
+            for (i, chain) in s.chains.iter().enumerate() {
+                if let Some(pos) = chain.iter().position(|&m| m == server) {
+                    out.push((
+                        RegionId {
+                            space: s.id,
+                            index: i as u32,
+                        },
+                        pos,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl SpaceConfig {
+    /// The region holding the object with these canonical key bytes.
+    pub fn region_of_bytes(&self, key: &[u8]) -> RegionId {
+        RegionId {
+            space: self.id,
+            index: region_index(fnv1a(key), self.chains.len().max(1)),
+        }
+    }
+
+    /// The region of `key`, or `None` when it cannot be a key of this space.
+    pub fn region_of(&self, key: &Value) -> Option<RegionId> {
+        key_bytes(&self.schema, key).map(|b| self.region_of_bytes(&b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_published_vectors() {
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn regions_cover_the_hash_space_evenly() {
+        assert_eq!(region_index(0, 64), 0);
+        assert_eq!(region_index(u64::MAX, 64), 63);
+        assert_eq!(region_index(1 << 63, 2), 1);
+        assert_eq!(region_index((1 << 63) - 1, 2), 0);
+        assert_eq!(region_index(u64::MAX, 1), 0);
+    }
+}

@@ -1,0 +1,280 @@
+//! The coordinator: the cluster's configuration service.
+//!
+//! [`state::Cluster`] is the pure state machine; this module is the server around it. Every
+//! command that changes the state is applied, the whole state is written to the store and
+//! synced, and only then is the reply sent (so an acknowledged `add-space` survives a crash).
+//! Daemons send heartbeats; the reply carries the configuration when theirs is older. A
+//! daemon not heard from for [`Timing::failure_timeout`] is declared failed and removed from
+//! its chains. A restarted coordinator loads its state and gives every daemon a fresh
+//! `failure_timeout` to be heard from.
+//!
+//! Shortcut: a single coordinator. HyperDex replicates it with Paxos; here `-c/--connect`
+//! is refused with a clear message until a replicated log drives [`state::Cluster`].
+
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyperdex_model::ReturnCode;
+use tracing::{info, warn};
+
+use crate::config::{ServerId, ServerState};
+use crate::net::serve;
+use crate::protocol::{AdminCommand, AdminOutput, Envelope, Message, DEFAULT_MAX_FRAME};
+use crate::rt;
+use crate::storage::{Store, Table};
+use state::{Cluster, Command, Outcome};
+
+/// Heartbeat, lease and failure-detection periods shared by coordinator and daemons.
+///
+/// A daemon serves only while its last heartbeat answered within `lease` (measured from when
+/// it was sent); the coordinator declares a daemon failed after `failure_timeout`, which
+/// must exceed `lease` by a margin, so a cut-off head stops serving before it is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub lease: Duration,
+    pub failure_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            heartbeat_interval: Duration::from_millis(100),
+            lease: Duration::from_millis(600),
+            failure_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl Timing {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.failure_timeout <= self.lease + self.heartbeat_interval {
+            return Err(format!(
+                "failure timeout {:?} must exceed the lease {:?} plus a heartbeat interval {:?}",
+                self.failure_timeout, self.lease, self.heartbeat_interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorOptions {
+    /// `host:port` to listen on.
+    pub listen: String,
+    pub max_frame: usize,
+    pub timing: Timing,
+}
+
+impl Default for CoordinatorOptions {
+    fn default() -> Self {
+        CoordinatorOptions {
+            listen: "127.0.0.1:1982".into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            timing: Timing::default(),
+        }
+    }
+}
+
+const STATE_KEY: &[u8] = b"coordinator-state";
+
+struct Shared {
+    cluster: Cluster,
+    store: Box<dyn Store>,
+    last_heard: BTreeMap<ServerId, rt::Instant>,
+}
+
+impl Shared {
+    /// Applies a command, persisting the state before anything is answered.
+    fn apply(&mut self, cmd: Command) -> Result<Outcome, (ReturnCode, String)> {
+        let before = self.cluster.config.version;
+        let out = self.cluster.apply(&cmd)?;
+        if self.cluster.config.version != before || matches!(out, Outcome::Registered(_)) {
+            let bytes = postcard::to_allocvec(&self.cluster).unwrap_or_default();
+            self.store.put(Table::Meta, STATE_KEY, Some(bytes));
+            if let Err(e) = self.store.sync() {
+                return Err((
+                    ReturnCode::AdminServerError,
+                    format!("cannot persist the configuration: {e}"),
+                ));
+            }
+            info!(version = self.cluster.config.version, command = ?cmd, "configuration changed");
+        }
+        Ok(out)
+    }
+
+    fn handle(&mut self, msg: Message) -> Message {
+        match msg {
+            Message::GetConfig => Message::Config(self.cluster.config.clone()),
+            Message::Register { id, addr } => match self.apply(Command::Register { id, addr }) {
+                Ok(Outcome::Registered(id)) => {
+                    self.last_heard.insert(id, rt::now());
+                    Message::Registered {
+                        id,
+                        config: self.cluster.config.clone(),
+                    }
+                }
+                Ok(_) => Message::Error {
+                    code: ReturnCode::AdminInternal,
+                    message: "registration produced no id".into(),
+                },
+                Err((code, message)) => Message::Error { code, message },
+            },
+            Message::Heartbeat { id, config_version } => {
+                let known = self
+                    .cluster
+                    .config
+                    .server(id)
+                    .is_some_and(|s| s.state == ServerState::Available);
+                if known {
+                    self.last_heard.insert(id, rt::now());
+                }
+                Message::HeartbeatReply {
+                    config: (config_version != self.cluster.config.version)
+                        .then(|| self.cluster.config.clone()),
+                }
+            }
+            Message::Admin(cmd) => Message::AdminReply(self.admin(cmd)),
+            other => Message::Error {
+                code: ReturnCode::AdminGarbage,
+                message: format!("the coordinator does not handle {}", message_name(&other)),
+            },
+        }
+    }
+
+    fn admin(&mut self, cmd: AdminCommand) -> Result<AdminOutput, (ReturnCode, String)> {
+        let command = match cmd {
+            AdminCommand::ListSpaces => {
+                return Ok(AdminOutput::Spaces(
+                    self.cluster.config.spaces.keys().cloned().collect(),
+                ))
+            }
+            AdminCommand::WaitUntilStable => {
+                let unstable = self.cluster.unstable();
+                return Ok(if unstable.is_empty() {
+                    AdminOutput::Done
+                } else {
+                    AdminOutput::NotStable(unstable.join("; "))
+                });
+            }
+            AdminCommand::AddSpace(text) => Command::AddSpace(text),
+            AdminCommand::RmSpace(name) => Command::RmSpace(name),
+            AdminCommand::ServerKill(id) => Command::ServerKill(id),
+            AdminCommand::ServerForget(id) => Command::ServerForget(id),
+        };
+        self.apply(command).map(|_| AdminOutput::Done)
+    }
+
+    /// Declares failed every available server not heard from within `timeout`.
+    fn detect_failures(&mut self, timeout: Duration) {
+        let now = rt::now();
+        let late: Vec<ServerId> = self
+            .cluster
+            .config
+            .servers
+            .values()
+            .filter(|s| s.state == ServerState::Available)
+            .filter(|s| {
+                self.last_heard
+                    .get(&s.id)
+                    .is_none_or(|t| now.duration_since(*t) > timeout)
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in late {
+            warn!(
+                server = id.0,
+                "no heartbeat within {timeout:?}: declaring the server failed"
+            );
+            if let Err((_, e)) = self.apply(Command::ServerFailed(id)) {
+                warn!(server = id.0, "could not record the failure: {e}");
+            }
+        }
+    }
+}
+
+/// A short name for a message kind, for error messages.
+pub fn message_name(m: &Message) -> &'static str {
+    match m {
+        Message::GetConfig => "GetConfig",
+        Message::Register { .. } => "Register",
+        Message::Heartbeat { .. } => "Heartbeat",
+        Message::Admin(_) => "Admin",
+        Message::Config(_) => "Config",
+        Message::Registered { .. } => "Registered",
+        Message::HeartbeatReply { .. } => "HeartbeatReply",
+        Message::AdminReply(_) => "AdminReply",
+        Message::Op { .. } => "Op",
+        Message::Search { .. } => "Search",
+        Message::Reply(_) => "Reply",
+        Message::Objects(_) => "Objects",
+        Message::ChainWrite(_) => "ChainWrite",
+        Message::ChainAck(_) => "ChainAck",
+        Message::Error { .. } => "Error",
+    }
+}
+
+/// Loads the persisted state, or starts a new cluster.
+fn load(store: &dyn Store) -> Result<Cluster, crate::Error> {
+    match store.get(Table::Meta, STATE_KEY)? {
+        Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| {
+            crate::Error::Config(format!("the coordinator's saved state is unreadable: {e}"))
+        }),
+        None => Ok(Cluster::new(rt::random_u64())),
+    }
+}
+
+/// Runs a coordinator on `listener` with state in `store` until the task is dropped.
+pub async fn run(
+    listener: rt::TcpListener,
+    store: Box<dyn Store>,
+    opts: CoordinatorOptions,
+) -> Result<(), crate::Error> {
+    opts.timing.validate().map_err(crate::Error::Config)?;
+    let cluster = load(store.as_ref())?;
+    let now = rt::now();
+    let last_heard = cluster.config.servers.keys().map(|&id| (id, now)).collect();
+    info!(
+        version = cluster.config.version,
+        servers = cluster.config.servers.len(),
+        spaces = cluster.config.spaces.len(),
+        "coordinator listening on {}",
+        opts.listen
+    );
+    let shared = Arc::new(Mutex::new(Shared {
+        cluster,
+        store,
+        last_heard,
+    }));
+    let detector = shared.clone();
+    let timing = opts.timing;
+    rt::spawn(async move {
+        loop {
+            rt::sleep(timing.heartbeat_interval).await;
+            let mut s = detector.lock().unwrap_or_else(|e| e.into_inner());
+            s.detect_failures(timing.failure_timeout);
+        }
+    });
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let shared = shared.clone();
+        let max_frame = opts.max_frame;
+        rt::spawn(async move {
+            let why = serve(stream, max_frame, |env: Envelope, tx| {
+                let reply = shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .handle(env.msg);
+                let _ = tx.send(Envelope {
+                    id: env.id,
+                    msg: reply,
+                });
+            })
+            .await;
+            tracing::debug!(%peer, "connection ended: {why}");
+        });
+    }
+}

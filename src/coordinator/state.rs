@@ -1,0 +1,378 @@
+//! The coordinator's state machine: pure and deterministic.
+//!
+//! [`Cluster::apply`] takes a [`Command`] and changes the configuration, bumping its version
+//! whenever anything visible changes. It does no I/O: the server around it persists the
+//! whole state after every change and before answering, so a later replicated log can drive
+//! the same machine unchanged.
+//!
+//! **Chain assignment.** When a space is added, region `i`'s chain is
+//! `available[(i + j) mod n]` for `j < min(tolerate + 1, n)`, over the available servers in id
+//! order: consecutive regions start at consecutive servers, so heads and replicas spread
+//! evenly. A server that fails is removed from every chain (its successor takes its place; if
+//! it was the head, the next server becomes head). A chain left shorter than `tolerate + 1` is
+//! refilled from available servers not in it: an empty chain at once (it holds no data); a
+//! non-empty one by adding the new server as the chain's tail, which daemons fill by state
+//! transfer before counting on it.
+
+use std::collections::BTreeMap;
+
+use hyperdex_model::{parse_space, ReturnCode};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId};
+
+/// Everything that can change the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A daemon starts; `id` is its old identity when it restarts on its data directory.
+    Register {
+        id: Option<ServerId>,
+        addr: String,
+    },
+    AddSpace(String),
+    RmSpace(String),
+    /// Missed heartbeats or reported by peers.
+    ServerFailed(ServerId),
+    /// An operator asked for the server to be treated as dead.
+    ServerKill(ServerId),
+    /// An operator asked for the server to be removed from the cluster altogether.
+    ServerForget(ServerId),
+}
+
+/// What a successful command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Registered(ServerId),
+    Done,
+    Unchanged,
+}
+
+pub type CommandError = (ReturnCode, String);
+
+/// The coordinator's whole state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub config: Config,
+    next_server: u64,
+    next_space: u64,
+}
+
+impl Cluster {
+    pub fn new(cluster_id: u64) -> Cluster {
+        Cluster {
+            config: Config {
+                version: 1,
+                cluster: cluster_id,
+                ..Config::default()
+            },
+            next_server: 1,
+            next_space: 1,
+        }
+    }
+
+    fn available(&self) -> Vec<ServerId> {
+        self.config
+            .servers
+            .values()
+            .filter(|s| s.state == ServerState::Available)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Applies a command. On error nothing changed.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
+        let before = self.clone();
+        match self.apply_inner(cmd) {
+            Ok(out) => {
+                if self.config != before.config {
+                    self.config.version = before.config.version + 1;
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                *self = before;
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_inner(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
+        match cmd {
+            Command::Register { id, addr } => {
+                let id = match id {
+                    Some(id) if self.config.servers.contains_key(id) => *id,
+                    Some(id) => {
+                        return Err((
+                            ReturnCode::AdminNotFound,
+                            format!(
+                                "server {id} is not part of this cluster (was it forgotten?); \
+                                 start it on an empty data directory to join as a new server"
+                            ),
+                        ))
+                    }
+                    None => {
+                        let id = ServerId(self.next_server);
+                        self.next_server += 1;
+                        id
+                    }
+                };
+                if let Some(other) =
+                    self.config.servers.values().find(|s| {
+                        s.addr == *addr && s.id != id && s.state == ServerState::Available
+                    })
+                {
+                    return Err((
+                        ReturnCode::Duplicate,
+                        format!("address {addr} is already used by server {}", other.id),
+                    ));
+                }
+                self.config.servers.insert(
+                    id,
+                    ServerInfo {
+                        id,
+                        addr: addr.clone(),
+                        state: ServerState::Available,
+                    },
+                );
+                self.refill();
+                Ok(Outcome::Registered(id))
+            }
+            Command::AddSpace(text) => {
+                let schema = parse_space(text)
+                    .map_err(|e| (ReturnCode::BadSpace, format!("bad space description: {e}")))?;
+                if self.config.spaces.contains_key(&schema.name) {
+                    return Err((
+                        ReturnCode::Duplicate,
+                        format!("space \"{}\" already exists", schema.name),
+                    ));
+                }
+                let available = self.available();
+                let replicas = (schema.tolerate as usize + 1).min(available.len());
+                let chains = (0..schema.partitions as usize)
+                    .map(|i| {
+                        (0..replicas)
+                            .map(|j| available[(i + j) % available.len()])
+                            .collect()
+                    })
+                    .collect();
+                let id = SpaceId(self.next_space);
+                self.next_space += 1;
+                self.config
+                    .spaces
+                    .insert(schema.name.clone(), SpaceConfig { id, schema, chains });
+                Ok(Outcome::Done)
+            }
+            Command::RmSpace(name) => {
+                if self.config.spaces.remove(name).is_none() {
+                    return Err((
+                        ReturnCode::AdminNotFound,
+                        format!("there is no space \"{name}\""),
+                    ));
+                }
+                Ok(Outcome::Done)
+            }
+            Command::ServerFailed(id) | Command::ServerKill(id) => {
+                let Some(server) = self.config.servers.get_mut(id) else {
+                    return Err((
+                        ReturnCode::AdminNotFound,
+                        format!("there is no server {id}"),
+                    ));
+                };
+                if server.state == ServerState::Failed {
+                    return Ok(Outcome::Unchanged);
+                }
+                server.state = ServerState::Failed;
+                self.remove_from_chains(*id);
+                self.refill();
+                Ok(Outcome::Done)
+            }
+            Command::ServerForget(id) => {
+                if self.config.servers.remove(id).is_none() {
+                    return Err((
+                        ReturnCode::AdminNotFound,
+                        format!("there is no server {id}"),
+                    ));
+                }
+                self.remove_from_chains(*id);
+                self.refill();
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn remove_from_chains(&mut self, id: ServerId) {
+        for space in self.config.spaces.values_mut() {
+            for chain in &mut space.chains {
+                chain.retain(|&m| m != id);
+            }
+        }
+    }
+
+    /// Fills empty chains from available servers (they hold no data, so no transfer is
+    /// needed). Non-empty short chains are left to state transfer.
+    fn refill(&mut self) {
+        let available = self.available();
+        if available.is_empty() {
+            return;
+        }
+        for space in self.config.spaces.values_mut() {
+            let replicas = (space.schema.tolerate as usize + 1).min(available.len());
+            for (i, chain) in space.chains.iter_mut().enumerate() {
+                if chain.is_empty() {
+                    *chain = (0..replicas)
+                        .map(|j| available[(i + j) % available.len()])
+                        .collect();
+                }
+            }
+        }
+    }
+
+    /// Regions short of replicas that the available servers could fill, described for
+    /// `wait-until-stable`; empty when the cluster is stable.
+    pub fn unstable(&self) -> Vec<String> {
+        let available = self.available().len();
+        let mut out = Vec::new();
+        for (name, space) in &self.config.spaces {
+            let want = (space.schema.tolerate as usize + 1).min(available);
+            let short = space.chains.iter().filter(|c| c.len() < want).count();
+            if short > 0 {
+                out.push(format!(
+                    "{short} regions of space \"{name}\" are short of replicas"
+                ));
+            }
+        }
+        out
+    }
+
+    /// Servers by state, for `show-config`.
+    pub fn servers_by_state(&self) -> BTreeMap<String, Vec<ServerId>> {
+        let mut out: BTreeMap<String, Vec<ServerId>> = BTreeMap::new();
+        for s in self.config.servers.values() {
+            out.entry(s.state.to_string()).or_default().push(s.id);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(daemons: usize) -> Cluster {
+        let mut c = Cluster::new(42);
+        for i in 0..daemons {
+            let out = c
+                .apply(&Command::Register {
+                    id: None,
+                    addr: format!("127.0.0.1:{}", 2012 + i),
+                })
+                .unwrap();
+            assert_eq!(out, Outcome::Registered(ServerId(i as u64 + 1)));
+        }
+        c
+    }
+
+    #[test]
+    fn chains_spread_over_servers() {
+        let mut c = cluster(3);
+        let v = c.config.version;
+        c.apply(&Command::AddSpace(
+            "space s key k create 4 partitions".into(),
+        ))
+        .unwrap();
+        assert_eq!(c.config.version, v + 1);
+        let chains = &c.config.spaces["s"].chains;
+        let ids = |v: &[u64]| v.iter().map(|&i| ServerId(i)).collect::<Vec<_>>();
+        assert_eq!(chains[0], ids(&[1, 2]));
+        assert_eq!(chains[1], ids(&[2, 3]));
+        assert_eq!(chains[2], ids(&[3, 1]));
+        assert_eq!(chains[3], ids(&[1, 2]));
+        assert!(c.unstable().is_empty());
+    }
+
+    #[test]
+    fn a_space_works_with_fewer_daemons_than_replicas() {
+        let mut c = cluster(1);
+        c.apply(&Command::AddSpace(
+            "space s key k tolerate 2 failures".into(),
+        ))
+        .unwrap();
+        assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 1));
+    }
+
+    #[test]
+    fn failures_remove_servers_from_chains() {
+        let mut c = cluster(3);
+        c.apply(&Command::AddSpace(
+            "space s key k create 3 partitions".into(),
+        ))
+        .unwrap();
+        c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
+        for chain in &c.config.spaces["s"].chains {
+            assert!(!chain.contains(&ServerId(2)));
+            assert!(!chain.is_empty());
+        }
+        let v = c.config.version;
+        assert_eq!(
+            c.apply(&Command::ServerFailed(ServerId(2))),
+            Ok(Outcome::Unchanged)
+        );
+        assert_eq!(c.config.version, v);
+    }
+
+    #[test]
+    fn empty_chains_are_filled_when_daemons_arrive() {
+        let mut c = cluster(0);
+        c.apply(&Command::AddSpace(
+            "space s key k create 2 partitions".into(),
+        ))
+        .unwrap();
+        assert!(c.config.spaces["s"].chains.iter().all(Vec::is_empty));
+        c.apply(&Command::Register {
+            id: None,
+            addr: "127.0.0.1:2012".into(),
+        })
+        .unwrap();
+        assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 1));
+    }
+
+    #[test]
+    fn errors_change_nothing() {
+        let mut c = cluster(2);
+        c.apply(&Command::AddSpace("space s key k".into())).unwrap();
+        let before = c.clone();
+        let (code, msg) = c
+            .apply(&Command::AddSpace("space s key k".into()))
+            .unwrap_err();
+        assert_eq!(code, ReturnCode::Duplicate);
+        assert!(msg.contains("already exists"));
+        let (code, msg) = c
+            .apply(&Command::AddSpace("space t key k attributes a, a".into()))
+            .unwrap_err();
+        assert_eq!(code, ReturnCode::BadSpace);
+        assert!(msg.contains("line 1, column 29"), "{msg}");
+        assert_eq!(
+            c.apply(&Command::RmSpace("nope".into())).unwrap_err().0,
+            ReturnCode::AdminNotFound
+        );
+        assert_eq!(
+            c.apply(&Command::Register {
+                id: Some(ServerId(99)),
+                addr: "x:1".into()
+            })
+            .unwrap_err()
+            .0,
+            ReturnCode::AdminNotFound
+        );
+        assert_eq!(
+            c.apply(&Command::Register {
+                id: None,
+                addr: "127.0.0.1:2012".into()
+            })
+            .unwrap_err()
+            .0,
+            ReturnCode::Duplicate
+        );
+        assert_eq!(c, before);
+    }
+}

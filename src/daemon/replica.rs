@@ -1,0 +1,846 @@
+//! Chain replication for one daemon, as a state machine without I/O.
+//!
+//! [`Replica::step`] takes one [`Input`] (a client request, a chain message, a new
+//! configuration, a peer that reconnected), reads and stages writes in the [`Store`], and
+//! returns [`Output`]s (replies to clients, messages to peers). The server around it runs a
+//! batch of inputs, **syncs the store once, and only then** delivers the outputs; so every
+//! acknowledgement and every reply leaves this daemon after the state it vouches for is on
+//! disk (group commit).
+//!
+//! ## The protocol (see PROTOCOL.md)
+//! - **Head** (first server of the key's region chain): orders operations per key. For a write
+//!   it computes the new object with the model's `apply` against the latest state *including
+//!   writes still in flight*, gives it version `latest + 1`, keeps it pending and sends a
+//!   [`ChainWrite`] to its successor. It replies to the client when the [`ChainAck`] for that
+//!   version comes back, i.e. when every replica has the write durably. A write that fails
+//!   (CMPFAIL, NOTFOUND...) changes nothing, but its reply waits until every earlier pending
+//!   write of the key is acknowledged, because it observed them.
+//! - **Middle** servers keep received writes pending and forward them; on the ack they store
+//!   the acknowledged version durably and pass the ack up.
+//! - **Tail**: stores each write durably, then acknowledges it.
+//! - **Reads** go to the head and return the latest acknowledged (stored) version, never a
+//!   pending one. A read that returns the stored version while a write is pending linearizes
+//!   before that write, whose client has not been answered yet.
+//! - **Exactly once**: each write carries `(client, seq)` and its reply; the head answers a
+//!   retry from the record stored with the object, or joins it to the same pending write.
+//! - **Configurations**: every message carries the sender's configuration version and a
+//!   receiver with another version ignores it (clients are told RECONFIGURE and retry). When a
+//!   new configuration is installed, each server resends its pending writes to its (possibly
+//!   new) successor; a server that became the tail stores its pending writes and acknowledges
+//!   them; pending writes of regions this server left are dropped and their clients told
+//!   RECONFIGURE (the write survives downstream if it got there, and the retry finds it).
+//!   When a connection to a peer is re-established, pending writes for which that peer is the
+//!   successor are resent; receivers ignore versions they already have and re-acknowledge.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyperdex_model::apply::{matches, validate_checks};
+use hyperdex_model::db::{step_key, with_key};
+use hyperdex_model::value::decode;
+use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig, SpaceId};
+use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message};
+use crate::storage::{Store, StoreError, Table};
+
+/// How many dedupe records are kept with each object.
+pub const DEDUPE_RECORDS: usize = 16;
+
+/// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub version: u64,
+    pub object: Option<Object>,
+    pub dedupe: Vec<Dedupe>,
+}
+
+/// The store key of an object: space id (8 bytes, big-endian) then the key's bytes.
+pub fn object_key(space: SpaceId, key: &[u8]) -> Vec<u8> {
+    let mut k = space.0.to_be_bytes().to_vec();
+    k.extend_from_slice(key);
+    k
+}
+
+/// Reads a stored object; a missing or unreadable record reads as "never written".
+pub fn load(store: &dyn Store, space: SpaceId, key: &[u8]) -> Result<StoredObject, StoreError> {
+    Ok(store
+        .get(Table::Objects, &object_key(space, key))?
+        .and_then(|b| postcard::from_bytes(&b).ok())
+        .unwrap_or_default())
+}
+
+fn stage(store: &mut dyn Store, space: SpaceId, key: &[u8], obj: &StoredObject) {
+    let bytes = postcard::to_allocvec(obj).unwrap_or_default();
+    store.put(Table::Objects, &object_key(space, key), Some(bytes));
+}
+
+/// What the state machine is fed.
+#[derive(Debug)]
+pub enum Input<W> {
+    /// A single-key operation from a client; `waiter` identifies where to reply.
+    Op {
+        waiter: W,
+        config_version: u64,
+        client: ClientId,
+        seq: u64,
+        op: Operation,
+    },
+    Search {
+        waiter: W,
+        config_version: u64,
+        space: String,
+        regions: Vec<RegionId>,
+        checks: Vec<Check>,
+    },
+    ChainWrite(ChainWrite),
+    ChainAck(ChainAck),
+    Config(Config),
+    /// The connection to this peer was (re-)established.
+    PeerUp(ServerId),
+}
+
+/// What the state machine asks the server to do, after syncing the store.
+#[derive(Debug, PartialEq)]
+pub enum Output<W> {
+    Reply(W, Message),
+    Send(ServerId, Message),
+    /// A client has a newer configuration than ours: fetch it now.
+    FetchConfig,
+}
+
+#[derive(Debug)]
+struct Pending<W> {
+    write: ChainWrite,
+    waiters: Vec<W>,
+    /// Replies to failed operations that observed this write; sent when it is acknowledged.
+    deferred: Vec<(W, Reply)>,
+}
+
+/// One daemon's replication state.
+pub struct Replica<W> {
+    me: ServerId,
+    config: Arc<Config>,
+    /// In-flight writes per (region, key), by version.
+    pending: BTreeMap<(RegionId, Vec<u8>), BTreeMap<u64, Pending<W>>>,
+}
+
+fn reconfigure(why: String) -> Message {
+    Message::Reply(Reply::Error(ReturnCode::Reconfigure, why))
+}
+
+impl<W: Clone> Replica<W> {
+    pub fn new(me: ServerId, config: Config) -> Replica<W> {
+        Replica {
+            me,
+            config: Arc::new(config),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of writes in flight through this server.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn step(
+        &mut self,
+        store: &mut dyn Store,
+        input: Input<W>,
+    ) -> Result<Vec<Output<W>>, StoreError> {
+        let mut out = Vec::new();
+        match input {
+            Input::Op {
+                waiter,
+                config_version,
+                client,
+                seq,
+                op,
+            } => self.on_op(store, waiter, config_version, client, seq, op, &mut out)?,
+            Input::Search {
+                waiter,
+                config_version,
+                space,
+                regions,
+                checks,
+            } => {
+                let msg =
+                    self.on_search(store, config_version, &space, &regions, &checks, &mut out)?;
+                out.push(Output::Reply(waiter, msg));
+            }
+            Input::ChainWrite(w) => self.on_chain_write(store, w, &mut out)?,
+            Input::ChainAck(a) => self.on_chain_ack(store, a, &mut out)?,
+            Input::Config(c) => self.on_config(store, c, &mut out)?,
+            Input::PeerUp(peer) => self.on_peer_up(peer, &mut out),
+        }
+        Ok(out)
+    }
+
+    fn check_version(&self, theirs: u64, out: &mut Vec<Output<W>>) -> Result<(), Box<Message>> {
+        let mine = self.config.version;
+        if theirs == mine {
+            return Ok(());
+        }
+        if theirs > mine {
+            out.push(Output::FetchConfig);
+        }
+        Err(Box::new(reconfigure(format!(
+            "the request carries configuration {theirs}, the server has {mine}"
+        ))))
+    }
+
+    fn position(&self, region: RegionId) -> Option<(usize, &[ServerId])> {
+        let chain = self.config.chain(region);
+        chain.iter().position(|&m| m == self.me).map(|p| (p, chain))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_op(
+        &mut self,
+        store: &mut dyn Store,
+        waiter: W,
+        config_version: u64,
+        client: ClientId,
+        seq: u64,
+        op: Operation,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if let Err(m) = self.check_version(config_version, out) {
+            out.push(Output::Reply(waiter, *m));
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let (Some(space_name), Some(key)) = (op.space(), op.key()) else {
+            out.push(Output::Reply(
+                waiter,
+                Message::Reply(Reply::Error(
+                    ReturnCode::Internal,
+                    "only single-key operations are sent to a daemon".into(),
+                )),
+            ));
+            return Ok(());
+        };
+        let Some(space) = config.space(space_name) else {
+            out.push(Output::Reply(
+                waiter,
+                Message::Reply(Reply::Error(
+                    ReturnCode::UnknownSpace,
+                    format!("unknown space \"{space_name}\""),
+                )),
+            ));
+            return Ok(());
+        };
+        let Some(kb) = key_bytes(&space.schema, key) else {
+            out.push(Output::Reply(
+                waiter,
+                Message::Reply(Reply::Error(
+                    ReturnCode::WrongType,
+                    format!(
+                        "key: expected {}, found {}",
+                        space.schema.key.datatype,
+                        key.kind()
+                    ),
+                )),
+            ));
+            return Ok(());
+        };
+        let region = space.region_of_bytes(&kb);
+        if config.chain(region).first() != Some(&self.me) {
+            out.push(Output::Reply(
+                waiter,
+                reconfigure(format!(
+                    "server {} is not the head of region {region}",
+                    self.me
+                )),
+            ));
+            return Ok(());
+        }
+        let stored = load(store, space.id, &kb)?;
+        if !op.is_mutation() {
+            let (reply, _) = step_key(&space.schema, stored.object.as_ref(), &op);
+            out.push(Output::Reply(waiter, Message::Reply(reply)));
+            return Ok(());
+        }
+        let pend = self.pending.entry((region, kb.clone())).or_default();
+        // A retry of a write still in flight joins it.
+        if let Some(p) = pend.values_mut().find(|p| {
+            p.write
+                .dedupe
+                .as_ref()
+                .is_some_and(|d| d.client == client && d.seq == seq)
+        }) {
+            p.waiters.push(waiter);
+            return Ok(());
+        }
+        // A retry of a write already applied is answered from the record.
+        if let Some(d) = stored
+            .dedupe
+            .iter()
+            .find(|d| d.client == client && d.seq == seq)
+        {
+            out.push(Output::Reply(waiter, Message::Reply(d.reply.clone())));
+            self.pending.retain(|_, p| !p.is_empty());
+            return Ok(());
+        }
+        let (latest_version, latest) = match pend.values().next_back() {
+            Some(p) => (p.write.version, p.write.object.as_ref()),
+            None => (stored.version, stored.object.as_ref()),
+        };
+        let (reply, change) = step_key(&space.schema, latest, &op);
+        let Some(new) = change else {
+            match pend.values_mut().next_back() {
+                Some(p) => p.deferred.push((waiter, reply)),
+                None => out.push(Output::Reply(waiter, Message::Reply(reply))),
+            }
+            self.pending.retain(|_, p| !p.is_empty());
+            return Ok(());
+        };
+        let write = ChainWrite {
+            config_version: config.version,
+            region,
+            key: kb.clone(),
+            version: latest_version + 1,
+            object: new,
+            dedupe: Some(Dedupe {
+                client,
+                seq,
+                reply: reply.clone(),
+            }),
+        };
+        let chain = config.chain(region);
+        if chain.len() == 1 {
+            // Head and tail at once: durable after this batch's sync, then answered.
+            let mut s = stored;
+            absorb(&mut s, &write);
+            stage(store, space.id, &kb, &s);
+            out.push(Output::Reply(waiter, Message::Reply(reply)));
+            self.pending.retain(|_, p| !p.is_empty());
+            return Ok(());
+        }
+        out.push(Output::Send(chain[1], Message::ChainWrite(write.clone())));
+        pend.insert(
+            write.version,
+            Pending {
+                write,
+                waiters: vec![waiter],
+                deferred: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn on_search(
+        &mut self,
+        store: &mut dyn Store,
+        config_version: u64,
+        space_name: &str,
+        regions: &[RegionId],
+        checks: &[Check],
+        out: &mut Vec<Output<W>>,
+    ) -> Result<Message, StoreError> {
+        if let Err(m) = self.check_version(config_version, out) {
+            return Ok(*m);
+        }
+        let Some(space) = self.config.space(space_name) else {
+            return Ok(Message::Reply(Reply::Error(
+                ReturnCode::UnknownSpace,
+                format!("unknown space \"{space_name}\""),
+            )));
+        };
+        if let Some(r) = regions
+            .iter()
+            .find(|r| r.space != space.id || self.config.chain(**r).first() != Some(&self.me))
+        {
+            return Ok(reconfigure(format!(
+                "server {} is not the head of region {r}",
+                self.me
+            )));
+        }
+        let checks = match validate_checks(&space.schema, checks) {
+            Ok(c) => c,
+            Err(f) => return Ok(Message::Reply(f.into_reply())),
+        };
+        Ok(Message::Objects(search_store(
+            store, space, regions, &checks,
+        )?))
+    }
+
+    fn on_chain_write(
+        &mut self,
+        store: &mut dyn Store,
+        w: ChainWrite,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if w.config_version != self.config.version {
+            return Ok(()); // resent by the sender once it has our configuration
+        }
+        let Some((pos, chain)) = self.position(w.region) else {
+            return Ok(());
+        };
+        if pos == 0 {
+            return Ok(());
+        }
+        let pred = chain[pos - 1];
+        let succ = chain.get(pos + 1).copied();
+        let space = w.region.space;
+        let mut stored = load(store, space, &w.key)?;
+        if w.version <= stored.version {
+            out.push(Output::Send(
+                pred,
+                Message::ChainAck(self.ack(&w.key, w.region, stored.version)),
+            ));
+            return Ok(());
+        }
+        match succ {
+            None => {
+                absorb(&mut stored, &w);
+                stage(store, space, &w.key, &stored);
+                out.push(Output::Send(
+                    pred,
+                    Message::ChainAck(self.ack(&w.key, w.region, w.version)),
+                ));
+            }
+            Some(succ) => {
+                let pend = self.pending.entry((w.region, w.key.clone())).or_default();
+                if let std::collections::btree_map::Entry::Vacant(slot) = pend.entry(w.version) {
+                    out.push(Output::Send(succ, Message::ChainWrite(w.clone())));
+                    slot.insert(Pending {
+                        write: w,
+                        waiters: Vec::new(),
+                        deferred: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ack(&self, key: &[u8], region: RegionId, version: u64) -> ChainAck {
+        ChainAck {
+            config_version: self.config.version,
+            region,
+            key: key.to_vec(),
+            version,
+        }
+    }
+
+    fn on_chain_ack(
+        &mut self,
+        store: &mut dyn Store,
+        a: ChainAck,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if a.config_version != self.config.version {
+            return Ok(());
+        }
+        let Some((pos, chain)) = self.position(a.region) else {
+            return Ok(());
+        };
+        let pred = if pos == 0 { None } else { Some(chain[pos - 1]) };
+        self.commit_through(store, a.region, &a.key, a.version, out)?;
+        if let Some(pred) = pred {
+            out.push(Output::Send(
+                pred,
+                Message::ChainAck(self.ack(&a.key, a.region, a.version)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores pending writes of `key` up to `version` and answers their clients (at the head).
+    fn commit_through(
+        &mut self,
+        store: &mut dyn Store,
+        region: RegionId,
+        key: &[u8],
+        version: u64,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        let Some(pend) = self.pending.get_mut(&(region, key.to_vec())) else {
+            return Ok(());
+        };
+        let rest = pend.split_off(&(version + 1));
+        let done = std::mem::replace(pend, rest);
+        if pend.is_empty() {
+            self.pending.remove(&(region, key.to_vec()));
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut stored = load(store, region.space, key)?;
+        for p in done.values() {
+            if p.write.version > stored.version {
+                absorb(&mut stored, &p.write);
+            }
+        }
+        stage(store, region.space, key, &stored);
+        for p in done.into_values() {
+            let reply = p
+                .write
+                .dedupe
+                .as_ref()
+                .map(|d| d.reply.clone())
+                .unwrap_or(Reply::Success);
+            for w in p.waiters {
+                out.push(Output::Reply(w, Message::Reply(reply.clone())));
+            }
+            for (w, r) in p.deferred {
+                out.push(Output::Reply(w, Message::Reply(r)));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_config(
+        &mut self,
+        store: &mut dyn Store,
+        config: Config,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if config.version <= self.config.version {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut self.config, Arc::new(config));
+        // Data of removed spaces goes.
+        for s in old.spaces.values() {
+            if self.config.space_by_id(s.id).is_none() {
+                for (k, _) in store.scan_prefix(Table::Objects, &s.id.0.to_be_bytes())? {
+                    store.put(Table::Objects, &k, None);
+                }
+            }
+        }
+        let keys: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
+        for (region, key) in keys {
+            let position = self.position(region).map(|(p, c)| (p, c.to_vec()));
+            match position {
+                None => {
+                    // We left this chain: clients retry elsewhere.
+                    if let Some(pend) = self.pending.remove(&(region, key)) {
+                        for p in pend.into_values() {
+                            for w in p.waiters {
+                                out.push(Output::Reply(
+                                    w,
+                                    reconfigure("the region moved to other servers".into()),
+                                ));
+                            }
+                            for (w, _) in p.deferred {
+                                out.push(Output::Reply(
+                                    w,
+                                    reconfigure("the region moved to other servers".into()),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Some((pos, chain)) if pos + 1 == chain.len() => {
+                    // We are the tail now: everything pending is stored and acknowledged.
+                    let top = self.pending[&(region, key.clone())]
+                        .keys()
+                        .next_back()
+                        .copied()
+                        .unwrap_or(0);
+                    self.commit_through(store, region, &key, top, out)?;
+                    if pos > 0 {
+                        out.push(Output::Send(
+                            chain[pos - 1],
+                            Message::ChainAck(self.ack(&key, region, top)),
+                        ));
+                    }
+                }
+                Some((pos, chain)) => {
+                    let version = self.config.version;
+                    if let Some(pend) = self.pending.get_mut(&(region, key)) {
+                        for p in pend.values_mut() {
+                            p.write.config_version = version;
+                            out.push(Output::Send(
+                                chain[pos + 1],
+                                Message::ChainWrite(p.write.clone()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_peer_up(&mut self, peer: ServerId, out: &mut Vec<Output<W>>) {
+        for ((region, _), pend) in &self.pending {
+            let chain = self.config.chain(*region);
+            let succ = chain
+                .iter()
+                .position(|&m| m == self.me)
+                .and_then(|p| chain.get(p + 1));
+            if succ == Some(&peer) {
+                for p in pend.values() {
+                    out.push(Output::Send(peer, Message::ChainWrite(p.write.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a chain write to a stored object: new version, new value, one more dedupe record.
+fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
+    stored.version = w.version;
+    stored.object = w.object.clone();
+    if let Some(d) = &w.dedupe {
+        stored.dedupe.push(d.clone());
+        let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
+        stored.dedupe.drain(..excess);
+    }
+}
+
+/// Every live object of `space` in `regions` that passes `checks` (validated), with its key.
+pub fn search_store(
+    store: &dyn Store,
+    space: &SpaceConfig,
+    regions: &[RegionId],
+    checks: &[Check],
+) -> Result<Vec<Object>, StoreError> {
+    let schema: &Space = &space.schema;
+    let prefix = space.id.0.to_be_bytes();
+    let mut found = Vec::new();
+    for (k, v) in store.scan_prefix(Table::Objects, &prefix)? {
+        let kb = &k[prefix.len()..];
+        if !regions.contains(&space.region_of_bytes(kb)) {
+            continue;
+        }
+        let Ok(stored) = postcard::from_bytes::<StoredObject>(&v) else {
+            continue;
+        };
+        let (Some(obj), Ok(key)) = (stored.object, decode(kb)) else {
+            continue;
+        };
+        if matches(schema, &key, &obj, checks) {
+            found.push(with_key(schema, &key, &obj));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::state::{Cluster, Command};
+    use crate::storage::MemStore;
+    use hyperdex_model::Value;
+
+    /// Three replicas wired by hand: messages are delivered by the test, so every step of the
+    /// protocol can be observed.
+    struct Net {
+        replicas: BTreeMap<ServerId, (Replica<u32>, MemStore)>,
+        replies: Vec<(u32, Message)>,
+        in_flight: Vec<(ServerId, Message)>,
+    }
+
+    impl Net {
+        fn new(servers: usize, space: &str) -> (Net, Config) {
+            let mut c = Cluster::new(1);
+            for i in 0..servers {
+                c.apply(&Command::Register {
+                    id: None,
+                    addr: format!("s{i}"),
+                })
+                .unwrap();
+            }
+            c.apply(&Command::AddSpace(space.into())).unwrap();
+            let replicas = c
+                .config
+                .servers
+                .keys()
+                .map(|&id| (id, (Replica::new(id, c.config.clone()), MemStore::new())))
+                .collect();
+            (
+                Net {
+                    replicas,
+                    replies: Vec::new(),
+                    in_flight: Vec::new(),
+                },
+                c.config,
+            )
+        }
+
+        fn input(&mut self, to: ServerId, input: Input<u32>) {
+            let (r, store) = self.replicas.get_mut(&to).unwrap();
+            let outs = r.step(store, input).unwrap();
+            store.sync().unwrap();
+            for o in outs {
+                match o {
+                    Output::Reply(w, m) => self.replies.push((w, m)),
+                    Output::Send(s, m) => self.in_flight.push((s, m)),
+                    Output::FetchConfig => {}
+                }
+            }
+        }
+
+        fn deliver_all(&mut self) {
+            while !self.in_flight.is_empty() {
+                let (to, m) = self.in_flight.remove(0);
+                let input = match m {
+                    Message::ChainWrite(w) => Input::ChainWrite(w),
+                    Message::ChainAck(a) => Input::ChainAck(a),
+                    other => panic!("unexpected {other:?}"),
+                };
+                self.input(to, input);
+            }
+        }
+    }
+
+    fn op(config: &Config, waiter: u32, seq: u64, op: Operation) -> Input<u32> {
+        Input::Op {
+            waiter,
+            config_version: config.version,
+            client: 7,
+            seq,
+            op,
+        }
+    }
+
+    fn head_of(config: &Config, key: &str) -> (ServerId, RegionId) {
+        let s = config.space("s").unwrap();
+        let r = s.region_of(&Value::string(key)).unwrap();
+        (config.chain(r)[0], r)
+    }
+
+    #[test]
+    fn a_write_is_answered_only_after_the_tail_stored_it() {
+        let (mut net, config) = Net::new(
+            3,
+            "space s key k attributes int n create 1 partition tolerate 2 failures",
+        );
+        let (head, region) = head_of(&config, "a");
+        net.input(
+            head,
+            op(
+                &config,
+                1,
+                1,
+                Operation::put("s", "a", vec![("n", Value::Int(5))]),
+            ),
+        );
+        assert!(net.replies.is_empty(), "no reply before the ack");
+        assert_eq!(net.in_flight.len(), 1);
+        // Deliver the write to the middle only: still no reply, nothing stored at the head.
+        let (to, m) = net.in_flight.remove(0);
+        let Message::ChainWrite(w) = m else { panic!() };
+        net.input(to, Input::ChainWrite(w));
+        assert!(net.replies.is_empty());
+        let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
+        let head_store = &net.replicas[&head].1;
+        assert_eq!(load(head_store, region.space, &kb).unwrap().version, 0);
+        net.deliver_all();
+        assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
+        for (_, store) in net.replicas.values() {
+            let s = load(store, region.space, &kb).unwrap();
+            assert_eq!(s.version, 1);
+            assert_eq!(s.object.unwrap()["n"], Value::Int(5));
+        }
+    }
+
+    #[test]
+    fn retries_are_answered_once() {
+        let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        net.input(
+            head,
+            op(
+                &config,
+                1,
+                1,
+                Operation::put("s", "a", vec![("n", Value::Int(1))]),
+            ),
+        );
+        let add = Operation::atomic(
+            hyperdex_model::NumOp::Add,
+            "s",
+            "a",
+            vec![("n", Value::Int(10))],
+        );
+        net.input(head, op(&config, 2, 2, add.clone()));
+        // The same request again while it is in flight, and again after it finished.
+        net.input(head, op(&config, 3, 2, add.clone()));
+        net.deliver_all();
+        net.input(head, op(&config, 4, 2, add));
+        net.input(head, op(&config, 5, 3, Operation::get("s", "a")));
+        let replies: BTreeMap<u32, Message> = net.replies.drain(..).collect();
+        assert_eq!(replies[&2], Message::Reply(Reply::Success));
+        assert_eq!(replies[&3], Message::Reply(Reply::Success));
+        assert_eq!(replies[&4], Message::Reply(Reply::Success));
+        let Message::Reply(Reply::Found(o)) = &replies[&5] else {
+            panic!()
+        };
+        assert_eq!(o["n"], Value::Int(11), "applied once");
+    }
+
+    #[test]
+    fn a_failed_write_waits_for_the_writes_it_observed() {
+        let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        net.input(
+            head,
+            op(&config, 1, 1, Operation::put_if_not_exist("s", "a", vec![])),
+        );
+        net.input(
+            head,
+            op(&config, 2, 2, Operation::put_if_not_exist("s", "a", vec![])),
+        );
+        assert!(
+            net.replies.is_empty(),
+            "the CMPFAIL observed an unacknowledged write"
+        );
+        net.deliver_all();
+        assert_eq!(net.replies.len(), 2);
+        assert!(matches!(
+            net.replies[1],
+            (2, Message::Reply(Reply::CmpFail(_)))
+        ));
+    }
+
+    #[test]
+    fn stale_configurations_are_refused() {
+        let (mut net, config) = Net::new(2, "space s key k create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        let mut input = op(&config, 1, 1, Operation::get("s", "a"));
+        if let Input::Op { config_version, .. } = &mut input {
+            *config_version -= 1;
+        }
+        net.input(head, input);
+        assert!(matches!(
+            &net.replies[0].1,
+            Message::Reply(Reply::Error(ReturnCode::Reconfigure, _))
+        ));
+    }
+
+    #[test]
+    fn when_the_tail_fails_its_predecessor_acknowledges_pending_writes() {
+        let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        net.input(
+            head,
+            op(
+                &config,
+                1,
+                1,
+                Operation::put("s", "a", vec![("n", Value::Int(3))]),
+            ),
+        );
+        net.in_flight.clear(); // the write to the tail is lost with it
+        let tail = config.chain(RegionId {
+            space: config.space("s").unwrap().id,
+            index: 0,
+        })[1];
+        let mut next = config.clone();
+        next.version += 1;
+        for ch in &mut next.spaces.get_mut("s").unwrap().chains {
+            ch.retain(|&m| m != tail);
+        }
+        net.input(head, Input::Config(next));
+        assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
+    }
+}

@@ -1,0 +1,87 @@
+//! The runtime seam: the only module that chooses between tokio and madsim.
+//!
+//! Everything in the cluster that spawns a task, sleeps, reads the clock, opens a socket or
+//! draws a random number goes through here. In production (`cargo build`) that is tokio and
+//! the operating system; under `RUSTFLAGS="--cfg madsim"` the `tokio` dependency is
+//! madsim-tokio's simulated runtime, so time is virtual, the network is simulated and
+//! randomness comes from the simulation's seed. The rest of the crate never names madsim,
+//! never calls `std::thread` or `std::time::Instant::now`, and never iterates a HashMap where
+//! order could leak into behaviour, which is what makes a simulated run replayable.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use tokio::net::{TcpListener, TcpStream};
+pub use tokio::time::Instant;
+
+/// Spawns a task on the current runtime (a simulated node's runtime under madsim).
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
+/// Sleeps for `d` (virtual time under the simulation).
+pub async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await
+}
+
+/// Runs `future` for at most `d`; `None` when the time ran out.
+pub async fn timeout<F: Future>(d: Duration, future: F) -> Option<F::Output> {
+    tokio::time::timeout(d, future).await.ok()
+}
+
+/// The current instant (virtual under the simulation).
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// A random 64-bit number: from the simulation's seeded generator under madsim, from the
+/// operating system's randomness otherwise.
+#[cfg(madsim)]
+pub fn random_u64() -> u64 {
+    madsim::rand::random()
+}
+
+/// A random 64-bit number: from the simulation's seeded generator under madsim, from the
+/// operating system's randomness otherwise.
+#[cfg(not(madsim))]
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is keyed from the OS's randomness once per process; mixing in a counter
+    // and the clock gives distinct values on every call.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// Connects to `addr` (`host:port`), giving up after `d`.
+pub async fn connect(addr: &str, d: Duration) -> std::io::Result<TcpStream> {
+    match timeout(d, TcpStream::connect(addr)).await {
+        Some(r) => {
+            let s = r?;
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connecting to {addr} timed out after {d:?}"),
+        )),
+    }
+}
+
+/// Binds a listener on `addr` (`host:port`; port 0 picks a free port).
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,167 @@
+//! Durable storage behind one small trait, with two implementations.
+//!
+//! A [`Store`] holds byte keys and values in a few [`Table`]s. Writes are *staged*
+//! ([`Store::put`]): visible to later reads at once, durable only after [`Store::sync`]. The
+//! daemon stages everything one batch of messages produces, syncs once (group commit), and only
+//! then sends acknowledgements, so no acknowledged write lives only in memory.
+//!
+//! - [`redb_store::RedbStore`]: redb on a real directory (production); one write transaction
+//!   with immediate durability per sync.
+//! - [`MemStore`]: an in-memory disk with an explicit sync boundary, kept outside the node that
+//!   uses it (an `Arc`), so that the simulation can "crash" it: [`MemStore::crash`] drops every
+//!   staged, unsynced write, as a power failure would.
+//!
+//! This module and `rt` are the only places that may touch the file system.
+
+pub mod redb_store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub use redb_store::RedbStore;
+
+/// The tables a store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Objects: (space id, key bytes) → stored object.
+    Objects,
+    /// Small facts about the node: its server id, the coordinator's state.
+    Meta,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("storage failure: {0}")]
+    Io(String),
+}
+
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Byte-keyed tables with staged writes and an explicit sync.
+pub trait Store: Send + 'static {
+    /// The value under `key`, staged writes included.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every entry whose key starts with `prefix`, in key order, staged writes included.
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError>;
+    /// Stages a write (`None` deletes).
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>);
+    /// Makes every staged write durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+type Staged = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+
+fn overlay_scan(durable: KeyValues, staged: &Staged, table: Table, prefix: &[u8]) -> KeyValues {
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = durable.into_iter().collect();
+    for ((t, k), v) in staged.range((table, prefix.to_vec())..) {
+        if *t != table || !k.starts_with(prefix) {
+            break;
+        }
+        match v {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    merged.into_iter().collect()
+}
+
+#[derive(Debug, Default)]
+struct MemDisk {
+    durable: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
+    staged: Staged,
+    syncs: u64,
+}
+
+/// An in-memory disk with a sync boundary; clones share the same disk.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    disk: Arc<Mutex<MemDisk>>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn disk(&self) -> std::sync::MutexGuard<'_, MemDisk> {
+        // A panic while holding this lock would already have failed the run; recover the data.
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A power failure: every write not yet synced is lost. Returns how many were lost.
+    pub fn crash(&self) -> usize {
+        let mut d = self.disk();
+        let lost = d.staged.len();
+        d.staged.clear();
+        lost
+    }
+
+    /// How many syncs have happened (for tests and simulation statistics).
+    pub fn syncs(&self) -> u64 {
+        self.disk().syncs
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let d = self.disk();
+        let k = (table, key.to_vec());
+        if let Some(v) = d.staged.get(&k) {
+            return Ok(v.clone());
+        }
+        Ok(d.durable.get(&k).cloned())
+    }
+
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+        let d = self.disk();
+        let durable = d
+            .durable
+            .range((table, prefix.to_vec())..)
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(overlay_scan(durable, &d.staged, table, prefix))
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        self.disk().staged.insert((table, key.to_vec()), value);
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let mut d = self.disk();
+        let staged = std::mem::take(&mut d.staged);
+        for ((t, k), v) in staged {
+            match v {
+                Some(v) => d.durable.insert((t, k), v),
+                None => d.durable.remove(&(t, k)),
+            };
+        }
+        d.syncs += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_writes_are_visible_and_lost_in_a_crash() {
+        let mut s = MemStore::new();
+        s.put(Table::Objects, b"a1", Some(b"x".to_vec()));
+        s.sync().unwrap();
+        s.put(Table::Objects, b"a2", Some(b"y".to_vec()));
+        s.put(Table::Objects, b"a1", None);
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), None);
+        assert_eq!(
+            s.scan_prefix(Table::Objects, b"a").unwrap(),
+            vec![(b"a2".to_vec(), b"y".to_vec())]
+        );
+        assert_eq!(s.crash(), 2);
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(s.get(Table::Objects, b"a2").unwrap(), None);
+        assert_eq!(s.get(Table::Meta, b"a1").unwrap(), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! [`Store`] on redb: one database file, `hyperdex.redb`, in the node's data directory.
+//!
+//! Staged writes live in an in-memory overlay until [`Store::sync`] writes them in one redb
+//! write transaction with immediate durability (an fsync), which is the daemon's group commit.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use super::{overlay_scan, KeyValues, Staged, Store, StoreError, Table};
+
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+
+fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    match t {
+        Table::Objects => OBJECTS,
+        Table::Meta => META,
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+pub struct RedbStore {
+    db: Database,
+    staged: Staged,
+}
+
+impl RedbStore {
+    /// Opens (creating if needed) the store in directory `dir`, which is created if missing.
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: dir.display().to_string(),
+            reason,
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(open_err("it exists and is not a directory".into()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let file: PathBuf = dir.join("hyperdex.redb");
+        let db =
+            Database::create(&file).map_err(|e| open_err(format!("{}: {e}", file.display())))?;
+        // Create the tables up front so reads never meet a missing table.
+        let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
+        {
+            tx.open_table(OBJECTS)
+                .map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(META).map_err(|e| open_err(e.to_string()))?;
+        }
+        tx.commit().map_err(|e| open_err(e.to_string()))?;
+        Ok(RedbStore {
+            db,
+            staged: BTreeMap::new(),
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.staged.get(&(table, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(def(table)).map_err(io)?;
+        Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(def(table)).map_err(io)?;
+        let mut durable = Vec::new();
+        for item in t.range(prefix..).map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            durable.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(overlay_scan(durable, &self.staged, table, prefix))
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        self.staged.insert((table, key.to_vec()), value);
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(io)?;
+        {
+            let mut objects = tx.open_table(OBJECTS).map_err(io)?;
+            let mut meta = tx.open_table(META).map_err(io)?;
+            for ((t, k), v) in &self.staged {
+                let table = match t {
+                    Table::Objects => &mut objects,
+                    Table::Meta => &mut meta,
+                };
+                match v {
+                    Some(v) => {
+                        table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
+                    }
+                    None => {
+                        table.remove(k.as_slice()).map_err(io)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(io)?;
+        self.staged.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hyperdex-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn synced_writes_survive_reopening() {
+        let dir = tempdir("reopen");
+        {
+            let mut s = RedbStore::open(&dir).unwrap();
+            s.put(Table::Objects, b"k1", Some(b"v1".to_vec()));
+            s.put(Table::Meta, b"id", Some(b"7".to_vec()));
+            s.sync().unwrap();
+            s.put(Table::Objects, b"k2", Some(b"unsynced".to_vec()));
+            assert_eq!(s.scan_prefix(Table::Objects, b"k").unwrap().len(), 2);
+        }
+        let s = RedbStore::open(&dir).unwrap();
+        assert_eq!(s.get(Table::Objects, b"k1").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(s.get(Table::Objects, b"k2").unwrap(), None);
+        assert_eq!(s.get(Table::Meta, b"id").unwrap(), Some(b"7".to_vec()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_a_clear_error() {
+        let dir = tempdir("file");
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let err = RedbStore::open(&dir).err().expect("must fail");
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+        let _ = std::fs::remove_file(&dir);
+    }
+}
