@@ -209,6 +209,20 @@ pub async fn run(
         });
     }
 
+    // Retransmission of anything still pending.
+    {
+        let events = events_tx.clone();
+        let every = opts.timing.heartbeat_interval * 5;
+        rt::spawn(async move {
+            loop {
+                rt::sleep(every).await;
+                if events.send(Event::Input(Input::Tick)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     // The actor.
     {
         let events = events_tx.clone();

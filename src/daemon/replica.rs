@@ -99,6 +99,8 @@ pub enum Input<W> {
     Config(Config),
     /// The connection to this peer was (re-)established.
     PeerUp(ServerId),
+    /// Periodic: resend pending writes (a lost message must not stall a chain).
+    Tick,
 }
 
 /// What the state machine asks the server to do, after syncing the store.
@@ -124,6 +126,8 @@ pub struct Replica<W> {
     config: Arc<Config>,
     /// In-flight writes per (region, key), by version.
     pending: BTreeMap<(RegionId, Vec<u8>), BTreeMap<u64, Pending<W>>>,
+    /// Chain messages stamped with a configuration newer than ours, replayed once we have it.
+    early: Vec<Input<W>>,
 }
 
 fn reconfigure(why: String) -> Message {
@@ -136,6 +140,7 @@ impl<W: Clone> Replica<W> {
             me,
             config: Arc::new(config),
             pending: BTreeMap::new(),
+            early: Vec::new(),
         }
     }
 
@@ -176,7 +181,8 @@ impl<W: Clone> Replica<W> {
             Input::ChainWrite(w) => self.on_chain_write(store, w, &mut out)?,
             Input::ChainAck(a) => self.on_chain_ack(store, a, &mut out)?,
             Input::Config(c) => self.on_config(store, c, &mut out)?,
-            Input::PeerUp(peer) => self.on_peer_up(peer, &mut out),
+            Input::PeerUp(peer) => self.resend(Some(peer), &mut out),
+            Input::Tick => self.resend(None, &mut out),
         }
         Ok(out)
     }
@@ -566,17 +572,29 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
+        let early = std::mem::take(&mut self.early);
+        for input in early {
+            match input {
+                Input::ChainWrite(w) => self.on_chain_write(store, w, out)?,
+                Input::ChainAck(a) => self.on_chain_ack(store, a, out)?,
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    fn on_peer_up(&mut self, peer: ServerId, out: &mut Vec<Output<W>>) {
+    /// Resends pending writes to their successor (only those whose successor is `only`, if
+    /// given). Receivers ignore versions they have and acknowledge again.
+    fn resend(&mut self, only: Option<ServerId>, out: &mut Vec<Output<W>>) {
         for ((region, _), pend) in &self.pending {
             let chain = self.config.chain(*region);
             let succ = chain
                 .iter()
                 .position(|&m| m == self.me)
-                .and_then(|p| chain.get(p + 1));
-            if succ == Some(&peer) {
+                .and_then(|p| chain.get(p + 1))
+                .copied();
+            let Some(peer) = succ else { continue };
+            if only.is_none_or(|o| o == peer) {
                 for p in pend.values() {
                     out.push(Output::Send(peer, Message::ChainWrite(p.write.clone())));
                 }

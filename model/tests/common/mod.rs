@@ -2,6 +2,8 @@
 //! prints them, parsing the chapter's printed Python literals, and extracting its sessions.
 #![allow(dead_code)]
 
+pub mod seed_script;
+
 use std::path::PathBuf;
 
 use hyperdex_model::{Object, Reply, Space, Value};

@@ -1,0 +1,189 @@
+//! A real cluster of `hyperdex` processes on loopback, started with the seed chapter's
+//! command lines, for integration tests.
+#![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // tests sleep and read the wall clock on purpose
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hyperdex");
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hyperdex-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+pub struct Daemon {
+    pub port: u16,
+    pub data: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct ProcCluster {
+    pub dir: PathBuf,
+    pub coord_port: u16,
+    coord: Option<Child>,
+    pub daemons: Vec<Daemon>,
+}
+
+fn spawn(args: &[String], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start hyperdex")
+}
+
+impl ProcCluster {
+    /// Starts a coordinator and `n` daemons and waits until every daemon has registered.
+    pub fn start(name: &str, n: usize) -> ProcCluster {
+        let dir = temp_dir(name);
+        let mut c = ProcCluster {
+            coord_port: free_port(),
+            dir,
+            coord: None,
+            daemons: Vec::new(),
+        };
+        c.start_coordinator();
+        for i in 0..n {
+            let d = Daemon {
+                port: free_port(),
+                data: c.dir.join(format!("data{}", i + 1)),
+                child: None,
+            };
+            c.daemons.push(d);
+            c.start_daemon(i);
+        }
+        c.wait_for_daemons(n);
+        c
+    }
+
+    pub fn start_coordinator(&mut self) {
+        let args = vec![
+            "coordinator".into(),
+            "-f".into(),
+            "-l".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.coord_port.to_string(),
+            "-D".into(),
+            self.dir.join("coordinator").display().to_string(),
+        ];
+        std::fs::create_dir_all(self.dir.join("coordinator")).expect("coordinator dir");
+        self.coord = Some(spawn(&args, &self.dir.join("coordinator.log")));
+    }
+
+    /// Starts daemon `i` with the seed's flag spelling.
+    pub fn start_daemon(&mut self, i: usize) {
+        let d = &self.daemons[i];
+        let args = vec![
+            "daemon".into(),
+            "-f".into(),
+            "--listen=127.0.0.1".into(),
+            format!("--listen-port={}", d.port),
+            "--coordinator=127.0.0.1".into(),
+            format!("--coordinator-port={}", self.coord_port),
+            format!("--data={}", d.data.display()),
+        ];
+        let log = self.dir.join(format!("daemon{}.log", i + 1));
+        let child = spawn(&args, &log);
+        self.daemons[i].child = Some(child);
+    }
+
+    /// Runs a `hyperdex` admin or data command against this cluster.
+    pub fn hyperdex(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("-p")
+            .arg(self.coord_port.to_string())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run hyperdex");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("hyperdex output")
+    }
+
+    /// Waits until `n` daemons are AVAILABLE in `show-config`.
+    pub fn wait_for_daemons(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.hyperdex(&["show-config"], None);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() && text.matches("AVAILABLE").count() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemons did not register: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill_daemon(&mut self, i: usize) {
+        if let Some(mut c) = self.daemons[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coord.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs every process.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.daemons.len() {
+            self.kill_daemon(i);
+        }
+        self.kill_coordinator();
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.coord_port)
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster logs kept in {}", self.dir.display());
+        }
+    }
+}
