@@ -123,6 +123,9 @@ pub enum Command {
         /// Worker threads (default: the number of CPUs).
         #[arg(short = 't', long = "threads")]
         threads: Option<usize>,
+        /// Seconds to keep trying to reach the coordinator at start-up.
+        #[arg(long = "coordinator-timeout", default_value_t = 10)]
+        coordinator_timeout: u64,
     },
     /// Add a space; the description is read from FILE or standard input.
     #[command(name = "add-space", disable_help_flag = true)]
@@ -383,6 +386,7 @@ async fn run(command: Command) -> ExitCode {
             coordinator_port,
             data,
             threads: _,
+            coordinator_timeout,
         } => {
             if !process.foreground {
                 return detach(&process, &data, "daemon");
@@ -392,13 +396,9 @@ async fn run(command: Command) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            run_daemon(
-                &listen,
-                listen_port,
-                &format!("{coordinator}:{coordinator_port}"),
-                &data,
-            )
-            .await
+            let coordinator = format!("{coordinator}:{coordinator_port}");
+            let timeout = Duration::from_secs(coordinator_timeout);
+            run_daemon(&listen, listen_port, &coordinator, &data, timeout).await
         }
         Command::AddSpace { coord, file } => {
             init_logging("warn", None);
@@ -530,7 +530,13 @@ async fn run(command: Command) -> ExitCode {
 }
 
 /// Opens the data directory, binds, and runs a daemon until it fails.
-pub async fn run_daemon(listen: &str, port: u16, coordinator: &str, data: &Path) -> ExitCode {
+pub async fn run_daemon(
+    listen: &str,
+    port: u16,
+    coordinator: &str,
+    data: &Path,
+    startup_timeout: Duration,
+) -> ExitCode {
     let store = match RedbStore::open(data) {
         Ok(s) => s,
         Err(e) => {
@@ -554,6 +560,7 @@ pub async fn run_daemon(listen: &str, port: u16, coordinator: &str, data: &Path)
         address,
         coordinator: coordinator.to_string(),
         max_frame: DEFAULT_MAX_FRAME,
+        startup_timeout,
         ..DaemonOptions::default()
     };
     match daemon::run(listener, Box::new(store), opts).await {
