@@ -79,6 +79,10 @@ pub struct SpaceConfig {
     pub schema: Space,
     /// For each region of the key subspace, its chain (head first).
     pub chains: Vec<Vec<ServerId>>,
+    /// For each region, the server being filled by state transfer, if any. It is always the
+    /// last member of the chain: it stores and acknowledges writes like a tail, but it never
+    /// counts as a complete copy until the transfer from its predecessor is done.
+    pub joining: Vec<Option<ServerId>>,
 }
 
 /// A numbered configuration of the whole cluster.
@@ -133,6 +137,12 @@ impl Config {
             .and_then(|s| s.chains.get(r.index as usize))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// The server joining region `r` by state transfer, if any.
+    pub fn joining(&self, r: RegionId) -> Option<ServerId> {
+        self.space_by_id(r.space)
+            .and_then(|s| s.joining.get(r.index as usize).copied().flatten())
     }
 
     /// Every region `server` belongs to, with its position in the chain.

@@ -139,7 +139,11 @@ pub fn render_config(c: &Config) -> String {
         );
         for (i, chain) in s.chains.iter().enumerate() {
             let members: Vec<String> = chain.iter().map(|m| m.to_string()).collect();
-            let _ = writeln!(out, "  region {i}: [{}]", members.join(" -> "));
+            let joining = match s.joining.get(i).copied().flatten() {
+                Some(j) => format!(" (server {j} joining by state transfer)"),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "  region {i}: [{}]{joining}", members.join(" -> "));
         }
     }
     out

@@ -138,6 +138,12 @@ impl Shared {
                 }
             }
             Message::Admin(cmd) => Message::AdminReply(self.admin(cmd)),
+            Message::TransferComplete { id, region } => {
+                match self.apply(Command::TransferComplete { server: id, region }) {
+                    Ok(_) => Message::AdminReply(Ok(AdminOutput::Done)),
+                    Err(e) => Message::AdminReply(Err(e)),
+                }
+            }
             other => Message::Error {
                 code: ReturnCode::AdminGarbage,
                 message: format!("the coordinator does not handle {}", message_name(&other)),
@@ -213,6 +219,9 @@ pub fn message_name(m: &Message) -> &'static str {
         Message::Objects(_) => "Objects",
         Message::ChainWrite(_) => "ChainWrite",
         Message::ChainAck(_) => "ChainAck",
+        Message::TransferData(_) => "TransferData",
+        Message::TransferAck(_) => "TransferAck",
+        Message::TransferComplete { .. } => "TransferComplete",
         Message::Error { .. } => "Error",
     }
 }

@@ -9,17 +9,18 @@
 //! `available[(i + j) mod n]` for `j < min(tolerate + 1, n)`, over the available servers in id
 //! order: consecutive regions start at consecutive servers, so heads and replicas spread
 //! evenly. A server that fails is removed from every chain (its successor takes its place; if
-//! it was the head, the next server becomes head). A chain left shorter than `tolerate + 1` is
-//! refilled from available servers not in it: an empty chain at once (it holds no data); a
-//! non-empty one by adding the new server as the chain's tail, which daemons fill by state
-//! transfer before counting on it.
+//! it was the head, the next server becomes head), except where it is the last member: then
+//! the region waits for it to come back. A server that registers again after a restart is
+//! treated the same way (what was in flight through it is gone), and rejoins by state
+//! transfer. Chains that are empty because the space was created before any daemon existed
+//! are filled as soon as daemons register.
 
 use std::collections::BTreeMap;
 
 use hyperdex_model::{parse_space, ReturnCode};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId};
+use crate::config::{Config, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId};
 
 /// Everything that can change the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,11 @@ pub enum Command {
     ServerKill(ServerId),
     /// An operator asked for the server to be removed from the cluster altogether.
     ServerForget(ServerId),
+    /// A joining server has every object of the region.
+    TransferComplete {
+        server: ServerId,
+        region: RegionId,
+    },
 }
 
 /// What a successful command produced.
@@ -134,6 +140,10 @@ impl Cluster {
                         state: ServerState::Available,
                     },
                 );
+                // A restarted server lost whatever was in flight through it: it leaves every
+                // chain it shares with others and comes back by state transfer. Where it is
+                // the only member, its data is the region's only copy and it keeps serving.
+                self.remove_from_chains(id);
                 self.refill();
                 Ok(Outcome::Registered(id))
             }
@@ -157,9 +167,15 @@ impl Cluster {
                     .collect();
                 let id = SpaceId(self.next_space);
                 self.next_space += 1;
-                self.config
-                    .spaces
-                    .insert(schema.name.clone(), SpaceConfig { id, schema, chains });
+                self.config.spaces.insert(
+                    schema.name.clone(),
+                    SpaceConfig {
+                        id,
+                        joining: vec![None; schema.partitions as usize],
+                        schema,
+                        chains,
+                    },
+                );
                 Ok(Outcome::Done)
             }
             Command::RmSpace(name) => {
@@ -186,6 +202,24 @@ impl Cluster {
                 self.refill();
                 Ok(Outcome::Done)
             }
+            Command::TransferComplete { server, region } => {
+                let Some(space) = self
+                    .config
+                    .spaces
+                    .values_mut()
+                    .find(|s| s.id == region.space)
+                else {
+                    return Ok(Outcome::Unchanged);
+                };
+                match space.joining.get_mut(region.index as usize) {
+                    Some(j) if *j == Some(*server) => {
+                        *j = None;
+                        self.refill();
+                        Ok(Outcome::Done)
+                    }
+                    _ => Ok(Outcome::Unchanged),
+                }
+            }
             Command::ServerForget(id) => {
                 if self.config.servers.remove(id).is_none() {
                     return Err((
@@ -200,28 +234,74 @@ impl Cluster {
         }
     }
 
+    /// Removes `id` from every chain, except where it is the last complete member: a region
+    /// whose every replica failed keeps its last one and is unavailable until that server
+    /// returns with its data (refilling it from elsewhere would silently lose acknowledged
+    /// writes). A joiner is simply dropped.
     fn remove_from_chains(&mut self, id: ServerId) {
         for space in self.config.spaces.values_mut() {
-            for chain in &mut space.chains {
-                chain.retain(|&m| m != id);
+            for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
+                if *joining == Some(id) {
+                    chain.retain(|&m| m != id);
+                    *joining = None;
+                } else if chain.contains(&id) && chain.len() - usize::from(joining.is_some()) > 1 {
+                    chain.retain(|&m| m != id);
+                }
             }
         }
     }
 
-    /// Fills empty chains from available servers (they hold no data, so no transfer is
-    /// needed). Non-empty short chains are left to state transfer.
+    /// How many chains each server is in.
+    fn load(&self) -> BTreeMap<ServerId, usize> {
+        let mut load: BTreeMap<ServerId, usize> = BTreeMap::new();
+        for space in self.config.spaces.values() {
+            for chain in &space.chains {
+                for m in chain {
+                    *load.entry(*m).or_default() += 1;
+                }
+            }
+        }
+        load
+    }
+
+    /// Fills chains short of `tolerate + 1` members. An empty chain (a space created before
+    /// any daemon existed) is filled at once: it holds no data. Any other short chain gets one
+    /// joiner at a time, the least loaded available server not in it, which daemons fill by
+    /// state transfer before it counts.
     fn refill(&mut self) {
         let available = self.available();
         if available.is_empty() {
             return;
         }
+        let mut load = self.load();
         for space in self.config.spaces.values_mut() {
-            let replicas = (space.schema.tolerate as usize + 1).min(available.len());
-            for (i, chain) in space.chains.iter_mut().enumerate() {
+            let want = (space.schema.tolerate as usize + 1).min(available.len());
+            for (i, (chain, joining)) in space
+                .chains
+                .iter_mut()
+                .zip(space.joining.iter_mut())
+                .enumerate()
+            {
                 if chain.is_empty() {
-                    *chain = (0..replicas)
+                    *chain = (0..want)
                         .map(|j| available[(i + j) % available.len()])
                         .collect();
+                    for m in chain.iter() {
+                        *load.entry(*m).or_default() += 1;
+                    }
+                    continue;
+                }
+                if joining.is_some() || chain.len() >= want {
+                    continue;
+                }
+                let candidate = available
+                    .iter()
+                    .filter(|s| !chain.contains(s))
+                    .min_by_key(|s| (load.get(s).copied().unwrap_or(0), **s));
+                if let Some(&c) = candidate {
+                    chain.push(c);
+                    *joining = Some(c);
+                    *load.entry(c).or_default() += 1;
                 }
             }
         }
@@ -238,6 +318,12 @@ impl Cluster {
             if short > 0 {
                 out.push(format!(
                     "{short} regions of space \"{name}\" are short of replicas"
+                ));
+            }
+            let joining = space.joining.iter().filter(|j| j.is_some()).count();
+            if joining > 0 {
+                out.push(format!(
+                    "{joining} regions of space \"{name}\" are being filled by state transfer"
                 ));
             }
         }
@@ -318,6 +404,56 @@ mod tests {
             Ok(Outcome::Unchanged)
         );
         assert_eq!(c.config.version, v);
+    }
+
+    #[test]
+    fn a_restarted_server_rejoins_by_state_transfer() {
+        let mut c = cluster(3);
+        c.apply(&Command::AddSpace(
+            "space s key k create 3 partitions".into(),
+        ))
+        .unwrap();
+        c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
+        let s = &c.config.spaces["s"];
+        // Chains that lost server 2 got another server as a joiner at their tail.
+        for (chain, joining) in s.chains.iter().zip(&s.joining) {
+            assert_eq!(chain.len(), 2);
+            if let Some(j) = joining {
+                assert_eq!(chain.last(), Some(j));
+            }
+        }
+        // Server 2 comes back: it is available again and joins chains that are short.
+        c.apply(&Command::Register {
+            id: Some(ServerId(2)),
+            addr: "127.0.0.1:2013".into(),
+        })
+        .unwrap();
+        assert!(!c.unstable().is_empty());
+        for i in 0..3u32 {
+            let region = RegionId {
+                space: c.config.spaces["s"].id,
+                index: i,
+            };
+            if let Some(j) = c.config.joining(region) {
+                c.apply(&Command::TransferComplete { server: j, region })
+                    .unwrap();
+            }
+        }
+        assert!(c.unstable().is_empty(), "{:?}", c.unstable());
+    }
+
+    #[test]
+    fn the_last_replica_of_a_region_is_never_removed() {
+        let mut c = cluster(2);
+        c.apply(&Command::AddSpace(
+            "space s key k create 2 partitions".into(),
+        ))
+        .unwrap();
+        c.apply(&Command::ServerFailed(ServerId(1))).unwrap();
+        c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
+        for chain in &c.config.spaces["s"].chains {
+            assert_eq!(chain.len(), 1, "the last replica stays: {chain:?}");
+        }
     }
 
     #[test]

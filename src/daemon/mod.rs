@@ -65,9 +65,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where a reply goes: the connection and the request id.
 pub type Waiter = (ReplyTx, u64);
 
-enum Event {
-    Input(Input<Waiter>),
-}
+type Event = Input<Waiter>;
 
 /// Registers with the coordinator, retrying until the start-up timeout.
 async fn register(
@@ -158,7 +156,8 @@ pub async fn run(
     };
     let fatal = Arc::new(AtomicBool::new(false));
 
-    // Heartbeats and configuration updates.
+    // Heartbeats, configuration updates and reports to the coordinator.
+    let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<crate::config::RegionId>();
     {
         let events = events_tx.clone();
         let fetch = fetch.clone();
@@ -168,9 +167,11 @@ pub async fn run(
         rt::spawn(async move {
             let mut coord = Some(coord);
             loop {
+                let mut report = None;
                 tokio::select! {
                     _ = rt::sleep(opts.timing.heartbeat_interval) => {}
                     _ = fetch.notified() => {}
+                    r = reports_rx.recv() => report = r,
                 }
                 if coord.as_ref().is_none_or(|c| !c.is_alive()) {
                     coord = RpcConn::connect(&opts.coordinator, opts.max_frame, RPC_TIMEOUT)
@@ -178,32 +179,57 @@ pub async fn run(
                         .ok();
                 }
                 let Some(c) = &coord else { continue };
+                if let Some(region) = report {
+                    let _ = c
+                        .call(Message::TransferComplete { id: me, region }, RPC_TIMEOUT)
+                        .await;
+                }
                 let sent = rt::now();
                 let hb = Message::Heartbeat {
                     id: me,
                     config_version: version,
                 };
-                match c.call(hb, opts.timing.lease).await {
+                let config = match c.call(hb, opts.timing.lease).await {
                     Ok(Message::HeartbeatReply { config }) => {
                         lease.renew(sent);
-                        if let Some(config) = config {
-                            if config
-                                .server(me)
-                                .is_none_or(|s| s.state != ServerState::Available)
-                            {
-                                warn!(
-                                    server = me.0,
-                                    "the coordinator considers this server failed"
-                                );
-                            }
-                            version = config.version;
-                            if events.send(Event::Input(Input::Config(config))).is_err() {
-                                return;
-                            }
-                        }
+                        config
                     }
-                    Ok(other) => debug!("unexpected heartbeat reply {}", message_name(&other)),
-                    Err(e) => debug!("heartbeat failed: {e}"),
+                    Ok(other) => {
+                        debug!("unexpected heartbeat reply {}", message_name(&other));
+                        None
+                    }
+                    Err(e) => {
+                        debug!("heartbeat failed: {e}");
+                        None
+                    }
+                };
+                let Some(mut config) = config else { continue };
+                if config
+                    .server(me)
+                    .is_none_or(|s| s.state != ServerState::Available)
+                {
+                    // Declared failed while alive (a partition, a pause): register again and
+                    // rejoin by state transfer.
+                    warn!(
+                        server = me.0,
+                        "the coordinator declared this server failed; registering again"
+                    );
+                    let msg = Message::Register {
+                        id: Some(me),
+                        addr: opts.address.clone(),
+                    };
+                    match c.call(msg, RPC_TIMEOUT).await {
+                        Ok(Message::Registered { config: c2, .. }) => config = c2,
+                        Ok(Message::Error { message, .. }) => {
+                            error!("the coordinator refused this server: {message}");
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                }
+                version = config.version;
+                if events.send(Input::Config(config)).is_err() {
+                    return;
                 }
             }
         });
@@ -216,7 +242,7 @@ pub async fn run(
         rt::spawn(async move {
             loop {
                 rt::sleep(every).await;
-                if events.send(Event::Input(Input::Tick)).is_err() {
+                if events.send(Input::Tick).is_err() {
                     return;
                 }
             }
@@ -242,7 +268,7 @@ pub async fn run(
                     }
                 }
                 let mut outs = Vec::new();
-                for Event::Input(input) in batch {
+                for input in batch {
                     if let Input::Op { waiter, .. } | Input::Search { waiter, .. } = &input {
                         if !lease.valid() {
                             let (tx, id) = waiter;
@@ -277,6 +303,9 @@ pub async fn run(
                         }
                         Output::Send(to, msg) => peers.send(replica.config(), to, msg),
                         Output::FetchConfig => fetch.notify_one(),
+                        Output::TransferDone(region) => {
+                            let _ = reports_tx.send(region);
+                        }
                     }
                 }
             }
@@ -326,6 +355,8 @@ pub async fn run(
                     },
                     Message::ChainWrite(w) => Input::ChainWrite(w),
                     Message::ChainAck(a) => Input::ChainAck(a),
+                    Message::TransferData(t) => Input::TransferData(t),
+                    Message::TransferAck(a) => Input::TransferAck(a),
                     other => {
                         let _ = tx.send(Envelope {
                             id: env.id,
@@ -340,7 +371,7 @@ pub async fn run(
                         return;
                     }
                 };
-                let _ = events.send(Event::Input(input));
+                let _ = events.send(input);
             })
             .await;
             debug!(%peer, "connection ended: {why}");
@@ -401,7 +432,7 @@ async fn peer_link(
     loop {
         match RpcConn::connect(&addr, max_frame, RPC_TIMEOUT).await {
             Ok(conn) => {
-                if events.send(Event::Input(Input::PeerUp(to))).is_err() {
+                if events.send(Input::PeerUp(to)).is_err() {
                     return;
                 }
                 while let Some(msg) = rx.recv().await {

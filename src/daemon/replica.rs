@@ -42,7 +42,7 @@ use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig, SpaceId};
-use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message};
+use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
 
 /// How many dedupe records are kept with each object.
@@ -96,6 +96,8 @@ pub enum Input<W> {
     },
     ChainWrite(ChainWrite),
     ChainAck(ChainAck),
+    TransferData(TransferData),
+    TransferAck(TransferAck),
     Config(Config),
     /// The connection to this peer was (re-)established.
     PeerUp(ServerId),
@@ -110,6 +112,8 @@ pub enum Output<W> {
     Send(ServerId, Message),
     /// A client has a newer configuration than ours: fetch it now.
     FetchConfig,
+    /// This server has every object of a region it joins: tell the coordinator.
+    TransferDone(RegionId),
 }
 
 #[derive(Debug)]
@@ -128,7 +132,24 @@ pub struct Replica<W> {
     pending: BTreeMap<(RegionId, Vec<u8>), BTreeMap<u64, Pending<W>>>,
     /// Chain messages stamped with a configuration newer than ours, replayed once we have it.
     early: Vec<Input<W>>,
+    /// Transfers this server is sending, to the joiner of each region it precedes.
+    outgoing: BTreeMap<RegionId, Outgoing>,
+    /// Regions this server joins and has received completely (in the current configuration).
+    received: std::collections::BTreeSet<RegionId>,
 }
+
+/// A state transfer in progress from this server.
+#[derive(Debug)]
+struct Outgoing {
+    to: ServerId,
+    /// Objects with keys up to this one are acknowledged by the joiner.
+    cursor: Option<Vec<u8>>,
+    done: bool,
+    windows: u64,
+}
+
+/// Objects per transfer window.
+pub const TRANSFER_WINDOW: usize = 64;
 
 fn reconfigure(why: String) -> Message {
     Message::Reply(Reply::Error(ReturnCode::Reconfigure, why))
@@ -141,6 +162,8 @@ impl<W: Clone> Replica<W> {
             config: Arc::new(config),
             pending: BTreeMap::new(),
             early: Vec::new(),
+            outgoing: BTreeMap::new(),
+            received: Default::default(),
         }
     }
 
@@ -180,9 +203,22 @@ impl<W: Clone> Replica<W> {
             }
             Input::ChainWrite(w) => self.on_chain_write(store, w, &mut out)?,
             Input::ChainAck(a) => self.on_chain_ack(store, a, &mut out)?,
+            Input::TransferData(t) => self.on_transfer_data(store, t, &mut out)?,
+            Input::TransferAck(a) => self.on_transfer_ack(store, a, &mut out)?,
             Input::Config(c) => self.on_config(store, c, &mut out)?,
-            Input::PeerUp(peer) => self.resend(Some(peer), &mut out),
-            Input::Tick => self.resend(None, &mut out),
+            Input::PeerUp(peer) => {
+                self.resend(Some(peer), &mut out);
+                self.send_windows(store, Some(peer), &mut out)?;
+            }
+            Input::Tick => {
+                self.resend(None, &mut out);
+                self.send_windows(store, None, &mut out)?;
+                for r in &self.received {
+                    if self.config.joining(*r) == Some(self.me) {
+                        out.push(Output::TransferDone(*r));
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -376,14 +412,32 @@ impl<W: Clone> Replica<W> {
         )?))
     }
 
+    /// Whether a chain message can be acted on now. Messages from a newer configuration are
+    /// kept until we have it (and we ask for it); older ones are dropped, since their sender
+    /// resends everything pending when it installs the configuration we have.
+    fn current(
+        &mut self,
+        version: u64,
+        input: impl FnOnce() -> Input<W>,
+        out: &mut Vec<Output<W>>,
+    ) -> bool {
+        if version > self.config.version {
+            if self.early.len() < 100_000 {
+                self.early.push(input());
+            }
+            out.push(Output::FetchConfig);
+        }
+        version == self.config.version
+    }
+
     fn on_chain_write(
         &mut self,
         store: &mut dyn Store,
         w: ChainWrite,
         out: &mut Vec<Output<W>>,
     ) -> Result<(), StoreError> {
-        if w.config_version != self.config.version {
-            return Ok(()); // resent by the sender once it has our configuration
+        if !self.current(w.config_version, || Input::ChainWrite(w.clone()), out) {
+            return Ok(());
         }
         let Some((pos, chain)) = self.position(w.region) else {
             return Ok(());
@@ -441,7 +495,7 @@ impl<W: Clone> Replica<W> {
         a: ChainAck,
         out: &mut Vec<Output<W>>,
     ) -> Result<(), StoreError> {
-        if a.config_version != self.config.version {
+        if !self.current(a.config_version, || Input::ChainAck(a.clone()), out) {
             return Ok(());
         }
         let Some((pos, chain)) = self.position(a.region) else {
@@ -449,6 +503,12 @@ impl<W: Clone> Replica<W> {
         };
         let pred = if pos == 0 { None } else { Some(chain[pos - 1]) };
         self.commit_through(store, a.region, &a.key, a.version, out)?;
+        // Pass the ack on only if this server really holds the version durably: after a
+        // restart it may have lost a write that its successor acknowledges, and the
+        // predecessor's retransmission will bring it here again.
+        if load(store, a.region.space, &a.key)?.version < a.version {
+            return Ok(());
+        }
         if let Some(pred) = pred {
             out.push(Output::Send(
                 pred,
@@ -572,15 +632,201 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
+        self.start_transfers(store, &old, out)?;
         let early = std::mem::take(&mut self.early);
         for input in early {
             match input {
                 Input::ChainWrite(w) => self.on_chain_write(store, w, out)?,
                 Input::ChainAck(a) => self.on_chain_ack(store, a, out)?,
+                Input::TransferData(t) => self.on_transfer_data(store, t, out)?,
+                Input::TransferAck(a) => self.on_transfer_ack(store, a, out)?,
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// After a new configuration: a server that has just become a joiner drops what it held
+    /// of the region (the transfer brings the authoritative copy; stale versions from an
+    /// earlier life must not shadow it), and the predecessor of each joiner starts sending.
+    fn start_transfers(
+        &mut self,
+        store: &mut dyn Store,
+        old: &Config,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        self.received
+            .retain(|r| config.joining(*r) == Some(self.me));
+        for (region, pos) in config.regions_of(self.me) {
+            let chain = config.chain(region);
+            if config.joining(region) == Some(self.me) && old.joining(region) != Some(self.me) {
+                self.received.remove(&region);
+                if let Some(space) = config.space_by_id(region.space) {
+                    for (k, _) in
+                        store.scan_prefix(Table::Objects, &region.space.0.to_be_bytes())?
+                    {
+                        let kb = &k[8..];
+                        if space.region_of_bytes(kb) == region {
+                            store.put(Table::Objects, &k, None);
+                        }
+                    }
+                }
+            }
+            let joiner = config
+                .joining(region)
+                .filter(|j| chain.get(pos + 1) == Some(j));
+            match joiner {
+                Some(j) => {
+                    let restart = self.outgoing.get(&region).is_none_or(|o| o.to != j);
+                    if restart {
+                        self.outgoing.insert(
+                            region,
+                            Outgoing {
+                                to: j,
+                                cursor: None,
+                                done: false,
+                                windows: 0,
+                            },
+                        );
+                    }
+                }
+                None => {
+                    self.outgoing.remove(&region);
+                }
+            }
+        }
+        self.outgoing.retain(|r, _| config.joining(*r).is_some());
+        let regions: Vec<RegionId> = self.outgoing.keys().copied().collect();
+        for r in regions {
+            if let Some(o) = self.outgoing.get_mut(&r) {
+                // The joiner's configuration changed with ours: resend from the last window
+                // it acknowledged.
+                o.done = false;
+            }
+        }
+        self.send_windows(store, None, out)
+    }
+
+    /// Sends the next window of every transfer not yet done (to `only`, if given).
+    fn send_windows(
+        &mut self,
+        store: &mut dyn Store,
+        only: Option<ServerId>,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        for (region, o) in &self.outgoing {
+            if o.done || only.is_some_and(|p| p != o.to) {
+                continue;
+            }
+            let Some(space) = config.space_by_id(region.space) else {
+                continue;
+            };
+            let mut entries = Vec::new();
+            let mut last = true;
+            for (k, v) in store.scan_prefix(Table::Objects, &region.space.0.to_be_bytes())? {
+                let kb = &k[8..];
+                if o.cursor.as_deref().is_some_and(|c| kb <= c)
+                    || space.region_of_bytes(kb) != *region
+                {
+                    continue;
+                }
+                if entries.len() == TRANSFER_WINDOW {
+                    last = false;
+                    break;
+                }
+                entries.push((kb.to_vec(), v));
+            }
+            out.push(Output::Send(
+                o.to,
+                Message::TransferData(TransferData {
+                    config_version: config.version,
+                    region: *region,
+                    after: o.cursor.clone(),
+                    entries,
+                    last,
+                }),
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_transfer_data(
+        &mut self,
+        store: &mut dyn Store,
+        t: TransferData,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if !self.current(t.config_version, || Input::TransferData(t.clone()), out) {
+            return Ok(());
+        }
+        if self.config.joining(t.region) != Some(self.me) {
+            return Ok(());
+        }
+        let Some((pos, chain)) = self.position(t.region) else {
+            return Ok(());
+        };
+        let Some(&pred) = pos.checked_sub(1).and_then(|p| chain.get(p)) else {
+            return Ok(());
+        };
+        let mut upto = t.after.clone();
+        for (kb, bytes) in &t.entries {
+            let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
+                continue;
+            };
+            let stored = load(store, t.region.space, kb)?;
+            if incoming.version > stored.version {
+                stage(store, t.region.space, kb, &incoming);
+            }
+            upto = Some(kb.clone());
+        }
+        if t.last {
+            if self.received.insert(t.region) {
+                tracing::info!(region = %t.region, "state transfer complete");
+            }
+            out.push(Output::TransferDone(t.region));
+        }
+        out.push(Output::Send(
+            pred,
+            Message::TransferAck(TransferAck {
+                config_version: self.config.version,
+                region: t.region,
+                upto,
+                done: t.last,
+            }),
+        ));
+        Ok(())
+    }
+
+    fn on_transfer_ack(
+        &mut self,
+        store: &mut dyn Store,
+        a: TransferAck,
+        out: &mut Vec<Output<W>>,
+    ) -> Result<(), StoreError> {
+        if !self.current(a.config_version, || Input::TransferAck(a.clone()), out) {
+            return Ok(());
+        }
+        let Some(o) = self.outgoing.get_mut(&a.region) else {
+            return Ok(());
+        };
+        // Only an acknowledgement that moves the cursor forward counts (old ones may arrive
+        // after a resend).
+        if a.upto.as_deref() < o.cursor.as_deref() {
+            return Ok(());
+        }
+        o.cursor = a.upto;
+        o.windows += 1;
+        if o.windows % 100 == 0 {
+            tracing::info!(region = %a.region, to = o.to.0, windows = o.windows, "state transfer in progress");
+        }
+        if a.done {
+            o.done = true;
+            return Ok(());
+        }
+        let to = o.to;
+        self.send_windows(store, Some(to), out)
     }
 
     /// Resends pending writes to their successor (only those whose successor is `only`, if
@@ -655,6 +901,7 @@ mod tests {
         replicas: BTreeMap<ServerId, (Replica<u32>, MemStore)>,
         replies: Vec<(u32, Message)>,
         in_flight: Vec<(ServerId, Message)>,
+        transfers_done: Vec<(ServerId, RegionId)>,
     }
 
     impl Net {
@@ -679,6 +926,7 @@ mod tests {
                     replicas,
                     replies: Vec::new(),
                     in_flight: Vec::new(),
+                    transfers_done: Vec::new(),
                 },
                 c.config,
             )
@@ -693,6 +941,7 @@ mod tests {
                     Output::Reply(w, m) => self.replies.push((w, m)),
                     Output::Send(s, m) => self.in_flight.push((s, m)),
                     Output::FetchConfig => {}
+                    Output::TransferDone(r) => self.transfers_done.push((to, r)),
                 }
             }
         }
@@ -703,6 +952,8 @@ mod tests {
                 let input = match m {
                     Message::ChainWrite(w) => Input::ChainWrite(w),
                     Message::ChainAck(a) => Input::ChainAck(a),
+                    Message::TransferData(t) => Input::TransferData(t),
+                    Message::TransferAck(a) => Input::TransferAck(a),
                     other => panic!("unexpected {other:?}"),
                 };
                 self.input(to, input);
@@ -860,5 +1111,73 @@ mod tests {
         }
         net.input(head, Input::Config(next));
         assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
+    }
+
+    #[test]
+    fn a_joiner_receives_every_object_and_later_writes() {
+        let (mut net, config) = Net::new(
+            2,
+            "space s key k attributes int n create 1 partition tolerate 1 failure",
+        );
+        let space = config.space("s").unwrap().clone();
+        let region = RegionId {
+            space: space.id,
+            index: 0,
+        };
+        let chain = config.chain(region).to_vec();
+        let (head, other) = (chain[0], chain[1]);
+        // Shrink the chain to the head alone, and write 150 objects (more than two windows).
+        let mut solo = config.clone();
+        solo.version += 1;
+        solo.spaces.get_mut("s").unwrap().chains[0] = vec![head];
+        net.input(head, Input::Config(solo.clone()));
+        net.input(other, Input::Config(solo.clone()));
+        for i in 0..150 {
+            let key = format!("k{i}");
+            net.input(
+                head,
+                op(
+                    &solo,
+                    i,
+                    i as u64 + 1,
+                    Operation::put("s", key.as_str(), vec![("n", Value::Int(i as i64))]),
+                ),
+            );
+        }
+        net.input(head, op(&solo, 999, 999, Operation::del("s", "k7")));
+        assert_eq!(net.replies.len(), 151);
+        // The other server joins; a write arrives while the transfer is under way.
+        let mut joined = solo.clone();
+        joined.version += 1;
+        joined.spaces.get_mut("s").unwrap().chains[0] = vec![head, other];
+        joined.spaces.get_mut("s").unwrap().joining[0] = Some(other);
+        net.input(other, Input::Config(joined.clone()));
+        net.input(head, Input::Config(joined.clone()));
+        net.input(
+            head,
+            op(
+                &joined,
+                1000,
+                1000,
+                Operation::put("s", "late", vec![("n", Value::Int(-1))]),
+            ),
+        );
+        net.deliver_all();
+        assert_eq!(net.transfers_done, vec![(other, region)]);
+        let (_, head_store) = &net.replicas[&head];
+        let (_, joiner_store) = &net.replicas[&other];
+        let prefix = space.id.0.to_be_bytes();
+        assert_eq!(
+            head_store.scan_prefix(Table::Objects, &prefix).unwrap(),
+            joiner_store.scan_prefix(Table::Objects, &prefix).unwrap(),
+            "the joiner holds exactly what the head holds, tombstones included"
+        );
+        assert_eq!(
+            joiner_store
+                .scan_prefix(Table::Objects, &prefix)
+                .unwrap()
+                .len(),
+            151
+        );
     }
 }

@@ -66,6 +66,28 @@ pub struct ChainAck {
     pub version: u64,
 }
 
+/// A window of a region's objects, streamed from a chain member to the server joining it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferData {
+    pub config_version: u64,
+    pub region: RegionId,
+    /// Entries are the region's objects with keys after this one (all, when `None`).
+    pub after: Option<Vec<u8>>,
+    /// (key bytes, encoded stored object), in key order.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The region has no objects after these.
+    pub last: bool,
+}
+
+/// The joiner has stored everything up to `upto`; `done` once the last window is in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferAck {
+    pub config_version: u64,
+    pub region: RegionId,
+    pub upto: Option<Vec<u8>>,
+    pub done: bool,
+}
+
 /// Administrative requests to the coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AdminCommand {
@@ -105,6 +127,11 @@ pub enum Message {
         config_version: u64,
     },
     Admin(AdminCommand),
+    /// A daemon has received every object of a region it is joining.
+    TransferComplete {
+        id: ServerId,
+        region: RegionId,
+    },
 
     // Replies from the coordinator.
     Config(Config),
@@ -142,6 +169,8 @@ pub enum Message {
     // Between daemons (one-way).
     ChainWrite(ChainWrite),
     ChainAck(ChainAck),
+    TransferData(TransferData),
+    TransferAck(TransferAck),
 
     /// The request could not be handled at all (undecodable, wrong kind, ...).
     Error {
