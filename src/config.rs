@@ -82,7 +82,15 @@ pub struct SpaceConfig {
     /// For each region, the server being filled by state transfer, if any. It is always the
     /// last member of the chain: it stores and acknowledges writes like a tail, but it never
     /// counts as a complete copy until the transfer from its predecessor is done.
-    pub joining: Vec<Option<ServerId>>,
+    pub joining: Vec<Option<Joiner>>,
+}
+
+/// A server being filled by state transfer, and the configuration version in which it
+/// started: a new start (even of the same server) means a new, complete transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joiner {
+    pub server: ServerId,
+    pub since: u64,
 }
 
 /// A numbered configuration of the whole cluster.
@@ -141,6 +149,11 @@ impl Config {
 
     /// The server joining region `r` by state transfer, if any.
     pub fn joining(&self, r: RegionId) -> Option<ServerId> {
+        self.joiner(r).map(|j| j.server)
+    }
+
+    /// The joiner of region `r` with the version its transfer started in.
+    pub fn joiner(&self, r: RegionId) -> Option<Joiner> {
         self.space_by_id(r.space)
             .and_then(|s| s.joining.get(r.index as usize).copied().flatten())
     }

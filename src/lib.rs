@@ -13,6 +13,7 @@
 //! - [`cli`]: the `hyperdex` command line.
 
 pub mod admin;
+pub mod bugs;
 pub mod cli;
 pub mod client;
 pub mod config;

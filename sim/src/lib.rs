@@ -1,6 +1,35 @@
 //! The deterministic simulation harness for hyperdex-rs.
 //!
-//! Everything in this crate runs only when built with `RUSTFLAGS="--cfg madsim"`: the whole
-//! cluster (coordinator, daemons, clients, network, clocks and disks) then runs inside one
-//! process under madsim, driven by a seed. Without `--cfg madsim` the crate is empty so that
-//! an ordinary `cargo build` of the workspace stays fast.
+//! Everything here runs only when built with `RUSTFLAGS="--cfg madsim"`: the whole cluster
+//! (coordinator, daemons, clients, network, clocks and disks) then runs inside one process
+//! under madsim, driven by a seed, so that any run can be replayed exactly. Without
+//! `--cfg madsim` the crate is empty, so an ordinary `cargo build` of the workspace stays
+//! fast.
+//!
+//! - [`cluster`]: named simulated nodes and the faults that can be done to them;
+//! - [`workload`]: seeded client workloads that record a history;
+//! - [`nemesis`]: a seeded schedule of faults;
+//! - [`run`]: one whole run (start, workload under faults, heal, audit, check) and its report.
+//!
+//! `docs/simulation.md` explains running, replaying, reading a counterexample and adding a
+//! fault or a workload.
+
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod workload;
+
+/// Sends tracing output to stderr when `RUST_LOG` is set (for replaying a seed).
+#[cfg(madsim)]
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}

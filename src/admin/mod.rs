@@ -139,7 +139,7 @@ pub fn render_config(c: &Config) -> String {
         );
         for (i, chain) in s.chains.iter().enumerate() {
             let members: Vec<String> = chain.iter().map(|m| m.to_string()).collect();
-            let joining = match s.joining.get(i).copied().flatten() {
+            let joining = match s.joining.get(i).copied().flatten().map(|j| j.server) {
                 Some(j) => format!(" (server {j} joining by state transfer)"),
                 None => String::new(),
             };

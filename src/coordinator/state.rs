@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use hyperdex_model::{parse_space, ReturnCode};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId};
+use crate::config::{
+    Config, Joiner, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId,
+};
 
 /// Everything that can change the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +146,7 @@ impl Cluster {
                 // chain it shares with others and comes back by state transfer. Where it is
                 // the only member, its data is the region's only copy and it keeps serving.
                 self.remove_from_chains(id);
+                self.restart_joins_behind(id);
                 self.refill();
                 Ok(Outcome::Registered(id))
             }
@@ -212,7 +215,7 @@ impl Cluster {
                     return Ok(Outcome::Unchanged);
                 };
                 match space.joining.get_mut(region.index as usize) {
-                    Some(j) if *j == Some(*server) => {
+                    Some(j) if j.map(|j| j.server) == Some(*server) => {
                         *j = None;
                         self.refill();
                         Ok(Outcome::Done)
@@ -241,11 +244,27 @@ impl Cluster {
     fn remove_from_chains(&mut self, id: ServerId) {
         for space in self.config.spaces.values_mut() {
             for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
-                if *joining == Some(id) {
+                if joining.map(|j| j.server) == Some(id) {
                     chain.retain(|&m| m != id);
                     *joining = None;
                 } else if chain.contains(&id) && chain.len() - usize::from(joining.is_some()) > 1 {
                     chain.retain(|&m| m != id);
+                }
+            }
+        }
+    }
+
+    /// Where `id` is the only complete member of a chain and has just restarted, a joiner may
+    /// hold writes `id` lost (stored by the joiner, not yet by `id`): that join starts over,
+    /// so the joiner's copy is rebuilt from `id`'s rather than diverging from it.
+    fn restart_joins_behind(&mut self, id: ServerId) {
+        for space in self.config.spaces.values_mut() {
+            for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
+                if let Some(j) = *joining {
+                    if chain.first() == Some(&id) && chain.len() == 2 {
+                        chain.retain(|&m| m != j.server);
+                        *joining = None;
+                    }
                 }
             }
         }
@@ -274,6 +293,7 @@ impl Cluster {
             return;
         }
         let mut load = self.load();
+        let next_version = self.config.version + 1;
         for space in self.config.spaces.values_mut() {
             let want = (space.schema.tolerate as usize + 1).min(available.len());
             for (i, (chain, joining)) in space
@@ -300,7 +320,10 @@ impl Cluster {
                     .min_by_key(|s| (load.get(s).copied().unwrap_or(0), **s));
                 if let Some(&c) = candidate {
                     chain.push(c);
-                    *joining = Some(c);
+                    *joining = Some(Joiner {
+                        server: c,
+                        since: next_version,
+                    });
                     *load.entry(c).or_default() += 1;
                 }
             }
@@ -419,7 +442,7 @@ mod tests {
         for (chain, joining) in s.chains.iter().zip(&s.joining) {
             assert_eq!(chain.len(), 2);
             if let Some(j) = joining {
-                assert_eq!(chain.last(), Some(j));
+                assert_eq!(chain.last(), Some(&j.server));
             }
         }
         // Server 2 comes back: it is available again and joins chains that are short.

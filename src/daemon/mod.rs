@@ -26,6 +26,7 @@ use hyperdex_model::{Reply, ReturnCode};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, info, warn};
 
+use crate::bugs::{planted, Bug};
 use crate::config::{Config, ServerId, ServerState};
 use crate::coordinator::{message_name, Timing};
 use crate::error::Error;
@@ -169,6 +170,7 @@ pub async fn run(
             loop {
                 let mut report = None;
                 tokio::select! {
+                    biased;
                     _ = rt::sleep(opts.timing.heartbeat_interval) => {}
                     _ = fetch.notified() => {}
                     r = reports_rx.recv() => report = r,
@@ -257,8 +259,12 @@ pub async fn run(
         let fatal = fatal.clone();
         let opts = opts.clone();
         rt::spawn(async move {
-            let mut replica: Replica<Waiter> = Replica::new(me, config);
+            // Start from an empty configuration and install the real one as an input, so
+            // that joining, transfers and clean-up start exactly as for any later one.
+            let mut replica: Replica<Waiter> = Replica::new(me, Config::default());
+            let _ = events.send(Input::Config(config));
             let mut peers = Peers::new(events, opts.max_frame);
+            let mut batches = 0u64;
             while let Some(first) = events_rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < 1024 {
@@ -270,7 +276,7 @@ pub async fn run(
                 let mut outs = Vec::new();
                 for input in batch {
                     if let Input::Op { waiter, .. } | Input::Search { waiter, .. } = &input {
-                        if !lease.valid() {
+                        if !lease.valid() && !planted(Bug::StaleConfig) {
                             let (tx, id) = waiter;
                             let _ = tx.send(Envelope {
                                 id: *id,
@@ -291,7 +297,11 @@ pub async fn run(
                         }
                     }
                 }
-                if let Err(e) = store.sync() {
+                batches += 1;
+                // The planted bug syncs only every 50th batch, acknowledging staged writes.
+                let skip_sync = planted(Bug::AckBeforeSync) && !batches.is_multiple_of(50);
+                let synced = if skip_sync { Ok(()) } else { store.sync() };
+                if let Err(e) = synced {
                     error!("storage sync failed, stopping: {e}");
                     fatal.store(true, Ordering::SeqCst);
                     return;

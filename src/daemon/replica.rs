@@ -41,6 +41,7 @@ use hyperdex_model::value::decode;
 use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig, SpaceId};
 use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
@@ -142,6 +143,8 @@ pub struct Replica<W> {
 #[derive(Debug)]
 struct Outgoing {
     to: ServerId,
+    /// The joiner's start version: a restarted join restarts the transfer.
+    since: u64,
     /// Objects with keys up to this one are acknowledged by the joiner.
     cursor: Option<Vec<u8>>,
     done: bool,
@@ -225,7 +228,7 @@ impl<W: Clone> Replica<W> {
 
     fn check_version(&self, theirs: u64, out: &mut Vec<Output<W>>) -> Result<(), Box<Message>> {
         let mine = self.config.version;
-        if theirs == mine {
+        if theirs == mine || planted(Bug::StaleConfig) {
             return Ok(());
         }
         if theirs > mine {
@@ -304,7 +307,16 @@ impl<W: Clone> Replica<W> {
         }
         let stored = load(store, space.id, &kb)?;
         if !op.is_mutation() {
-            let (reply, _) = step_key(&space.schema, stored.object.as_ref(), &op);
+            let pending_latest = self
+                .pending
+                .get(&(region, kb.clone()))
+                .and_then(|p| p.values().next_back())
+                .map(|p| p.write.object.as_ref());
+            let current = match pending_latest {
+                Some(latest) if planted(Bug::ReadPending) => latest,
+                _ => stored.object.as_ref(),
+            };
+            let (reply, _) = step_key(&space.schema, current, &op);
             out.push(Output::Reply(waiter, Message::Reply(reply)));
             return Ok(());
         }
@@ -365,11 +377,17 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         out.push(Output::Send(chain[1], Message::ChainWrite(write.clone())));
+        let waiters = if planted(Bug::EarlyReply) {
+            out.push(Output::Reply(waiter, Message::Reply(reply)));
+            Vec::new()
+        } else {
+            vec![waiter]
+        };
         pend.insert(
             write.version,
             Pending {
                 write,
-                waiters: vec![waiter],
+                waiters,
                 deferred: Vec::new(),
             },
         );
@@ -660,7 +678,8 @@ impl<W: Clone> Replica<W> {
             .retain(|r| config.joining(*r) == Some(self.me));
         for (region, pos) in config.regions_of(self.me) {
             let chain = config.chain(region);
-            if config.joining(region) == Some(self.me) && old.joining(region) != Some(self.me) {
+            let mine = config.joiner(region).filter(|j| j.server == self.me);
+            if mine.is_some() && old.joiner(region) != mine {
                 self.received.remove(&region);
                 if let Some(space) = config.space_by_id(region.space) {
                     for (k, _) in
@@ -674,16 +693,20 @@ impl<W: Clone> Replica<W> {
                 }
             }
             let joiner = config
-                .joining(region)
-                .filter(|j| chain.get(pos + 1) == Some(j));
+                .joiner(region)
+                .filter(|j| chain.get(pos + 1) == Some(&j.server));
             match joiner {
                 Some(j) => {
-                    let restart = self.outgoing.get(&region).is_none_or(|o| o.to != j);
+                    let restart = self
+                        .outgoing
+                        .get(&region)
+                        .is_none_or(|o| o.to != j.server || o.since != j.since);
                     if restart {
                         self.outgoing.insert(
                             region,
                             Outgoing {
-                                to: j,
+                                to: j.server,
+                                since: j.since,
                                 cursor: None,
                                 done: false,
                                 windows: 0,
@@ -818,7 +841,7 @@ impl<W: Clone> Replica<W> {
         }
         o.cursor = a.upto;
         o.windows += 1;
-        if o.windows % 100 == 0 {
+        if o.windows.is_multiple_of(100) {
             tracing::info!(region = %a.region, to = o.to.0, windows = o.windows, "state transfer in progress");
         }
         if a.done {
@@ -1150,7 +1173,10 @@ mod tests {
         let mut joined = solo.clone();
         joined.version += 1;
         joined.spaces.get_mut("s").unwrap().chains[0] = vec![head, other];
-        joined.spaces.get_mut("s").unwrap().joining[0] = Some(other);
+        joined.spaces.get_mut("s").unwrap().joining[0] = Some(crate::config::Joiner {
+            server: other,
+            since: joined.version,
+        });
         net.input(other, Input::Config(joined.clone()));
         net.input(head, Input::Config(joined.clone()));
         net.input(

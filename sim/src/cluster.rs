@@ -1,0 +1,270 @@
+//! A simulated cluster: a coordinator, daemons and client nodes, with faults.
+//!
+//! Each server node's start-up code is its `init` closure, which madsim runs again on
+//! `restart`. Each node's disk is a [`MemStore`] owned here, outside the node, so it survives
+//! kills and restarts; [`SimCluster::crash_disk`] kills the node *and* drops every write its
+//! disk had not synced, as a power failure would.
+//!
+//! Addresses: the coordinator is `10.0.0.1:1982`, daemon `i` is `10.0.1.(i+1):2012`, client
+//! node `i` is `10.0.2.(i+1)`, and the control node (admin calls, audits) is `10.0.3.1`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hyperdex::coordinator::{self, CoordinatorOptions, Timing};
+use hyperdex::daemon::{self, DaemonOptions};
+use hyperdex::rt;
+use hyperdex::storage::MemStore;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId;
+
+pub const COORDINATOR: &str = "10.0.0.1:1982";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("a literal address")
+}
+
+/// A server node and its disk.
+pub struct Server {
+    pub name: String,
+    pub node: NodeHandle,
+    pub store: MemStore,
+    pub addr: String,
+    pub up: bool,
+}
+
+pub struct SimCluster {
+    handle: Handle,
+    pub coordinator: Server,
+    pub daemons: Vec<Server>,
+    pub clients: Vec<NodeHandle>,
+    pub control: NodeHandle,
+    clogged: BTreeSet<(NodeId, NodeId)>,
+}
+
+fn coordinator_node(handle: &Handle, store: MemStore, timing: Timing) -> NodeHandle {
+    handle
+        .create_node()
+        .name("coordinator")
+        .ip(ip("10.0.0.1"))
+        .init(move || {
+            let store = store.clone();
+            async move {
+                let listener = match rt::listen(COORDINATOR).await {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("coordinator cannot listen: {e}"),
+                };
+                let opts = CoordinatorOptions {
+                    listen: COORDINATOR.into(),
+                    timing,
+                    ..CoordinatorOptions::default()
+                };
+                if let Err(e) = coordinator::run(listener, Box::new(store), opts).await {
+                    tracing::error!("coordinator stopped: {e}");
+                }
+            }
+        })
+        .build()
+}
+
+fn daemon_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> (NodeHandle, String) {
+    let host = format!("10.0.1.{}", i + 1);
+    let addr = format!("{host}:2012");
+    let a = addr.clone();
+    let node = handle
+        .create_node()
+        .name(format!("daemon{}", i + 1))
+        .ip(ip(&host))
+        .init(move || {
+            let store = store.clone();
+            let addr = a.clone();
+            async move {
+                let listener = match rt::listen(&addr).await {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("daemon cannot listen: {e}"),
+                };
+                let opts = DaemonOptions {
+                    address: addr,
+                    coordinator: COORDINATOR.into(),
+                    timing,
+                    startup_timeout: Duration::from_secs(600),
+                    ..DaemonOptions::default()
+                };
+                if let Err(e) = daemon::run(listener, Box::new(store), opts).await {
+                    tracing::error!("daemon stopped: {e}");
+                }
+            }
+        })
+        .build();
+    (node, addr)
+}
+
+impl SimCluster {
+    /// Starts a coordinator, `daemons` daemons and `clients` client nodes, and waits until
+    /// every daemon has registered.
+    pub async fn start(daemons: usize, clients: usize, timing: Timing) -> SimCluster {
+        let handle = Handle::current();
+        let coord_store = MemStore::new();
+        let coordinator = Server {
+            name: "coordinator".into(),
+            node: coordinator_node(&handle, coord_store.clone(), timing),
+            store: coord_store,
+            addr: COORDINATOR.into(),
+            up: true,
+        };
+        let daemons = (0..daemons)
+            .map(|i| {
+                let store = MemStore::new();
+                let (node, addr) = daemon_node(&handle, i, store.clone(), timing);
+                Server {
+                    name: format!("daemon{}", i + 1),
+                    node,
+                    store,
+                    addr,
+                    up: true,
+                }
+            })
+            .collect::<Vec<_>>();
+        let clients = (0..clients)
+            .map(|i| {
+                handle
+                    .create_node()
+                    .name(format!("client{}", i + 1))
+                    .ip(ip(&format!("10.0.2.{}", i + 1)))
+                    .build()
+            })
+            .collect();
+        let control = handle
+            .create_node()
+            .name("control")
+            .ip(ip("10.0.3.1"))
+            .build();
+        let cluster = SimCluster {
+            handle,
+            coordinator,
+            daemons,
+            clients,
+            control,
+            clogged: BTreeSet::new(),
+        };
+        let n = cluster.daemons.len();
+        let ok = cluster
+            .wait_until(Duration::from_secs(30), move || async move {
+                hyperdex::client::fetch_config(COORDINATOR, &Default::default())
+                    .await
+                    .is_ok_and(|c| c.servers.len() == n)
+            })
+            .await;
+        assert!(ok, "daemons did not register");
+        cluster
+    }
+
+    /// Runs `f` on the control node.
+    pub async fn on_control<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.control.spawn(f).await.expect("control task")
+    }
+
+    /// Polls `cond` (on the control node) every 50 ms of virtual time until it holds or
+    /// `timeout` passes.
+    pub async fn wait_until<C, F>(&self, timeout: Duration, cond: C) -> bool
+    where
+        C: Fn() -> F + Send + 'static,
+        F: Future<Output = bool> + Send + 'static,
+    {
+        self.on_control(async move {
+            let deadline = rt::now() + timeout;
+            while rt::now() < deadline {
+                if cond().await {
+                    return true;
+                }
+                rt::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        })
+        .await
+    }
+
+    pub fn daemon_ids(&self) -> Vec<NodeId> {
+        self.daemons.iter().map(|d| d.node.id()).collect()
+    }
+
+    pub fn kill_daemon(&mut self, i: usize) {
+        self.handle.kill(self.daemons[i].node.id());
+        self.daemons[i].up = false;
+    }
+
+    /// Kills daemon `i` and loses every write its disk had not synced. Returns how many were
+    /// lost.
+    pub fn crash_disk(&mut self, i: usize) -> usize {
+        self.kill_daemon(i);
+        self.daemons[i].store.crash()
+    }
+
+    pub fn restart_daemon(&mut self, i: usize) {
+        self.handle.restart(self.daemons[i].node.id());
+        self.daemons[i].up = true;
+    }
+
+    pub fn kill_coordinator(&mut self) {
+        self.handle.kill(self.coordinator.node.id());
+        self.coordinator.up = false;
+    }
+
+    pub fn restart_coordinator(&mut self) {
+        self.handle.restart(self.coordinator.node.id());
+        self.coordinator.up = true;
+    }
+
+    /// Cuts every link between a node of `a` and a node of `b`, both ways.
+    pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
+        let net = NetSim::current();
+        for &x in a {
+            for &y in b {
+                if x != y {
+                    net.clog_link(x, y);
+                    net.clog_link(y, x);
+                    self.clogged.insert((x, y));
+                    self.clogged.insert((y, x));
+                }
+            }
+        }
+    }
+
+    /// Restores every link cut by [`partition`](Self::partition).
+    pub fn heal(&mut self) {
+        let net = NetSim::current();
+        for (x, y) in std::mem::take(&mut self.clogged) {
+            net.unclog_link(x, y);
+        }
+    }
+
+    pub fn set_packet_loss(&self, rate: f64) {
+        NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+    }
+
+    pub fn set_latency(&self, range: std::ops::Range<Duration>) {
+        NetSim::current().update_config(|c| c.send_latency = range);
+    }
+
+    /// Every node id except the clients and the control node.
+    pub fn server_ids(&self) -> Vec<NodeId> {
+        std::iter::once(self.coordinator.node.id())
+            .chain(self.daemon_ids())
+            .collect()
+    }
+
+    pub fn client_ids(&self) -> Vec<NodeId> {
+        self.clients
+            .iter()
+            .map(NodeHandle::id)
+            .chain([self.control.id()])
+            .collect()
+    }
+}

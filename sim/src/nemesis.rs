@@ -1,0 +1,231 @@
+//! The nemesis: a seeded schedule of faults injected while the workload runs.
+//!
+//! Every 200–1500 ms of virtual time it first undoes faults whose time is up (restarts dead
+//! nodes, heals partitions, restores the network), then injects one new fault drawn from the
+//! enabled [`Fault`] kinds. At most `tolerate` daemons are down at once. Each fault is logged
+//! with its virtual time, so a failing seed's report shows the schedule that broke it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyperdex::rt;
+use madsim::rand::{thread_rng, Rng};
+
+use crate::cluster::SimCluster;
+
+/// The kinds of fault the nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// Kill a daemon; restart it later on its disk.
+    KillDaemon,
+    /// Kill a daemon and lose its unsynced writes; restart it later.
+    CrashDisk,
+    /// Cut one server (daemon or coordinator) off from every other node.
+    Isolate,
+    /// Cut one daemon off from the coordinator and the other daemons, but not from clients:
+    /// a head that still hears clients but must stop answering them.
+    IsolateFromServers,
+    /// Drop 2–10% of packets (the simulated TCP retransmits, so this is delay).
+    PacketLoss,
+    /// Latency of 10–80 ms on every message.
+    LatencySpike,
+    /// Kill the coordinator and restart it on its disk.
+    RestartCoordinator,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::KillDaemon,
+        Fault::CrashDisk,
+        Fault::Isolate,
+        Fault::IsolateFromServers,
+        Fault::PacketLoss,
+        Fault::LatencySpike,
+        Fault::RestartCoordinator,
+    ];
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Fault::KillDaemon => "kill-daemon",
+            Fault::CrashDisk => "crash-disk",
+            Fault::Isolate => "isolate",
+            Fault::IsolateFromServers => "isolate-from-servers",
+            Fault::PacketLoss => "packet-loss",
+            Fault::LatencySpike => "latency-spike",
+            Fault::RestartCoordinator => "restart-coordinator",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What the nemesis did.
+#[derive(Clone, Debug, Default)]
+pub struct NemesisLog {
+    pub events: Vec<String>,
+    pub counts: BTreeMap<Fault, u64>,
+    /// Writes lost from disks by `CrashDisk` (unsynced, so never acknowledged).
+    pub lost_unsynced: usize,
+}
+
+enum Undo {
+    RestartDaemon(usize),
+    RestartCoordinator,
+    Heal,
+    Network,
+}
+
+/// Injects faults from `kinds` until `stop` is set, then undoes everything.
+pub async fn run(
+    cluster: &mut SimCluster,
+    kinds: &[Fault],
+    tolerate: usize,
+    stop: Arc<AtomicBool>,
+) -> NemesisLog {
+    let mut log = NemesisLog::default();
+    let start = rt::now();
+    let mut undo: Vec<(rt::Instant, Undo)> = Vec::new();
+    let stamp = |log: &mut NemesisLog, what: String| {
+        let t = rt::now().duration_since(start).as_millis();
+        log.events.push(format!("{t:>6} ms  {what}"));
+    };
+    while !stop.load(Ordering::SeqCst) && !kinds.is_empty() {
+        let wait = thread_rng().gen_range(200..1500);
+        rt::sleep(Duration::from_millis(wait)).await;
+        let now = rt::now();
+        let (due, later): (Vec<_>, Vec<_>) = undo.into_iter().partition(|(t, _)| *t <= now);
+        undo = later;
+        for (_, u) in due {
+            apply_undo(cluster, u, &mut log, &stamp);
+        }
+        let fault = kinds[thread_rng().gen_range(0..kinds.len())];
+        let hold = Duration::from_millis(thread_rng().gen_range(300..3000));
+        let down = cluster.daemons.iter().filter(|d| !d.up).count();
+        let isolated = undo.iter().any(|(_, u)| matches!(u, Undo::Heal));
+        let injected = match fault {
+            Fault::KillDaemon | Fault::CrashDisk if down < tolerate => {
+                let up: Vec<usize> = (0..cluster.daemons.len())
+                    .filter(|&i| cluster.daemons[i].up)
+                    .collect();
+                let i = up[thread_rng().gen_range(0..up.len())];
+                if fault == Fault::CrashDisk {
+                    let lost = cluster.crash_disk(i);
+                    log.lost_unsynced += lost;
+                    stamp(
+                        &mut log,
+                        format!(
+                            "crash disk of daemon{} ({lost} unsynced writes lost)",
+                            i + 1
+                        ),
+                    );
+                } else {
+                    cluster.kill_daemon(i);
+                    stamp(&mut log, format!("kill daemon{}", i + 1));
+                }
+                undo.push((now + hold, Undo::RestartDaemon(i)));
+                true
+            }
+            Fault::Isolate if !isolated => {
+                let servers = cluster.server_ids();
+                let victim = servers[thread_rng().gen_range(0..servers.len())];
+                let others: Vec<_> = servers
+                    .iter()
+                    .copied()
+                    .chain(cluster.client_ids())
+                    .filter(|&n| n != victim)
+                    .collect();
+                cluster.partition(&[victim], &others);
+                stamp(
+                    &mut log,
+                    format!("isolate node {victim} for {} ms", hold.as_millis()),
+                );
+                undo.push((now + hold, Undo::Heal));
+                true
+            }
+            Fault::IsolateFromServers if !isolated => {
+                let daemons = cluster.daemon_ids();
+                let victim = daemons[thread_rng().gen_range(0..daemons.len())];
+                let servers: Vec<_> = cluster
+                    .server_ids()
+                    .into_iter()
+                    .filter(|&n| n != victim)
+                    .collect();
+                cluster.partition(&[victim], &servers);
+                stamp(
+                    &mut log,
+                    format!(
+                        "cut node {victim} off from the servers for {} ms",
+                        hold.as_millis()
+                    ),
+                );
+                undo.push((now + hold, Undo::Heal));
+                true
+            }
+            Fault::PacketLoss => {
+                let rate = thread_rng().gen_range(0.02..0.10);
+                cluster.set_packet_loss(rate);
+                stamp(&mut log, format!("packet loss {:.0}%", rate * 100.0));
+                undo.push((now + hold, Undo::Network));
+                true
+            }
+            Fault::LatencySpike => {
+                let hi = thread_rng().gen_range(10..80);
+                cluster.set_latency(Duration::from_millis(hi / 2)..Duration::from_millis(hi));
+                stamp(&mut log, format!("latency up to {hi} ms"));
+                undo.push((now + hold, Undo::Network));
+                true
+            }
+            Fault::RestartCoordinator if cluster.coordinator.up => {
+                cluster.kill_coordinator();
+                stamp(&mut log, "kill coordinator".into());
+                undo.push((
+                    now + hold.min(Duration::from_millis(1500)),
+                    Undo::RestartCoordinator,
+                ));
+                true
+            }
+            _ => false,
+        };
+        if injected {
+            *log.counts.entry(fault).or_default() += 1;
+        }
+    }
+    for (_, u) in undo {
+        apply_undo(cluster, u, &mut log, &stamp);
+    }
+    cluster.heal();
+    cluster.set_packet_loss(0.0);
+    cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
+    log
+}
+
+fn apply_undo(
+    cluster: &mut SimCluster,
+    u: Undo,
+    log: &mut NemesisLog,
+    stamp: &impl Fn(&mut NemesisLog, String),
+) {
+    match u {
+        Undo::RestartDaemon(i) => {
+            cluster.restart_daemon(i);
+            stamp(log, format!("restart daemon{}", i + 1));
+        }
+        Undo::RestartCoordinator => {
+            cluster.restart_coordinator();
+            stamp(log, "restart coordinator".into());
+        }
+        Undo::Heal => {
+            cluster.heal();
+            stamp(log, "heal".into());
+        }
+        Undo::Network => {
+            cluster.set_packet_loss(0.0);
+            cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
+            stamp(log, "network back to normal".into());
+        }
+    }
+}

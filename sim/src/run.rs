@@ -1,0 +1,281 @@
+//! One simulated run: start a cluster, run the workload while the nemesis injects faults,
+//! heal everything, wait until the cluster is stable, audit, and check.
+//!
+//! The checks after every run:
+//! 1. the history (the workload's operations plus a final read of every key) is
+//!    linearizable against the model, so no acknowledged write is missing at the end;
+//! 2. the replicas of every region hold the same objects at the same versions;
+//! 3. no node panicked (a panic in any simulated node fails the run).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyperdex::admin::Admin;
+use hyperdex::client::{fetch_config, Client, ClientOptions};
+use hyperdex::config::{Config, RegionId, ServerState};
+use hyperdex::coordinator::Timing;
+use hyperdex::daemon::replica::{load, StoredObject};
+use hyperdex::rt;
+use hyperdex::storage::{Store, Table};
+use hyperdex_model::history::{check, CheckStats};
+use hyperdex_model::{Object, Operation, Value};
+
+use crate::cluster::{SimCluster, COORDINATOR};
+use crate::nemesis::{self, Fault, NemesisLog};
+use crate::workload::{run_client, Recorder, WorkloadOptions, SPACE};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub daemons: usize,
+    pub clients: usize,
+    pub workload: WorkloadOptions,
+    pub faults: Vec<Fault>,
+    /// How many daemons may be down at once (the space tolerates 1 failure).
+    pub tolerate: usize,
+    pub timing: Timing,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            daemons: 4,
+            clients: 4,
+            workload: WorkloadOptions::default(),
+            faults: Fault::ALL.to_vec(),
+            tolerate: 1,
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// What one run did and found.
+#[derive(Debug)]
+pub struct RunReport {
+    pub operations: usize,
+    pub unknown: usize,
+    /// A hash of the whole history: equal seeds give equal hashes.
+    pub history_hash: u64,
+    pub nemesis: NemesisLog,
+    pub check: Result<CheckStats, String>,
+    pub convergence: Result<usize, String>,
+    pub stable: bool,
+    /// The configuration at the end, rendered as `show-config` prints it.
+    pub final_config: String,
+}
+
+impl RunReport {
+    pub fn ok(&self) -> bool {
+        self.check.is_ok() && self.convergence.is_ok() && self.stable
+    }
+
+    /// A human-readable account of a failed run.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        if !self.stable {
+            s.push_str("the cluster did not become stable after healing; final configuration:\n");
+            s.push_str(&self.final_config);
+        }
+        if let Err(e) = &self.check {
+            s.push_str(e);
+            s.push('\n');
+        }
+        if let Err(e) = &self.convergence {
+            s.push_str(e);
+            s.push('\n');
+        }
+        s.push_str("fault schedule:\n");
+        for e in &self.nemesis.events {
+            s.push_str("  ");
+            s.push_str(e);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    hyperdex::config::fnv1a(bytes)
+}
+
+/// Runs one whole simulation with `opts` on the current (seeded) madsim runtime.
+pub async fn run(opts: RunOptions) -> RunReport {
+    let mut cluster = SimCluster::start(opts.daemons, opts.clients, opts.timing).await;
+    cluster
+        .on_control(async {
+            loop {
+                if let Ok(a) = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await {
+                    if a.add_space(SPACE).await.is_ok() {
+                        return;
+                    }
+                }
+                rt::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = cluster
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            node.spawn(run_client(
+                i as u64,
+                opts.workload.clone(),
+                rec.clone(),
+                COORDINATOR.into(),
+            ))
+        })
+        .collect();
+    let waiter = {
+        let stop = stop.clone();
+        async move {
+            for h in handles {
+                let _ = h.await;
+            }
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    let (log, ()) = tokio::join!(
+        nemesis::run(&mut cluster, &opts.faults, opts.tolerate, stop.clone()),
+        waiter
+    );
+
+    // Heal is done; wait until every daemon is back and every region has its replicas.
+    let daemons = opts.daemons;
+    let stable = cluster
+        .wait_until(Duration::from_secs(120), move || async move {
+            let Ok(c) = fetch_config(COORDINATOR, &ClientOptions::default()).await else {
+                return false;
+            };
+            c.servers
+                .values()
+                .filter(|s| s.state == ServerState::Available)
+                .count()
+                == daemons
+                && c.spaces.values().all(|s| {
+                    s.joining.iter().all(Option::is_none)
+                        && s.chains
+                            .iter()
+                            .all(|ch| ch.len() == (s.schema.tolerate as usize + 1).min(daemons))
+                })
+        })
+        .await;
+    // Let retransmissions settle writes whose clients gave up.
+    cluster.on_control(rt::sleep(Duration::from_secs(3))).await;
+
+    // Final reads of every key, part of the checked history.
+    let keys = opts.workload.keys;
+    let audit_rec = rec.clone();
+    let client_opts = ClientOptions {
+        timeout: Duration::from_secs(30),
+        ..opts.workload.client.clone()
+    };
+    cluster
+        .on_control(async move {
+            let Ok(client) = Client::connect_with(COORDINATOR, client_opts).await else {
+                return;
+            };
+            for k in 0..keys {
+                let op = Operation::get("sim", Value::string(format!("k{k}")));
+                let id = audit_rec.invoke(999, &op);
+                let reply = client.call(op).await;
+                audit_rec.complete(id, reply);
+            }
+        })
+        .await;
+
+    let config = cluster
+        .on_control(async {
+            fetch_config(COORDINATOR, &ClientOptions::default())
+                .await
+                .ok()
+        })
+        .await;
+    let convergence = match &config {
+        Some(c) => converged(&cluster, c),
+        None => Err("cannot fetch the final configuration".into()),
+    };
+    let final_config = config
+        .as_ref()
+        .map(hyperdex::admin::render_config)
+        .unwrap_or_default();
+
+    let history = rec
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let unknown = history
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.outcome, hyperdex_model::history::Outcome::Returned { .. }))
+        .count();
+    let history_hash = fnv(format!("{:?}", history.entries).as_bytes());
+    let check = check(&history).map_err(|v| v.explanation);
+    RunReport {
+        operations: history.entries.len(),
+        unknown,
+        history_hash,
+        nemesis: log,
+        check,
+        convergence,
+        stable,
+        final_config,
+    }
+}
+
+/// Every member of every chain holds the same objects at the same versions. Returns how
+/// many objects were compared.
+fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
+    let mut compared = 0;
+    for space in config.spaces.values() {
+        for index in 0..space.chains.len() {
+            let region = RegionId {
+                space: space.id,
+                index: index as u32,
+            };
+            let mut copies: Vec<(String, BTreeMap<Vec<u8>, (u64, Option<Object>)>)> = Vec::new();
+            for member in config.chain(region) {
+                let Some(info) = config.server(*member) else {
+                    continue;
+                };
+                let Some(server) = cluster.daemons.iter().find(|d| d.addr == info.addr) else {
+                    return Err(format!(
+                        "server {member} at {} is not a simulated daemon",
+                        info.addr
+                    ));
+                };
+                let mut objects = BTreeMap::new();
+                let prefix = space.id.0.to_be_bytes();
+                let entries = server
+                    .store
+                    .scan_prefix(Table::Objects, &prefix)
+                    .map_err(|e| e.to_string())?;
+                for (k, _) in entries {
+                    let kb = k[prefix.len()..].to_vec();
+                    if space.region_of_bytes(&kb) != region {
+                        continue;
+                    }
+                    let stored: StoredObject =
+                        load(&server.store, space.id, &kb).map_err(|e| e.to_string())?;
+                    objects.insert(kb, (stored.version, stored.object));
+                }
+                copies.push((server.name.clone(), objects));
+            }
+            if let Some((first_name, first)) = copies.first() {
+                for (name, other) in &copies[1..] {
+                    if other != first {
+                        return Err(format!(
+                            "region {region}: {name} and {first_name} differ:\n  {name}: {other:?}\n  {first_name}: {first:?}"
+                        ));
+                    }
+                }
+                compared += first.len();
+            }
+        }
+    }
+    Ok(compared)
+}

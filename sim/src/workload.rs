@@ -1,0 +1,185 @@
+//! Seeded client workloads over a small, hot set of keys, recording every operation in a
+//! shared [`History`].
+//!
+//! Each client issues a mix of every kind of single-key operation: put, get, get_partial, del,
+//! put_if_not_exist (lock-style), cond_put races, atomic_add counters, set, list-free string
+//! and map-free set operations, with arguments drawn from the seeded generator. Some clients
+//! are synchronous, others keep a window of asynchronous operations outstanding and take
+//! them back with `loop`. An operation whose reply is TIMEOUT (or any error that leaves its
+//! outcome unknown) is recorded as *unknown outcome*.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyperdex::client::{Client, ClientOptions, Deferred};
+use hyperdex::rt;
+use hyperdex_model::history::{History, OpId};
+use hyperdex_model::{
+    parse_space, Check, Func, Funcall, Model, NumOp, Operation, Predicate, Reply, ReturnCode, Value,
+};
+use madsim::rand::{thread_rng, Rng};
+
+/// The space every simulated run uses.
+pub const SPACE: &str =
+    "space sim key k attributes int n, set(int) s, string t create 4 partitions tolerate 1 failure";
+
+/// The model the history starts from: the space, no objects.
+pub fn initial_model() -> Model {
+    let mut m = Model::new();
+    let space = parse_space(SPACE).expect("the simulation's space parses");
+    let r = m.apply(&Operation::AddSpace(space));
+    assert_eq!(r, Reply::Success);
+    m
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkloadOptions {
+    pub ops_per_client: usize,
+    pub keys: usize,
+    /// Outstanding operations for asynchronous clients (every other client).
+    pub window: usize,
+    pub client: ClientOptions,
+}
+
+impl Default for WorkloadOptions {
+    fn default() -> Self {
+        WorkloadOptions {
+            ops_per_client: 200,
+            keys: 6,
+            window: 4,
+            client: ClientOptions {
+                timeout: Duration::from_secs(8),
+                attempt_timeout: Duration::from_millis(800),
+                ..ClientOptions::default()
+            },
+        }
+    }
+}
+
+/// A history shared by the client tasks, with the run's time origin.
+#[derive(Clone)]
+pub struct Recorder {
+    pub history: Arc<Mutex<History>>,
+    pub start: rt::Instant,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            history: Arc::new(Mutex::new(History::new(initial_model()))),
+            start: rt::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        rt::now().duration_since(self.start).as_micros() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn invoke(&self, client: u64, op: &Operation) -> OpId {
+        let t = self.now();
+        self.lock().invoke(client, op.clone(), t)
+    }
+
+    /// Records a reply; errors that leave the outcome unknown are recorded as such.
+    pub fn complete(&self, id: OpId, reply: Reply) {
+        let t = self.now();
+        let unknown = matches!(
+            &reply,
+            Reply::Error(
+                ReturnCode::Timeout
+                    | ReturnCode::Reconfigure
+                    | ReturnCode::Offline
+                    | ReturnCode::CoordFail
+                    | ReturnCode::ServerError,
+                _
+            )
+        );
+        let mut h = self.lock();
+        if unknown {
+            h.unknown(id);
+        } else {
+            h.complete(id, t, reply);
+        }
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+/// One random operation on one of `keys` keys.
+pub fn random_op(keys: usize) -> Operation {
+    let mut rng = thread_rng();
+    let key = Value::string(format!("k{}", rng.gen_range(0..keys)));
+    let small = Value::Int(rng.gen_range(0..4));
+    let space = "sim";
+    match rng.gen_range(0..100) {
+        0..=14 => Operation::put(space, key, vec![("n", small), ("t", Value::string("x"))]),
+        15..=36 => Operation::get(space, key),
+        37..=39 => Operation::get_partial(space, key, &["n"]),
+        40..=47 => Operation::del(space, key),
+        48..=57 => Operation::put_if_not_exist(space, key, vec![("n", small)]),
+        58..=67 => Operation::cond_put(
+            space,
+            key,
+            vec![Check::new("n", Predicate::Equals(small))],
+            vec![("n", Value::Int(rng.gen_range(0..4)))],
+        ),
+        68..=84 => Operation::atomic(NumOp::Add, space, key, vec![("n", Value::Int(1))]),
+        85..=91 => Operation::funcs(space, key, vec![Funcall::new("s", Func::SetAdd(small))]),
+        92..=95 => Operation::funcs(
+            space,
+            key,
+            vec![Funcall::new("t", Func::StringAppend(Value::string("y")))],
+        ),
+        _ => Operation::funcs(space, key, vec![Funcall::new("s", Func::SetRemove(small))]),
+    }
+}
+
+/// Runs one client: connects (retrying), then issues `opts.ops_per_client` operations,
+/// synchronously or with a window of outstanding asynchronous ones.
+pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordinator: String) {
+    let client = loop {
+        match Client::connect_with(&coordinator, opts.client.clone()).await {
+            Ok(c) => break c,
+            Err(_) => rt::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let window = if index % 2 == 0 {
+        1
+    } else {
+        opts.window.max(1)
+    };
+    let mut outstanding: Vec<(Deferred, OpId)> = Vec::new();
+    for _ in 0..opts.ops_per_client {
+        let op = random_op(opts.keys);
+        let id = rec.invoke(index, &op);
+        if window == 1 {
+            let reply = client.call(op).await;
+            rec.complete(id, reply);
+            continue;
+        }
+        outstanding.push((client.start(op), id));
+        if outstanding.len() >= window {
+            finish_one(&client, &rec, &mut outstanding).await;
+        }
+    }
+    while !outstanding.is_empty() {
+        finish_one(&client, &rec, &mut outstanding).await;
+    }
+}
+
+async fn finish_one(client: &Client, rec: &Recorder, outstanding: &mut Vec<(Deferred, OpId)>) {
+    if let Some((d, reply)) = client.loop_next().await {
+        if let Some(i) = outstanding.iter().position(|(o, _)| *o == d) {
+            let (_, id) = outstanding.remove(i);
+            rec.complete(id, reply);
+        }
+    }
+}

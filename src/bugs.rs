@@ -1,0 +1,53 @@
+//! Bugs planted on purpose, to prove that the simulation catches them.
+//!
+//! Each [`Bug`] switches off one safety rule of the protocol. Outside the simulation
+//! (`--cfg madsim`) [`planted`] is the constant `false`, so production code carries no trace of
+//! them; inside it, the simulation's planted-bug tests switch them on one at a time and check
+//! that a seed sweep finds a violation (see `docs/simulation.md`).
+
+/// A safety rule that can be switched off in simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// The head answers a write as soon as it forwards it, before the tail has it.
+    EarlyReply = 1,
+    /// Daemons acknowledge writes they have only staged, syncing rarely.
+    AckBeforeSync = 2,
+    /// A daemon serves clients without checking their configuration version or its lease,
+    /// so a head cut off from the coordinator keeps answering with a stale configuration.
+    StaleConfig = 4,
+    /// The head answers reads from writes still in flight rather than acknowledged ones.
+    ReadPending = 8,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [
+        Bug::EarlyReply,
+        Bug::AckBeforeSync,
+        Bug::StaleConfig,
+        Bug::ReadPending,
+    ];
+}
+
+#[cfg(madsim)]
+static PLANTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Whether `bug` is planted (always `false` outside the simulation).
+#[inline]
+pub fn planted(bug: Bug) -> bool {
+    #[cfg(madsim)]
+    {
+        PLANTED.load(std::sync::atomic::Ordering::Relaxed) & bug as u32 != 0
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// Plants exactly the given bugs (simulation only).
+#[cfg(madsim)]
+pub fn plant(bugs: &[Bug]) {
+    let mask = bugs.iter().fold(0, |m, b| m | *b as u32);
+    PLANTED.store(mask, std::sync::atomic::Ordering::Relaxed);
+}
