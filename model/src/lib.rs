@@ -8,7 +8,7 @@
 //! - [`value`]: datatypes, values, defaults, ordering, coercion, encoding;
 //! - [`schema`]: spaces and the space-description language;
 //! - [`op`]: every client call as data, predicates, return codes, replies;
-//! - [`apply`]: the semantics of a write, all-or-nothing;
+//! - [`mod@apply`]: the semantics of a write, all-or-nothing;
 //! - [`db`]: the model database on persistent maps;
 //! - [`history`]: recorded histories and the linearizability checker.
 

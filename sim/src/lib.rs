@@ -6,10 +6,10 @@
 //! `--cfg madsim` the crate is empty, so an ordinary `cargo build` of the workspace stays
 //! fast.
 //!
-//! - [`cluster`]: named simulated nodes and the faults that can be done to them;
-//! - [`workload`]: seeded client workloads that record a history;
-//! - [`nemesis`]: a seeded schedule of faults;
-//! - [`run`]: one whole run (start, workload under faults, heal, audit, check) and its report.
+//! - `cluster`: named simulated nodes and the faults that can be done to them;
+//! - `workload`: seeded client workloads that record a history;
+//! - `nemesis`: a seeded schedule of faults;
+//! - `run`: one whole run (start, workload under faults, heal, audit, check) and its report.
 //!
 //! `docs/simulation.md` explains running, replaying, reading a counterexample and adding a
 //! fault or a workload.
@@ -20,6 +20,8 @@ pub mod cluster;
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;
 

@@ -227,6 +227,9 @@ pub async fn run(opts: RunOptions) -> RunReport {
     }
 }
 
+/// One server's copy of a region: key → (version, object).
+type Replica = BTreeMap<Vec<u8>, (u64, Option<Object>)>;
+
 /// Every member of every chain holds the same objects at the same versions. Returns how
 /// many objects were compared.
 fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
@@ -237,7 +240,7 @@ fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
                 space: space.id,
                 index: index as u32,
             };
-            let mut copies: Vec<(String, BTreeMap<Vec<u8>, (u64, Option<Object>)>)> = Vec::new();
+            let mut copies: Vec<(String, Replica)> = Vec::new();
             for member in config.chain(region) {
                 let Some(info) = config.server(*member) else {
                     continue;

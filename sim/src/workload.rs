@@ -151,7 +151,7 @@ pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordi
             Err(_) => rt::sleep(Duration::from_millis(100)).await,
         }
     };
-    let window = if index % 2 == 0 {
+    let window = if index.is_multiple_of(2) {
         1
     } else {
         opts.window.max(1)
@@ -175,11 +175,20 @@ pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordi
     }
 }
 
+/// Takes back whichever outstanding operation finishes next.
 async fn finish_one(client: &Client, rec: &Recorder, outstanding: &mut Vec<(Deferred, OpId)>) {
-    if let Some((d, reply)) = client.loop_next().await {
-        if let Some(i) = outstanding.iter().position(|(o, _)| *o == d) {
-            let (_, id) = outstanding.remove(i);
-            rec.complete(id, reply);
+    match client.loop_next().await {
+        Some((d, reply)) => {
+            if let Some(i) = outstanding.iter().position(|(o, _)| *o == d) {
+                let (_, id) = outstanding.remove(i);
+                rec.complete(id, reply);
+            }
+        }
+        // Nothing is running any more: whatever is left has an unknown outcome.
+        None => {
+            for (_, id) in outstanding.drain(..) {
+                rec.complete(id, Reply::Error(ReturnCode::Timeout, "lost".into()));
+            }
         }
     }
 }
