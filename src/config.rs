@@ -6,7 +6,9 @@
 //!
 //! **Placement.** A space's key subspace is cut into `partitions` regions of equal width over
 //! the 64-bit hash of the key. The hash is FNV-1a (64-bit) over the key's canonical encoding
-//! ([`hyperdex_model::value::encode`] of the key coerced to the key's type): stable across
+//! ([`hyperdex_model::value::encode`] of the key coerced to the key's type), followed by
+//! MurmurHash3's 64-bit finalizer, which spreads the high bits that pick the region (FNV-1a
+//! alone leaves them nearly equal for short keys such as `k1`, `k2`). Both are stable across
 //! Rust versions and platforms, unlike `DefaultHasher`. Region `r` of `n` covers hashes
 //! `[r·2⁶⁴/n, (r+1)·2⁶⁴/n)`. Each region is served by a chain of up to `tolerate + 1` servers,
 //! head first.
@@ -91,6 +93,9 @@ pub struct SpaceConfig {
 pub struct Joiner {
     pub server: ServerId,
     pub since: u64,
+    /// When the join moves a replica for balance: the member that leaves once it is done.
+    #[serde(default)]
+    pub replaces: Option<ServerId>,
 }
 
 /// A numbered configuration of the whole cluster.
@@ -111,6 +116,20 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// MurmurHash3's 64-bit finalizer: every input bit affects every output bit.
+pub fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The placement hash of a key's canonical bytes.
+pub fn placement_hash(bytes: &[u8]) -> u64 {
+    fmix64(fnv1a(bytes))
 }
 
 /// The canonical bytes of a key of `space` (coerced to the key's type), or `None` when the
@@ -183,7 +202,7 @@ impl SpaceConfig {
     pub fn region_of_bytes(&self, key: &[u8]) -> RegionId {
         RegionId {
             space: self.id,
-            index: region_index(fnv1a(key), self.chains.len().max(1)),
+            index: region_index(placement_hash(key), self.chains.len().max(1)),
         }
     }
 
@@ -202,6 +221,21 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
         assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn short_similar_keys_spread_over_regions() {
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..32 {
+            let key = hyperdex_model::value::encode(&Value::string(format!("k{i}")));
+            used.insert(region_index(placement_hash(&key), 4));
+        }
+        assert_eq!(
+            used.len(),
+            4,
+            "32 keys k0..k31 land in every one of 4 regions"
+        );
+        assert_eq!(fmix64(0), 0);
     }
 
     #[test]

@@ -25,6 +25,38 @@ where
     tokio::spawn(future)
 }
 
+/// Runs `future` where it may block on disk I/O without stalling other tasks: on a thread of
+/// its own with a single-threaded runtime in production, as an ordinary task under the
+/// simulation (where threads would escape it, and simulated disks never block).
+#[cfg(not(madsim))]
+pub fn spawn_dedicated<F>(name: &str, future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let spawned = runtime.map(|rt| {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || rt.block_on(future))
+    });
+    if let Err(e) | Ok(Err(e)) = spawned {
+        tracing::error!("cannot start the {name} thread: {e}");
+    }
+}
+
+/// Runs `future` where it may block on disk I/O without stalling other tasks: on a thread of
+/// its own with a single-threaded runtime in production, as an ordinary task under the
+/// simulation (where threads would escape it, and simulated disks never block).
+#[cfg(madsim)]
+pub fn spawn_dedicated<F>(_name: &str, future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    spawn(future);
+}
+
 /// Sleeps for `d` (virtual time under the simulation).
 pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await

@@ -91,6 +91,8 @@ fn daemon_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> (N
                     coordinator: COORDINATOR.into(),
                     timing,
                     startup_timeout: Duration::from_secs(600),
+                    // Tiny windows, so transfers of a few keys still take several windows.
+                    transfer_window: 2,
                     ..DaemonOptions::default()
                 };
                 if let Err(e) = daemon::run(listener, Box::new(store), opts).await {

@@ -16,7 +16,7 @@ use hyperdex::admin::Admin;
 use hyperdex::client::{fetch_config, Client, ClientOptions};
 use hyperdex::config::{Config, RegionId, ServerState};
 use hyperdex::coordinator::Timing;
-use hyperdex::daemon::replica::{load, StoredObject};
+use hyperdex::daemon::replica::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
 use hyperdex::rt;
 use hyperdex::storage::{Store, Table};
 use hyperdex_model::history::{check, CheckStats};
@@ -252,18 +252,14 @@ fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
                     ));
                 };
                 let mut objects = BTreeMap::new();
-                let prefix = space.id.0.to_be_bytes();
                 let entries = server
                     .store
-                    .scan_prefix(Table::Objects, &prefix)
+                    .scan_prefix(Table::Objects, &region_prefix(region))
                     .map_err(|e| e.to_string())?;
                 for (k, _) in entries {
-                    let kb = k[prefix.len()..].to_vec();
-                    if space.region_of_bytes(&kb) != region {
-                        continue;
-                    }
+                    let kb = k[REGION_PREFIX_LEN..].to_vec();
                     let stored: StoredObject =
-                        load(&server.store, space.id, &kb).map_err(|e| e.to_string())?;
+                        load(&server.store, region, &kb).map_err(|e| e.to_string())?;
                     objects.insert(kb, (stored.version, stored.object));
                 }
                 copies.push((server.name.clone(), objects));

@@ -102,6 +102,7 @@ impl Shared {
                 ));
             }
             info!(version = self.cluster.config.version, command = ?cmd, "configuration changed");
+            tracing::debug!("{}", crate::admin::render_config(&self.cluster.config));
         }
         Ok(out)
     }

@@ -214,9 +214,19 @@ impl Cluster {
                 else {
                     return Ok(Outcome::Unchanged);
                 };
-                match space.joining.get_mut(region.index as usize) {
-                    Some(j) if j.map(|j| j.server) == Some(*server) => {
-                        *j = None;
+                let index = region.index as usize;
+                match space.joining.get(index).copied().flatten() {
+                    Some(j) if j.server == *server => {
+                        space.joining[index] = None;
+                        // The member it replaces leaves, unless that would leave the region
+                        // short of replicas (another member failed meanwhile).
+                        let want = space.schema.tolerate as usize + 1;
+                        if let (Some(gone), Some(chain)) = (j.replaces, space.chains.get_mut(index))
+                        {
+                            if chain.len() > want {
+                                chain.retain(|&m| m != gone);
+                            }
+                        }
                         self.refill();
                         Ok(Outcome::Done)
                     }
@@ -249,6 +259,9 @@ impl Cluster {
                     *joining = None;
                 } else if chain.contains(&id) && chain.len() - usize::from(joining.is_some()) > 1 {
                     chain.retain(|&m| m != id);
+                    if let Some(j) = joining.as_mut().filter(|j| j.replaces == Some(id)) {
+                        j.replaces = None;
+                    }
                 }
             }
         }
@@ -323,9 +336,66 @@ impl Cluster {
                     *joining = Some(Joiner {
                         server: c,
                         since: next_version,
+                        replaces: None,
                     });
                     *load.entry(c).or_default() += 1;
                 }
+            }
+        }
+        self.rebalance(&available, next_version);
+    }
+
+    /// Moves replicas from the most loaded available server to the least loaded one until
+    /// no two differ by more than one chain, one join per region at a time: a daemon that
+    /// joins a running cluster takes its fair share. The move is a join that replaces the
+    /// loaded member once its transfer is done.
+    fn rebalance(&mut self, available: &[ServerId], next_version: u64) {
+        if available.len() < 2 {
+            return;
+        }
+        let regions: usize = self.config.spaces.values().map(|s| s.chains.len()).sum();
+        for _ in 0..regions {
+            // Load after the moves already under way.
+            let mut load: BTreeMap<ServerId, usize> = available.iter().map(|s| (*s, 0)).collect();
+            for space in self.config.spaces.values() {
+                for (chain, joining) in space.chains.iter().zip(&space.joining) {
+                    let leaving = joining.and_then(|j| j.replaces);
+                    for m in chain.iter().filter(|m| Some(**m) != leaving) {
+                        if let Some(l) = load.get_mut(m) {
+                            *l += 1;
+                        }
+                    }
+                }
+            }
+            let Some((&most, &high)) = load
+                .iter()
+                .max_by_key(|(s, l)| (**l, std::cmp::Reverse(**s)))
+            else {
+                return;
+            };
+            let Some((&least, &low)) = load.iter().min_by_key(|(s, l)| (**l, **s)) else {
+                return;
+            };
+            if high <= low + 1 {
+                return;
+            }
+            let mut moved = false;
+            'spaces: for space in self.config.spaces.values_mut() {
+                for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
+                    if joining.is_none() && chain.contains(&most) && !chain.contains(&least) {
+                        chain.push(least);
+                        *joining = Some(Joiner {
+                            server: least,
+                            since: next_version,
+                            replaces: Some(most),
+                        });
+                        moved = true;
+                        break 'spaces;
+                    }
+                }
+            }
+            if !moved {
+                return;
             }
         }
     }
@@ -452,17 +522,60 @@ mod tests {
         })
         .unwrap();
         assert!(!c.unstable().is_empty());
-        for i in 0..3u32 {
-            let region = RegionId {
-                space: c.config.spaces["s"].id,
-                index: i,
-            };
-            if let Some(j) = c.config.joining(region) {
-                c.apply(&Command::TransferComplete { server: j, region })
-                    .unwrap();
-            }
-        }
+        complete_all_joins(&mut c);
         assert!(c.unstable().is_empty(), "{:?}", c.unstable());
+        assert!(
+            c.load().get(&ServerId(2)).is_some_and(|&l| l >= 1),
+            "server 2 is back in chains"
+        );
+    }
+
+    /// Completes every join, as daemons would, until nothing moves any more.
+    fn complete_all_joins(c: &mut Cluster) {
+        for _ in 0..100 {
+            let space = c.config.spaces["s"].clone();
+            let Some((index, j)) = space
+                .joining
+                .iter()
+                .enumerate()
+                .find_map(|(i, j)| j.map(|j| (i, j)))
+            else {
+                return;
+            };
+            let region = RegionId {
+                space: space.id,
+                index: index as u32,
+            };
+            c.apply(&Command::TransferComplete {
+                server: j.server,
+                region,
+            })
+            .unwrap();
+        }
+        panic!("joins never ended");
+    }
+
+    #[test]
+    fn a_new_daemon_takes_a_fair_share() {
+        let mut c = cluster(2);
+        c.apply(&Command::AddSpace(
+            "space s key k create 12 partitions".into(),
+        ))
+        .unwrap();
+        c.apply(&Command::Register {
+            id: None,
+            addr: "127.0.0.1:3000".into(),
+        })
+        .unwrap();
+        complete_all_joins(&mut c);
+        let load = c.load();
+        assert_eq!(
+            load.values().sum::<usize>(),
+            24,
+            "every region keeps two replicas"
+        );
+        assert!(load.values().all(|&l| l == 8), "{load:?}");
+        assert!(c.unstable().is_empty());
     }
 
     #[test]

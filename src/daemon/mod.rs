@@ -46,6 +46,8 @@ pub struct DaemonOptions {
     pub timing: Timing,
     /// How long to keep trying to register before giving up.
     pub startup_timeout: Duration,
+    /// Most objects per state-transfer window.
+    pub transfer_window: usize,
 }
 
 impl Default for DaemonOptions {
@@ -56,6 +58,7 @@ impl Default for DaemonOptions {
             max_frame: DEFAULT_MAX_FRAME,
             timing: Timing::default(),
             startup_timeout: Duration::from_secs(10),
+            transfer_window: replica::TRANSFER_WINDOW,
         }
     }
 }
@@ -251,19 +254,26 @@ pub async fn run(
         });
     }
 
+    // Outgoing connections to peers, on the shared runtime.
+    let (peers_tx, peers_rx) = mpsc::unbounded_channel::<(ServerId, String, Message)>();
+    rt::spawn(Peers::new(events_tx.clone(), opts.max_frame).run(peers_rx));
+
     // The actor.
     {
         let events = events_tx.clone();
         let fetch = fetch.clone();
         let lease = lease.clone();
         let fatal = fatal.clone();
-        let opts = opts.clone();
-        rt::spawn(async move {
+        let transfer_window = opts.transfer_window;
+        // The actor blocks on fsync: it gets a thread of its own so that heartbeats and
+        // connections never wait behind a disk.
+        rt::spawn_dedicated("hyperdex-actor", async move {
             // Start from an empty configuration and install the real one as an input, so
             // that joining, transfers and clean-up start exactly as for any later one.
-            let mut replica: Replica<Waiter> = Replica::new(me, Config::default());
+            let mut replica: Replica<Waiter> =
+                Replica::new(me, Config::default()).with_transfer_window(transfer_window);
             let _ = events.send(Input::Config(config));
-            let mut peers = Peers::new(events, opts.max_frame);
+            drop(events);
             let mut batches = 0u64;
             while let Some(first) = events_rx.recv().await {
                 let mut batch = vec![first];
@@ -311,7 +321,11 @@ pub async fn run(
                         Output::Reply((tx, id), msg) => {
                             let _ = tx.send(Envelope { id, msg });
                         }
-                        Output::Send(to, msg) => peers.send(replica.config(), to, msg),
+                        Output::Send(to, msg) => {
+                            if let Some(server) = replica.config().server(to) {
+                                let _ = peers_tx.send((to, server.addr.clone(), msg));
+                            }
+                        }
                         Output::FetchConfig => fetch.notify_one(),
                         Output::TransferDone(region) => {
                             let _ = reports_tx.send(region);
@@ -405,10 +419,14 @@ impl Peers {
         }
     }
 
-    fn send(&mut self, config: &Config, to: ServerId, msg: Message) {
-        let Some(addr) = config.server(to).map(|s| s.addr.clone()) else {
-            return;
-        };
+    /// Forwards every message to its peer's link until the actor is gone.
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(ServerId, String, Message)>) {
+        while let Some((to, addr, msg)) = rx.recv().await {
+            self.send(to, addr, msg);
+        }
+    }
+
+    fn send(&mut self, to: ServerId, addr: String, msg: Message) {
         let stale = self
             .links
             .get(&to)

@@ -42,7 +42,7 @@ use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::{planted, Bug};
-use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig, SpaceId};
+use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig};
 use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
 
@@ -57,24 +57,36 @@ pub struct StoredObject {
     pub dedupe: Vec<Dedupe>,
 }
 
-/// The store key of an object: space id (8 bytes, big-endian) then the key's bytes.
-pub fn object_key(space: SpaceId, key: &[u8]) -> Vec<u8> {
-    let mut k = space.0.to_be_bytes().to_vec();
+/// The store prefix of a region's objects: space id (8 bytes) then region index (4 bytes),
+/// both big-endian, so that a region's objects are contiguous in key order (transfers and
+/// searches scan one region at a time).
+pub fn region_prefix(region: RegionId) -> Vec<u8> {
+    let mut k = region.space.0.to_be_bytes().to_vec();
+    k.extend_from_slice(&region.index.to_be_bytes());
+    k
+}
+
+/// Length of [`region_prefix`].
+pub const REGION_PREFIX_LEN: usize = 12;
+
+/// The store key of an object: its region's prefix, then the key's bytes.
+pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
+    let mut k = region_prefix(region);
     k.extend_from_slice(key);
     k
 }
 
 /// Reads a stored object; a missing or unreadable record reads as "never written".
-pub fn load(store: &dyn Store, space: SpaceId, key: &[u8]) -> Result<StoredObject, StoreError> {
+pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
     Ok(store
-        .get(Table::Objects, &object_key(space, key))?
+        .get(Table::Objects, &object_key(region, key))?
         .and_then(|b| postcard::from_bytes(&b).ok())
         .unwrap_or_default())
 }
 
-fn stage(store: &mut dyn Store, space: SpaceId, key: &[u8], obj: &StoredObject) {
+fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredObject) {
     let bytes = postcard::to_allocvec(obj).unwrap_or_default();
-    store.put(Table::Objects, &object_key(space, key), Some(bytes));
+    store.put(Table::Objects, &object_key(region, key), Some(bytes));
 }
 
 /// What the state machine is fed.
@@ -137,6 +149,8 @@ pub struct Replica<W> {
     outgoing: BTreeMap<RegionId, Outgoing>,
     /// Regions this server joins and has received completely (in the current configuration).
     received: std::collections::BTreeSet<RegionId>,
+    /// Most objects per transfer window.
+    window: usize,
 }
 
 /// A state transfer in progress from this server.
@@ -151,8 +165,10 @@ struct Outgoing {
     windows: u64,
 }
 
-/// Objects per transfer window.
-pub const TRANSFER_WINDOW: usize = 64;
+/// Most objects per transfer window.
+pub const TRANSFER_WINDOW: usize = 4096;
+/// Most bytes per transfer window (a window always carries at least one object).
+pub const TRANSFER_WINDOW_BYTES: usize = 1 << 20;
 
 fn reconfigure(why: String) -> Message {
     Message::Reply(Reply::Error(ReturnCode::Reconfigure, why))
@@ -167,7 +183,14 @@ impl<W: Clone> Replica<W> {
             early: Vec::new(),
             outgoing: BTreeMap::new(),
             received: Default::default(),
+            window: TRANSFER_WINDOW,
         }
+    }
+
+    /// Sets the most objects per transfer window (small windows exercise resumption).
+    pub fn with_transfer_window(mut self, objects: usize) -> Self {
+        self.window = objects.max(1);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -305,7 +328,7 @@ impl<W: Clone> Replica<W> {
             ));
             return Ok(());
         }
-        let stored = load(store, space.id, &kb)?;
+        let stored = load(store, region, &kb)?;
         if !op.is_mutation() {
             let pending_latest = self
                 .pending
@@ -371,7 +394,7 @@ impl<W: Clone> Replica<W> {
             // Head and tail at once: durable after this batch's sync, then answered.
             let mut s = stored;
             absorb(&mut s, &write);
-            stage(store, space.id, &kb, &s);
+            stage(store, region, &kb, &s);
             out.push(Output::Reply(waiter, Message::Reply(reply)));
             self.pending.retain(|_, p| !p.is_empty());
             return Ok(());
@@ -465,8 +488,7 @@ impl<W: Clone> Replica<W> {
         }
         let pred = chain[pos - 1];
         let succ = chain.get(pos + 1).copied();
-        let space = w.region.space;
-        let mut stored = load(store, space, &w.key)?;
+        let mut stored = load(store, w.region, &w.key)?;
         if w.version <= stored.version {
             out.push(Output::Send(
                 pred,
@@ -477,7 +499,7 @@ impl<W: Clone> Replica<W> {
         match succ {
             None => {
                 absorb(&mut stored, &w);
-                stage(store, space, &w.key, &stored);
+                stage(store, w.region, &w.key, &stored);
                 out.push(Output::Send(
                     pred,
                     Message::ChainAck(self.ack(&w.key, w.region, w.version)),
@@ -524,7 +546,7 @@ impl<W: Clone> Replica<W> {
         // Pass the ack on only if this server really holds the version durably: after a
         // restart it may have lost a write that its successor acknowledges, and the
         // predecessor's retransmission will bring it here again.
-        if load(store, a.region.space, &a.key)?.version < a.version {
+        if load(store, a.region, &a.key)?.version < a.version {
             return Ok(());
         }
         if let Some(pred) = pred {
@@ -556,13 +578,13 @@ impl<W: Clone> Replica<W> {
         if done.is_empty() {
             return Ok(());
         }
-        let mut stored = load(store, region.space, key)?;
+        let mut stored = load(store, region, key)?;
         for p in done.values() {
             if p.write.version > stored.version {
                 absorb(&mut stored, &p.write);
             }
         }
-        stage(store, region.space, key, &stored);
+        stage(store, region, key, &stored);
         for p in done.into_values() {
             let reply = p
                 .write
@@ -600,7 +622,15 @@ impl<W: Clone> Replica<W> {
         }
         let keys: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
         for (region, key) in keys {
-            let position = self.position(region).map(|(p, c)| (p, c.to_vec()));
+            // A server that has just become the joiner of a region it served (removed and
+            // added again in one step) lost its old role: what it had in flight belongs to the
+            // chain it left, not to a copy that is about to be rebuilt.
+            let mine = self.config.joiner(region).filter(|j| j.server == self.me);
+            let rejoining = mine.is_some() && old.joiner(region) != mine;
+            let position = self
+                .position(region)
+                .filter(|_| !rejoining)
+                .map(|(p, c)| (p, c.to_vec()));
             match position {
                 None => {
                     // We left this chain: clients retry elsewhere.
@@ -681,15 +711,8 @@ impl<W: Clone> Replica<W> {
             let mine = config.joiner(region).filter(|j| j.server == self.me);
             if mine.is_some() && old.joiner(region) != mine {
                 self.received.remove(&region);
-                if let Some(space) = config.space_by_id(region.space) {
-                    for (k, _) in
-                        store.scan_prefix(Table::Objects, &region.space.0.to_be_bytes())?
-                    {
-                        let kb = &k[8..];
-                        if space.region_of_bytes(kb) == region {
-                            store.put(Table::Objects, &k, None);
-                        }
-                    }
+                for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
+                    store.put(Table::Objects, &k, None);
                 }
             }
             let joiner = config
@@ -743,23 +766,27 @@ impl<W: Clone> Replica<W> {
             if o.done || only.is_some_and(|p| p != o.to) {
                 continue;
             }
-            let Some(space) = config.space_by_id(region.space) else {
-                continue;
-            };
-            let mut entries = Vec::new();
-            let mut last = true;
-            for (k, v) in store.scan_prefix(Table::Objects, &region.space.0.to_be_bytes())? {
-                let kb = &k[8..];
-                if o.cursor.as_deref().is_some_and(|c| kb <= c)
-                    || space.region_of_bytes(kb) != *region
-                {
-                    continue;
-                }
-                if entries.len() == TRANSFER_WINDOW {
-                    last = false;
-                    break;
-                }
-                entries.push((kb.to_vec(), v));
+            let prefix = region_prefix(*region);
+            let after = o.cursor.as_ref().map(|c| object_key(*region, c));
+            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = store
+                .scan_from(
+                    Table::Objects,
+                    &prefix,
+                    after.as_deref(),
+                    TRANSFER_WINDOW + 1,
+                )?
+                .into_iter()
+                .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
+                .collect();
+            let mut last = entries.len() <= self.window;
+            entries.truncate(self.window);
+            let mut bytes = 0;
+            if let Some(cut) = entries.iter().position(|(k, v)| {
+                bytes += k.len() + v.len();
+                bytes > TRANSFER_WINDOW_BYTES
+            }) {
+                entries.truncate(cut.max(1));
+                last = false;
             }
             out.push(Output::Send(
                 o.to,
@@ -798,9 +825,9 @@ impl<W: Clone> Replica<W> {
             let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
                 continue;
             };
-            let stored = load(store, t.region.space, kb)?;
+            let stored = load(store, t.region, kb)?;
             if incoming.version > stored.version {
-                stage(store, t.region.space, kb, &incoming);
+                stage(store, t.region, kb, &incoming);
             }
             upto = Some(kb.clone());
         }
@@ -891,21 +918,19 @@ pub fn search_store(
     checks: &[Check],
 ) -> Result<Vec<Object>, StoreError> {
     let schema: &Space = &space.schema;
-    let prefix = space.id.0.to_be_bytes();
     let mut found = Vec::new();
-    for (k, v) in store.scan_prefix(Table::Objects, &prefix)? {
-        let kb = &k[prefix.len()..];
-        if !regions.contains(&space.region_of_bytes(kb)) {
-            continue;
-        }
-        let Ok(stored) = postcard::from_bytes::<StoredObject>(&v) else {
-            continue;
-        };
-        let (Some(obj), Ok(key)) = (stored.object, decode(kb)) else {
-            continue;
-        };
-        if matches(schema, &key, &obj, checks) {
-            found.push(with_key(schema, &key, &obj));
+    for region in regions {
+        for (k, v) in store.scan_prefix(Table::Objects, &region_prefix(*region))? {
+            let kb = &k[REGION_PREFIX_LEN..];
+            let Ok(stored) = postcard::from_bytes::<StoredObject>(&v) else {
+                continue;
+            };
+            let (Some(obj), Ok(key)) = (stored.object, decode(kb)) else {
+                continue;
+            };
+            if matches(schema, &key, &obj, checks) {
+                found.push(with_key(schema, &key, &obj));
+            }
         }
     }
     Ok(found)
@@ -942,7 +967,10 @@ mod tests {
                 .config
                 .servers
                 .keys()
-                .map(|&id| (id, (Replica::new(id, c.config.clone()), MemStore::new())))
+                .map(|&id| {
+                    let r = Replica::new(id, c.config.clone()).with_transfer_window(64);
+                    (id, (r, MemStore::new()))
+                })
                 .collect();
             (
                 Net {
@@ -1025,11 +1053,11 @@ mod tests {
         assert!(net.replies.is_empty());
         let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
         let head_store = &net.replicas[&head].1;
-        assert_eq!(load(head_store, region.space, &kb).unwrap().version, 0);
+        assert_eq!(load(head_store, region, &kb).unwrap().version, 0);
         net.deliver_all();
         assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
         for (_, store) in net.replicas.values() {
-            let s = load(store, region.space, &kb).unwrap();
+            let s = load(store, region, &kb).unwrap();
             assert_eq!(s.version, 1);
             assert_eq!(s.object.unwrap()["n"], Value::Int(5));
         }
@@ -1149,7 +1177,7 @@ mod tests {
         };
         let chain = config.chain(region).to_vec();
         let (head, other) = (chain[0], chain[1]);
-        // Shrink the chain to the head alone, and write 150 objects (more than two windows).
+        // Shrink the chain to the head alone, and write 150 objects (three windows of 64).
         let mut solo = config.clone();
         solo.version += 1;
         solo.spaces.get_mut("s").unwrap().chains[0] = vec![head];
@@ -1174,6 +1202,7 @@ mod tests {
         joined.version += 1;
         joined.spaces.get_mut("s").unwrap().chains[0] = vec![head, other];
         joined.spaces.get_mut("s").unwrap().joining[0] = Some(crate::config::Joiner {
+            replaces: None,
             server: other,
             since: joined.version,
         });

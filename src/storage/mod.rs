@@ -43,8 +43,19 @@ pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 pub trait Store: Send + 'static {
     /// The value under `key`, staged writes included.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` entries whose keys start with `prefix` and come after `after` (all of
+    /// the prefix when `None`), in key order, staged writes included.
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order, staged writes included.
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError>;
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+        self.scan_from(table, prefix, None, usize::MAX)
+    }
     /// Stages a write (`None` deletes).
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>);
     /// Makes every staged write durable.
@@ -53,18 +64,54 @@ pub trait Store: Send + 'static {
 
 type Staged = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
-fn overlay_scan(durable: KeyValues, staged: &Staged, table: Table, prefix: &[u8]) -> KeyValues {
-    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = durable.into_iter().collect();
-    for ((t, k), v) in staged.range((table, prefix.to_vec())..) {
-        if *t != table || !k.starts_with(prefix) {
-            break;
-        }
-        match v {
-            Some(v) => merged.insert(k.clone(), v.clone()),
-            None => merged.remove(k),
+/// Merges durable entries with staged writes (which win, `None` deleting), both in key
+/// order, stopping at `limit` results.
+fn merge_scan(
+    mut durable: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    mut staged: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    limit: usize,
+) -> KeyValues {
+    let mut out = Vec::new();
+    let (mut d, mut s) = (durable.next(), staged.next());
+    while out.len() < limit {
+        let (take_staged, shadowed) = match (&d, &s) {
+            (None, None) => break,
+            (Some(_), None) => (false, false),
+            (None, Some(_)) => (true, false),
+            (Some((dk, _)), Some((sk, _))) => (sk <= dk, sk == dk),
         };
+        if shadowed {
+            d = durable.next();
+        }
+        if take_staged {
+            if let Some((k, Some(v))) = s.take() {
+                out.push((k, v));
+            }
+            s = staged.next();
+        } else if let Some(entry) = d.take() {
+            out.push(entry);
+            d = durable.next();
+        }
     }
-    merged.into_iter().collect()
+    out
+}
+
+/// The staged writes of `table` under `prefix` after `after`, in key order.
+fn staged_range<'a>(
+    staged: &'a Staged,
+    table: Table,
+    prefix: &'a [u8],
+    after: Option<&[u8]>,
+) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + 'a {
+    use std::ops::Bound;
+    let lower = match after {
+        Some(a) if a >= prefix => Bound::Excluded((table, a.to_vec())),
+        _ => Bound::Included((table, prefix.to_vec())),
+    };
+    staged
+        .range((lower, Bound::Unbounded))
+        .take_while(move |((t, k), _)| *t == table && k.starts_with(prefix))
+        .map(|((_, k), v)| (k.clone(), v.clone()))
 }
 
 #[derive(Debug, Default)]
@@ -114,15 +161,29 @@ impl Store for MemStore {
         Ok(d.durable.get(&k).cloned())
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        use std::ops::Bound;
         let d = self.disk();
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded((table, a.to_vec())),
+            _ => Bound::Included((table, prefix.to_vec())),
+        };
         let durable = d
             .durable
-            .range((table, prefix.to_vec())..)
+            .range((lower, Bound::Unbounded))
             .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(overlay_scan(durable, &d.staged, table, prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()));
+        Ok(merge_scan(
+            durable,
+            staged_range(&d.staged, table, prefix, after),
+            limit,
+        ))
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
@@ -159,7 +220,18 @@ mod tests {
             s.scan_prefix(Table::Objects, b"a").unwrap(),
             vec![(b"a2".to_vec(), b"y".to_vec())]
         );
-        assert_eq!(s.crash(), 2);
+        s.put(Table::Objects, b"a3", Some(b"z".to_vec()));
+        assert_eq!(
+            s.scan_from(Table::Objects, b"a", Some(b"a1"), 1).unwrap(),
+            vec![(b"a2".to_vec(), b"y".to_vec())]
+        );
+        assert_eq!(
+            s.scan_from(Table::Objects, b"a", Some(b"a2"), 5)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.crash(), 3);
         assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
         assert_eq!(s.get(Table::Objects, b"a2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"a1").unwrap(), None);

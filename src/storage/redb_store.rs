@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{overlay_scan, KeyValues, Staged, Store, StoreError, Table};
+use super::{merge_scan, staged_range, KeyValues, Staged, Store, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
@@ -70,18 +70,40 @@ impl Store for RedbStore {
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        use std::ops::Bound;
         let tx = self.db.begin_read().map_err(io)?;
         let t = tx.open_table(def(table)).map_err(io)?;
-        let mut durable = Vec::new();
-        for item in t.range(prefix..).map_err(io)? {
-            let (k, v) = item.map_err(io)?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            durable.push((k.value().to_vec(), v.value().to_vec()));
+        let lower: Bound<&[u8]> = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let range = t.range::<&[u8]>((lower, Bound::Unbounded)).map_err(io)?;
+        let mut failure = None;
+        let durable = range
+            .map_while(|item| match item {
+                Ok((k, v)) => Some((k.value().to_vec(), v.value().to_vec())),
+                Err(e) => {
+                    failure = Some(io(e));
+                    None
+                }
+            })
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let out = merge_scan(
+            durable,
+            staged_range(&self.staged, table, prefix, after),
+            limit,
+        );
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
-        Ok(overlay_scan(durable, &self.staged, table, prefix))
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
@@ -138,8 +160,23 @@ mod tests {
             s.put(Table::Objects, b"k2", Some(b"unsynced".to_vec()));
             assert_eq!(s.scan_prefix(Table::Objects, b"k").unwrap().len(), 2);
         }
-        let s = RedbStore::open(&dir).unwrap();
+        let mut s = RedbStore::open(&dir).unwrap();
         assert_eq!(s.get(Table::Objects, b"k1").unwrap(), Some(b"v1".to_vec()));
+        for i in 0..10u8 {
+            s.put(Table::Objects, &[b'r', i], Some(vec![i]));
+        }
+        s.sync().unwrap();
+        s.put(Table::Objects, &[b'r', 3], None);
+        s.put(Table::Objects, &[b'r', 20], Some(vec![20]));
+        let window = s
+            .scan_from(Table::Objects, b"r", Some(&[b'r', 1]), 3)
+            .unwrap();
+        let keys: Vec<u8> = window.iter().map(|(k, _)| k[1]).collect();
+        assert_eq!(keys, vec![2, 4, 5]);
+        let rest = s
+            .scan_from(Table::Objects, b"r", Some(&[b'r', 9]), 10)
+            .unwrap();
+        assert_eq!(rest, vec![(vec![b'r', 20], vec![20])]);
         assert_eq!(s.get(Table::Objects, b"k2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"id").unwrap(), Some(b"7".to_vec()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -180,10 +180,10 @@ impl ProcCluster {
 impl Drop for ProcCluster {
     fn drop(&mut self) {
         self.kill_all();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
+        if std::thread::panicking() || std::env::var_os("HYPERDEX_KEEP_LOGS").is_some() {
             eprintln!("cluster logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
