@@ -139,8 +139,12 @@ impl Shared {
                 }
             }
             Message::Admin(cmd) => Message::AdminReply(self.admin(cmd)),
-            Message::TransferComplete { id, region } => {
-                match self.apply(Command::TransferComplete { server: id, region }) {
+            Message::TransferComplete { id, region, since } => {
+                match self.apply(Command::TransferComplete {
+                    server: id,
+                    region,
+                    since,
+                }) {
                     Ok(_) => Message::AdminReply(Ok(AdminOutput::Done)),
                     Err(e) => Message::AdminReply(Err(e)),
                 }

@@ -44,6 +44,7 @@ pub enum Command {
     TransferComplete {
         server: ServerId,
         region: RegionId,
+        since: u64,
     },
 }
 
@@ -205,7 +206,11 @@ impl Cluster {
                 self.refill();
                 Ok(Outcome::Done)
             }
-            Command::TransferComplete { server, region } => {
+            Command::TransferComplete {
+                server,
+                region,
+                since,
+            } => {
                 let Some(space) = self
                     .config
                     .spaces
@@ -216,7 +221,7 @@ impl Cluster {
                 };
                 let index = region.index as usize;
                 match space.joining.get(index).copied().flatten() {
-                    Some(j) if j.server == *server => {
+                    Some(j) if j.server == *server && j.since == *since => {
                         space.joining[index] = None;
                         // The member it replaces leaves, unless that would leave the region
                         // short of replicas (another member failed meanwhile).
@@ -549,6 +554,7 @@ mod tests {
             c.apply(&Command::TransferComplete {
                 server: j.server,
                 region,
+                since: j.since,
             })
             .unwrap();
         }

@@ -161,7 +161,7 @@ pub async fn run(
     let fatal = Arc::new(AtomicBool::new(false));
 
     // Heartbeats, configuration updates and reports to the coordinator.
-    let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<crate::config::RegionId>();
+    let (reports_tx, mut reports_rx) = mpsc::unbounded_channel::<(crate::config::RegionId, u64)>();
     {
         let events = events_tx.clone();
         let fetch = fetch.clone();
@@ -171,12 +171,16 @@ pub async fn run(
         rt::spawn(async move {
             let mut coord = Some(coord);
             loop {
-                let mut report = None;
+                let mut reports = std::collections::BTreeSet::new();
                 tokio::select! {
                     biased;
                     _ = rt::sleep(opts.timing.heartbeat_interval) => {}
                     _ = fetch.notified() => {}
-                    r = reports_rx.recv() => report = r,
+                    r = reports_rx.recv() => reports.extend(r),
+                }
+                // Every report queued so far, once each.
+                while let Ok(r) = reports_rx.try_recv() {
+                    reports.insert(r);
                 }
                 if coord.as_ref().is_none_or(|c| !c.is_alive()) {
                     coord = RpcConn::connect(&opts.coordinator, opts.max_frame, RPC_TIMEOUT)
@@ -184,10 +188,13 @@ pub async fn run(
                         .ok();
                 }
                 let Some(c) = &coord else { continue };
-                if let Some(region) = report {
-                    let _ = c
-                        .call(Message::TransferComplete { id: me, region }, RPC_TIMEOUT)
-                        .await;
+                for (region, since) in reports {
+                    let msg = Message::TransferComplete {
+                        id: me,
+                        region,
+                        since,
+                    };
+                    let _ = c.call(msg, RPC_TIMEOUT).await;
                 }
                 let sent = rt::now();
                 let hb = Message::Heartbeat {
@@ -327,8 +334,8 @@ pub async fn run(
                             }
                         }
                         Output::FetchConfig => fetch.notify_one(),
-                        Output::TransferDone(region) => {
-                            let _ = reports_tx.send(region);
+                        Output::TransferDone(region, since) => {
+                            let _ = reports_tx.send((region, since));
                         }
                     }
                 }

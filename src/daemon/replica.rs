@@ -126,7 +126,7 @@ pub enum Output<W> {
     /// A client has a newer configuration than ours: fetch it now.
     FetchConfig,
     /// This server has every object of a region it joins: tell the coordinator.
-    TransferDone(RegionId),
+    TransferDone(RegionId, u64),
 }
 
 #[derive(Debug)]
@@ -240,8 +240,8 @@ impl<W: Clone> Replica<W> {
                 self.resend(None, &mut out);
                 self.send_windows(store, None, &mut out)?;
                 for r in &self.received {
-                    if self.config.joining(*r) == Some(self.me) {
-                        out.push(Output::TransferDone(*r));
+                    if let Some(j) = self.config.joiner(*r).filter(|j| j.server == self.me) {
+                        out.push(Output::TransferDone(*r, j.since));
                     }
                 }
             }
@@ -835,7 +835,9 @@ impl<W: Clone> Replica<W> {
             if self.received.insert(t.region) {
                 tracing::info!(region = %t.region, "state transfer complete");
             }
-            out.push(Output::TransferDone(t.region));
+            if let Some(j) = self.config.joiner(t.region) {
+                out.push(Output::TransferDone(t.region, j.since));
+            }
         }
         out.push(Output::Send(
             pred,
@@ -992,7 +994,7 @@ mod tests {
                     Output::Reply(w, m) => self.replies.push((w, m)),
                     Output::Send(s, m) => self.in_flight.push((s, m)),
                     Output::FetchConfig => {}
-                    Output::TransferDone(r) => self.transfers_done.push((to, r)),
+                    Output::TransferDone(r, _) => self.transfers_done.push((to, r)),
                 }
             }
         }

@@ -131,6 +131,9 @@ pub enum Message {
     TransferComplete {
         id: ServerId,
         region: RegionId,
+        /// The join this completes (`Joiner::since`): a late report of an earlier join of
+        /// the same region must not complete a newer one.
+        since: u64,
     },
 
     // Replies from the coordinator.
