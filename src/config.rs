@@ -98,6 +98,13 @@ pub struct Joiner {
     pub replaces: Option<ServerId>,
 }
 
+impl Joiner {
+    /// What identifies one join: the server and the version it started in.
+    pub fn id(self) -> (ServerId, u64) {
+        (self.server, self.since)
+    }
+}
+
 /// A numbered configuration of the whole cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {

@@ -42,7 +42,7 @@ use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::{planted, Bug};
-use crate::config::{key_bytes, Config, RegionId, ServerId, SpaceConfig};
+use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId, SpaceConfig};
 use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
 
@@ -626,7 +626,8 @@ impl<W: Clone> Replica<W> {
             // added again in one step) lost its old role: what it had in flight belongs to the
             // chain it left, not to a copy that is about to be rebuilt.
             let mine = self.config.joiner(region).filter(|j| j.server == self.me);
-            let rejoining = mine.is_some() && old.joiner(region) != mine;
+            let rejoining =
+                mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id);
             let position = self
                 .position(region)
                 .filter(|_| !rejoining)
@@ -709,7 +710,9 @@ impl<W: Clone> Replica<W> {
         for (region, pos) in config.regions_of(self.me) {
             let chain = config.chain(region);
             let mine = config.joiner(region).filter(|j| j.server == self.me);
-            if mine.is_some() && old.joiner(region) != mine {
+            // A join is identified by (server, since): the member it replaces may change
+            // while it runs (that member failed) without starting it over.
+            if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
                 self.received.remove(&region);
                 for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
                     store.put(Table::Objects, &k, None);
