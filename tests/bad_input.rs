@@ -126,6 +126,7 @@ async fn hostile_connections_are_dropped_and_others_are_unaffected() {
             config_version: config.version,
             client: 1,
             seq: 1,
+            low_seq: 1,
             op: op.clone(),
         };
         let got = raw.call(msg, Duration::from_secs(2)).await.expect("reply");

@@ -63,6 +63,8 @@ pub struct RunReport {
     pub stable: bool,
     /// The configuration at the end, rendered as `show-config` prints it.
     pub final_config: String,
+    /// The whole recorded history.
+    pub history: hyperdex_model::history::History,
 }
 
 impl RunReport {
@@ -224,6 +226,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         convergence,
         stable,
         final_config,
+        history,
     }
 }
 

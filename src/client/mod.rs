@@ -106,6 +106,9 @@ struct Inner {
     config: Mutex<Arc<Config>>,
     conns: tokio::sync::Mutex<BTreeMap<String, Arc<RpcConn>>>,
     outstanding: Mutex<Outstanding>,
+    /// Sequence numbers of single-key operations still waiting for an answer; the lowest
+    /// tells daemons which dedupe records this client no longer needs.
+    in_flight: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 /// A connection to a cluster. Cheap to clone; clones share connections and configuration.
@@ -162,6 +165,7 @@ impl Client {
                 seq: AtomicU64::new(1),
                 config: Mutex::new(Arc::new(config)),
                 conns: tokio::sync::Mutex::new(BTreeMap::new()),
+                in_flight: Mutex::new(Default::default()),
                 outstanding: Mutex::new(Outstanding {
                     tx,
                     rx: Some(rx),
@@ -338,7 +342,18 @@ impl Client {
 
     /// A single-key operation, with the retry contract of the module docs.
     async fn key_op(&self, op: Operation) -> Reply {
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let seq = {
+            let mut in_flight = lock(&self.inner.in_flight);
+            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+            in_flight.insert(seq);
+            seq
+        };
+        let reply = self.key_op_with(seq, op).await;
+        lock(&self.inner.in_flight).remove(&seq);
+        reply
+    }
+
+    async fn key_op_with(&self, seq: u64, op: Operation) -> Reply {
         let deadline = rt::now() + self.inner.opts.timeout;
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -379,10 +394,12 @@ impl Client {
             .ok_or_else(|| format!("unknown server {head}"))?
             .addr;
         let conn = self.conn(addr).await.map_err(|e| e.to_string())?;
+        let low_seq = lock(&self.inner.in_flight).first().copied().unwrap_or(seq);
         let msg = Message::Op {
             config_version: config.version,
             client: self.inner.id,
             seq,
+            low_seq,
             op: op.clone(),
         };
         match conn.call(msg, self.inner.opts.attempt_timeout).await {

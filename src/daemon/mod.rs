@@ -364,12 +364,14 @@ pub async fn run(
                         config_version,
                         client,
                         seq,
+                        low_seq,
                         op,
                     } => Input::Op {
                         waiter: (tx.clone(), env.id),
                         config_version,
                         client,
                         seq,
+                        low_seq,
                         op,
                     },
                     Message::Search {

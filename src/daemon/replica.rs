@@ -46,8 +46,9 @@ use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId, SpaceConfig};
 use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
 
-/// How many dedupe records are kept with each object.
-pub const DEDUPE_RECORDS: usize = 16;
+/// At most this many dedupe records are kept with each object (the oldest go first). Below
+/// that, a client's records go only when the client says it has their answers (`low_seq`).
+pub const DEDUPE_RECORDS: usize = 1024;
 
 /// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,7 @@ pub enum Input<W> {
         config_version: u64,
         client: ClientId,
         seq: u64,
+        low_seq: u64,
         op: Operation,
     },
     Search {
@@ -214,8 +216,12 @@ impl<W: Clone> Replica<W> {
                 config_version,
                 client,
                 seq,
+                low_seq,
                 op,
-            } => self.on_op(store, waiter, config_version, client, seq, op, &mut out)?,
+            } => {
+                let request = (client, seq, low_seq);
+                self.on_op(store, waiter, config_version, request, op, &mut out)?
+            }
             Input::Search {
                 waiter,
                 config_version,
@@ -273,8 +279,7 @@ impl<W: Clone> Replica<W> {
         store: &mut dyn Store,
         waiter: W,
         config_version: u64,
-        client: ClientId,
-        seq: u64,
+        (client, seq, low_seq): (ClientId, u64, u64),
         op: Operation,
         out: &mut Vec<Output<W>>,
     ) -> Result<(), StoreError> {
@@ -360,6 +365,7 @@ impl<W: Clone> Replica<W> {
             .iter()
             .find(|d| d.client == client && d.seq == seq)
         {
+            tracing::debug!(server = self.me.0, %region, client, seq, "retry answered from the record");
             out.push(Output::Reply(waiter, Message::Reply(d.reply.clone())));
             self.pending.retain(|_, p| !p.is_empty());
             return Ok(());
@@ -370,6 +376,10 @@ impl<W: Clone> Replica<W> {
         };
         let (reply, change) = step_key(&space.schema, latest, &op);
         let Some(new) = change else {
+            tracing::debug!(
+                server = self.me.0, %region, client, seq, reply = ?reply,
+                pending = pend.len(), stored = stored.version, "write changes nothing"
+            );
             match pend.values_mut().next_back() {
                 Some(p) => p.deferred.push((waiter, reply)),
                 None => out.push(Output::Reply(waiter, Message::Reply(reply))),
@@ -386,9 +396,14 @@ impl<W: Clone> Replica<W> {
             dedupe: Some(Dedupe {
                 client,
                 seq,
+                low_seq,
                 reply: reply.clone(),
             }),
         };
+        tracing::debug!(
+            server = self.me.0, %region, version = write.version, client, seq,
+            reply = ?reply, config = config.version, "head orders a write"
+        );
         let chain = config.chain(region);
         if chain.len() == 1 {
             // Head and tail at once: durable after this batch's sync, then answered.
@@ -489,6 +504,11 @@ impl<W: Clone> Replica<W> {
         let pred = chain[pos - 1];
         let succ = chain.get(pos + 1).copied();
         let mut stored = load(store, w.region, &w.key)?;
+        tracing::debug!(
+            server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
+            pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
+            "chain write"
+        );
         if w.version <= stored.version {
             out.push(Output::Send(
                 pred,
@@ -909,6 +929,10 @@ fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
     stored.version = w.version;
     stored.object = w.object.clone();
     if let Some(d) = &w.dedupe {
+        // The client has the answers below its low sequence number: those records go.
+        stored
+            .dedupe
+            .retain(|r| r.client != d.client || r.seq >= d.low_seq);
         stored.dedupe.push(d.clone());
         let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
         stored.dedupe.drain(..excess);
@@ -946,7 +970,7 @@ mod tests {
     use super::*;
     use crate::coordinator::state::{Cluster, Command};
     use crate::storage::MemStore;
-    use hyperdex_model::Value;
+    use hyperdex_model::{Func, Funcall, Value};
 
     /// Three replicas wired by hand: messages are delivered by the test, so every step of the
     /// protocol can be observed.
@@ -1023,6 +1047,7 @@ mod tests {
             config_version: config.version,
             client: 7,
             seq,
+            low_seq: 1,
             op,
         }
     }
@@ -1238,6 +1263,40 @@ mod tests {
                 .unwrap()
                 .len(),
             151
+        );
+    }
+
+    #[test]
+    fn a_retry_is_recognised_after_many_other_writes_to_the_key() {
+        let (mut net, config) =
+            Net::new(2, "space s key k attributes set(int) s create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        net.input(head, op(&config, 1, 1, Operation::put("s", "a", vec![])));
+        let add = Operation::funcs(
+            "s",
+            "a",
+            vec![Funcall::new("s", Func::SetAdd(Value::Int(3)))],
+        );
+        net.input(head, op(&config, 2, 2, add.clone()));
+        net.deliver_all();
+        // Other clients write the key many times; then client 7 retries seq 2 and deletes.
+        for i in 0..40u64 {
+            let mut other = op(&config, 100 + i as u32, i, Operation::put("s", "a", vec![]));
+            if let Input::Op { client, .. } = &mut other {
+                *client = 1000 + i;
+            }
+            net.input(head, other);
+        }
+        net.deliver_all();
+        net.input(head, op(&config, 3, 3, Operation::del("s", "a")));
+        net.deliver_all();
+        net.input(head, op(&config, 4, 2, add));
+        net.deliver_all();
+        let replies: BTreeMap<u32, Message> = net.replies.drain(..).collect();
+        assert_eq!(
+            replies[&4],
+            Message::Reply(Reply::Success),
+            "answered from the record, not applied again"
         );
     }
 }

@@ -144,6 +144,7 @@ mod tests {
                 config_version: 3,
                 client: 9,
                 seq: 1,
+                low_seq: 1,
                 op: Operation::put("s", "k", vec![("a", Value::Int(1))]),
             },
         };
@@ -164,7 +165,7 @@ mod tests {
         #[test]
         fn truncated_frames_are_errors(cut in 0usize..40) {
             let env = Envelope { id: 1, msg: Message::Op {
-                config_version: 1, client: 2, seq: 3,
+                config_version: 1, client: 2, seq: 3, low_seq: 3,
                 op: Operation::put("space", "key", vec![("attr", Value::string("value"))]),
             }};
             let frame = encode_frame(&env);

@@ -40,6 +40,9 @@ pub struct Envelope {
 pub struct Dedupe {
     pub client: ClientId,
     pub seq: u64,
+    /// Every request of this client below this sequence number has been answered, so its
+    /// records can go.
+    pub low_seq: u64,
     pub reply: Reply,
 }
 
@@ -154,6 +157,8 @@ pub enum Message {
         config_version: u64,
         client: ClientId,
         seq: u64,
+        /// The client's lowest sequence number still waiting for an answer.
+        low_seq: u64,
         op: Operation,
     },
     /// Search the regions of `space` that the receiver heads.
