@@ -85,7 +85,8 @@ impl RunReport {
         }
         if let Err(e) = &self.convergence {
             s.push_str(e);
-            s.push('\n');
+            s.push_str("\nfinal configuration:\n");
+            s.push_str(&self.final_config);
         }
         s.push_str("fault schedule:\n");
         for e in &self.nemesis.events {
@@ -147,22 +148,32 @@ pub async fn run(opts: RunOptions) -> RunReport {
 
     // Heal is done; wait until every daemon is back and every region has its replicas.
     let daemons = opts.daemons;
+    // Stable means: every daemon available, every region with its full chain and no join,
+    // and the same configuration for two seconds (a daemon restarted at the end of the
+    // nemesis registers again a moment later and starts a join).
+    let daemons = opts.daemons;
+    let since: Arc<std::sync::Mutex<Option<(u64, rt::Instant)>>> = Arc::default();
     let stable = cluster
-        .wait_until(Duration::from_secs(120), move || async move {
-            let Ok(c) = fetch_config(COORDINATOR, &ClientOptions::default()).await else {
-                return false;
-            };
-            c.servers
-                .values()
-                .filter(|s| s.state == ServerState::Available)
-                .count()
-                == daemons
-                && c.spaces.values().all(|s| {
-                    s.joining.iter().all(Option::is_none)
-                        && s.chains
-                            .iter()
-                            .all(|ch| ch.len() == (s.schema.tolerate as usize + 1).min(daemons))
-                })
+        .wait_until(Duration::from_secs(120), move || {
+            let since = since.clone();
+            async move {
+                let Ok(c) = fetch_config(COORDINATOR, &ClientOptions::default()).await else {
+                    return false;
+                };
+                let settled = c.servers.values().filter(|s| s.state == ServerState::Available).count() == daemons
+                    && c.spaces.values().all(|s| {
+                        s.joining.iter().all(Option::is_none)
+                            && s.chains.iter().all(|ch| ch.len() == (s.schema.tolerate as usize + 1).min(daemons))
+                    });
+                let mut since = since.lock().unwrap_or_else(|e| e.into_inner());
+                match *since {
+                    Some((v, t)) if settled && v == c.version => rt::now().duration_since(t) >= Duration::from_secs(2),
+                    _ => {
+                        *since = settled.then(|| (c.version, rt::now()));
+                        false
+                    }
+                }
+            }
         })
         .await;
     // Let retransmissions settle writes whose clients gave up.

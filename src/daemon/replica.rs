@@ -734,6 +734,7 @@ impl<W: Clone> Replica<W> {
             // while it runs (that member failed) without starting it over.
             if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
                 self.received.remove(&region);
+                tracing::debug!(server = self.me.0, %region, join = ?mine, "joining: dropping the old copy");
                 for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
                     store.put(Table::Objects, &k, None);
                 }
@@ -811,6 +812,10 @@ impl<W: Clone> Replica<W> {
                 entries.truncate(cut.max(1));
                 last = false;
             }
+            tracing::debug!(
+                server = self.me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
+                last, config = config.version, "transfer window"
+            );
             out.push(Output::Send(
                 o.to,
                 Message::TransferData(TransferData {
@@ -843,6 +848,10 @@ impl<W: Clone> Replica<W> {
         let Some(&pred) = pos.checked_sub(1).and_then(|p| chain.get(p)) else {
             return Ok(());
         };
+        tracing::debug!(
+            server = self.me.0, region = %t.region, after = ?t.after, objects = t.entries.len(),
+            last = t.last, config = t.config_version, "transfer window received"
+        );
         let mut upto = t.after.clone();
         for (kb, bytes) in &t.entries {
             let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {

@@ -4,26 +4,67 @@
 //! RUSTFLAGS="--cfg madsim" cargo run --release -p hyperdex-sim --target-dir target/sim \
 //!     --bin sweep -- --seeds 10000 [--from 1]
 //! ```
-//! A failing seed is printed with its explanation and the command that replays it.
+//! Seeds run in child processes of 200 seeds each, so memory stays flat however long the
+//! sweep. A failing seed is printed with its explanation and the command that replays it.
+
+#[cfg(madsim)]
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `seeds` seeds from `from` in this process and prints one `chunk` line per seed.
+#[cfg(madsim)]
+fn run_chunk(from: u64, seeds: u64) {
+    use hyperdex_sim::run::RunOptions;
+    use hyperdex_sim::sweep::run_seed;
+    let opts = RunOptions::default();
+    for seed in from..from + seeds {
+        let report = run_seed(seed, &opts);
+        if !report.ok() {
+            eprintln!(
+                "seed {seed} FAILED:\n{}\nreplay: MADSIM_TEST_SEED={seed} RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" \
+                 cargo test -p hyperdex-sim --target-dir target/sim --test linearizability -- --nocapture",
+                report.explain()
+            );
+        }
+        let faults: Vec<String> = report.nemesis.counts.iter().map(|(f, n)| format!("{f}={n}")).collect();
+        println!(
+            "seed {seed} {} {} {} {}",
+            if report.ok() { "ok" } else { "FAILED" },
+            report.operations,
+            report.unknown,
+            faults.join(",")
+        );
+    }
+}
 
 #[cfg(madsim)]
 fn main() {
-    use hyperdex_sim::run::RunOptions;
-    use hyperdex_sim::sweep::{run_seed, Summary};
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
     use indicatif::{ProgressBar, ProgressStyle};
 
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let seeds = arg("--seeds", 1000);
-    let from = arg("--from", 1);
+    let seeds = arg(&args, "--seeds", 1000);
+    let from = arg(&args, "--from", 1);
     hyperdex_sim::init_logging();
-    let opts = RunOptions::default();
+    if args.iter().any(|a| a == "--chunk") {
+        run_chunk(from, seeds);
+        return;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot find the sweep binary: {e}");
+            std::process::exit(2);
+        }
+    };
     let bar = ProgressBar::new(seeds);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta} {msg}")
@@ -31,38 +72,62 @@ fn main() {
     );
     #[allow(clippy::disallowed_methods)] // the sweep reports wall time, outside the simulation
     let started = std::time::Instant::now();
-    let mut summary = Summary::default();
-    for seed in from..from + seeds {
-        let report = run_seed(seed, &opts);
-        summary.add(seed, &report);
-        if !report.ok() {
-            bar.println(format!(
-                "seed {seed} FAILED:\n{}\nreplay: MADSIM_TEST_SEED={seed} RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" \
-                 cargo test -p hyperdex-sim --target-dir target/sim --test linearizability -- --nocapture",
-                report.explain()
-            ));
+    let (mut done, mut operations, mut unknown) = (0u64, 0u64, 0u64);
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed = Vec::new();
+    const CHUNK: u64 = 200;
+    let mut next = from;
+    while next < from + seeds {
+        let n = CHUNK.min(from + seeds - next);
+        let child = Command::new(&exe)
+            .args(["--chunk", "--from", &next.to_string(), "--seeds", &n.to_string()])
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cannot start a sweep chunk: {e}");
+                std::process::exit(2);
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if parts.len() < 5 || parts[0] != "seed" {
+                    continue;
+                }
+                done += 1;
+                if parts[2] != "ok" {
+                    failed.push(parts[1].to_string());
+                }
+                operations += parts[3].parse::<u64>().unwrap_or(0);
+                unknown += parts[4].parse::<u64>().unwrap_or(0);
+                for f in parts.get(5).map(|s| s.split(',')).into_iter().flatten() {
+                    if let Some((name, count)) = f.split_once('=') {
+                        *faults.entry(name.to_string()).or_default() += count.parse::<u64>().unwrap_or(0);
+                    }
+                }
+                bar.set_message(format!("{} violations", failed.len()));
+                bar.inc(1);
+            }
         }
-        bar.set_message(format!("{} violations", summary.failed.len()));
-        bar.inc(1);
+        let _ = child.wait();
+        next += n;
     }
     bar.finish();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seeds:       {} ({from}..{}) in {secs:.1} s, {:.1} seeds/s",
-        summary.seeds,
+        "seeds:       {done} ({from}..{}) in {secs:.1} s, {:.1} seeds/s",
         from + seeds - 1,
-        summary.seeds as f64 / secs
+        done as f64 / secs
     );
-    println!(
-        "operations:  {} checked, {} with unknown outcome",
-        summary.operations, summary.unknown
-    );
+    println!("operations:  {operations} checked, {unknown} with unknown outcome");
     println!("faults:");
-    for (f, n) in &summary.faults {
+    for (f, n) in &faults {
         println!("  {f:<22} {n}");
     }
-    println!("violations:  {} {:?}", summary.failed.len(), summary.failed);
-    if !summary.failed.is_empty() {
+    println!("violations:  {} {:?}", failed.len(), failed);
+    if !failed.is_empty() || done < seeds {
         std::process::exit(1);
     }
 }
