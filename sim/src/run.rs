@@ -147,7 +147,6 @@ pub async fn run(opts: RunOptions) -> RunReport {
     );
 
     // Heal is done; wait until every daemon is back and every region has its replicas.
-    let daemons = opts.daemons;
     // Stable means: every daemon available, every region with its full chain and no join,
     // and the same configuration for two seconds (a daemon restarted at the end of the
     // nemesis registers again a moment later and starts a join).
@@ -160,14 +159,23 @@ pub async fn run(opts: RunOptions) -> RunReport {
                 let Ok(c) = fetch_config(COORDINATOR, &ClientOptions::default()).await else {
                     return false;
                 };
-                let settled = c.servers.values().filter(|s| s.state == ServerState::Available).count() == daemons
+                let settled = c
+                    .servers
+                    .values()
+                    .filter(|s| s.state == ServerState::Available)
+                    .count()
+                    == daemons
                     && c.spaces.values().all(|s| {
                         s.joining.iter().all(Option::is_none)
-                            && s.chains.iter().all(|ch| ch.len() == (s.schema.tolerate as usize + 1).min(daemons))
+                            && s.chains
+                                .iter()
+                                .all(|ch| ch.len() == (s.schema.tolerate as usize + 1).min(daemons))
                     });
                 let mut since = since.lock().unwrap_or_else(|e| e.into_inner());
                 match *since {
-                    Some((v, t)) if settled && v == c.version => rt::now().duration_since(t) >= Duration::from_secs(2),
+                    Some((v, t)) if settled && v == c.version => {
+                        rt::now().duration_since(t) >= Duration::from_secs(2)
+                    }
                     _ => {
                         *since = settled.then(|| (c.version, rt::now()));
                         false

@@ -13,6 +13,7 @@
 //! or CMPFAIL (`not found` / `comparison failed` on stderr), 2 on any other error, with the
 //! return code's name.
 
+pub mod bench;
 pub mod data;
 pub mod local;
 
@@ -184,6 +185,8 @@ pub enum Command {
     Data(data::DataCommand),
     /// Run a coordinator and daemons on this machine, in one process.
     Local(local::LocalArgs),
+    /// Measure throughput and latency (against a cluster, or a local one with --local).
+    Bench(bench::BenchArgs),
 }
 
 /// Prints an error the way every command does and returns exit status 2.
@@ -526,6 +529,7 @@ async fn run(command: Command) -> ExitCode {
             data::run(cmd).await
         }
         Command::Local(args) => local::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -857,9 +857,14 @@ impl<W: Clone> Replica<W> {
             let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
                 continue;
             };
-            let stored = load(store, t.region, kb)?;
+            let mut stored = load(store, t.region, kb)?;
             if incoming.version > stored.version {
                 stage(store, t.region, kb, &incoming);
+            } else if merge_older_records(&mut stored, &incoming) {
+                // A write reached this joiner before the transfer did: the object is newer
+                // here, but the records of earlier writes (which retries are matched
+                // against) come only with the transfer.
+                stage(store, t.region, kb, &stored);
             }
             upto = Some(kb.clone());
         }
@@ -933,6 +938,37 @@ impl<W: Clone> Replica<W> {
     }
 }
 
+/// Puts the dedupe records of an older copy of an object before the records of this one,
+/// dropping those that this copy's records say their clients no longer need. Returns whether
+/// anything was added.
+fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> bool {
+    let mut merged: Vec<Dedupe> = older
+        .dedupe
+        .iter()
+        .filter(|r| {
+            !stored
+                .dedupe
+                .iter()
+                .any(|s| s.client == r.client && s.seq == r.seq)
+        })
+        .filter(|r| {
+            !stored
+                .dedupe
+                .iter()
+                .any(|s| s.client == r.client && r.seq < s.low_seq)
+        })
+        .cloned()
+        .collect();
+    if merged.is_empty() {
+        return false;
+    }
+    merged.append(&mut stored.dedupe);
+    let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
+    merged.drain(..excess);
+    stored.dedupe = merged;
+    true
+}
+
 /// Applies a chain write to a stored object: new version, new value, one more dedupe record.
 fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
     stored.version = w.version;
@@ -978,6 +1014,7 @@ pub fn search_store(
 mod tests {
     use super::*;
     use crate::coordinator::state::{Cluster, Command};
+    use crate::protocol::Dedupe;
     use crate::storage::MemStore;
     use hyperdex_model::{Func, Funcall, Value};
 
@@ -1306,6 +1343,58 @@ mod tests {
             replies[&4],
             Message::Reply(Reply::Success),
             "answered from the record, not applied again"
+        );
+    }
+
+    #[test]
+    fn a_joiner_keeps_the_records_of_writes_it_got_by_transfer_only() {
+        let mut stored = StoredObject {
+            version: 5,
+            object: None,
+            dedupe: vec![Dedupe {
+                client: 8,
+                seq: 1,
+                low_seq: 1,
+                reply: Reply::Success,
+            }],
+        };
+        let older = StoredObject {
+            version: 4,
+            object: None,
+            dedupe: vec![
+                Dedupe {
+                    client: 7,
+                    seq: 2,
+                    low_seq: 2,
+                    reply: Reply::Success,
+                },
+                Dedupe {
+                    client: 8,
+                    seq: 1,
+                    low_seq: 1,
+                    reply: Reply::Success,
+                },
+                Dedupe {
+                    client: 9,
+                    seq: 3,
+                    low_seq: 3,
+                    reply: Reply::Success,
+                },
+            ],
+        };
+        stored.dedupe.push(Dedupe {
+            client: 9,
+            seq: 5,
+            low_seq: 5,
+            reply: Reply::Success,
+        });
+        assert!(merge_older_records(&mut stored, &older));
+        let ids: Vec<(u64, u64)> = stored.dedupe.iter().map(|d| (d.client, d.seq)).collect();
+        // Client 7's record arrives; client 9's seq 3 is gone (its client is past seq 5).
+        assert_eq!(ids, vec![(7, 2), (8, 1), (9, 5)]);
+        assert!(
+            !merge_older_records(&mut stored, &older),
+            "nothing new the second time"
         );
     }
 }

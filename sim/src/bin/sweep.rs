@@ -31,7 +31,12 @@ fn run_chunk(from: u64, seeds: u64) {
                 report.explain()
             );
         }
-        let faults: Vec<String> = report.nemesis.counts.iter().map(|(f, n)| format!("{f}={n}")).collect();
+        let faults: Vec<String> = report
+            .nemesis
+            .counts
+            .iter()
+            .map(|(f, n)| format!("{f}={n}"))
+            .collect();
         println!(
             "seed {seed} {} {} {} {}",
             if report.ok() { "ok" } else { "FAILED" },
@@ -80,7 +85,13 @@ fn main() {
     while next < from + seeds {
         let n = CHUNK.min(from + seeds - next);
         let child = Command::new(&exe)
-            .args(["--chunk", "--from", &next.to_string(), "--seeds", &n.to_string()])
+            .args([
+                "--chunk",
+                "--from",
+                &next.to_string(),
+                "--seeds",
+                &n.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn();
         let mut child = match child {
@@ -104,7 +115,8 @@ fn main() {
                 unknown += parts[4].parse::<u64>().unwrap_or(0);
                 for f in parts.get(5).map(|s| s.split(',')).into_iter().flatten() {
                     if let Some((name, count)) = f.split_once('=') {
-                        *faults.entry(name.to_string()).or_default() += count.parse::<u64>().unwrap_or(0);
+                        *faults.entry(name.to_string()).or_default() +=
+                            count.parse::<u64>().unwrap_or(0);
                     }
                 }
                 bar.set_message(format!("{} violations", failed.len()));
