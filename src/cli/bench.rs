@@ -101,7 +101,7 @@ fn op_for(w: Workload, i: u64, keys: u64, value: &Value) -> Operation {
         Workload::AtomicAdd => {
             Operation::atomic(NumOp::Add, "bench", k, vec![("n", Value::Int(1))])
         }
-        Workload::Mixed if i % 2 == 0 => Operation::get("bench", k),
+        Workload::Mixed if i.is_multiple_of(2) => Operation::get("bench", k),
         Workload::Mixed => Operation::put("bench", k, vec![("v", value.clone())]),
     }
 }
