@@ -151,6 +151,10 @@ pub struct Replica<W> {
     outgoing: BTreeMap<RegionId, Outgoing>,
     /// Regions this server joins and has received completely (in the current configuration).
     received: std::collections::BTreeSet<RegionId>,
+    /// For each region this server joins: the last key received in order (`None`: nothing
+    /// yet). A window is accepted only if it starts right after it, so a source that
+    /// resumes from a wrong place is told where to resume instead.
+    progress: BTreeMap<RegionId, Option<Vec<u8>>>,
     /// Most objects per transfer window.
     window: usize,
 }
@@ -185,6 +189,7 @@ impl<W: Clone> Replica<W> {
             early: Vec::new(),
             outgoing: BTreeMap::new(),
             received: Default::default(),
+            progress: BTreeMap::new(),
             window: TRANSFER_WINDOW,
         }
     }
@@ -727,6 +732,8 @@ impl<W: Clone> Replica<W> {
         let config = self.config.clone();
         self.received
             .retain(|r| config.joining(*r) == Some(self.me));
+        self.progress
+            .retain(|r, _| config.joining(*r) == Some(self.me));
         for (region, pos) in config.regions_of(self.me) {
             let chain = config.chain(region);
             let mine = config.joiner(region).filter(|j| j.server == self.me);
@@ -734,6 +741,7 @@ impl<W: Clone> Replica<W> {
             // while it runs (that member failed) without starting it over.
             if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
                 self.received.remove(&region);
+                self.progress.remove(&region);
                 tracing::debug!(server = self.me.0, %region, join = ?mine, "joining: dropping the old copy");
                 for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
                     store.put(Table::Objects, &k, None);
@@ -744,10 +752,17 @@ impl<W: Clone> Replica<W> {
                 .filter(|j| chain.get(pos + 1) == Some(&j.server));
             match joiner {
                 Some(j) => {
-                    let restart = self
-                        .outgoing
-                        .get(&region)
-                        .is_none_or(|o| o.to != j.server || o.since != j.since);
+                    // A source that was not this join's source a moment ago starts over (the
+                    // joiner tells it where it really is).
+                    let old_chain = old.chain(region);
+                    let was_source = old.joiner(region).map(Joiner::id) == Some(j.id())
+                        && old_chain.iter().position(|&m| m == self.me).map(|p| p + 1)
+                            == old_chain.iter().position(|&m| m == j.server);
+                    let restart = !was_source
+                        || self
+                            .outgoing
+                            .get(&region)
+                            .is_none_or(|o| o.to != j.server || o.since != j.since);
                     if restart {
                         self.outgoing.insert(
                             region,
@@ -766,7 +781,15 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
-        self.outgoing.retain(|r, _| config.joining(*r).is_some());
+        let me = self.me;
+        self.outgoing.retain(|r, o| {
+            let chain = config.chain(*r);
+            let pred = chain
+                .iter()
+                .position(|&m| m == o.to)
+                .and_then(|p| p.checked_sub(1));
+            config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me)
+        });
         let regions: Vec<RegionId> = self.outgoing.keys().copied().collect();
         for r in regions {
             if let Some(o) = self.outgoing.get_mut(&r) {
@@ -852,6 +875,21 @@ impl<W: Clone> Replica<W> {
             server = self.me.0, region = %t.region, after = ?t.after, objects = t.entries.len(),
             last = t.last, config = t.config_version, "transfer window received"
         );
+        let progress = self.progress.entry(t.region).or_default();
+        if t.after != *progress {
+            // Not the next window: tell the source where to resume.
+            let upto = progress.clone();
+            out.push(Output::Send(
+                pred,
+                Message::TransferAck(TransferAck {
+                    config_version: self.config.version,
+                    region: t.region,
+                    upto,
+                    done: false,
+                }),
+            ));
+            return Ok(());
+        }
         let mut upto = t.after.clone();
         for (kb, bytes) in &t.entries {
             let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
@@ -868,6 +906,7 @@ impl<W: Clone> Replica<W> {
             }
             upto = Some(kb.clone());
         }
+        self.progress.insert(t.region, upto.clone());
         if t.last {
             if self.received.insert(t.region) {
                 tracing::info!(region = %t.region, "state transfer complete");
@@ -900,9 +939,9 @@ impl<W: Clone> Replica<W> {
         let Some(o) = self.outgoing.get_mut(&a.region) else {
             return Ok(());
         };
-        // Only an acknowledgement that moves the cursor forward counts (old ones may arrive
-        // after a resend).
-        if a.upto.as_deref() < o.cursor.as_deref() {
+        // The joiner says where it is; resume from there (possibly back, if a window was not
+        // the one it expected).
+        if a.done && a.upto.as_deref() < o.cursor.as_deref() {
             return Ok(());
         }
         o.cursor = a.upto;
