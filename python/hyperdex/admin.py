@@ -1,0 +1,58 @@
+"""hyperdex.admin: administration through the coordinator."""
+
+from . import _hyperdex
+from .client import HyperDexClientException  # noqa: F401  (raised by the native half)
+
+
+class Subspace(object):
+    def __init__(self, attributes):
+        self.attributes = attributes
+
+    def __repr__(self):
+        return "Subspace(%r)" % (self.attributes,)
+
+
+class Index(object):
+    def __init__(self, attribute, identifier):
+        self.attribute = attribute
+        self.identifier = identifier
+
+    def __repr__(self):
+        return "Index(%r, %r)" % (self.attribute, self.identifier)
+
+
+class Admin(object):
+    """Spaces and servers of a cluster."""
+
+    def __init__(self, host, port):
+        self._native = _hyperdex.NativeAdmin(host, int(port))
+
+    def add_space(self, description):
+        self._native.add_space(description)
+        return True
+
+    def rm_space(self, name):
+        self._native.rm_space(name)
+        return True
+
+    def list_spaces(self):
+        return self._native.list_spaces()
+
+    def list_subspaces(self, space):
+        subspaces, _ = self._native.space_layout(space)
+        return [Subspace(attrs) for attrs in subspaces]
+
+    def list_indices(self, space):
+        _, indexes = self._native.space_layout(space)
+        return [Index(attr, i + 1) for i, attr in enumerate(indexes)]
+
+    def validate_space(self, description):
+        _hyperdex.validate_space(description)
+        return True
+
+    def wait_until_stable(self, timeout=60.0):
+        self._native.wait_until_stable(float(timeout))
+        return True
+
+    def dump_config(self):
+        return self._native.dump_config()

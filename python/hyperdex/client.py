@@ -1,0 +1,378 @@
+"""hyperdex.client: HyperDex's Python client API, on the hyperdex-rs Rust client.
+
+Results follow HyperDex: SUCCESS gives ``True`` (the object for ``get``, a number for
+``count`` and the ``group_*`` calls), NOTFOUND gives ``None``, CMPFAIL gives ``False``, and any
+other return code raises :class:`HyperDexClientException`. Every call has an ``async_`` form
+returning a :class:`Deferred`; :meth:`Client.loop` returns whichever outstanding Deferred
+finishes next.
+"""
+
+from . import _hyperdex
+
+
+class HyperDexClientException(Exception):
+    """A call failed; ``str()`` is the message followed by the symbol in brackets."""
+
+    def __init__(self, status, symbol, message):
+        Exception.__init__(self, "%s [%s]" % (message, symbol))
+        self._status = status
+        self._symbol = symbol
+        self._message = message
+
+    def status(self):
+        return self._status
+
+    def symbol(self):
+        return self._symbol
+
+    def message(self):
+        return self._message
+
+
+class Document(object):
+    """A document value: a JSON object, compared by value."""
+
+    _hyperdex_document = True
+
+    def __init__(self, doc):
+        self._doc = doc
+
+    def doc(self):
+        return self._doc
+
+    def __eq__(self, other):
+        return isinstance(other, Document) and self._doc == other._doc
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(repr(self._doc))
+
+    def __repr__(self):
+        return "Document(%r)" % (self._doc,)
+
+
+class Predicate(object):
+    name = None
+
+    def __init__(self, *args):
+        self.args = args
+
+
+class Equals(Predicate):
+    name = "Equals"
+
+
+class LessThan(Predicate):
+    name = "LessThan"
+
+
+class LessEqual(Predicate):
+    name = "LessEqual"
+
+
+class GreaterEqual(Predicate):
+    name = "GreaterEqual"
+
+
+class GreaterThan(Predicate):
+    name = "GreaterThan"
+
+
+class Range(Predicate):
+    name = "Range"
+
+
+class Regex(Predicate):
+    name = "Regex"
+
+
+class LengthEquals(Predicate):
+    name = "LengthEquals"
+
+
+class LengthLessEqual(Predicate):
+    name = "LengthLessEqual"
+
+
+class LengthGreaterEqual(Predicate):
+    name = "LengthGreaterEqual"
+
+
+class Contains(Predicate):
+    name = "Contains"
+
+
+def _checks(checks):
+    """{attr: value | (lo, hi) | Predicate | [Predicate, ...]} as (attr, name, args) tuples."""
+    out = []
+    for attr, spec in (checks or {}).items():
+        specs = spec if isinstance(spec, list) and all(isinstance(s, Predicate) for s in spec) and spec else [spec]
+        for s in specs:
+            if isinstance(s, Predicate):
+                out.append((attr, s.name, list(s.args)))
+            elif isinstance(s, tuple) and len(s) == 2:
+                out.append((attr, "Range", list(s)))
+            else:
+                out.append((attr, "Equals", [s]))
+    return out
+
+
+def _map_entries(attr, value, name):
+    if not isinstance(value, dict):
+        raise TypeError("%s on attribute %r takes a dict of map entries" % (name, attr))
+    return value.items()
+
+
+def _funcs(name, attrs):
+    """The functions of one call as (attr, function, args) tuples."""
+    out = []
+    for attr, value in (attrs or {}).items():
+        if name.startswith("map_atomic_") or name in ("map_add", "map_string_prepend", "map_string_append"):
+            for k, v in _map_entries(attr, value, name):
+                out.append((attr, name, [k, v]))
+        elif name == "map_remove":
+            # hyperdex.client passes {attr: mapkey}; the 1.0 hyperclient {attr: {mapkey: x}}.
+            keys = list(value.keys()) if isinstance(value, dict) else [value]
+            for k in keys:
+                out.append((attr, name, [k]))
+        elif name == "document_unset":
+            out.append((attr, name, []))
+        else:
+            out.append((attr, name, [value]))
+    return out
+
+
+class Deferred(object):
+    """An operation in progress; ``wait()`` gives its result."""
+
+    def __init__(self, client, ident):
+        self._client = client
+        self._id = ident
+        self._done = False
+        self._result = None
+        self._error = None
+
+    def _finish(self, result, is_error):
+        self._done = True
+        if is_error:
+            self._error = result
+        else:
+            self._result = result
+
+    def wait(self):
+        if not self._done:
+            self._client._wait_for(self)
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+class SearchIterator(object):
+    """The objects a search found, each a dict with the key."""
+
+    def __init__(self, objects):
+        self._objects = list(objects)
+        self._pos = 0
+
+    def __iter__(self):
+        return self
+
+    def hasNext(self):
+        return self._pos < len(self._objects)
+
+    def __next__(self):
+        if not self.hasNext():
+            raise StopIteration
+        obj = self._objects[self._pos]
+        self._pos += 1
+        return obj
+
+    next = __next__
+
+
+_MUTATORS = (
+    ["put", "string_prepend", "string_append", "string_ltrim", "string_rtrim", "list_lpush",
+     "list_rpush", "set_add", "set_remove", "set_union", "set_intersect", "map_add",
+     "map_remove", "map_string_prepend", "map_string_append", "document_rename",
+     "document_unset"]
+    + ["atomic_" + op for op in ("add", "sub", "mul", "div", "mod", "and", "or", "xor", "min", "max")]
+    + ["map_atomic_" + op for op in ("add", "sub", "mul", "div", "mod", "and", "or", "xor", "min", "max")]
+)
+
+
+class Client(object):
+    """A connection to a HyperDex cluster through its coordinator."""
+
+    _deferred_class = Deferred
+
+    def __init__(self, host, port, timeout=None):
+        self._native = _hyperdex.NativeClient(host, int(port), timeout)
+        self._outstanding = {}
+
+    # Core plumbing.
+    def _call(self, op):
+        return self._native.call(op)
+
+    def _start(self, op):
+        d = self._deferred_class(self, None)
+        d._id = self._native.start(op)
+        self._outstanding[d._id] = d
+        return d
+
+    def _wait_for(self, deferred):
+        result = None
+        try:
+            result = self._native.wait(deferred._id)
+        except HyperDexClientException as e:
+            self._outstanding.pop(deferred._id, None)
+            deferred._finish(e, True)
+            return
+        self._outstanding.pop(deferred._id, None)
+        deferred._finish(result, False)
+
+    def loop(self):
+        """The Deferred of whichever outstanding operation finishes next."""
+        while True:
+            nxt = self._native.loop_next()
+            if nxt is None:
+                raise HyperDexClientException(8523, "HYPERDEX_CLIENT_NONEPENDING", "no operations are pending")
+            ident, result, is_error = nxt
+            d = self._outstanding.pop(ident, None)
+            if d is not None:
+                d._finish(result, is_error)
+                return d
+
+    # Operations as tuples for the native half.
+    @staticmethod
+    def _write(space, key, checks, funcs, existence, erase=False):
+        return ("write", space, key, checks, funcs, existence, erase)
+
+    def _op_get(self, space, key):
+        return ("get", space, key)
+
+    def _op_get_partial(self, space, key, attributes):
+        return ("get_partial", space, key, list(attributes))
+
+    def _op_put(self, space, key, attrs):
+        return self._write(space, key, [], _funcs("put", attrs), "any")
+
+    def _op_put_if_not_exist(self, space, key, attrs):
+        return self._write(space, key, [], _funcs("put", attrs), "mustnot")
+
+    def _op_cond_put(self, space, key, checks, attrs):
+        return self._write(space, key, _checks(checks), _funcs("put", attrs), "must")
+
+    def _op_cond_put_or_create(self, space, key, checks, attrs):
+        return self._write(space, key, _checks(checks), _funcs("put", attrs), "any")
+
+    def _op_delete(self, space, key):
+        return self._write(space, key, [], [], "must", True)
+
+    def _op_cond_del(self, space, key, checks):
+        return self._write(space, key, _checks(checks), [], "must", True)
+
+    def _op_search(self, space, checks):
+        return ("search", space, _checks(checks))
+
+    def _op_count(self, space, checks):
+        return ("count", space, _checks(checks))
+
+    def _op_group_del(self, space, checks):
+        return ("group_del", space, _checks(checks))
+
+    def _op_sorted_search(self, space, checks, sort_by, limit, maxmin):
+        maximize = maxmin in (True, "max", "maximize")
+        return ("sorted_search", space, _checks(checks), sort_by, int(limit), maximize)
+
+    # The synchronous and asynchronous API.
+    def get(self, space, key):
+        return self._call(self._op_get(space, key))
+
+    def async_get(self, space, key):
+        return self._start(self._op_get(space, key))
+
+    def get_partial(self, space, key, attributes):
+        return self._call(self._op_get_partial(space, key, attributes))
+
+    def async_get_partial(self, space, key, attributes):
+        return self._start(self._op_get_partial(space, key, attributes))
+
+    def put_if_not_exist(self, space, key, attrs):
+        return self._call(self._op_put_if_not_exist(space, key, attrs))
+
+    def async_put_if_not_exist(self, space, key, attrs):
+        return self._start(self._op_put_if_not_exist(space, key, attrs))
+
+    def cond_put_or_create(self, space, key, checks, attrs):
+        return self._call(self._op_cond_put_or_create(space, key, checks, attrs))
+
+    def async_cond_put_or_create(self, space, key, checks, attrs):
+        return self._start(self._op_cond_put_or_create(space, key, checks, attrs))
+
+    def delete(self, space, key):
+        return self._call(self._op_delete(space, key))
+
+    def async_delete(self, space, key):
+        return self._start(self._op_delete(space, key))
+
+    def cond_del(self, space, key, checks):
+        return self._call(self._op_cond_del(space, key, checks))
+
+    def async_cond_del(self, space, key, checks):
+        return self._start(self._op_cond_del(space, key, checks))
+
+    def group_del(self, space, checks):
+        return self._call(self._op_group_del(space, checks))
+
+    def async_group_del(self, space, checks):
+        return self._start(self._op_group_del(space, checks))
+
+    def count(self, space, checks):
+        return self._call(self._op_count(space, checks))
+
+    def async_count(self, space, checks):
+        return self._start(self._op_count(space, checks))
+
+    def search(self, space, checks):
+        return SearchIterator(self._call(self._op_search(space, checks)))
+
+    def sorted_search(self, space, checks, sort_by, limit, maxmin):
+        return SearchIterator(self._call(self._op_sorted_search(space, checks, sort_by, limit, maxmin)))
+
+
+def _install_mutators():
+    """put, atomic_add, ... with their cond_, group_ and async_ forms."""
+
+    def plain(name):
+        def op(self, space, key, attrs):
+            return self._write(space, key, [], _funcs(name, attrs), "any" if name == "put" else "must")
+        return op
+
+    def cond(name):
+        def op(self, space, key, checks, attrs):
+            return self._write(space, key, _checks(checks), _funcs(name, attrs), "must")
+        return op
+
+    def group(name):
+        def op(self, space, checks, attrs):
+            return ("group", space, _checks(checks), _funcs(name, attrs))
+        return op
+
+    def sync(builder):
+        return lambda self, *args: self._call(builder(self, *args))
+
+    def asynchronous(builder):
+        return lambda self, *args: self._start(builder(self, *args))
+
+    for name in _MUTATORS:
+        for prefix, builder in (("", plain(name)), ("cond_", cond(name)), ("group_", group(name))):
+            full = prefix + name
+            if full == "cond_put":
+                builder = Client._op_cond_put
+            setattr(Client, full, sync(builder))
+            setattr(Client, "async_" + full, asynchronous(builder))
+
+
+_install_mutators()
