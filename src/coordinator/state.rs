@@ -228,7 +228,7 @@ impl Cluster {
                         let want = space.schema.tolerate as usize + 1;
                         if let (Some(gone), Some(chain)) = (j.replaces, space.chains.get_mut(index))
                         {
-                            if chain.len() > want {
+                            if chain.len() > want && chain.first() != Some(&gone) {
                                 chain.retain(|&m| m != gone);
                             }
                         }
@@ -387,7 +387,14 @@ impl Cluster {
             let mut moved = false;
             'spaces: for space in self.config.spaces.values_mut() {
                 for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
-                    if joining.is_none() && chain.contains(&most) && !chain.contains(&least) {
+                    // Never the head: a live head that is replaced keeps serving until it
+                    // learns of the change, while the new head already serves.
+                    let moves_head = chain.first() == Some(&most);
+                    if joining.is_none()
+                        && chain.contains(&most)
+                        && !chain.contains(&least)
+                        && !moves_head
+                    {
                         chain.push(least);
                         *joining = Some(Joiner {
                             server: least,

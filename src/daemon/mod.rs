@@ -9,7 +9,8 @@
 //!   steps the replica through them, syncs the store once, and only then sends replies and
 //!   chain messages (group commit: one fsync for many writes).
 //! - **Leases**: a heartbeat goes to the coordinator every `heartbeat_interval`; the daemon
-//!   answers clients only while the last answered heartbeat was *sent* less than `lease` ago.
+//!   answers clients only while the last answered heartbeat was *sent* less than `lease` ago
+//!   and the coordinator then had the same configuration version as the daemon.
 //!   The coordinator replaces a daemon only after `failure_timeout > lease`, so a head cut
 //!   off from the coordinator stops answering reads before a new head can accept writes.
 //! - **Peers**: one outgoing connection per peer, re-established on failure; each new
@@ -110,24 +111,26 @@ async fn register(
     })
 }
 
-/// The lease: when the last answered heartbeat was sent.
+/// The lease: when the last answered heartbeat was sent, and the configuration version the
+/// coordinator had then. It covers only that version: a daemon whose configuration is older
+/// than the coordinator's stops answering at once, before it has even installed the new one.
 #[derive(Clone)]
 struct Lease {
-    granted_at: Arc<Mutex<Option<rt::Instant>>>,
+    granted: Arc<Mutex<Option<(rt::Instant, u64)>>>,
     length: Duration,
 }
 
 impl Lease {
-    fn renew(&self, sent: rt::Instant) {
-        let mut g = self.granted_at.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none_or(|t| t < sent) {
-            *g = Some(sent);
+    fn renew(&self, sent: rt::Instant, version: u64) {
+        let mut g = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|(t, _)| t <= sent) {
+            *g = Some((sent, version));
         }
     }
 
-    fn valid(&self) -> bool {
-        let g = self.granted_at.lock().unwrap_or_else(|e| e.into_inner());
-        g.is_some_and(|t| rt::now().duration_since(t) < self.length)
+    fn valid(&self, version: u64) -> bool {
+        let g = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        g.is_some_and(|(t, v)| v == version && rt::now().duration_since(t) < self.length)
     }
 }
 
@@ -155,7 +158,7 @@ pub async fn run(
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let fetch = Arc::new(Notify::new());
     let lease = Lease {
-        granted_at: Arc::new(Mutex::new(Some(rt::now()))),
+        granted: Arc::new(Mutex::new(Some((rt::now(), config.version)))),
         length: opts.timing.lease,
     };
     let fatal = Arc::new(AtomicBool::new(false));
@@ -203,7 +206,8 @@ pub async fn run(
                 };
                 let config = match c.call(hb, opts.timing.lease).await {
                     Ok(Message::HeartbeatReply { config }) => {
-                        lease.renew(sent);
+                        let current = config.as_ref().map_or(version, |c| c.version);
+                        lease.renew(sent, current);
                         config
                     }
                     Ok(other) => {
@@ -293,7 +297,7 @@ pub async fn run(
                 let mut outs = Vec::new();
                 for input in batch {
                     if let Input::Op { waiter, .. } | Input::Search { waiter, .. } = &input {
-                        if !lease.valid() && !planted(Bug::StaleConfig) {
+                        if !lease.valid(replica.config().version) && !planted(Bug::StaleConfig) {
                             let (tx, id) = waiter;
                             let _ = tx.send(Envelope {
                                 id: *id,
