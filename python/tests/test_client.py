@@ -1,0 +1,189 @@
+"""hyperdex.client, hyperdex.admin and hyperclient against a real cluster."""
+
+import datetime
+import time
+
+import pytest
+
+import hyperclient
+from hyperdex.admin import Admin
+from hyperdex.client import (
+    Client,
+    Contains,
+    Document,
+    GreaterEqual,
+    HyperDexClientException,
+    LengthEquals,
+    LessThan,
+    Range,
+    Regex,
+)
+
+SPACE = """
+space kv
+key k
+attributes
+    int n, float f, string s, list(string) l, set(int) si,
+    map(string, int) m, document d, timestamp(second) ts
+"""
+
+
+@pytest.fixture(scope="module")
+def c(cluster):
+    admin = Admin(*cluster)
+    if "kv" in admin.list_spaces():
+        admin.rm_space("kv")
+    assert admin.add_space(SPACE) is True
+    admin.wait_until_stable()
+    return Client(*cluster)
+
+
+def test_results_follow_hyperdex(c):
+    assert c.put("kv", "a", {"n": 1, "s": "x"}) is True
+    obj = c.get("kv", "a")
+    assert obj["n"] == 1 and obj["s"] == "x" and obj["l"] == [] and obj["si"] == set()
+    assert obj["m"] == {} and obj["f"] == 0.0
+    assert c.get("kv", "missing") is None
+    assert c.put_if_not_exist("kv", "a", {}) is False
+    assert c.cond_put("kv", "a", {"n": 2}, {"s": "y"}) is False
+    assert c.cond_put("kv", "a", {"n": 1}, {"s": "y"}) is True
+    assert c.get_partial("kv", "a", ["s"]) == {"s": "y"}
+    assert c.delete("kv", "a") is True
+    assert c.delete("kv", "a") is None
+
+
+def test_every_atomic_operation(c):
+    c.put("kv", "b", {"n": 10, "f": 1.5, "s": "mid", "l": ["x"], "si": {1}, "m": {"a": 1}})
+    assert c.atomic_add("kv", "b", {"n": 5, "f": 0.5}) is True
+    assert c.atomic_sub("kv", "b", {"n": 3}) is True
+    assert c.atomic_mul("kv", "b", {"n": 2}) is True
+    assert c.atomic_div("kv", "b", {"n": 5}) is True
+    assert c.atomic_mod("kv", "b", {"n": 3}) is True
+    assert c.atomic_xor("kv", "b", {"n": 7}) is True
+    assert c.atomic_or("kv", "b", {"n": 8}) is True
+    assert c.atomic_and("kv", "b", {"n": 12}) is True
+    assert c.atomic_max("kv", "b", {"n": 100}) is True
+    assert c.atomic_min("kv", "b", {"n": 50}) is True
+    assert c.string_prepend("kv", "b", {"s": "<"}) is True
+    assert c.string_append("kv", "b", {"s": ">"}) is True
+    assert c.list_lpush("kv", "b", {"l": "w"}) is True
+    assert c.list_rpush("kv", "b", {"l": "y"}) is True
+    assert c.set_add("kv", "b", {"si": 2}) is True
+    assert c.set_remove("kv", "b", {"si": 1}) is True
+    assert c.set_union("kv", "b", {"si": {5, 6}}) is True
+    assert c.set_intersect("kv", "b", {"si": {2, 5}}) is True
+    assert c.map_add("kv", "b", {"m": {"b": 2}}) is True
+    assert c.map_atomic_add("kv", "b", {"m": {"a": 10}}) is True
+    assert c.map_remove("kv", "b", {"m": "b"}) is True
+    obj = c.get("kv", "b")
+    assert obj["n"] == 50 and obj["f"] == 2.0 and obj["s"] == "<mid>"
+    assert obj["l"] == ["w", "x", "y"] and obj["si"] == {2, 5} and obj["m"] == {"a": 11}
+    assert c.atomic_add("kv", "nothing", {"n": 1}) is None
+    assert c.atomic_div("kv", "b", {"n": 0}) is False, "division by zero is CMPFAIL"
+    assert c.cond_atomic_add("kv", "b", {"n": 49}, {"n": 1}) is False
+    assert c.cond_atomic_add("kv", "b", {"n": 50}, {"n": 1}) is True
+
+
+def test_types_round_trip(c):
+    raw = b"\xde\xad\xbe\xef"
+    big = 2 ** 63 - 1
+    when = datetime.datetime(2012, 8, 13, 12, 30, 15)
+    c.put("kv", "t", {"s": raw, "n": -big - 1, "d": Document({"a": {"b": [1, 2]}}), "ts": when})
+    obj = c.get("kv", "t")
+    assert obj["s"] == raw and isinstance(obj["s"], bytes)
+    assert obj["n"] == -big - 1
+    assert obj["d"] == Document({"a": {"b": [1, 2]}})
+    assert obj["ts"] == when
+    c.put("kv", "t", {"n": big})
+    assert c.get("kv", "t")["n"] == big
+    c.atomic_add("kv", "t", {"d.a.c": 3})
+    assert c.get("kv", "t")["d"].doc()["a"]["c"] == 3
+
+
+def test_errors_raise_with_symbols(c):
+    with pytest.raises(HyperDexClientException) as e:
+        c.get("nospace", "k")
+    assert e.value.symbol() == "HYPERDEX_CLIENT_UNKNOWNSPACE"
+    assert e.value.status() == 8512
+    assert str(e.value).endswith("[HYPERDEX_CLIENT_UNKNOWNSPACE]")
+    with pytest.raises(HyperDexClientException) as e:
+        c.put("kv", "k", {"frist": 1})
+    assert e.value.symbol() == "HYPERDEX_CLIENT_UNKNOWNATTR"
+    assert "frist" in e.value.message()
+    with pytest.raises(HyperDexClientException) as e:
+        c.put("kv", "k", {"n": "one"})
+    assert e.value.symbol() == "HYPERDEX_CLIENT_WRONGTYPE"
+    with pytest.raises(HyperDexClientException) as e:
+        c.put("kv", "k", {"k": "x"})
+    assert e.value.symbol() == "HYPERDEX_CLIENT_DONTUSEKEY"
+    with pytest.raises(TypeError) as e:
+        c.put("kv", "k", {"n": object()})
+    assert "attribute \"n\"" in str(e.value)
+
+
+def test_search_count_and_group_calls(c):
+    for i in range(10):
+        c.put("kv", "s%d" % i, {"n": i, "s": "even" if i % 2 == 0 else "odd", "si": {i}})
+    found = list(c.search("kv", {"s": "even", "n": GreaterEqual(4)}))
+    assert sorted(o["k"] for o in found) == ["s4", "s6", "s8"]
+    assert c.count("kv", {"n": Range(2, 5), "s": Regex("^o")}) == 2
+    assert c.count("kv", {"n": (0, 9), "si": Contains(3)}) == 1
+    assert c.count("kv", {"s": LengthEquals(3)}) == 5
+    top = c.sorted_search("kv", {"n": LessThan(100), "s": Regex("^(even|odd)$")}, "n", 2, "max")
+    assert top.hasNext()
+    assert [o["n"] for o in top] == [9, 8]
+    assert c.group_atomic_add("kv", {"s": "odd"}, {"n": 100}) == 5
+    assert c.count("kv", {"n": GreaterEqual(100), "s": "odd"}) == 5
+    assert c.group_del("kv", {"s": "odd"}) == 5
+    assert c.count("kv", {"s": "odd"}) == 0
+
+
+def test_async_wait_loop_and_deferreds(c):
+    d = c.async_put("kv", "x", {"n": 1})
+    assert repr(d).startswith("<hyperdex.client.Deferred object at ")
+    assert d.wait() is True
+    outstanding = set(c.async_get("kv", "s%d" % i) for i in (0, 2, 4))
+    got = []
+    while outstanding:
+        d = c.loop()
+        outstanding.remove(d)
+        got.append(d.wait()["n"])
+    assert sorted(got) == [0, 2, 4]
+
+
+def test_an_async_window_beats_synchronous_calls(c):
+    n = 1000
+    start = time.time()
+    for i in range(n):
+        c.put("kv", "w%d" % i, {"n": i})
+    sync = time.time() - start
+    start = time.time()
+    pending = [c.async_put("kv", "w%d" % i, {"n": i + 1}) for i in range(n)]
+    assert all(d.wait() is True for d in pending)
+    asynchronous = time.time() - start
+    print("1000 puts: synchronous %.2f s, one async window %.2f s, %.1fx" % (sync, asynchronous, sync / asynchronous))
+    assert c.get("kv", "w999")["n"] == 1000
+    assert sync / asynchronous > 2
+
+
+def test_admin(cluster, c):
+    admin = Admin(*cluster)
+    assert "kv" in admin.list_spaces()
+    assert admin.list_subspaces("kv")[0].attributes == ["k"]
+    assert admin.list_indices("kv") == []
+    assert admin.validate_space("space ok key k") is True
+    with pytest.raises(ValueError):
+        admin.validate_space("space bad key k attributes a, a")
+    assert "space kv" in admin.dump_config()
+
+
+def test_hyperclient_is_the_old_module(cluster):
+    hc = hyperclient.Client(*cluster)
+    hc.add_space("space hc key k attributes map(string, string) m")
+    d = hc.async_put("hc", "k", {"m": {"a": "1", "b": "2"}})
+    assert repr(d).startswith("<hyperclient.DeferredFromAttrs object at ")
+    assert d.wait() is True
+    assert hc.map_remove("hc", "k", {"m": {"a": "X"}}) is True
+    assert hc.get("hc", "k") == {"m": {"b": "2"}}
+    assert hyperclient.HyperClientException is hyperclient.HyperDexClientException
+    hc.rm_space("hc")
