@@ -7,15 +7,18 @@ SIM_DIR ?= target/sim
 SIM = RUSTFLAGS="--cfg madsim" $(CARGO)
 SIM_SEEDS ?= 200
 
-.PHONY: test fmt-check clippy clippy-sim doc unit sim sweep
+.PHONY: test fmt-check clippy clippy-sim doc unit sim python sweep
+PYENV ?= target/pyenv
 
-test: fmt-check clippy clippy-sim doc unit sim
+test: fmt-check clippy clippy-sim doc unit sim python
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path python/Cargo.toml -- --check
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path python/Cargo.toml -- -D warnings
 
 clippy-sim:
 	$(SIM) clippy --workspace --all-targets --target-dir $(SIM_DIR) -- -D warnings
@@ -30,6 +33,15 @@ sim:
 	MADSIM_TEST_NUM=$(SIM_SEEDS) $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
 	MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
 	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs -- --nocapture
+
+# The Python package, built into a virtualenv from ./python, tested against a real cluster
+# (including the seed chapter as a doctest).
+python:
+	$(CARGO) build
+	test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install -q --upgrade pip maturin pytest
+	$(PYENV)/bin/pip install -q ./python
+	HYPERDEX_BIN=target/debug/hyperdex $(PYENV)/bin/pytest -q python/tests
 
 # A long seed sweep with a progress bar and a summary: make sweep SEEDS=10000
 SEEDS ?= 10000

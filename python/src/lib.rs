@@ -49,7 +49,9 @@ fn value_from(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
     let py = v.py();
     if v.hasattr("_hyperdex_document")? {
         let doc = v.call_method0("doc")?;
-        let text: String = PyModule::import(py, "json")?.call_method1("dumps", (doc,))?.extract()?;
+        let text: String = PyModule::import(py, "json")?
+            .call_method1("dumps", (doc,))?
+            .extract()?;
         return Document::parse(text.as_bytes())
             .map(Value::Document)
             .map_err(|e| PyValueError::new_err(format!("{what}: {e}")));
@@ -72,16 +74,32 @@ fn value_from(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
         return Ok(Value::Float(v.extract::<f64>()?));
     }
     if let Ok(l) = v.cast::<PyList>() {
-        return l.iter().map(|x| value_from(&x, what)).collect::<PyResult<_>>().map(Value::List);
+        return l
+            .iter()
+            .map(|x| value_from(&x, what))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
     }
     if let Ok(t) = v.cast::<PyTuple>() {
-        return t.iter().map(|x| value_from(&x, what)).collect::<PyResult<_>>().map(Value::List);
+        return t
+            .iter()
+            .map(|x| value_from(&x, what))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
     }
     if let Ok(s) = v.cast::<PySet>() {
-        return s.iter().map(|x| value_from(&x, what)).collect::<PyResult<_>>().map(Value::Set);
+        return s
+            .iter()
+            .map(|x| value_from(&x, what))
+            .collect::<PyResult<_>>()
+            .map(Value::Set);
     }
     if let Ok(s) = v.cast::<PyFrozenSet>() {
-        return s.iter().map(|x| value_from(&x, what)).collect::<PyResult<_>>().map(Value::Set);
+        return s
+            .iter()
+            .map(|x| value_from(&x, what))
+            .collect::<PyResult<_>>()
+            .map(Value::Set);
     }
     if let Ok(d) = v.cast::<PyDict>() {
         return d
@@ -97,7 +115,9 @@ fn value_from(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
         let days: i64 = delta.getattr("days")?.extract()?;
         let secs: i64 = delta.getattr("seconds")?.extract()?;
         let micros: i64 = delta.getattr("microseconds")?.extract()?;
-        return Ok(Value::Timestamp((days * 86_400 + secs) * 1_000_000 + micros));
+        return Ok(Value::Timestamp(
+            (days * 86_400 + secs) * 1_000_000 + micros,
+        ));
     }
     Err(PyTypeError::new_err(format!(
         "{what}: cannot store a value of type {}",
@@ -115,11 +135,13 @@ fn value_to(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
         Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
         Value::Float(x) => x.into_pyobject(py)?.into_any().unbind(),
         Value::List(l) => {
-            let items: Vec<Py<PyAny>> = l.iter().map(|x| value_to(py, x)).collect::<PyResult<_>>()?;
+            let items: Vec<Py<PyAny>> =
+                l.iter().map(|x| value_to(py, x)).collect::<PyResult<_>>()?;
             PyList::new(py, items)?.into_any().unbind()
         }
         Value::Set(s) => {
-            let items: Vec<Py<PyAny>> = s.iter().map(|x| value_to(py, x)).collect::<PyResult<_>>()?;
+            let items: Vec<Py<PyAny>> =
+                s.iter().map(|x| value_to(py, x)).collect::<PyResult<_>>()?;
             PySet::new(py, items)?.into_any().unbind()
         }
         Value::Map(m) => {
@@ -163,7 +185,10 @@ fn reply_to(py: Python<'_>, r: Reply) -> PyResult<Py<PyAny>> {
         Reply::CmpFail(_) => false.into_pyobject(py)?.to_owned().into_any().unbind(),
         Reply::Count(n) => n.into_pyobject(py)?.into_any().unbind(),
         Reply::Objects(objs) => {
-            let items: Vec<Py<PyAny>> = objs.iter().map(|o| object_to(py, o)).collect::<PyResult<_>>()?;
+            let items: Vec<Py<PyAny>> = objs
+                .iter()
+                .map(|o| object_to(py, o))
+                .collect::<PyResult<_>>()?;
             PyList::new(py, items)?.into_any().unbind()
         }
         Reply::Error(code, message) => return Err(client_error(py, code, &message)),
@@ -206,7 +231,10 @@ fn func_from(name: &str, args: &Bound<'_, PyAny>, what: &str) -> PyResult<Func> 
     if let Some(op) = name.strip_prefix("atomic_").and_then(NumOp::from_suffix) {
         return Ok(Func::Num(op, arg(0)?));
     }
-    if let Some(op) = name.strip_prefix("map_atomic_").and_then(NumOp::from_suffix) {
+    if let Some(op) = name
+        .strip_prefix("map_atomic_")
+        .and_then(NumOp::from_suffix)
+    {
         return Ok(Func::MapNum(op, arg(0)?, arg(1)?));
     }
     Ok(match name {
@@ -276,9 +304,18 @@ fn op_from(op: &Bound<'_, PyAny>) -> PyResult<Operation> {
                 },
             }
         }
-        "search" => Operation::Search { space, checks: checks_from(&op.get_item(2)?)? },
-        "count" => Operation::Count { space, checks: checks_from(&op.get_item(2)?)? },
-        "group_del" => Operation::GroupDel { space, checks: checks_from(&op.get_item(2)?)? },
+        "search" => Operation::Search {
+            space,
+            checks: checks_from(&op.get_item(2)?)?,
+        },
+        "count" => Operation::Count {
+            space,
+            checks: checks_from(&op.get_item(2)?)?,
+        },
+        "group_del" => Operation::GroupDel {
+            space,
+            checks: checks_from(&op.get_item(2)?)?,
+        },
         "sorted_search" => Operation::SortedSearch {
             space,
             checks: checks_from(&op.get_item(2)?)?,
@@ -291,7 +328,11 @@ fn op_from(op: &Bound<'_, PyAny>) -> PyResult<Operation> {
             checks: checks_from(&op.get_item(2)?)?,
             funcs: funcs_from(&op.get_item(3)?)?,
         },
-        other => return Err(PyValueError::new_err(format!("unknown operation kind {other}"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown operation kind {other}"
+            )))
+        }
     })
 }
 
@@ -371,8 +412,11 @@ impl NativeAdmin {
     #[new]
     fn new(py: Python<'_>, host: &str, port: u16) -> PyResult<Self> {
         let addr = format!("{host}:{port}");
-        let admin = py.detach(|| runtime().block_on(Admin::connect_addr(&addr, ClientOptions::default())));
-        Ok(NativeAdmin { admin: admin_result(py, admin)? })
+        let admin =
+            py.detach(|| runtime().block_on(Admin::connect_addr(&addr, ClientOptions::default())));
+        Ok(NativeAdmin {
+            admin: admin_result(py, admin)?,
+        })
     }
 
     fn add_space(&self, py: Python<'_>, description: &str) -> PyResult<()> {
@@ -391,7 +435,12 @@ impl NativeAdmin {
     }
 
     fn wait_until_stable(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
-        let r = py.detach(|| runtime().block_on(self.admin.wait_until_stable(Duration::from_secs_f64(timeout))));
+        let r = py.detach(|| {
+            runtime().block_on(
+                self.admin
+                    .wait_until_stable(Duration::from_secs_f64(timeout)),
+            )
+        });
         admin_result(py, r)
     }
 
@@ -401,12 +450,20 @@ impl NativeAdmin {
     }
 
     /// (attributes of each subspace, indexed attributes) of a space.
-    fn space_layout(&self, py: Python<'_>, name: &str) -> PyResult<(Vec<Vec<String>>, Vec<String>)> {
+    fn space_layout(
+        &self,
+        py: Python<'_>,
+        name: &str,
+    ) -> PyResult<(Vec<Vec<String>>, Vec<String>)> {
         let r = py.detach(|| runtime().block_on(self.admin.config()));
         let config = admin_result(py, r)?;
-        let space = config
-            .space(name)
-            .ok_or_else(|| client_error(py, ReturnCode::AdminNotFound, &format!("there is no space \"{name}\"")))?;
+        let space = config.space(name).ok_or_else(|| {
+            client_error(
+                py,
+                ReturnCode::AdminNotFound,
+                &format!("there is no space \"{name}\""),
+            )
+        })?;
         let mut subspaces = vec![vec![space.schema.key.name.clone()]];
         subspaces.extend(space.schema.subspaces.iter().map(|s| s.attributes.clone()));
         Ok((subspaces, space.schema.indexes.clone()))
