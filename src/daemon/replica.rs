@@ -509,6 +509,13 @@ impl<W: Clone> Replica<W> {
         let pred = chain[pos - 1];
         let succ = chain.get(pos + 1).copied();
         let mut stored = load(store, w.region, &w.key)?;
+        if w.version <= stored.version {
+            if let Some(d) = &w.dedupe {
+                if add_record(&mut stored, d) {
+                    stage(store, w.region, &w.key, &stored);
+                }
+            }
+        }
         tracing::debug!(
             server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
             pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
@@ -607,6 +614,8 @@ impl<W: Clone> Replica<W> {
         for p in done.values() {
             if p.write.version > stored.version {
                 absorb(&mut stored, &p.write);
+            } else if let Some(d) = &p.write.dedupe {
+                add_record(&mut stored, d);
             }
         }
         stage(store, region, key, &stored);
@@ -1013,14 +1022,29 @@ fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
     stored.version = w.version;
     stored.object = w.object.clone();
     if let Some(d) = &w.dedupe {
-        // The client has the answers below its low sequence number: those records go.
-        stored
-            .dedupe
-            .retain(|r| r.client != d.client || r.seq >= d.low_seq);
-        stored.dedupe.push(d.clone());
-        let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
-        stored.dedupe.drain(..excess);
+        add_record(stored, d);
     }
+}
+
+/// Adds a write's dedupe record (once). Writes can reach a server out of order after a
+/// reconfiguration or a retransmission; the value of an older one is already superseded, but
+/// its record must still be kept, or a retry of it would be applied again.
+fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
+    if stored
+        .dedupe
+        .iter()
+        .any(|r| r.client == d.client && r.seq == d.seq)
+    {
+        return false;
+    }
+    // The client has the answers below its low sequence number: those records go.
+    stored
+        .dedupe
+        .retain(|r| r.client != d.client || r.seq >= d.low_seq);
+    stored.dedupe.push(d.clone());
+    let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
+    stored.dedupe.drain(..excess);
+    true
 }
 
 /// Every live object of `space` in `regions` that passes `checks` (validated), with its key.
