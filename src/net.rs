@@ -63,16 +63,7 @@ impl RpcConn {
         let alive = Arc::new(AtomicBool::new(true));
         let alive_w = alive.clone();
         rt::spawn(async move {
-            let mut writer = FramedWriter::new(w);
-            while let Some(env) = rx.recv().await {
-                let mut batch = vec![env];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                if writer.write_all(&batch).await.is_err() {
-                    break;
-                }
-            }
+            write_loop(w, &mut rx).await;
             alive_w.store(false, Ordering::SeqCst);
         });
         let (waiters_r, alive_r) = (waiters.clone(), alive.clone());
@@ -125,6 +116,24 @@ impl RpcConn {
     }
 }
 
+/// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
+/// closes or the connection fails.
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    w: W,
+    rx: &mut mpsc::UnboundedReceiver<Envelope>,
+) {
+    let mut writer = FramedWriter::new(w);
+    while let Some(env) = rx.recv().await {
+        let mut batch = vec![env];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Where a server writes replies for one connection.
 pub type ReplyTx = mpsc::UnboundedSender<Envelope>;
 
@@ -143,18 +152,7 @@ where
     }
     let (r, w) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-    rt::spawn(async move {
-        let mut writer = FramedWriter::new(w);
-        while let Some(env) = rx.recv().await {
-            let mut batch = vec![env];
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-            }
-            if writer.write_all(&batch).await.is_err() {
-                break;
-            }
-        }
-    });
+    rt::spawn(async move { write_loop(w, &mut rx).await });
     let mut reader = FramedReader::new(r, max_frame);
     loop {
         match reader.read().await {
