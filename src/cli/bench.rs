@@ -1,30 +1,43 @@
 //! `hyperdex bench`: a load generator against a running cluster, or against a local one it
-//! starts itself (`--local`: a coordinator and three daemons with `tolerate 1 failure`).
+//! starts itself (`--local`: a coordinator and three daemons, `tolerate 1 failure`).
 //!
-//! Workloads over `--keys` keys in space `bench` (`key k attributes string v, int n`):
-//! `put`, `get` (after loading every key), `cond-put` (each put conditional on the value it
-//! replaces, on the same keys as `put`), `atomic-add` (counters, `--keys 1` for one hot
-//! counter), and `mixed` (50% get, 50% put). Each of `--clients` clients keeps `--window`
-//! operations outstanding. Prints throughput and latency percentiles; `--json FILE` writes them
-//! as JSON too.
+//! Workloads: YCSB's core workloads `a`–`f` (see `ycsb`), and micro-workloads HyperDex users
+//! care about: `put`, `get`, `cond-put` (a put conditional on the value it replaces, on the
+//! same keys as `put`), `atomic-add` (counters; `--records 1` for one hot counter) and
+//! `mixed` (50% get, 50% put). Records have `--fields` string fields of `--value-size` bytes
+//! (YCSB's defaults: 10 × 100 bytes); an update writes one field. A load phase inserts every
+//! record, then the run phase issues `--ops` operations from `--clients` clients, each with
+//! `--window` operations outstanding. Prints throughput and latency percentiles per operation
+//! type (HdrHistogram), shows a progress bar, and can write JSON (`--json`) and an SVG plot
+//! (`--svg`: latency percentiles and throughput over time).
 
 #![allow(clippy::disallowed_methods)] // the benchmark measures wall time on purpose
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use hyperdex_model::{Check, NumOp, Operation, Predicate, Reply, Value};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::local::{start, LocalArgs};
+use super::ycsb::{mix, pick, Distribution, KeyChooser, Rng, YcsbOp};
 use crate::admin::Admin;
-use crate::client::{Client, ClientOptions, Deferred};
+use crate::client::{Client, ClientOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
     Put,
     Get,
     CondPut,
@@ -43,67 +56,186 @@ pub struct BenchArgs {
     /// Start a local cluster (coordinator and 3 daemons) for the run.
     #[arg(long)]
     pub local: bool,
-    #[arg(long, value_enum, default_value = "put")]
+    #[arg(long, value_enum, default_value = "a")]
     pub workload: Workload,
+    /// Key distribution (default: the workload's own).
+    #[arg(long, value_enum)]
+    pub distribution: Option<Distribution>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
     /// Outstanding operations per client.
     #[arg(long, default_value_t = 1)]
     pub window: usize,
-    /// Operations in all.
+    /// Operations in the run phase.
     #[arg(long, default_value_t = 10_000)]
     pub ops: u64,
-    /// Distinct keys.
+    /// Records loaded before the run.
     #[arg(long, default_value_t = 1000)]
-    pub keys: u64,
-    /// Bytes in each value.
+    pub records: u64,
+    /// String fields per record.
+    #[arg(long, default_value_t = 10)]
+    pub fields: usize,
+    /// Bytes per field.
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
-    /// Also write the results as JSON to this file.
+    /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write an SVG plot (latency percentiles, throughput over time) to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
-/// What a run measured.
+/// Latency figures of one operation type, in microseconds.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BenchResult {
-    pub workload: String,
-    pub clients: usize,
-    pub window: usize,
-    pub ops: u64,
-    pub errors: u64,
-    pub seconds: f64,
-    pub ops_per_sec: f64,
+pub struct OpStats {
+    pub count: u64,
     pub p50_us: u64,
     pub p95_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
 }
 
-fn key(i: u64) -> Value {
-    Value::string(format!("key{i:08}"))
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    pub workload: String,
+    pub distribution: String,
+    pub clients: usize,
+    pub window: usize,
+    pub records: u64,
+    pub load_seconds: f64,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub per_op: BTreeMap<String, OpStats>,
+    /// Operations completed in each second of the run.
+    pub timeline: Vec<u64>,
 }
 
-fn op_for(w: Workload, i: u64, keys: u64, value: &Value) -> Operation {
-    let k = key(i % keys);
-    match w {
-        Workload::Put => Operation::put("bench", k, vec![("v", value.clone())]),
-        Workload::Get => Operation::get("bench", k),
-        // Conditional on the value a previous put wrote: the check passes, so this measures
-        // what a condition costs on top of a put.
-        Workload::CondPut => Operation::cond_put(
-            "bench",
-            k,
-            vec![Check::new("v", Predicate::Equals(value.clone()))],
-            vec![("v", value.clone())],
+fn key(i: u64) -> Value {
+    Value::string(format!("user{i:010}"))
+}
+
+fn space_description(fields: usize) -> String {
+    let attrs: Vec<String> = (0..fields).map(|f| format!("string f{f}")).collect();
+    format!(
+        "space bench key k attributes {}, int n tolerate 1 failure",
+        attrs.join(", ")
+    )
+}
+
+struct Shape {
+    workload: Workload,
+    mix: Vec<(YcsbOp, u32)>,
+    chooser: KeyChooser,
+    fields: usize,
+    value: Value,
+}
+
+/// The operation(s) for one step; a read-modify-write is two.
+fn ops_for(shape: &Shape, rng: &mut Rng, records: &AtomicU64) -> (String, Vec<Operation>) {
+    let n = records.load(Ordering::Relaxed);
+    let field = |rng: &mut Rng| format!("f{}", rng.below(shape.fields as u64));
+    let value = shape.value.clone();
+    match shape.workload {
+        Workload::Put => (
+            "put".into(),
+            vec![Operation::put(
+                "bench",
+                key(shape.chooser.next(rng, n)),
+                vec![("f0", value)],
+            )],
         ),
-        Workload::AtomicAdd => {
-            Operation::atomic(NumOp::Add, "bench", k, vec![("n", Value::Int(1))])
+        Workload::Get => (
+            "get".into(),
+            vec![Operation::get("bench", key(shape.chooser.next(rng, n)))],
+        ),
+        // Conditional on the value the load wrote: the check passes, so this measures what a
+        // condition costs on top of a put.
+        Workload::CondPut => (
+            "cond_put".into(),
+            vec![Operation::cond_put(
+                "bench",
+                key(shape.chooser.next(rng, n)),
+                vec![Check::new("f0", Predicate::Equals(value.clone()))],
+                vec![("f0", value)],
+            )],
+        ),
+        Workload::AtomicAdd => (
+            "atomic_add".into(),
+            vec![Operation::atomic(
+                NumOp::Add,
+                "bench",
+                key(shape.chooser.next(rng, n)),
+                vec![("n", Value::Int(1))],
+            )],
+        ),
+        Workload::Mixed if rng.below(2) == 0 => (
+            "get".into(),
+            vec![Operation::get("bench", key(shape.chooser.next(rng, n)))],
+        ),
+        Workload::Mixed => (
+            "put".into(),
+            vec![Operation::put(
+                "bench",
+                key(shape.chooser.next(rng, n)),
+                vec![("f0", value)],
+            )],
+        ),
+        _ => {
+            let op = pick(&shape.mix, rng);
+            let k = key(shape.chooser.next(rng, n));
+            let f = field(rng);
+            let ops = match op {
+                YcsbOp::Read => vec![Operation::get("bench", k)],
+                YcsbOp::Update => vec![Operation::put("bench", k, vec![(f.as_str(), value)])],
+                YcsbOp::Insert => {
+                    let id = records.fetch_add(1, Ordering::Relaxed);
+                    let attrs: Vec<(String, Value)> = (0..shape.fields)
+                        .map(|i| (format!("f{i}"), value.clone()))
+                        .collect();
+                    let attrs = attrs.iter().map(|(a, v)| (a.as_str(), v.clone())).collect();
+                    vec![Operation::put("bench", key(id), attrs)]
+                }
+                YcsbOp::Scan => vec![Operation::SortedSearch {
+                    space: "bench".into(),
+                    checks: vec![Check::new("k", Predicate::GreaterEqual(k))],
+                    sort_by: "k".into(),
+                    limit: 1 + rng.below(100),
+                    maximize: false,
+                }],
+                YcsbOp::ReadModifyWrite => vec![
+                    Operation::get("bench", k.clone()),
+                    Operation::put("bench", k, vec![(f.as_str(), value)]),
+                ],
+            };
+            (op.name().into(), ops)
         }
-        Workload::Mixed if i.is_multiple_of(2) => Operation::get("bench", k),
-        Workload::Mixed => Operation::put("bench", k, vec![("v", value.clone())]),
     }
+}
+
+/// Loads `records` records, 256 outstanding at a time.
+async fn load(client: &Client, records: u64, fields: usize, value: &Value) {
+    let attrs: Vec<(String, Value)> = (0..fields)
+        .map(|i| (format!("f{i}"), value.clone()))
+        .collect();
+    let mut outstanding = 0;
+    for i in 0..records {
+        let a = attrs.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        client.start(Operation::put("bench", key(i), a));
+        outstanding += 1;
+        if outstanding >= 256 {
+            let _ = client.loop_next().await;
+            outstanding -= 1;
+        }
+    }
+    while client.loop_next().await.is_some() {}
 }
 
 /// Runs the benchmark against the coordinator at `addr` and returns its result.
@@ -113,8 +245,9 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
         .await
         .map_err(|e| e.to_string())?;
     let _ = admin.rm_space("bench").await;
+    let fields = args.fields.max(1);
     admin
-        .add_space("space bench key k attributes string v, int n tolerate 1 failure")
+        .add_space(&space_description(fields))
         .await
         .map_err(|e| e.to_string())?;
     admin
@@ -122,91 +255,253 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
         .await
         .map_err(|e| e.to_string())?;
     let value = Value::String(vec![b'x'; args.value_size]);
-    // Load every key first (gets, cond-puts and counters need them).
+    let records = args.records.max(1);
     let loader = Client::connect_with(addr, opts.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let mut started = Vec::new();
-    for i in 0..args.keys {
-        started.push(loader.start(Operation::put("bench", key(i), vec![("v", value.clone())])));
-        if started.len() >= 256 {
-            while loader.loop_next().await.is_some() {}
-            started.clear();
-        }
-    }
-    while loader.loop_next().await.is_some() {}
+    let loading = Instant::now();
+    load(&loader, records, fields, &value).await;
+    let load_seconds = loading.elapsed().as_secs_f64();
 
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
-    ));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let per_client = args.ops / args.clients.max(1) as u64;
+    let ycsb = match args.workload {
+        Workload::A => Some('a'),
+        Workload::B => Some('b'),
+        Workload::C => Some('c'),
+        Workload::D => Some('d'),
+        Workload::E => Some('e'),
+        Workload::F => Some('f'),
+        _ => None,
+    };
+    let (op_mix, default_dist) = ycsb.and_then(mix).unwrap_or((&[], Distribution::Uniform));
+    let dist = args.distribution.unwrap_or(default_dist);
+    let shape = Arc::new(Shape {
+        workload: args.workload,
+        mix: op_mix.to_vec(),
+        chooser: KeyChooser::new(dist, records),
+        fields,
+        value,
+    });
+    let record_count = Arc::new(AtomicU64::new(records));
+    let stats: Arc<Mutex<BTreeMap<String, Histogram<u64>>>> = Arc::default();
+    let timeline: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let errors = Arc::new(AtomicU64::new(0));
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.ops)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ops, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let clients = args.clients.max(1);
+    let per_client = args.ops / clients as u64;
     let begin = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..args.clients.max(1) {
+    for c in 0..clients {
         let client = Client::connect_with(addr, opts.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let (histogram, errors, value) = (histogram.clone(), errors.clone(), value.clone());
-        let (workload, keys, window) = (args.workload, args.keys, args.window.max(1));
+        let (shape, record_count, stats, timeline, errors, bar) = (
+            shape.clone(),
+            record_count.clone(),
+            stats.clone(),
+            timeline.clone(),
+            errors.clone(),
+            bar.clone(),
+        );
+        let window = args.window.max(1);
         tasks.push(tokio::spawn(async move {
-            let mut local =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            let mut in_flight: Vec<(Deferred, Instant)> = Vec::new();
-            let base = c as u64 * per_client;
-            let mut record = |reply: Reply, since: Instant| {
+            let mut rng =
+                Rng::new(0x9e37_79b9 ^ (c as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+            let mut local: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+            let mut seconds: Vec<u64> = Vec::new();
+            let mut record = |name: &str, reply: &Reply, since: Instant| {
                 if matches!(reply, Reply::Error(..)) {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
-                let _ = local.record(since.elapsed().as_micros().max(1) as u64);
+                let h = local.entry(name.to_string()).or_insert_with(|| {
+                    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+                });
+                let _ = h.record(since.elapsed().as_micros().max(1) as u64);
+                let s = begin.elapsed().as_secs() as usize;
+                if seconds.len() <= s {
+                    seconds.resize(s + 1, 0);
+                }
+                seconds[s] += 1;
+                bar.inc(1);
             };
-            for i in 0..per_client {
-                let op = op_for(workload, base + i, keys, &value);
-                if window == 1 {
-                    let t = Instant::now();
-                    let r = client.call(op).await;
-                    record(r, t);
+            // Asynchronous steps: (deferred id, name, start); read-modify-writes run inline.
+            let mut in_flight: Vec<(u64, String, Instant)> = Vec::new();
+            for _ in 0..per_client {
+                let (name, ops) = ops_for(&shape, &mut rng, &record_count);
+                let t = Instant::now();
+                if window == 1 || ops.len() > 1 {
+                    let mut last = Reply::Success;
+                    for op in ops {
+                        last = client.call(op).await;
+                    }
+                    record(&name, &last, t);
                     continue;
                 }
-                in_flight.push((client.start(op), Instant::now()));
+                let Some(op) = ops.into_iter().next() else {
+                    continue;
+                };
+                in_flight.push((client.start(op).0, name, t));
                 if in_flight.len() >= window {
                     if let Some((d, r)) = client.loop_next().await {
-                        if let Some(p) = in_flight.iter().position(|(x, _)| *x == d) {
-                            let (_, t) = in_flight.remove(p);
-                            record(r, t);
+                        if let Some(i) = in_flight.iter().position(|(id, _, _)| *id == d.0) {
+                            let (_, name, t) = in_flight.remove(i);
+                            record(&name, &r, t);
                         }
                     }
                 }
             }
             while let Some((d, r)) = client.loop_next().await {
-                if let Some(p) = in_flight.iter().position(|(x, _)| *x == d) {
-                    let (_, t) = in_flight.remove(p);
-                    record(r, t);
+                if let Some(i) = in_flight.iter().position(|(id, _, _)| *id == d.0) {
+                    let (_, name, t) = in_flight.remove(i);
+                    record(&name, &r, t);
                 }
             }
-            let mut h = histogram.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = h.add(&local);
+            let mut all = stats.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, h) in local {
+                match all.get_mut(&name) {
+                    Some(existing) => {
+                        let _ = existing.add(&h);
+                    }
+                    None => {
+                        all.insert(name, h);
+                    }
+                }
+            }
+            let mut tl = timeline.lock().unwrap_or_else(|e| e.into_inner());
+            if tl.len() < seconds.len() {
+                tl.resize(seconds.len(), 0);
+            }
+            for (i, n) in seconds.into_iter().enumerate() {
+                tl[i] += n;
+            }
         }));
     }
     for t in tasks {
         t.await.map_err(|e| e.to_string())?;
     }
+    bar.finish_and_clear();
     let seconds = begin.elapsed().as_secs_f64();
-    let h = histogram.lock().unwrap_or_else(|e| e.into_inner());
-    let ops = h.len();
+    let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+    let per_op: BTreeMap<String, OpStats> = stats
+        .iter()
+        .map(|(name, h)| {
+            (
+                name.clone(),
+                OpStats {
+                    count: h.len(),
+                    p50_us: h.value_at_quantile(0.50),
+                    p95_us: h.value_at_quantile(0.95),
+                    p99_us: h.value_at_quantile(0.99),
+                    p999_us: h.value_at_quantile(0.999),
+                },
+            )
+        })
+        .collect();
+    let ops: u64 = per_op.values().map(|s| s.count).sum();
+    let timeline = timeline.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(BenchResult {
         workload: format!("{:?}", args.workload).to_lowercase(),
-        clients: args.clients,
-        window: args.window,
+        distribution: format!("{dist:?}").to_lowercase(),
+        clients,
+        window: args.window.max(1),
+        records,
+        load_seconds,
         ops,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
         seconds,
         ops_per_sec: ops as f64 / seconds,
-        p50_us: h.value_at_quantile(0.50),
-        p95_us: h.value_at_quantile(0.95),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
+        per_op,
+        timeline,
     })
+}
+
+/// An SVG with latency percentiles per operation type (left) and throughput per second
+/// (right).
+pub fn svg(r: &BenchResult) -> String {
+    let mut s = String::from(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"320\" font-family=\"sans-serif\" font-size=\"11\">\n",
+    );
+    s.push_str(&format!(
+        "<text x=\"10\" y=\"16\" font-size=\"13\">hyperdex bench: workload {} ({}), {} clients x window {}, {:.0} ops/s</text>\n",
+        r.workload, r.distribution, r.clients, r.window, r.ops_per_sec
+    ));
+    let max_lat = r
+        .per_op
+        .values()
+        .map(|o| o.p999_us)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let (x0, y0, h) = (40.0, 290.0, 240.0);
+    let colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2"];
+    for (i, (name, o)) in r.per_op.iter().enumerate() {
+        let gx = x0 + i as f64 * 90.0;
+        for (j, v) in [o.p50_us, o.p95_us, o.p99_us, o.p999_us].iter().enumerate() {
+            let bh = h * (*v as f64) / max_lat;
+            s.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"18\" height=\"{:.1}\" fill=\"{}\"/>\n",
+                gx + j as f64 * 20.0,
+                y0 - bh,
+                bh,
+                colors[j]
+            ));
+        }
+        s.push_str(&format!("<text x=\"{gx:.1}\" y=\"305\">{name}</text>\n"));
+    }
+    s.push_str(&format!(
+        "<text x=\"{x0}\" y=\"40\">latency p50/p95/p99/p99.9 (max {:.0} us)</text>\n",
+        max_lat
+    ));
+    let (px, pw) = (480.0, 320.0);
+    let max_t = r.timeline.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let n = r.timeline.len().max(2) as f64 - 1.0;
+    let points: Vec<String> = r
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                px + pw * i as f64 / n,
+                y0 - h * *v as f64 / max_t
+            )
+        })
+        .collect();
+    s.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"#4c72b0\" stroke-width=\"2\" points=\"{}\"/>\n",
+        points.join(" ")
+    ));
+    s.push_str(&format!(
+        "<text x=\"{px}\" y=\"40\">throughput per second (max {max_t:.0})</text>\n"
+    ));
+    s.push_str(&format!(
+        "<line x1=\"{px}\" y1=\"{y0}\" x2=\"{}\" y2=\"{y0}\" stroke=\"black\"/>\n",
+        px + pw
+    ));
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One line per operation type.
+pub fn summary(r: &BenchResult) -> String {
+    let mut out = format!(
+        "workload {} ({}) clients={} window={} records={} (loaded in {:.2} s): {} ops, {} errors in {:.2} s = {:.0} ops/s\n",
+        r.workload, r.distribution, r.clients, r.window, r.records, r.load_seconds, r.ops, r.errors, r.seconds, r.ops_per_sec
+    );
+    for (name, o) in &r.per_op {
+        out.push_str(&format!(
+            "  {name:<10} {:>8} ops  p50 {:>7} us  p95 {:>7} us  p99 {:>7} us  p99.9 {:>7} us\n",
+            o.count, o.p50_us, o.p95_us, o.p99_us, o.p999_us
+        ));
+    }
+    out
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
@@ -233,24 +528,28 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     if args.local {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    match result {
-        Ok(r) => {
-            println!(
-                "{} clients={} window={} ops={} errors={} in {:.2} s: {:.0} ops/s, latency p50 {} us, p95 {} us, p99 {} us, p99.9 {} us",
-                r.workload, r.clients, r.window, r.ops, r.errors, r.seconds, r.ops_per_sec, r.p50_us, r.p95_us, r.p99_us, r.p999_us
-            );
-            if let Some(path) = &args.json {
-                let text = serde_json::to_string_pretty(&r).unwrap_or_default();
-                if let Err(e) = std::fs::write(path, text) {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            }
-            ExitCode::SUCCESS
-        }
+    let r = match result {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", summary(&r));
+    let writes = [
+        (
+            args.json.as_ref(),
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
+        ),
+        (args.svg.as_ref(), svg(&r)),
+    ];
+    for (path, text) in writes {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
         }
     }
+    ExitCode::SUCCESS
 }
