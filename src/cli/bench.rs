@@ -45,8 +45,24 @@ pub enum Workload {
     Mixed,
 }
 
+/// The store under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    Hyperdex,
+    /// Redis at --address (SET/GET of one value per key).
+    Redis,
+    /// etcd at --address, a comma-separated list of client endpoints (v3 JSON gateway).
+    Etcd,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// The store to measure: this cluster, or a peer for comparison.
+    #[arg(long, value_enum, default_value = "hyperdex")]
+    pub target: Target,
+    /// The peer's address(es) for --target redis or etcd.
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    pub address: String,
     /// Coordinator host (ignored with --local).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -363,17 +379,7 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
                     record(&name, &r, t);
                 }
             }
-            let mut all = stats.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, h) in local {
-                match all.get_mut(&name) {
-                    Some(existing) => {
-                        let _ = existing.add(&h);
-                    }
-                    None => {
-                        all.insert(name, h);
-                    }
-                }
-            }
+            merge_into(&stats, local);
             let mut tl = timeline.lock().unwrap_or_else(|e| e.into_inner());
             if tl.len() < seconds.len() {
                 tl.resize(seconds.len(), 0);
@@ -388,22 +394,7 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
     }
     bar.finish_and_clear();
     let seconds = begin.elapsed().as_secs_f64();
-    let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-    let per_op: BTreeMap<String, OpStats> = stats
-        .iter()
-        .map(|(name, h)| {
-            (
-                name.clone(),
-                OpStats {
-                    count: h.len(),
-                    p50_us: h.value_at_quantile(0.50),
-                    p95_us: h.value_at_quantile(0.95),
-                    p99_us: h.value_at_quantile(0.99),
-                    p999_us: h.value_at_quantile(0.999),
-                },
-            )
-        })
-        .collect();
+    let per_op = per_op_stats(&stats);
     let ops: u64 = per_op.values().map(|s| s.count).sum();
     let timeline = timeline.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(BenchResult {
@@ -420,6 +411,149 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
         per_op,
         timeline,
     })
+}
+
+/// Runs a workload against Redis or etcd: one connection per client, one operation at a
+/// time; a record is one value of `fields * value_size` bytes, an update rewrites it.
+pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
+    use super::peers::Peer;
+    let endpoints: Vec<String> = args
+        .address
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .collect();
+    let target = args.target;
+    let connect = |i: usize| {
+        let addr = endpoints[i % endpoints.len()].clone();
+        async move {
+            match target {
+                Target::Etcd => Peer::etcd(&addr).await,
+                _ => Peer::redis(&addr).await,
+            }
+            .map_err(|e| format!("cannot reach {addr}: {e}"))
+        }
+    };
+    let records = args.records.max(1);
+    let blob = vec![b'x'; args.fields.max(1) * args.value_size];
+    let loading = Instant::now();
+    let mut loader = connect(0).await?;
+    for i in 0..records {
+        loader
+            .put(format!("user{i:010}").as_bytes(), &blob)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let load_seconds = loading.elapsed().as_secs_f64();
+    let ycsb = |w: char| mix(w).map(|m| m.0.to_vec()).unwrap_or_default();
+    let (op_mix, default_dist): (Vec<(YcsbOp, u32)>, Distribution) = match args.workload {
+        Workload::Put => (vec![(YcsbOp::Update, 100)], Distribution::Uniform),
+        Workload::Get => (vec![(YcsbOp::Read, 100)], Distribution::Uniform),
+        Workload::Mixed => (
+            vec![(YcsbOp::Read, 50), (YcsbOp::Update, 50)],
+            Distribution::Uniform,
+        ),
+        Workload::A => (ycsb('a'), Distribution::Zipfian),
+        Workload::B => (ycsb('b'), Distribution::Zipfian),
+        Workload::C => (ycsb('c'), Distribution::Zipfian),
+        other => return Err(format!("workload {other:?} is measured on hyperdex only")),
+    };
+    let dist = args.distribution.unwrap_or(default_dist);
+    let chooser = Arc::new(KeyChooser::new(dist, records));
+    let clients = args.clients.max(1);
+    let per_client = args.ops / clients as u64;
+    let stats: Arc<Mutex<BTreeMap<String, Histogram<u64>>>> = Arc::default();
+    let errors = Arc::new(AtomicU64::new(0));
+    let begin = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut peer = connect(c).await?;
+        let (op_mix, chooser, stats, errors, blob) = (
+            op_mix.clone(),
+            chooser.clone(),
+            stats.clone(),
+            errors.clone(),
+            blob.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                Rng::new(0x9e37_79b9 ^ (c as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+            let mut local: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+            for _ in 0..per_client {
+                let op = pick(&op_mix, &mut rng);
+                let k = format!("user{:010}", chooser.next(&mut rng, records));
+                let t = Instant::now();
+                let ok = match op {
+                    YcsbOp::Read => peer.get(k.as_bytes()).await.map(|_| ()),
+                    _ => peer.put(k.as_bytes(), &blob).await,
+                };
+                if ok.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                let name = if op == YcsbOp::Read { "read" } else { "update" };
+                let h = local.entry(name.to_string()).or_insert_with(|| {
+                    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+                });
+                let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+            }
+            merge_into(&stats, local);
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())?;
+    }
+    let seconds = begin.elapsed().as_secs_f64();
+    let per_op = per_op_stats(&stats);
+    let ops: u64 = per_op.values().map(|s| s.count).sum();
+    Ok(BenchResult {
+        workload: format!("{:?}", args.workload).to_lowercase(),
+        distribution: format!("{dist:?}").to_lowercase(),
+        clients,
+        window: 1,
+        records,
+        load_seconds,
+        ops,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        ops_per_sec: ops as f64 / seconds,
+        per_op,
+        timeline: Vec::new(),
+    })
+}
+
+/// Adds one client's histograms to the shared ones.
+fn merge_into(
+    stats: &Mutex<BTreeMap<String, Histogram<u64>>>,
+    local: BTreeMap<String, Histogram<u64>>,
+) {
+    let mut all = stats.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, h) in local {
+        match all.get_mut(&name) {
+            Some(existing) => {
+                let _ = existing.add(&h);
+            }
+            None => {
+                all.insert(name, h);
+            }
+        }
+    }
+}
+
+/// Percentiles of every operation type.
+fn per_op_stats(stats: &Mutex<BTreeMap<String, Histogram<u64>>>) -> BTreeMap<String, OpStats> {
+    let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+    stats
+        .iter()
+        .map(|(name, h)| {
+            let stats = OpStats {
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.50),
+                p95_us: h.value_at_quantile(0.95),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+            };
+            (name.clone(), stats)
+        })
+        .collect()
 }
 
 /// An SVG with latency percentiles per operation type (left) and throughput per second
@@ -507,27 +641,11 @@ pub fn summary(r: &BenchResult) -> String {
 pub async fn run(args: BenchArgs) -> ExitCode {
     super::init_logging("warn", None);
     let dir = std::env::temp_dir().join(format!("hyperdex-bench-{}", std::process::id()));
-    let addr = if args.local {
-        let local = LocalArgs {
-            daemons: 3,
-            data: Some(dir.clone()),
-            listen: "127.0.0.1".into(),
-            port: 0,
-        };
-        match start(&local, &dir).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    let result = if args.target != Target::Hyperdex {
+        run_peer(&args).await
     } else {
-        format!("{}:{}", args.host, args.port)
+        run_hyperdex(&args, &dir).await
     };
-    let result = run_bench(&addr, &args).await;
-    if args.local {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     let r = match result {
         Ok(r) => r,
         Err(e) => {
@@ -552,4 +670,24 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Runs against this cluster (started locally with --local).
+async fn run_hyperdex(args: &BenchArgs, dir: &std::path::Path) -> Result<BenchResult, String> {
+    let addr = if args.local {
+        let local = LocalArgs {
+            daemons: 3,
+            data: Some(dir.to_path_buf()),
+            listen: "127.0.0.1".into(),
+            port: 0,
+        };
+        start(&local, dir).await?
+    } else {
+        format!("{}:{}", args.host, args.port)
+    };
+    let result = run_bench(&addr, args).await;
+    if args.local {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
 }

@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod data;
 pub mod local;
+pub mod peers;
 pub mod ycsb;
 
 use std::io::Read;
