@@ -59,6 +59,8 @@ done
 run condput64 hyperdex --workload cond-put --clients 64 --ops 20000
 run window64 hyperdex --workload put --clients 1 --window 64 --ops 20000
 run put1 hyperdex --workload put --clients 1 --ops 3000
+# The plot: latency percentiles and throughput over time of YCSB A on hyperdex.
+"$B" bench --quiet --local --workload a --clients 64 --ops 40000 --records 1000 --fields 1 --svg docs/bench-ycsb-a.svg >&2
 
 python3 - "$WORK" <<'PY' > docs/benchmarks-comparison.md
 import json, os, platform, subprocess, sys
