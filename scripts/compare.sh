@@ -59,6 +59,8 @@ done
 run condput64 hyperdex --workload cond-put --clients 64 --ops 20000
 run window64 hyperdex --workload put --clients 1 --window 64 --ops 20000
 run put1 hyperdex --workload put --clients 1 --ops 3000
+for w in 1 8 64 512; do run "window$w" hyperdex --workload put --clients 1 --window "$w" --ops 10000; done
+run hotcounter hyperdex --workload atomic-add --records 1 --clients 64 --ops 10000
 # The plot: latency percentiles and throughput over time of YCSB A on hyperdex.
 "$B" bench --quiet --local --workload a --clients 64 --ops 40000 --records 1000 --fields 1 --svg docs/bench-ycsb-a.svg >&2
 
@@ -100,6 +102,10 @@ for label, h, rd, e, hop, op in rows:
 cp, pu, w, p1 = r("condput64", "hyperdex"), r("put64", "hyperdex"), r("window64", "hyperdex"), r("put1", "hyperdex")
 print("\nhyperdex alone: `cond_put`/`put` at 64 clients = %.2f; one client with 64 operations" % (cp["ops_per_sec"] / pu["ops_per_sec"]))
 print("outstanding / one synchronous client = %.1f.\n" % (w["ops_per_sec"] / p1["ops_per_sec"]))
+print("Async window sweep (one client, puts): " + ", ".join(
+    "window %s: %.0f ops/s" % (n, r("window%s" % n, "hyperdex")["ops_per_sec"]) for n in (1, 8, 64, 512)) + ".")
+hot = r("hotcounter", "hyperdex")
+print("One hot `atomic_add` counter, 64 clients: %.0f ops/s, p50 %d µs.\n" % (hot["ops_per_sec"], p50(hot, "atomic_add")))
 targets = [("put throughput at 64 clients >= 5x etcd", pu["ops_per_sec"] / r("put64", "etcd")["ops_per_sec"], 5),
            ("put throughput at 64 clients >= 0.5x Redis SET", pu["ops_per_sec"] / r("put64", "redis")["ops_per_sec"], 0.5),
            ("get >= 0.7x Redis GET (64 clients)", r("get64", "hyperdex")["ops_per_sec"] / r("get64", "redis")["ops_per_sec"], 0.7),
