@@ -60,7 +60,9 @@ run condput64 hyperdex --workload cond-put --clients 64 --ops 20000
 run window64 hyperdex --workload put --clients 1 --window 64 --ops 20000
 run put1 hyperdex --workload put --clients 1 --ops 3000
 for w in 1 8 64 512; do run "window$w" hyperdex --workload put --clients 1 --window "$w" --ops 10000; done
-run hotcounter hyperdex --workload atomic-add --records 1 --clients 64 --ops 10000
+echo "== hotcounter on hyperdex" >&2
+"$B" bench --quiet --local --workload atomic-add --records 1 --fields 1 --clients 64 --ops 10000 \
+  --json "$WORK/hotcounter-hyperdex.json" >&2
 # The plot: latency percentiles and throughput over time of YCSB A on hyperdex.
 "$B" bench --quiet --local --workload a --clients 64 --ops 40000 --records 1000 --fields 1 --svg docs/bench-ycsb-a.svg >&2
 
