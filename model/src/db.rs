@@ -205,13 +205,7 @@ impl Model {
             Ok(f) => f,
             Err(r) => return r,
         };
-        let key_name = &data.schema.key.name;
-        // Stable sort over key order, so ties stay in key order.
-        found.sort_by(|a, b| {
-            let o = a[sort_by].cmp(&b[sort_by]);
-            if maximize { o.reverse() } else { o }.then_with(|| a[key_name].cmp(&b[key_name]))
-        });
-        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        sort_results(&mut found, sort_by, &data.schema.key.name, maximize, limit);
         Reply::Objects(found)
     }
 
@@ -310,6 +304,22 @@ pub fn step_key(
             None,
         ),
     }
+}
+
+/// Orders search results by `sort_by` (descending when `maximize`), ties by key, and keeps
+/// the first `limit`: what `sorted_search` returns, here and in the cluster's client.
+pub fn sort_results(
+    found: &mut Vec<Object>,
+    sort_by: &str,
+    key_name: &str,
+    maximize: bool,
+    limit: u64,
+) {
+    found.sort_by(|a, b| {
+        let o = a.get(sort_by).cmp(&b.get(sort_by));
+        if maximize { o.reverse() } else { o }.then_with(|| a.get(key_name).cmp(&b.get(key_name)))
+    });
+    found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
 }
 
 /// The object as a search returns it: its attributes plus the key.

@@ -159,19 +159,16 @@ fn ops_for(shape: &Shape, rng: &mut Rng, records: &AtomicU64) -> (String, Vec<Op
     let n = records.load(Ordering::Relaxed);
     let field = |rng: &mut Rng| format!("f{}", rng.below(shape.fields as u64));
     let value = shape.value.clone();
+    let put = |k: Value, value: Value| {
+        (
+            "put".to_string(),
+            vec![Operation::put("bench", k, vec![("f0", value)])],
+        )
+    };
+    let get = |k: Value| ("get".to_string(), vec![Operation::get("bench", k)]);
     match shape.workload {
-        Workload::Put => (
-            "put".into(),
-            vec![Operation::put(
-                "bench",
-                key(shape.chooser.next(rng, n)),
-                vec![("f0", value)],
-            )],
-        ),
-        Workload::Get => (
-            "get".into(),
-            vec![Operation::get("bench", key(shape.chooser.next(rng, n)))],
-        ),
+        Workload::Put => put(key(shape.chooser.next(rng, n)), value),
+        Workload::Get => get(key(shape.chooser.next(rng, n))),
         // Conditional on the value the load wrote: the check passes, so this measures what a
         // condition costs on top of a put.
         Workload::CondPut => (
@@ -192,18 +189,8 @@ fn ops_for(shape: &Shape, rng: &mut Rng, records: &AtomicU64) -> (String, Vec<Op
                 vec![("n", Value::Int(1))],
             )],
         ),
-        Workload::Mixed if rng.below(2) == 0 => (
-            "get".into(),
-            vec![Operation::get("bench", key(shape.chooser.next(rng, n)))],
-        ),
-        Workload::Mixed => (
-            "put".into(),
-            vec![Operation::put(
-                "bench",
-                key(shape.chooser.next(rng, n)),
-                vec![("f0", value)],
-            )],
-        ),
+        Workload::Mixed if rng.below(2) == 0 => get(key(shape.chooser.next(rng, n))),
+        Workload::Mixed => put(key(shape.chooser.next(rng, n)), value),
         _ => {
             let op = pick(&shape.mix, rng);
             let k = key(shape.chooser.next(rng, n));

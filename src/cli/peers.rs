@@ -26,7 +26,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -70,7 +74,11 @@ impl Peer {
                 }
             }
             Peer::Etcd(s, host) => {
-                let body = format!("{{\"key\":\"{}\",\"value\":\"{}\"}}", base64(key), base64(value));
+                let body = format!(
+                    "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+                    base64(key),
+                    base64(value)
+                );
                 http_post(s, host, "/v3/kv/put", &body).await.map(|_| ())
             }
         }
@@ -107,7 +115,12 @@ impl Peer {
 }
 
 /// One HTTP/1.1 POST on a kept-alive connection; returns the body.
-async fn http_post(s: &mut BufReader<TcpStream>, host: &str, path: &str, body: &str) -> io::Result<String> {
+async fn http_post(
+    s: &mut BufReader<TcpStream>,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> io::Result<String> {
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

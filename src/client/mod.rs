@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyperdex_model::apply::{normalize_write, validate_checks, validate_get_partial};
+use hyperdex_model::db::sort_results;
 use hyperdex_model::value::coerce;
 use hyperdex_model::{
     Check, Existence, Funcall, KeyWrite, Object, Operation, Reply, ReturnCode, Value,
@@ -320,12 +321,7 @@ impl Client {
                             format!("cannot sort by \"{sort_by}\" of type {}", attr.datatype),
                         );
                     }
-                    objs.sort_by(|a, b| {
-                        let o = a.get(sort_by).cmp(&b.get(sort_by));
-                        if *maximize { o.reverse() } else { o }
-                            .then_with(|| a.get(&key_name).cmp(&b.get(&key_name)))
-                    });
-                    objs.truncate(usize::try_from(*limit).unwrap_or(usize::MAX));
+                    sort_results(&mut objs, sort_by, &key_name, *maximize, *limit);
                     Reply::Objects(objs)
                 }
                 Err(e) => Reply::Error(e.code, e.message),
