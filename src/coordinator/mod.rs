@@ -90,20 +90,35 @@ struct Shared {
 impl Shared {
     /// Applies a command, persisting the state before anything is answered.
     fn apply(&mut self, cmd: Command) -> Result<Outcome, (ReturnCode, String)> {
-        let before = self.cluster.config.version;
-        let out = self.cluster.apply(&cmd)?;
-        if self.cluster.config.version != before || matches!(out, Outcome::Registered(_)) {
-            let bytes = postcard::to_allocvec(&self.cluster).unwrap_or_default();
+        // The command is applied to a copy that replaces the state only once it is durable,
+        // so a failed write to disk leaves the coordinator exactly as it was.
+        let mut next = self.cluster.clone();
+        let out = next.apply(&cmd)?;
+        if next.config.version != self.cluster.config.version
+            || matches!(out, Outcome::Registered(_))
+        {
+            let bytes = postcard::to_allocvec(&next).map_err(|e| {
+                (
+                    ReturnCode::AdminInternal,
+                    format!("cannot encode the configuration: {e}"),
+                )
+            })?;
             self.store.put(Table::Meta, STATE_KEY, Some(bytes));
             if let Err(e) = self.store.sync() {
+                // Put the state that still holds back in place of the one that failed, so a
+                // later successful write cannot make the refused command durable.
+                if let Ok(current) = postcard::to_allocvec(&self.cluster) {
+                    self.store.put(Table::Meta, STATE_KEY, Some(current));
+                }
                 return Err((
                     ReturnCode::AdminServerError,
                     format!("cannot persist the configuration: {e}"),
                 ));
             }
-            info!(version = self.cluster.config.version, command = ?cmd, "configuration changed");
-            tracing::debug!("{}", crate::admin::render_config(&self.cluster.config));
+            info!(version = next.config.version, command = ?cmd, "configuration changed");
+            tracing::debug!("{}", crate::admin::render_config(&next.config));
         }
+        self.cluster = next;
         Ok(out)
     }
 
@@ -290,5 +305,85 @@ pub async fn run(
             .await;
             tracing::debug!(%peer, "connection ended: {why}");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{KeyValues, MemStore, StoreError};
+
+    /// A store whose disk can be made to refuse every sync.
+    struct FlakyDisk {
+        inner: MemStore,
+        broken: Arc<Mutex<bool>>,
+    }
+
+    impl Store for FlakyDisk {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(table, key)
+        }
+        fn scan_from(
+            &self,
+            table: Table,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<KeyValues, StoreError> {
+            self.inner.scan_from(table, prefix, after, limit)
+        }
+        fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+            self.inner.put(table, key, value)
+        }
+        fn sync(&mut self) -> Result<(), StoreError> {
+            if *self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
+                return Err(StoreError::Io("disk full".into()));
+            }
+            self.inner.sync()
+        }
+    }
+
+    #[test]
+    fn a_command_that_cannot_be_persisted_changes_nothing() {
+        let disk = MemStore::new();
+        let broken = Arc::new(Mutex::new(false));
+        let mut shared = Shared {
+            cluster: Cluster::new(7),
+            store: Box::new(FlakyDisk {
+                inner: disk.clone(),
+                broken: broken.clone(),
+            }),
+            last_heard: BTreeMap::new(),
+        };
+        shared
+            .apply(Command::Register {
+                id: None,
+                addr: "127.0.0.1:2012".into(),
+            })
+            .expect("register");
+        let before = shared.cluster.clone();
+
+        *broken.lock().unwrap() = true;
+        let err = shared
+            .apply(Command::AddSpace("space kv key k attributes v".into()))
+            .expect_err("the sync fails");
+        assert_eq!(err.0, ReturnCode::AdminServerError);
+        assert!(err.1.contains("disk full"), "{}", err.1);
+        assert_eq!(shared.cluster, before, "memory state moved on");
+
+        // Once the disk works again, an unrelated command must not make the refused one durable.
+        *broken.lock().unwrap() = false;
+        shared
+            .apply(Command::Register {
+                id: None,
+                addr: "127.0.0.1:2013".into(),
+            })
+            .expect("register");
+        let reloaded = load(&disk).expect("load");
+        assert_eq!(reloaded, shared.cluster);
+        assert!(
+            reloaded.config.spaces.is_empty(),
+            "the refused space came back"
+        );
     }
 }
