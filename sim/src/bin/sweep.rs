@@ -8,12 +8,37 @@
 //! sweep. A failing seed is printed with its explanation and the command that replays it.
 
 #[cfg(madsim)]
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+const USAGE: &str = "usage: sweep [--seeds N] [--from FIRST]";
+
+/// Parsed command line: (seeds, from, chunk). Anything unexpected ends the program with the
+/// usage line rather than silently running a default sweep.
+#[cfg(madsim)]
+fn parse_args(args: &[String]) -> (u64, u64, bool) {
+    let fail = |why: String| -> ! {
+        eprintln!("sweep: {why}\n{USAGE}");
+        std::process::exit(2);
+    };
+    let (mut seeds, mut from, mut chunk) = (1000, 1, false);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let mut number = |name: &str| -> u64 {
+            match it.next().map(|v| v.parse::<u64>()) {
+                Some(Ok(n)) if n > 0 => n,
+                _ => fail(format!("{name} wants a positive number")),
+            }
+        };
+        match a.as_str() {
+            "--seeds" => seeds = number("--seeds"),
+            "--from" => from = number("--from"),
+            "--chunk" => chunk = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => fail(format!("unknown argument {other:?}")),
+        }
+    }
+    (seeds, from, chunk)
 }
 
 /// Runs `seeds` seeds from `from` in this process and prints one `chunk` line per seed.
@@ -56,10 +81,9 @@ fn main() {
     use indicatif::{ProgressBar, ProgressStyle};
 
     let args: Vec<String> = std::env::args().collect();
-    let seeds = arg(&args, "--seeds", 1000);
-    let from = arg(&args, "--from", 1);
+    let (seeds, from, chunk) = parse_args(&args);
     hyperdex_sim::init_logging();
-    if args.iter().any(|a| a == "--chunk") {
+    if chunk {
         run_chunk(from, seeds);
         return;
     }
