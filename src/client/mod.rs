@@ -32,11 +32,11 @@ use hyperdex_model::apply::{normalize_write, validate_checks, validate_get_parti
 use hyperdex_model::db::sort_results;
 use hyperdex_model::value::coerce;
 use hyperdex_model::{
-    Check, Existence, Funcall, KeyWrite, Object, Operation, Reply, ReturnCode, Value,
+    Check, Existence, Funcall, KeyWrite, Object, Operation, Predicate, Reply, ReturnCode, Value,
 };
 use tokio::sync::mpsc;
 
-use crate::config::{Config, RegionId, ServerId};
+use crate::config::{Config, RegionId, ServerId, SpaceConfig};
 use crate::net::{RpcConn, RpcError};
 use crate::protocol::{Message, DEFAULT_MAX_FRAME};
 use crate::rt;
@@ -443,11 +443,7 @@ impl Client {
             )));
         };
         let mut by_head: BTreeMap<ServerId, Vec<RegionId>> = BTreeMap::new();
-        for index in 0..sc.chains.len() {
-            let r = RegionId {
-                space: sc.id,
-                index: index as u32,
-            };
+        for r in search_regions(sc, checks) {
             let head = *config
                 .chain(r)
                 .first()
@@ -668,5 +664,70 @@ impl Client {
                 rt::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// The regions a search must visit: the one region that can hold the object when a check
+/// pins the key with `Equals` (the daemon still validates every check), otherwise all.
+fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
+    let pinned = checks.iter().find_map(|c| match &c.predicate {
+        Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
+        _ => None,
+    });
+    match pinned {
+        Some(r) => vec![r],
+        None => (0..sc.chains.len())
+            .map(|index| RegionId {
+                space: sc.id,
+                index: index as u32,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::state::{Cluster, Command};
+
+    fn space() -> SpaceConfig {
+        let mut cluster = Cluster::new(1);
+        for port in 0..3 {
+            cluster
+                .apply(&Command::Register {
+                    id: None,
+                    addr: format!("127.0.0.1:{}", 2012 + port),
+                })
+                .expect("register");
+        }
+        cluster
+            .apply(&Command::AddSpace(
+                "space people key name attributes int age".into(),
+            ))
+            .expect("add space");
+        cluster.config.space("people").expect("space").clone()
+    }
+
+    #[test]
+    fn a_search_pinning_the_key_visits_one_region() {
+        let sc = space();
+        assert_eq!(sc.chains.len(), 64);
+        let all = search_regions(&sc, &[Check::new("age", Predicate::Equals(Value::Int(3)))]);
+        assert_eq!(all.len(), 64);
+        let key = Value::String(b"jane".to_vec());
+        let one = search_regions(
+            &sc,
+            &[
+                Check::new("age", Predicate::GreaterEqual(Value::Int(3))),
+                Check::new("name", Predicate::Equals(key.clone())),
+            ],
+        );
+        assert_eq!(one, vec![sc.region_of(&key).expect("a key")]);
+        // Other predicates on the key, and values that cannot be a key, still visit everything
+        // (so the daemons report the type error).
+        let range = search_regions(&sc, &[Check::new("name", Predicate::Regex("j.*".into()))]);
+        assert_eq!(range.len(), 64);
+        let wrong = search_regions(&sc, &[Check::new("name", Predicate::Equals(Value::Int(1)))]);
+        assert_eq!(wrong.len(), 64);
     }
 }
