@@ -56,3 +56,34 @@ class Admin(object):
 
     def dump_config(self):
         return self._native.dump_config()
+
+    def server_kill(self, token):
+        """Treats server `token` as failed: its chains are repaired without it."""
+        self._native.server_kill(int(token))
+        return True
+
+    def server_forget(self, token):
+        """Removes server `token` from the cluster altogether."""
+        self._native.server_forget(int(token))
+        return True
+
+    def _unsupported(self, name):
+        raise NotImplementedError(
+            "%s is not supported by this cluster: it has no secondary indexes, read-only mode, "
+            "fault-tolerance changes or backups yet" % name
+        )
+
+    def add_index(self, space, attribute):
+        self._unsupported("add_index")
+
+    def rm_index(self, idxid):
+        self._unsupported("rm_index")
+
+    def read_only(self, ro):
+        self._unsupported("read_only")
+
+    def fault_tolerance(self, space, ft):
+        self._unsupported("fault_tolerance")
+
+    def backup(self, name):
+        self._unsupported("backup")

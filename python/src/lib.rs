@@ -444,6 +444,16 @@ impl NativeAdmin {
         admin_result(py, r)
     }
 
+    fn server_kill(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.server_kill(id)));
+        admin_result(py, r)
+    }
+
+    fn server_forget(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.server_forget(id)));
+        admin_result(py, r)
+    }
+
     fn dump_config(&self, py: Python<'_>) -> PyResult<String> {
         let r = py.detach(|| runtime().block_on(self.admin.config()));
         admin_result(py, r).map(|c| render_config(&c))

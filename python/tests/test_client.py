@@ -175,6 +175,13 @@ def test_admin(cluster, c):
     with pytest.raises(ValueError):
         admin.validate_space("space bad key k attributes a, a")
     assert "space kv" in admin.dump_config()
+    with pytest.raises(HyperDexClientException) as e:
+        admin.server_kill(987654321)
+    assert "987654321" in str(e.value)
+    with pytest.raises(NotImplementedError) as e:
+        admin.add_index("kv", "v")
+    assert "add_index" in str(e.value)
+    assert "kv" in admin.list_spaces()
 
 
 def test_hyperclient_is_the_old_module(cluster):
