@@ -69,8 +69,8 @@ class Admin(object):
 
     def _unsupported(self, name):
         raise NotImplementedError(
-            "%s is not supported by this cluster: it has no secondary indexes, read-only mode, "
-            "fault-tolerance changes or backups yet" % name
+            "%s is not supported by this cluster: it has no secondary indexes, read-only mode "
+            "or backups yet" % name
         )
 
     def add_index(self, space, attribute):
@@ -83,7 +83,9 @@ class Admin(object):
         self._unsupported("read_only")
 
     def fault_tolerance(self, space, ft):
-        self._unsupported("fault_tolerance")
+        """Makes each region of `space` keep ft + 1 replicas (new ones join by transfer)."""
+        self._native.fault_tolerance(space, int(ft))
+        return True
 
     def backup(self, name):
         self._unsupported("backup")

@@ -449,6 +449,11 @@ impl NativeAdmin {
         admin_result(py, r)
     }
 
+    fn fault_tolerance(&self, py: Python<'_>, space: &str, tolerate: u32) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.fault_tolerance(space, tolerate)));
+        admin_result(py, r)
+    }
+
     fn server_forget(&self, py: Python<'_>, id: u64) -> PyResult<()> {
         let r = py.detach(|| runtime().block_on(self.admin.server_forget(id)));
         admin_result(py, r)

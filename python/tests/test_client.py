@@ -178,6 +178,9 @@ def test_admin(cluster, c):
     with pytest.raises(HyperDexClientException) as e:
         admin.server_kill(987654321)
     assert "987654321" in str(e.value)
+    with pytest.raises(HyperDexClientException) as e:
+        admin.fault_tolerance("no_such_space", 1)
+    assert "no_such_space" in str(e.value)
     with pytest.raises(NotImplementedError) as e:
         admin.add_index("kv", "v")
     assert "add_index" in str(e.value)

@@ -104,6 +104,17 @@ impl Admin {
             .map(|_| ())
     }
 
+    /// Makes the regions of `space` keep `tolerate + 1` replicas: new ones join by state
+    /// transfer (see [`Admin::wait_until_stable`]); extra ones leave from the tail at once.
+    pub async fn fault_tolerance(&self, space: &str, tolerate: u32) -> ClientResult<()> {
+        self.admin(AdminCommand::FaultTolerance {
+            space: space.to_string(),
+            tolerate,
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// The current configuration.
     pub async fn config(&self) -> ClientResult<Config> {
         match self.call(Message::GetConfig).await? {

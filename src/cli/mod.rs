@@ -176,6 +176,14 @@ pub enum Command {
         coord: CoordinatorAddr,
         id: u64,
     },
+    /// Change how many failures a space tolerates (replicas = N + 1).
+    #[command(name = "fault-tolerance", disable_help_flag = true)]
+    FaultTolerance {
+        #[command(flatten)]
+        coord: CoordinatorAddr,
+        space: String,
+        tolerate: u32,
+    },
     /// Remove a server from the cluster.
     #[command(name = "server-forget", disable_help_flag = true)]
     ServerForget {
@@ -511,6 +519,20 @@ async fn run(command: Command) -> ExitCode {
             match admin(&coord).await {
                 Ok(a) => a
                     .server_kill(id)
+                    .await
+                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
+                Err(code) => code,
+            }
+        }
+        Command::FaultTolerance {
+            coord,
+            space,
+            tolerate,
+        } => {
+            init_logging("warn", None);
+            match admin(&coord).await {
+                Ok(a) => a
+                    .fault_tolerance(&space, tolerate)
                     .await
                     .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
                 Err(code) => code,

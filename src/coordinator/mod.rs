@@ -190,6 +190,9 @@ impl Shared {
             AdminCommand::RmSpace(name) => Command::RmSpace(name),
             AdminCommand::ServerKill(id) => Command::ServerKill(id),
             AdminCommand::ServerForget(id) => Command::ServerForget(id),
+            AdminCommand::FaultTolerance { space, tolerate } => {
+                Command::FaultTolerance { space, tolerate }
+            }
         };
         self.apply(command).map(|_| AdminOutput::Done)
     }

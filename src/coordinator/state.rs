@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use hyperdex_model::schema::MAX_TOLERATE;
 use hyperdex_model::{parse_space, ReturnCode};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,11 @@ pub enum Command {
     ServerKill(ServerId),
     /// An operator asked for the server to be removed from the cluster altogether.
     ServerForget(ServerId),
+    /// An operator changed how many failures a space tolerates.
+    FaultTolerance {
+        space: String,
+        tolerate: u32,
+    },
     /// A joining server has every object of the region.
     TransferComplete {
         server: ServerId,
@@ -237,6 +243,39 @@ impl Cluster {
                     }
                     _ => Ok(Outcome::Unchanged),
                 }
+            }
+            Command::FaultTolerance { space, tolerate } => {
+                if *tolerate > MAX_TOLERATE {
+                    return Err((
+                        ReturnCode::BadSpace,
+                        format!("a space tolerates at most {MAX_TOLERATE} failures"),
+                    ));
+                }
+                let Some(sc) = self.config.spaces.get_mut(space) else {
+                    return Err((
+                        ReturnCode::AdminNotFound,
+                        format!("there is no space \"{space}\""),
+                    ));
+                };
+                sc.schema.tolerate = *tolerate;
+                let want = *tolerate as usize + 1;
+                for (chain, joining) in sc.chains.iter_mut().zip(sc.joining.iter_mut()) {
+                    // A join the region no longer needs is called off.
+                    if let Some(j) = *joining {
+                        if chain.len() > want {
+                            chain.retain(|&m| m != j.server);
+                            *joining = None;
+                        }
+                    }
+                    // Extra replicas leave from the tail, as if they had failed there: the
+                    // member before a tail has every write the tail has. The head stays.
+                    if joining.is_none() {
+                        chain.truncate(want.max(1));
+                    }
+                }
+                // More replicas arrive as joiners, one per region at a time.
+                self.refill();
+                Ok(Outcome::Done)
             }
             Command::ServerForget(id) => {
                 if self.config.servers.remove(id).is_none() {
@@ -544,7 +583,7 @@ mod tests {
 
     /// Completes every join, as daemons would, until nothing moves any more.
     fn complete_all_joins(c: &mut Cluster) {
-        for _ in 0..100 {
+        for _ in 0..10_000 {
             let space = c.config.spaces["s"].clone();
             let Some((index, j)) = space
                 .joining
@@ -619,6 +658,79 @@ mod tests {
         })
         .unwrap();
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 1));
+    }
+
+    #[test]
+    fn fault_tolerance_grows_by_joins_and_shrinks_from_the_tail() {
+        let mut c = cluster(4);
+        c.apply(&Command::AddSpace("space s key k".into())).unwrap();
+        let heads: Vec<ServerId> = c.config.spaces["s"].chains.iter().map(|ch| ch[0]).collect();
+        assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 2));
+
+        let v = c.config.version;
+        c.apply(&Command::FaultTolerance {
+            space: "s".into(),
+            tolerate: 2,
+        })
+        .unwrap();
+        assert!(c.config.version > v);
+        let s = &c.config.spaces["s"];
+        assert_eq!(s.schema.tolerate, 2);
+        for (chain, joining) in s.chains.iter().zip(&s.joining) {
+            let j = joining.expect("every region gets a joiner");
+            assert_eq!(chain.len(), 3);
+            assert_eq!(chain.last(), Some(&j.server));
+            assert_eq!(j.replaces, None);
+        }
+        assert!(!c.unstable().is_empty());
+        complete_all_joins(&mut c);
+        assert!(c.unstable().is_empty(), "{:?}", c.unstable());
+        assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 3));
+
+        c.apply(&Command::FaultTolerance {
+            space: "s".into(),
+            tolerate: 0,
+        })
+        .unwrap();
+        let s = &c.config.spaces["s"];
+        assert!(s.chains.iter().all(|ch| ch.len() == 1));
+        assert!(s.joining.iter().all(Option::is_none));
+        let after: Vec<ServerId> = s.chains.iter().map(|ch| ch[0]).collect();
+        assert_eq!(after, heads, "heads never move");
+        assert!(c.unstable().is_empty());
+
+        // Mid-join, lowering the tolerance calls the joins off.
+        c.apply(&Command::FaultTolerance {
+            space: "s".into(),
+            tolerate: 1,
+        })
+        .unwrap();
+        assert!(c.config.spaces["s"].joining.iter().all(Option::is_some));
+        c.apply(&Command::FaultTolerance {
+            space: "s".into(),
+            tolerate: 0,
+        })
+        .unwrap();
+        let s = &c.config.spaces["s"];
+        assert!(s.chains.iter().all(|ch| ch.len() == 1));
+        assert!(s.joining.iter().all(Option::is_none));
+
+        let before = c.clone();
+        let err = c
+            .apply(&Command::FaultTolerance {
+                space: "nope".into(),
+                tolerate: 1,
+            })
+            .unwrap_err();
+        assert_eq!(err.0, ReturnCode::AdminNotFound);
+        let err = c
+            .apply(&Command::FaultTolerance {
+                space: "s".into(),
+                tolerate: MAX_TOLERATE + 1,
+            })
+            .unwrap_err();
+        assert_eq!(err.0, ReturnCode::BadSpace);
+        assert_eq!(c, before);
     }
 
     #[test]

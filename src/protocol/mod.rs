@@ -102,6 +102,11 @@ pub enum AdminCommand {
     WaitUntilStable,
     ServerKill(ServerId),
     ServerForget(ServerId),
+    /// Change how many failures a space tolerates.
+    FaultTolerance {
+        space: String,
+        tolerate: u32,
+    },
 }
 
 /// What an admin request returns.
