@@ -14,7 +14,11 @@ use std::time::Duration;
 use hyperdex::rt;
 use madsim::rand::{thread_rng, Rng};
 
-use crate::cluster::SimCluster;
+use hyperdex::admin::Admin;
+use hyperdex::client::ClientOptions;
+
+use crate::cluster::{SimCluster, COORDINATOR};
+use crate::workload::SPACE_NAME;
 
 /// The kinds of fault the nemesis can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,10 +38,13 @@ pub enum Fault {
     LatencySpike,
     /// Kill the coordinator and restart it on its disk.
     RestartCoordinator,
+    /// Raise the space's fault tolerance by one (new replicas join by state transfer) and
+    /// lower it back later (the extra replicas leave from the tail).
+    ChangeTolerance,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -45,6 +52,7 @@ impl Fault {
         Fault::PacketLoss,
         Fault::LatencySpike,
         Fault::RestartCoordinator,
+        Fault::ChangeTolerance,
     ];
 }
 
@@ -58,6 +66,7 @@ impl fmt::Display for Fault {
             Fault::PacketLoss => "packet-loss",
             Fault::LatencySpike => "latency-spike",
             Fault::RestartCoordinator => "restart-coordinator",
+            Fault::ChangeTolerance => "change-tolerance",
         };
         f.write_str(s)
     }
@@ -77,6 +86,29 @@ enum Undo {
     RestartCoordinator,
     Heal,
     Network,
+    Tolerance(u32),
+}
+
+/// Asks the coordinator (from the control node) to set the simulated space's tolerance,
+/// trying for up to `patience` of virtual time; whether it was done.
+async fn set_tolerance(cluster: &SimCluster, tolerate: u32, patience: Duration) -> bool {
+    cluster
+        .on_control(async move {
+            let deadline = rt::now() + patience;
+            while rt::now() < deadline {
+                let left = deadline.saturating_duration_since(rt::now());
+                let attempt = async {
+                    let a = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await?;
+                    a.fault_tolerance(SPACE_NAME, tolerate).await
+                };
+                if let Some(Ok(())) = rt::timeout(left, attempt).await {
+                    return true;
+                }
+                rt::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+        .await
 }
 
 /// Injects faults from `kinds` until `stop` is set, then undoes everything.
@@ -100,7 +132,9 @@ pub async fn run(
         let (due, later): (Vec<_>, Vec<_>) = undo.into_iter().partition(|(t, _)| *t <= now);
         undo = later;
         for (_, u) in due {
-            apply_undo(cluster, u, &mut log, &stamp);
+            if let Some(again) = apply_undo(cluster, u, &mut log, &stamp).await {
+                undo.push((rt::now(), again));
+            }
         }
         let fault = kinds[thread_rng().gen_range(0..kinds.len())];
         let hold = Duration::from_millis(thread_rng().gen_range(300..3000));
@@ -179,6 +213,18 @@ pub async fn run(
                 undo.push((now + hold, Undo::Network));
                 true
             }
+            Fault::ChangeTolerance
+                if !undo.iter().any(|(_, u)| matches!(u, Undo::Tolerance(_))) =>
+            {
+                let base = tolerate as u32;
+                let done = set_tolerance(cluster, base + 1, Duration::from_millis(500)).await;
+                if done {
+                    stamp(&mut log, format!("tolerance {} -> {}", base, base + 1));
+                }
+                // Even an unanswered request may have been applied: always set it back.
+                undo.push((now + hold, Undo::Tolerance(base)));
+                done
+            }
             Fault::RestartCoordinator if cluster.coordinator.up => {
                 cluster.kill_coordinator();
                 stamp(&mut log, "kill coordinator".into());
@@ -194,21 +240,33 @@ pub async fn run(
             *log.counts.entry(fault).or_default() += 1;
         }
     }
+    let mut tolerance = None;
     for (_, u) in undo {
-        apply_undo(cluster, u, &mut log, &stamp);
+        match u {
+            Undo::Tolerance(t) => tolerance = Some(t),
+            u => {
+                let _ = apply_undo(cluster, u, &mut log, &stamp).await;
+            }
+        }
     }
     cluster.heal();
     cluster.set_packet_loss(0.0);
     cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
+    if let Some(t) = tolerance {
+        // Everything is back up: this must go through.
+        let done = set_tolerance(cluster, t, Duration::from_secs(30)).await;
+        assert!(done, "the coordinator never took the tolerance back to {t}");
+        stamp(&mut log, format!("tolerance back to {t}"));
+    }
     log
 }
 
-fn apply_undo(
+async fn apply_undo(
     cluster: &mut SimCluster,
     u: Undo,
     log: &mut NemesisLog,
     stamp: &impl Fn(&mut NemesisLog, String),
-) {
+) -> Option<Undo> {
     match u {
         Undo::RestartDaemon(i) => {
             cluster.restart_daemon(i);
@@ -227,5 +285,14 @@ fn apply_undo(
             cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
             stamp(log, "network back to normal".into());
         }
+        Undo::Tolerance(t) => {
+            // A failed attempt is retried at the next step (or at the end, patiently).
+            if set_tolerance(cluster, t, Duration::from_millis(500)).await {
+                stamp(log, format!("tolerance back to {t}"));
+            } else {
+                return Some(Undo::Tolerance(t));
+            }
+        }
     }
+    None
 }

@@ -19,6 +19,9 @@ use hyperdex_model::{
 };
 use madsim::rand::{thread_rng, Rng};
 
+/// The name of the space every simulated run uses.
+pub const SPACE_NAME: &str = "sim";
+
 /// The space every simulated run uses.
 pub const SPACE: &str =
     "space sim key k attributes int n, set(int) s, string t create 4 partitions tolerate 1 failure";
