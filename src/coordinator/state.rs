@@ -662,17 +662,19 @@ mod tests {
 
     #[test]
     fn fault_tolerance_grows_by_joins_and_shrinks_from_the_tail() {
+        let set = |c: &mut Cluster, tolerate: u32| {
+            c.apply(&Command::FaultTolerance {
+                space: "s".into(),
+                tolerate,
+            })
+        };
         let mut c = cluster(4);
         c.apply(&Command::AddSpace("space s key k".into())).unwrap();
         let heads: Vec<ServerId> = c.config.spaces["s"].chains.iter().map(|ch| ch[0]).collect();
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 2));
 
         let v = c.config.version;
-        c.apply(&Command::FaultTolerance {
-            space: "s".into(),
-            tolerate: 2,
-        })
-        .unwrap();
+        set(&mut c, 2).unwrap();
         assert!(c.config.version > v);
         let s = &c.config.spaces["s"];
         assert_eq!(s.schema.tolerate, 2);
@@ -687,11 +689,7 @@ mod tests {
         assert!(c.unstable().is_empty(), "{:?}", c.unstable());
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 3));
 
-        c.apply(&Command::FaultTolerance {
-            space: "s".into(),
-            tolerate: 0,
-        })
-        .unwrap();
+        set(&mut c, 0).unwrap();
         let s = &c.config.spaces["s"];
         assert!(s.chains.iter().all(|ch| ch.len() == 1));
         assert!(s.joining.iter().all(Option::is_none));
@@ -700,17 +698,9 @@ mod tests {
         assert!(c.unstable().is_empty());
 
         // Mid-join, lowering the tolerance calls the joins off.
-        c.apply(&Command::FaultTolerance {
-            space: "s".into(),
-            tolerate: 1,
-        })
-        .unwrap();
+        set(&mut c, 1).unwrap();
         assert!(c.config.spaces["s"].joining.iter().all(Option::is_some));
-        c.apply(&Command::FaultTolerance {
-            space: "s".into(),
-            tolerate: 0,
-        })
-        .unwrap();
+        set(&mut c, 0).unwrap();
         let s = &c.config.spaces["s"];
         assert!(s.chains.iter().all(|ch| ch.len() == 1));
         assert!(s.joining.iter().all(Option::is_none));
@@ -723,12 +713,7 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.0, ReturnCode::AdminNotFound);
-        let err = c
-            .apply(&Command::FaultTolerance {
-                space: "s".into(),
-                tolerate: MAX_TOLERATE + 1,
-            })
-            .unwrap_err();
+        let err = set(&mut c, MAX_TOLERATE + 1).unwrap_err();
         assert_eq!(err.0, ReturnCode::BadSpace);
         assert_eq!(c, before);
     }
