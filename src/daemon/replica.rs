@@ -509,19 +509,19 @@ impl<W: Clone> Replica<W> {
         let pred = chain[pos - 1];
         let succ = chain.get(pos + 1).copied();
         let mut stored = load(store, w.region, &w.key)?;
-        if w.version <= stored.version {
-            if let Some(d) = &w.dedupe {
-                if add_record(&mut stored, d) {
-                    stage(store, w.region, &w.key, &stored);
-                }
-            }
-        }
         tracing::debug!(
             server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
             pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
             "chain write"
         );
         if w.version <= stored.version {
+            // Already held (a retransmission or a late write): keep its dedupe record so a
+            // retry is answered, and acknowledge what is stored.
+            if let Some(d) = &w.dedupe {
+                if add_record(&mut stored, d) {
+                    stage(store, w.region, &w.key, &stored);
+                }
+            }
             out.push(Output::Send(
                 pred,
                 Message::ChainAck(self.ack(&w.key, w.region, stored.version)),
