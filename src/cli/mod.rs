@@ -13,18 +13,15 @@
 //! or CMPFAIL (`not found` / `comparison failed` on stderr), 2 on any other error, with the
 //! return code's name.
 
-pub mod bench;
 pub mod data;
 pub mod local;
-pub mod peers;
-pub mod ycsb;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Subcommand};
 use hyperdex_model::{parse_space, ReturnCode};
 
 use crate::admin::{render_config, Admin};
@@ -34,17 +31,6 @@ use crate::daemon::DaemonOptions;
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::storage::RedbStore;
 use crate::{coordinator, daemon, rt};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "hyperdex",
-    version,
-    about = "A HyperDex-compatible searchable, replicated key-value store"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 /// The coordinator's address, as HyperDex's admin tools take it.
 #[derive(Args, Debug, Clone)]
@@ -195,8 +181,6 @@ pub enum Command {
     Data(data::DataCommand),
     /// Run a coordinator and daemons on this machine, in one process.
     Local(local::LocalArgs),
-    /// Measure throughput and latency (against a cluster, or a local one with --local).
-    Bench(bench::BenchArgs),
 }
 
 /// Prints an error the way every command does and returns exit status 2.
@@ -220,7 +204,7 @@ fn read_input(file: Option<&Path>) -> Result<String, String> {
     }
 }
 
-fn init_logging(default: &str, file: Option<PathBuf>) {
+pub fn init_logging(default: &str, file: Option<PathBuf>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -307,7 +291,8 @@ fn write_pidfile(process: &ProcessFlags) -> Result<(), String> {
     Ok(())
 }
 
-fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+/// A multi-threaded runtime with `threads` workers (default: one per CPU).
+pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all();
     if let Some(t) = threads {
@@ -316,21 +301,12 @@ fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     b.build()
 }
 
-/// Parses the command line and runs the command.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let threads = match &cli.command {
+/// The worker threads a command asks for (`hyperdex daemon -t`).
+pub fn threads(command: &Command) -> Option<usize> {
+    match command {
         Command::Daemon { threads, .. } => *threads,
         _ => None,
-    };
-    let rt = match runtime(threads) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    rt.block_on(run(cli.command))
+    }
 }
 
 async fn admin(coord: &CoordinatorAddr) -> Result<Admin, ExitCode> {
@@ -339,7 +315,8 @@ async fn admin(coord: &CoordinatorAddr) -> Result<Admin, ExitCode> {
         .map_err(|e| fail(&e))
 }
 
-async fn run(command: Command) -> ExitCode {
+/// Runs one command to its end.
+pub async fn run(command: Command) -> ExitCode {
     match command {
         Command::Coordinator {
             process,
@@ -553,7 +530,6 @@ async fn run(command: Command) -> ExitCode {
             data::run(cmd).await
         }
         Command::Local(args) => local::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -9,7 +9,7 @@
 //! al.'s generator over the item count, then FNV-hashed so popular keys are spread over the
 //! key space); `latest`, zipfian over insertion order, most recent first.
 
-use crate::config::fnv1a;
+use hyperdex::config::fnv1a;
 
 /// One operation of a workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

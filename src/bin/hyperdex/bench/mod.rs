@@ -25,10 +25,13 @@ use hdrhistogram::Histogram;
 use hyperdex_model::{Check, NumOp, Operation, Predicate, Reply, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::local::{start, LocalArgs};
-use super::ycsb::{mix, pick, Distribution, KeyChooser, Rng, YcsbOp};
-use crate::admin::Admin;
-use crate::client::{Client, ClientOptions};
+use hyperdex::admin::Admin;
+use hyperdex::cli::local::{start, LocalArgs};
+use hyperdex::client::{Client, ClientOptions};
+use ycsb::{mix, pick, Distribution, KeyChooser, Rng, YcsbOp};
+
+mod peers;
+mod ycsb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -403,7 +406,7 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
 /// Runs a workload against Redis or etcd: one connection per client, one operation at a
 /// time; a record is one value of `fields * value_size` bytes, an update rewrites it.
 pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
-    use super::peers::Peer;
+    use peers::Peer;
     let endpoints: Vec<String> = args
         .address
         .split(',')
@@ -626,7 +629,7 @@ pub fn summary(r: &BenchResult) -> String {
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
-    super::init_logging("warn", None);
+    hyperdex::cli::init_logging("warn", None);
     let dir = std::env::temp_dir().join(format!("hyperdex-bench-{}", std::process::id()));
     let result = if args.target != Target::Hyperdex {
         run_peer(&args).await
