@@ -1,0 +1,305 @@
+//! Validation of a call against a space's schema, before any object is read: names exist,
+//! values have the attribute's type, functions apply to it. Values are coerced here.
+
+use serde_json::Value as Json;
+
+use crate::op::{Check, Func, Funcall, KeyWrite, NumOp, Predicate, ReturnCode};
+use crate::schema::Space;
+use crate::value::{coerce, Datatype, Value};
+
+use super::path::*;
+use super::Failure;
+
+pub(crate) fn unknown_attr(space: &Space, name: &str) -> Failure {
+    Failure::new(
+        ReturnCode::UnknownAttr,
+        format!(
+            "unknown attribute \"{name}\" in space \"{}\" (attributes: {})",
+            space.name,
+            space.attribute_names()
+        ),
+    )
+}
+
+pub(crate) fn coerce_for(value: &Value, ty: Datatype, what: &str) -> Result<Value, Failure> {
+    coerce(value.clone(), ty).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))
+}
+
+/// A value placed inside a document becomes JSON; strings must be UTF-8 there.
+pub(crate) fn json_of(value: &Value, what: &str) -> Result<Json, Failure> {
+    if let Value::String(s) = value {
+        if std::str::from_utf8(s).is_err() {
+            return Err(Failure::wrong_type(format!(
+                "{what}: a string stored in a document must be UTF-8"
+            )));
+        }
+    }
+    Ok(value.to_json())
+}
+
+pub(crate) fn validate_check(space: &Space, check: &Check) -> Result<Check, Failure> {
+    let target = resolve(space, &check.attr)?;
+    let what = format!("{} on \"{}\"", check.predicate.name(), check.attr);
+    let ty = match &target {
+        Target::Key(a) | Target::Attr(a) => Some(a.datatype),
+        Target::Path(..) => None,
+    };
+    let same = |v: &Value| -> Result<Value, Failure> {
+        match ty {
+            Some(ty) => coerce_for(v, ty, &what),
+            None => json_of(v, &what).map(|_| v.clone()),
+        }
+    };
+    let ordered = |v: &Value| -> Result<Value, Failure> {
+        match ty {
+            Some(ty) if !ty.is_comparable() => Err(Failure::wrong_type(format!(
+                "{what}: attribute of type {ty} cannot be compared"
+            ))),
+            _ => same(v),
+        }
+    };
+    let predicate = match &check.predicate {
+        Predicate::Equals(v) => Predicate::Equals(same(v)?),
+        Predicate::LessThan(v) => Predicate::LessThan(ordered(v)?),
+        Predicate::LessEqual(v) => Predicate::LessEqual(ordered(v)?),
+        Predicate::GreaterEqual(v) => Predicate::GreaterEqual(ordered(v)?),
+        Predicate::GreaterThan(v) => Predicate::GreaterThan(ordered(v)?),
+        Predicate::Range(lo, hi) => Predicate::Range(ordered(lo)?, ordered(hi)?),
+        Predicate::Regex(r) => {
+            if let Some(ty) = ty.filter(|t| *t != Datatype::String) {
+                return Err(Failure::wrong_type(format!(
+                    "{what}: regular expressions apply to strings, not {ty}"
+                )));
+            }
+            regex::bytes::Regex::new(r).map_err(|e| {
+                Failure::wrong_type(format!("{what}: invalid regular expression: {e}"))
+            })?;
+            Predicate::Regex(r.clone())
+        }
+        p @ (Predicate::LengthEquals(_)
+        | Predicate::LengthLessEqual(_)
+        | Predicate::LengthGreaterEqual(_)) => {
+            if let Some(ty) = ty.filter(|t| !t.has_length()) {
+                return Err(Failure::wrong_type(format!(
+                    "{what}: attribute of type {ty} has no length"
+                )));
+            }
+            p.clone()
+        }
+        Predicate::Contains(v) => match ty {
+            Some(Datatype::List(p) | Datatype::Set(p) | Datatype::Map(p, _)) => {
+                Predicate::Contains(coerce_for(v, p.datatype(), &what)?)
+            }
+            Some(ty) => {
+                return Err(Failure::wrong_type(format!(
+                    "{what}: attribute of type {ty} has no elements"
+                )))
+            }
+            None => Predicate::Contains(same(v)?),
+        },
+    };
+    Ok(Check {
+        attr: check.attr.clone(),
+        predicate,
+    })
+}
+
+/// Checks and coerces a list of search predicates.
+pub fn validate_checks(space: &Space, checks: &[Check]) -> Result<Vec<Check>, Failure> {
+    checks.iter().map(|c| validate_check(space, c)).collect()
+}
+
+pub(crate) fn num_arg(op: NumOp, ty: Datatype, v: &Value, what: &str) -> Result<Value, Failure> {
+    match ty {
+        Datatype::Int => coerce_for(v, Datatype::Int, what),
+        Datatype::Float if op.applies_to_floats() => coerce_for(v, Datatype::Float, what),
+        Datatype::Float => Err(Failure::wrong_type(format!(
+            "{what}: {} does not apply to floats",
+            op.suffix()
+        ))),
+        ty => Err(Failure::wrong_type(format!(
+            "{what}: arithmetic does not apply to {ty}"
+        ))),
+    }
+}
+
+pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, Failure> {
+    let target = resolve(space, &fc.attr)?;
+    let what = format!("{} on \"{}\"", fc.func.name(), fc.attr);
+    let mismatch = |ty: Datatype| {
+        Failure::wrong_type(format!(
+            "{what}: does not apply to an attribute of type {ty}"
+        ))
+    };
+    let func = match target {
+        Target::Key(_) => {
+            return Err(Failure::new(
+                ReturnCode::DontUseKey,
+                format!(
+                    "{what}: \"{}\" is the key of space \"{}\" and cannot be changed",
+                    fc.attr, space.name
+                ),
+            ))
+        }
+        Target::Path(..) => match &fc.func {
+            Func::Set(v) => {
+                json_of(v, &what)?;
+                Func::Set(v.clone())
+            }
+            Func::Num(op, v) => match v {
+                Value::Int(_) | Value::Float(_) => Func::Num(*op, v.clone()),
+                other => {
+                    return Err(Failure::wrong_type(format!(
+                        "{what}: expected a number, found {}",
+                        other.kind()
+                    )))
+                }
+            },
+            Func::StringPrepend(v) | Func::StringAppend(v) => {
+                let v = coerce_for(v, Datatype::String, &what)?;
+                json_of(&v, &what)?;
+                match &fc.func {
+                    Func::StringPrepend(_) => Func::StringPrepend(v),
+                    _ => Func::StringAppend(v),
+                }
+            }
+            Func::ListLpush(v) | Func::ListRpush(v) => {
+                json_of(v, &what)?;
+                fc.func.clone()
+            }
+            Func::DocumentRename(to) => {
+                let Target::Path(attr, _) = resolve(space, &fc.attr)? else {
+                    unreachable!()
+                };
+                let rel = to
+                    .strip_prefix(&format!("{}.", attr.name))
+                    .map(|r| format!(".{r}"))
+                    .unwrap_or_else(|| format!(".{to}"));
+                parse_path(to, &rel).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))?;
+                Func::DocumentRename(rel[1..].to_string())
+            }
+            Func::DocumentUnset => Func::DocumentUnset,
+            _ => return Err(mismatch(Datatype::Document)),
+        },
+        Target::Attr(a) => {
+            let ty = a.datatype;
+            match (&fc.func, ty) {
+                (Func::Set(v), ty) => Func::Set(coerce_for(v, ty, &what)?),
+                (Func::Num(op, v), ty) => Func::Num(*op, num_arg(*op, ty, v, &what)?),
+                (Func::StringPrepend(v), Datatype::String) => {
+                    Func::StringPrepend(coerce_for(v, ty, &what)?)
+                }
+                (Func::StringAppend(v), Datatype::String) => {
+                    Func::StringAppend(coerce_for(v, ty, &what)?)
+                }
+                (Func::StringLtrim(n) | Func::StringRtrim(n), Datatype::String) => {
+                    if *n < 0 {
+                        return Err(Failure::wrong_type(format!(
+                            "{what}: cannot trim a negative number of bytes ({n})"
+                        )));
+                    }
+                    fc.func.clone()
+                }
+                (Func::ListLpush(v), Datatype::List(p)) => {
+                    Func::ListLpush(coerce_for(v, p.datatype(), &what)?)
+                }
+                (Func::ListRpush(v), Datatype::List(p)) => {
+                    Func::ListRpush(coerce_for(v, p.datatype(), &what)?)
+                }
+                (Func::SetAdd(v), Datatype::Set(p)) => {
+                    Func::SetAdd(coerce_for(v, p.datatype(), &what)?)
+                }
+                (Func::SetRemove(v), Datatype::Set(p)) => {
+                    Func::SetRemove(coerce_for(v, p.datatype(), &what)?)
+                }
+                (Func::SetUnion(v), Datatype::Set(_)) => Func::SetUnion(coerce_for(v, ty, &what)?),
+                (Func::SetIntersect(v), Datatype::Set(_)) => {
+                    Func::SetIntersect(coerce_for(v, ty, &what)?)
+                }
+                (Func::MapAdd(k, v), Datatype::Map(kp, vp)) => Func::MapAdd(
+                    coerce_for(k, kp.datatype(), &what)?,
+                    coerce_for(v, vp.datatype(), &what)?,
+                ),
+                (Func::MapRemove(k), Datatype::Map(kp, _)) => {
+                    Func::MapRemove(coerce_for(k, kp.datatype(), &what)?)
+                }
+                (Func::MapNum(op, k, v), Datatype::Map(kp, vp)) => Func::MapNum(
+                    *op,
+                    coerce_for(k, kp.datatype(), &what)?,
+                    num_arg(*op, vp.datatype(), v, &what)?,
+                ),
+                (Func::MapStringPrepend(k, v), Datatype::Map(kp, vp))
+                    if vp.datatype() == Datatype::String =>
+                {
+                    Func::MapStringPrepend(
+                        coerce_for(k, kp.datatype(), &what)?,
+                        coerce_for(v, Datatype::String, &what)?,
+                    )
+                }
+                (Func::MapStringAppend(k, v), Datatype::Map(kp, vp))
+                    if vp.datatype() == Datatype::String =>
+                {
+                    Func::MapStringAppend(
+                        coerce_for(k, kp.datatype(), &what)?,
+                        coerce_for(v, Datatype::String, &what)?,
+                    )
+                }
+                (Func::DocumentRename(_) | Func::DocumentUnset, Datatype::Document) => {
+                    return Err(Failure::wrong_type(format!(
+                        "{what}: name a path inside the document (\"{}.field\")",
+                        fc.attr
+                    )))
+                }
+                (_, ty) => return Err(mismatch(ty)),
+            }
+        }
+    };
+    Ok(Funcall {
+        attr: fc.attr.clone(),
+        func,
+    })
+}
+
+/// Validates a write against the schema and returns it with every value coerced to its
+/// attribute's type (step 1 of the module docs).
+pub fn normalize_write(space: &Space, w: &KeyWrite) -> Result<KeyWrite, Failure> {
+    let key = coerce_for(
+        &w.key,
+        space.key.datatype,
+        &format!("key \"{}\"", space.key.name),
+    )?;
+    if w.erase && !w.funcs.is_empty() {
+        return Err(Failure::new(
+            ReturnCode::Garbage,
+            "a delete cannot also change attributes",
+        ));
+    }
+    Ok(KeyWrite {
+        key,
+        checks: validate_checks(space, &w.checks)?,
+        funcs: w
+            .funcs
+            .iter()
+            .map(|f| validate_funcall(space, f))
+            .collect::<Result<_, _>>()?,
+        existence: w.existence,
+        erase: w.erase,
+    })
+}
+
+/// Validates the attribute list of `get_partial` (only plain attributes can be named).
+pub fn validate_get_partial(space: &Space, attrs: &[String]) -> Result<(), Failure> {
+    for a in attrs {
+        if space.attribute(a).is_none() {
+            return Err(if *a == space.key.name {
+                Failure::new(
+                    ReturnCode::DontUseKey,
+                    format!("\"{a}\" is the key; get_partial returns attributes"),
+                )
+            } else {
+                unknown_attr(space, a)
+            });
+        }
+    }
+    Ok(())
+}
