@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use hyperdex_model::value::{coerce, encode};
 use hyperdex_model::{Space, Value};
@@ -113,6 +114,74 @@ pub struct Config {
     pub cluster: u64,
     pub servers: BTreeMap<ServerId, ServerInfo>,
     pub spaces: BTreeMap<String, SpaceConfig>,
+}
+
+/// Heartbeat, lease and failure-detection periods shared by coordinator and daemons.
+///
+/// A daemon serves only while its last heartbeat answered within `lease` (measured from when
+/// it was sent); the coordinator declares a daemon failed after `failure_timeout`, which
+/// must exceed `lease` by a margin, so a cut-off head stops serving before it is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub lease: Duration,
+    pub failure_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            heartbeat_interval: Duration::from_millis(100),
+            lease: Duration::from_millis(600),
+            failure_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl Timing {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.failure_timeout <= self.lease + self.heartbeat_interval {
+            return Err(format!(
+                "failure timeout {:?} must exceed the lease {:?} plus a heartbeat interval {:?}",
+                self.failure_timeout, self.lease, self.heartbeat_interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The configuration as `show-config` prints it.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self;
+        writeln!(
+            f,
+            "cluster {:016x}, configuration version {}",
+            c.cluster, c.version
+        )?;
+        writeln!(f, "servers:")?;
+        for s in c.servers.values() {
+            writeln!(f, "  server {} {} {}", s.id, s.addr, s.state)?;
+        }
+        for (name, s) in &c.spaces {
+            writeln!(
+                f,
+                "space {name} (id {}, {} partitions, tolerate {} failures)",
+                s.id.0,
+                s.chains.len(),
+                s.schema.tolerate
+            )?;
+            for (i, chain) in s.chains.iter().enumerate() {
+                let members: Vec<String> = chain.iter().map(|m| m.to_string()).collect();
+                let joining = match s.joining.get(i).copied().flatten().map(|j| j.server) {
+                    Some(j) => format!(" (server {j} joining by state transfer)"),
+                    None => String::new(),
+                };
+                writeln!(f, "  region {i}: [{}]{joining}", members.join(" -> "))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// FNV-1a, 64-bit: the documented, stable hash used for placement.

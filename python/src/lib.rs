@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hyperdex::admin::{render_config, Admin};
+use hyperdex::admin::Admin;
 use hyperdex::client::{Client, ClientError, ClientOptions, Deferred};
 use hyperdex_model::{
     parse_space, Check, Document, Existence, Func, Funcall, KeyWrite, NumOp, Object, Operation,
@@ -461,7 +461,7 @@ impl NativeAdmin {
 
     fn dump_config(&self, py: Python<'_>) -> PyResult<String> {
         let r = py.detach(|| runtime().block_on(self.admin.config()));
-        admin_result(py, r).map(|c| render_config(&c))
+        admin_result(py, r).map(|c| c.to_string())
     }
 
     /// (attributes of each subspace, indexed attributes) of a space.

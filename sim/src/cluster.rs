@@ -13,7 +13,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hyperdex::coordinator::{self, CoordinatorOptions, Timing};
+use hyperdex::config::Timing;
+use hyperdex::coordinator::{self, CoordinatorOptions};
 use hyperdex::daemon::{self, DaemonOptions};
 use hyperdex::rt;
 use hyperdex::storage::MemStore;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use hyperdex::admin::Admin;
 use hyperdex::client::{fetch_config, Client, ClientOptions};
+use hyperdex::config::Timing;
 use hyperdex::config::{Config, RegionId, ServerState};
-use hyperdex::coordinator::Timing;
 use hyperdex::daemon::replica::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
 use hyperdex::rt;
 use hyperdex::storage::{Store, Table};
@@ -219,10 +219,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         Some(c) => converged(&cluster, c),
         None => Err("cannot fetch the final configuration".into()),
     };
-    let final_config = config
-        .as_ref()
-        .map(hyperdex::admin::render_config)
-        .unwrap_or_default();
+    let final_config = config.as_ref().map(ToString::to_string).unwrap_or_default();
 
     let history = rec
         .history

@@ -6,7 +6,6 @@ use hyperdex_model::ReturnCode;
 
 use crate::client::{ClientError, ClientOptions, ClientResult};
 use crate::config::{Config, ServerId};
-use crate::coordinator::message_name;
 use crate::net::RpcConn;
 use crate::protocol::{AdminCommand, AdminOutput, Message};
 use crate::rt;
@@ -47,7 +46,7 @@ impl Admin {
             Message::AdminReply(Err((code, message))) => Err(ClientError { code, message }),
             other => Err(ClientError::new(
                 ReturnCode::AdminInternal,
-                format!("unexpected reply {}", message_name(&other)),
+                format!("unexpected reply {}", other.name()),
             )),
         }
     }
@@ -121,41 +120,8 @@ impl Admin {
             Message::Config(c) => Ok(c),
             other => Err(ClientError::new(
                 ReturnCode::AdminInternal,
-                format!("unexpected reply {}", message_name(&other)),
+                format!("unexpected reply {}", other.name()),
             )),
         }
     }
-}
-
-/// The configuration as `show-config` prints it.
-pub fn render_config(c: &Config) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cluster {:016x}, configuration version {}",
-        c.cluster, c.version
-    );
-    let _ = writeln!(out, "servers:");
-    for s in c.servers.values() {
-        let _ = writeln!(out, "  server {} {} {}", s.id, s.addr, s.state);
-    }
-    for (name, s) in &c.spaces {
-        let _ = writeln!(
-            out,
-            "space {name} (id {}, {} partitions, tolerate {} failures)",
-            s.id.0,
-            s.chains.len(),
-            s.schema.tolerate
-        );
-        for (i, chain) in s.chains.iter().enumerate() {
-            let members: Vec<String> = chain.iter().map(|m| m.to_string()).collect();
-            let joining = match s.joining.get(i).copied().flatten().map(|j| j.server) {
-                Some(j) => format!(" (server {j} joining by state transfer)"),
-                None => String::new(),
-            };
-            let _ = writeln!(out, "  region {i}: [{}]{joining}", members.join(" -> "));
-        }
-    }
-    out
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Subcommand};
 use hyperdex_model::{parse_space, ReturnCode};
 
-use crate::admin::{render_config, Admin};
+use crate::admin::Admin;
 use crate::client::{ClientError, ClientOptions};
 use crate::coordinator::CoordinatorOptions;
 use crate::daemon::DaemonOptions;
@@ -452,7 +452,7 @@ pub async fn run(command: Command) -> ExitCode {
             };
             match admin.config().await {
                 Ok(c) => {
-                    print!("{}", render_config(&c));
+                    print!("{}", c);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

@@ -141,10 +141,7 @@ pub async fn fetch_config(addr: &str, opts: &ClientOptions) -> ClientResult<Conf
         Message::Config(c) => Ok(c),
         other => Err(ClientError::new(
             ReturnCode::CoordFail,
-            format!(
-                "the coordinator answered {}",
-                crate::coordinator::message_name(&other)
-            ),
+            format!("the coordinator answered {}", other.name()),
         )),
     }
 }
@@ -401,10 +398,7 @@ impl Client {
         match conn.call(msg, self.inner.opts.attempt_timeout).await {
             Ok(Message::Reply(r)) => Ok(r),
             Ok(Message::Error { code, message }) => Ok(Reply::Error(code, message)),
-            Ok(other) => Err(format!(
-                "unexpected reply {}",
-                crate::coordinator::message_name(&other)
-            )),
+            Ok(other) => Err(format!("unexpected reply {}", other.name())),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -485,12 +479,7 @@ impl Client {
                     why,
                 ))) => return Err(why),
                 Ok(Message::Reply(r)) => return Ok(Err(unexpected(r))),
-                Ok(other) => {
-                    return Err(format!(
-                        "unexpected reply {}",
-                        crate::coordinator::message_name(&other)
-                    ))
-                }
+                Ok(other) => return Err(format!("unexpected reply {}", other.name())),
                 Err(e) => return Err(e),
             }
         }

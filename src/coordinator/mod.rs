@@ -4,7 +4,7 @@
 //! command that changes the state is applied, the whole state is written to the store and
 //! synced, and only then is the reply sent (so an acknowledged `add-space` survives a crash).
 //! Daemons send heartbeats; the reply carries the configuration when theirs is older. A
-//! daemon not heard from for [`Timing::failure_timeout`] is declared failed and removed from
+//! daemon not heard from for [`Timing::failure_timeout`](crate::config::Timing::failure_timeout) is declared failed and removed from
 //! its chains. A restarted coordinator loads its state and gives every daemon a fresh
 //! `failure_timeout` to be heard from.
 //!
@@ -20,46 +20,12 @@ use std::time::Duration;
 use hyperdex_model::ReturnCode;
 use tracing::{info, warn};
 
-use crate::config::{ServerId, ServerState};
+use crate::config::{ServerId, ServerState, Timing};
 use crate::net::serve;
 use crate::protocol::{AdminCommand, AdminOutput, Envelope, Message, DEFAULT_MAX_FRAME};
 use crate::rt;
 use crate::storage::{Store, Table};
 use state::{Cluster, Command, Outcome};
-
-/// Heartbeat, lease and failure-detection periods shared by coordinator and daemons.
-///
-/// A daemon serves only while its last heartbeat answered within `lease` (measured from when
-/// it was sent); the coordinator declares a daemon failed after `failure_timeout`, which
-/// must exceed `lease` by a margin, so a cut-off head stops serving before it is replaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    pub heartbeat_interval: Duration,
-    pub lease: Duration,
-    pub failure_timeout: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Timing {
-        Timing {
-            heartbeat_interval: Duration::from_millis(100),
-            lease: Duration::from_millis(600),
-            failure_timeout: Duration::from_millis(1000),
-        }
-    }
-}
-
-impl Timing {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.failure_timeout <= self.lease + self.heartbeat_interval {
-            return Err(format!(
-                "failure timeout {:?} must exceed the lease {:?} plus a heartbeat interval {:?}",
-                self.failure_timeout, self.lease, self.heartbeat_interval
-            ));
-        }
-        Ok(())
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorOptions {
@@ -116,7 +82,7 @@ impl Shared {
                 ));
             }
             info!(version = next.config.version, command = ?cmd, "configuration changed");
-            tracing::debug!("{}", crate::admin::render_config(&next.config));
+            tracing::debug!("{}", next.config);
         }
         self.cluster = next;
         Ok(out)
@@ -166,7 +132,7 @@ impl Shared {
             }
             other => Message::Error {
                 code: ReturnCode::AdminGarbage,
-                message: format!("the coordinator does not handle {}", message_name(&other)),
+                message: format!("the coordinator does not handle {}", other.name()),
             },
         }
     }
@@ -222,30 +188,6 @@ impl Shared {
                 warn!(server = id.0, "could not record the failure: {e}");
             }
         }
-    }
-}
-
-/// A short name for a message kind, for error messages.
-pub fn message_name(m: &Message) -> &'static str {
-    match m {
-        Message::GetConfig => "GetConfig",
-        Message::Register { .. } => "Register",
-        Message::Heartbeat { .. } => "Heartbeat",
-        Message::Admin(_) => "Admin",
-        Message::Config(_) => "Config",
-        Message::Registered { .. } => "Registered",
-        Message::HeartbeatReply { .. } => "HeartbeatReply",
-        Message::AdminReply(_) => "AdminReply",
-        Message::Op { .. } => "Op",
-        Message::Search { .. } => "Search",
-        Message::Reply(_) => "Reply",
-        Message::Objects(_) => "Objects",
-        Message::ChainWrite(_) => "ChainWrite",
-        Message::ChainAck(_) => "ChainAck",
-        Message::TransferData(_) => "TransferData",
-        Message::TransferAck(_) => "TransferAck",
-        Message::TransferComplete { .. } => "TransferComplete",
-        Message::Error { .. } => "Error",
     }
 }
 

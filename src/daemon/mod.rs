@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::bugs::{planted, Bug};
+use crate::config::Timing;
 use crate::config::{Config, ServerId, ServerState};
-use crate::coordinator::{message_name, Timing};
 use crate::error::Error;
 use crate::net::{serve, ReplyTx, RpcConn};
 use crate::protocol::{Envelope, Message, DEFAULT_MAX_FRAME};
@@ -94,7 +94,7 @@ async fn register(
                             reason: format!("registration refused: {message}"),
                         })
                     }
-                    Ok(other) => last_err = format!("unexpected reply {}", message_name(&other)),
+                    Ok(other) => last_err = format!("unexpected reply {}", other.name()),
                     Err(e) => last_err = e.to_string(),
                 }
             }
@@ -211,7 +211,7 @@ pub async fn run(
                         config
                     }
                     Ok(other) => {
-                        debug!("unexpected heartbeat reply {}", message_name(&other));
+                        debug!("unexpected heartbeat reply {}", other.name());
                         None
                     }
                     Err(e) => {
@@ -399,10 +399,7 @@ pub async fn run(
                             id: env.id,
                             msg: Message::Error {
                                 code: ReturnCode::Garbage,
-                                message: format!(
-                                    "a daemon does not handle {}",
-                                    message_name(&other)
-                                ),
+                                message: format!("a daemon does not handle {}", other.name()),
                             },
                         });
                         return;

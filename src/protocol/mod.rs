@@ -191,3 +191,29 @@ pub enum Message {
         message: String,
     },
 }
+
+impl Message {
+    /// A short name for the message's kind, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::GetConfig => "GetConfig",
+            Message::Register { .. } => "Register",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Admin(_) => "Admin",
+            Message::Config(_) => "Config",
+            Message::Registered { .. } => "Registered",
+            Message::HeartbeatReply { .. } => "HeartbeatReply",
+            Message::AdminReply(_) => "AdminReply",
+            Message::Op { .. } => "Op",
+            Message::Search { .. } => "Search",
+            Message::Reply(_) => "Reply",
+            Message::Objects(_) => "Objects",
+            Message::ChainWrite(_) => "ChainWrite",
+            Message::ChainAck(_) => "ChainAck",
+            Message::TransferData(_) => "TransferData",
+            Message::TransferAck(_) => "TransferAck",
+            Message::TransferComplete { .. } => "TransferComplete",
+            Message::Error { .. } => "Error",
+        }
+    }
+}
