@@ -16,7 +16,7 @@ use hyperdex::admin::Admin;
 use hyperdex::client::{fetch_config, Client, ClientOptions};
 use hyperdex::config::Timing;
 use hyperdex::config::{Config, RegionId, ServerState};
-use hyperdex::daemon::replica::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
+use hyperdex::daemon::record::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
 use hyperdex::rt;
 use hyperdex::storage::{Store, Table};
 use hyperdex_model::history::{check, CheckStats};

@@ -16,7 +16,9 @@
 //! - **Peers**: one outgoing connection per peer, re-established on failure; each new
 //!   connection tells the replica to resend what the peer may have missed.
 
+pub mod record;
 pub mod replica;
+pub mod search;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

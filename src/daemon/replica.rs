@@ -35,60 +35,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hyperdex_model::apply::{matches, validate_checks};
-use hyperdex_model::db::{step_key, with_key};
-use hyperdex_model::value::decode;
-use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Space};
-use serde::{Deserialize, Serialize};
+use hyperdex_model::apply::validate_checks;
+use hyperdex_model::db::step_key;
+use hyperdex_model::{Check, Operation, Reply, ReturnCode};
 
 use crate::bugs::{planted, Bug};
-use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId, SpaceConfig};
+use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId};
 use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
 use crate::storage::{Store, StoreError, Table};
 
-/// At most this many dedupe records are kept with each object (the oldest go first). Below
-/// that, a client's records go only when the client says it has their answers (`low_seq`).
-pub const DEDUPE_RECORDS: usize = 1024;
-
-/// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StoredObject {
-    pub version: u64,
-    pub object: Option<Object>,
-    pub dedupe: Vec<Dedupe>,
-}
-
-/// The store prefix of a region's objects: space id (8 bytes) then region index (4 bytes),
-/// both big-endian, so that a region's objects are contiguous in key order (transfers and
-/// searches scan one region at a time).
-pub fn region_prefix(region: RegionId) -> Vec<u8> {
-    let mut k = region.space.0.to_be_bytes().to_vec();
-    k.extend_from_slice(&region.index.to_be_bytes());
-    k
-}
-
-/// Length of [`region_prefix`].
-pub const REGION_PREFIX_LEN: usize = 12;
-
-/// The store key of an object: its region's prefix, then the key's bytes.
-pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
-    let mut k = region_prefix(region);
-    k.extend_from_slice(key);
-    k
-}
-
-/// Reads a stored object; a missing or unreadable record reads as "never written".
-pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
-    Ok(store
-        .get(Table::Objects, &object_key(region, key))?
-        .and_then(|b| postcard::from_bytes(&b).ok())
-        .unwrap_or_default())
-}
-
-fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredObject) {
-    let bytes = postcard::to_allocvec(obj).unwrap_or_default();
-    store.put(Table::Objects, &object_key(region, key), Some(bytes));
-}
+use super::record::{
+    absorb, add_record, load, merge_older_records, object_key, region_prefix, stage, StoredObject,
+    REGION_PREFIX_LEN,
+};
+use super::search::search_store;
 
 /// What the state machine is fed.
 #[derive(Debug)]
@@ -986,98 +946,10 @@ impl<W: Clone> Replica<W> {
     }
 }
 
-/// Puts the dedupe records of an older copy of an object before the records of this one,
-/// dropping those that this copy's records say their clients no longer need. Returns whether
-/// anything was added.
-fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> bool {
-    let mut merged: Vec<Dedupe> = older
-        .dedupe
-        .iter()
-        .filter(|r| {
-            !stored
-                .dedupe
-                .iter()
-                .any(|s| s.client == r.client && s.seq == r.seq)
-        })
-        .filter(|r| {
-            !stored
-                .dedupe
-                .iter()
-                .any(|s| s.client == r.client && r.seq < s.low_seq)
-        })
-        .cloned()
-        .collect();
-    if merged.is_empty() {
-        return false;
-    }
-    merged.append(&mut stored.dedupe);
-    let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
-    merged.drain(..excess);
-    stored.dedupe = merged;
-    true
-}
-
-/// Applies a chain write to a stored object: new version, new value, one more dedupe record.
-fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
-    stored.version = w.version;
-    stored.object = w.object.clone();
-    if let Some(d) = &w.dedupe {
-        add_record(stored, d);
-    }
-}
-
-/// Adds a write's dedupe record (once). Writes can reach a server out of order after a
-/// reconfiguration or a retransmission; the value of an older one is already superseded, but
-/// its record must still be kept, or a retry of it would be applied again.
-fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
-    if stored
-        .dedupe
-        .iter()
-        .any(|r| r.client == d.client && r.seq == d.seq)
-    {
-        return false;
-    }
-    // The client has the answers below its low sequence number: those records go.
-    stored
-        .dedupe
-        .retain(|r| r.client != d.client || r.seq >= d.low_seq);
-    stored.dedupe.push(d.clone());
-    let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
-    stored.dedupe.drain(..excess);
-    true
-}
-
-/// Every live object of `space` in `regions` that passes `checks` (validated), with its key.
-pub fn search_store(
-    store: &dyn Store,
-    space: &SpaceConfig,
-    regions: &[RegionId],
-    checks: &[Check],
-) -> Result<Vec<Object>, StoreError> {
-    let schema: &Space = &space.schema;
-    let mut found = Vec::new();
-    for region in regions {
-        for (k, v) in store.scan_prefix(Table::Objects, &region_prefix(*region))? {
-            let kb = &k[REGION_PREFIX_LEN..];
-            let Ok(stored) = postcard::from_bytes::<StoredObject>(&v) else {
-                continue;
-            };
-            let (Some(obj), Ok(key)) = (stored.object, decode(kb)) else {
-                continue;
-            };
-            if matches(schema, &key, &obj, checks) {
-                found.push(with_key(schema, &key, &obj));
-            }
-        }
-    }
-    Ok(found)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::coordinator::state::{Cluster, Command};
-    use crate::protocol::Dedupe;
     use crate::storage::MemStore;
     use hyperdex_model::{Func, Funcall, Value};
 
@@ -1406,58 +1278,6 @@ mod tests {
             replies[&4],
             Message::Reply(Reply::Success),
             "answered from the record, not applied again"
-        );
-    }
-
-    #[test]
-    fn a_joiner_keeps_the_records_of_writes_it_got_by_transfer_only() {
-        let mut stored = StoredObject {
-            version: 5,
-            object: None,
-            dedupe: vec![Dedupe {
-                client: 8,
-                seq: 1,
-                low_seq: 1,
-                reply: Reply::Success,
-            }],
-        };
-        let older = StoredObject {
-            version: 4,
-            object: None,
-            dedupe: vec![
-                Dedupe {
-                    client: 7,
-                    seq: 2,
-                    low_seq: 2,
-                    reply: Reply::Success,
-                },
-                Dedupe {
-                    client: 8,
-                    seq: 1,
-                    low_seq: 1,
-                    reply: Reply::Success,
-                },
-                Dedupe {
-                    client: 9,
-                    seq: 3,
-                    low_seq: 3,
-                    reply: Reply::Success,
-                },
-            ],
-        };
-        stored.dedupe.push(Dedupe {
-            client: 9,
-            seq: 5,
-            low_seq: 5,
-            reply: Reply::Success,
-        });
-        assert!(merge_older_records(&mut stored, &older));
-        let ids: Vec<(u64, u64)> = stored.dedupe.iter().map(|d| (d.client, d.seq)).collect();
-        // Client 7's record arrives; client 9's seq 3 is gone (its client is past seq 5).
-        assert_eq!(ids, vec![(7, 2), (8, 1), (9, 5)]);
-        assert!(
-            !merge_older_records(&mut stored, &older),
-            "nothing new the second time"
         );
     }
 }
