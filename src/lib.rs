@@ -5,7 +5,8 @@
 //!
 //! - [`rt`]: the runtime seam (tokio in production, madsim in simulation);
 //! - [`protocol`] and [`net`]: messages, frames, connections;
-//! - [`config`]: the cluster configuration and placement of keys on regions;
+//! - [`config`]: the cluster configuration, placement of keys on regions, timing;
+//! - [`limits`]: every bound on a queue or a buffer;
 //! - [`coordinator`]: the configuration service;
 //! - [`daemon`]: storage servers with chain replication;
 //! - [`storage`]: the `Store` trait, on redb or on a simulated disk;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod coordinator;
 pub mod daemon;
 pub mod error;
+pub mod limits;
 pub mod net;
 pub mod protocol;
 pub mod rt;

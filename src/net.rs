@@ -1,9 +1,11 @@
 //! Connections: a multiplexed request/reply client ([`RpcConn`]) and the server side of a
 //! connection ([`serve`]), both speaking `protocol`'s frames over `rt`'s TCP.
 //!
-//! Each connection has one writer task fed by a channel, so any number of tasks can send on it
-//! without locking, and one reader. A connection whose peer sends garbage, an oversized frame
-//! or a bad handshake is closed; nothing else is affected.
+//! Each connection has one writer task fed by a bounded queue ([`CONNECTION_QUEUE`] frames),
+//! so any number of tasks can send on it without locking, and one reader. A connection whose
+//! peer sends garbage, an oversized frame or a bad handshake is closed; so is a server's
+//! connection whose peer does not read its replies until the queue is full. Nothing else is
+//! affected.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::limits::CONNECTION_QUEUE;
 use crate::protocol::frame::{handshake, FrameError, FramedReader, FramedWriter};
 use crate::protocol::{Envelope, Message};
 use crate::rt;
@@ -36,7 +39,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A client connection on which requests are matched to replies by id.
 pub struct RpcConn {
     addr: String,
-    tx: mpsc::UnboundedSender<Envelope>,
+    tx: mpsc::Sender<Envelope>,
     waiters: Waiters,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
@@ -58,7 +61,7 @@ impl RpcConn {
             .ok_or_else(|| fail("handshake timed out".into()))?
             .map_err(|e| fail(e.to_string()))?;
         let (r, w) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+        let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
         let waiters: Waiters = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let alive_w = alive.clone();
@@ -96,13 +99,18 @@ impl RpcConn {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(id, tx);
-        if !self.is_alive() || self.tx.send(Envelope { id, msg }).is_err() {
-            lock(&self.waiters).remove(&id);
-            return Err(RpcError::Closed(self.addr.clone()));
-        }
-        match rt::timeout(timeout, rx).await {
+        let attempt = async {
+            if !self.send_envelope(Envelope { id, msg }).await {
+                return Err(RpcError::Closed(self.addr.clone()));
+            }
+            rx.await.map_err(|_| RpcError::Closed(self.addr.clone()))
+        };
+        match rt::timeout(timeout, attempt).await {
             Some(Ok(m)) => Ok(m),
-            Some(Err(_)) => Err(RpcError::Closed(self.addr.clone())),
+            Some(Err(e)) => {
+                lock(&self.waiters).remove(&id);
+                Err(e)
+            }
             None => {
                 lock(&self.waiters).remove(&id);
                 Err(RpcError::Timeout(self.addr.clone(), timeout))
@@ -110,18 +118,20 @@ impl RpcConn {
         }
     }
 
-    /// Sends a one-way message (id 0).
-    pub fn send(&self, msg: Message) -> bool {
-        self.is_alive() && self.tx.send(Envelope { id: 0, msg }).is_ok()
+    /// Sends a one-way message (id 0), waiting while the connection's queue is full; whether
+    /// the connection took it.
+    pub async fn send(&self, msg: Message) -> bool {
+        self.send_envelope(Envelope { id: 0, msg }).await
+    }
+
+    async fn send_envelope(&self, env: Envelope) -> bool {
+        self.is_alive() && self.tx.send(env).await.is_ok()
     }
 }
 
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
 /// closes or the connection fails.
-async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
-    w: W,
-    rx: &mut mpsc::UnboundedReceiver<Envelope>,
-) {
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(w: W, rx: &mut mpsc::Receiver<Envelope>) {
     let mut writer = FramedWriter::new(w);
     while let Some(env) = rx.recv().await {
         let mut batch = vec![env];
@@ -134,14 +144,39 @@ async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Where a server writes replies for one connection.
-pub type ReplyTx = mpsc::UnboundedSender<Envelope>;
+/// Where a server writes replies for one connection. Never waits: when the peer has not read
+/// [`CONNECTION_QUEUE`] replies, the connection is marked overflowed and closed.
+#[derive(Clone, Debug)]
+pub struct ReplyTx {
+    tx: mpsc::Sender<Envelope>,
+    overflow: Arc<AtomicBool>,
+}
+
+impl ReplyTx {
+    /// Queues a reply; `false` when the connection is gone or overflowed.
+    pub fn send(&self, env: Envelope) -> bool {
+        match self.tx.try_send(env) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.store(true, Ordering::SeqCst);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflow.load(Ordering::SeqCst)
+    }
+}
 
 /// Serves one accepted connection: handshake, then `handle(envelope, reply_tx)` for every
-/// frame until the peer closes it or misbehaves. Returns why it ended.
-pub async fn serve<H>(stream: rt::TcpStream, max_frame: usize, mut handle: H) -> FrameError
+/// frame until the peer closes it or misbehaves. The next frame is read only once `handle`
+/// has returned, so a handler that waits pushes back on the peer. Returns why it ended.
+pub async fn serve<H, F>(stream: rt::TcpStream, max_frame: usize, mut handle: H) -> FrameError
 where
-    H: FnMut(Envelope, &ReplyTx),
+    H: FnMut(Envelope, &ReplyTx) -> F,
+    F: std::future::Future<Output = ()>,
 {
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
@@ -151,12 +186,19 @@ where
         None => return FrameError::Closed,
     }
     let (r, w) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+    let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
     rt::spawn(async move { write_loop(w, &mut rx).await });
+    let replies = ReplyTx {
+        tx,
+        overflow: Arc::default(),
+    };
     let mut reader = FramedReader::new(r, max_frame);
     loop {
+        if replies.overflowed() {
+            return FrameError::Overflow;
+        }
         match reader.read().await {
-            Ok(env) => handle(env, &tx),
+            Ok(env) => handle(env, &replies).await,
             Err(e) => return e,
         }
     }

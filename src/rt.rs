@@ -57,6 +57,36 @@ where
     spawn(future);
 }
 
+/// A handle on the runtime it was taken on, to spawn tasks there from a task that runs
+/// elsewhere (the daemon's actor runs on a thread of its own in production, but the
+/// connections it opens must not wait behind its disk).
+#[derive(Clone, Debug)]
+pub struct Spawner {
+    #[cfg(not(madsim))]
+    handle: tokio::runtime::Handle,
+}
+
+impl Spawner {
+    /// A handle on the current runtime (call from inside it).
+    pub fn current() -> Spawner {
+        Spawner {
+            #[cfg(not(madsim))]
+            handle: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Spawns `future` on the runtime this handle was taken on.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        #[cfg(not(madsim))]
+        self.handle.spawn(future);
+        #[cfg(madsim)]
+        spawn(future);
+    }
+}
+
 /// Sleeps for `d` (virtual time under the simulation).
 pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await

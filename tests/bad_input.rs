@@ -11,7 +11,7 @@ use std::time::Duration;
 use hyperdex::client::{Client, ClientOptions};
 use hyperdex::net::RpcConn;
 use hyperdex::protocol::frame::hello;
-use hyperdex::protocol::Message;
+use hyperdex::protocol::{ClientRequest, ClientResponse, CoordRequest, Message, OpRequest};
 use hyperdex_model::{Operation, Reply, ReturnCode, Value};
 use support::{free_port, temp_dir, ProcCluster, BIN};
 
@@ -122,16 +122,16 @@ async fn hostile_connections_are_dropped_and_others_are_unaffected() {
         (Operation::get("nospace", "a"), ReturnCode::UnknownSpace),
     ];
     for (op, want) in cases {
-        let msg = Message::Op {
+        let msg = Message::ToDaemon(ClientRequest::Op(OpRequest {
             config_version: config.version,
             client: 1,
             seq: 1,
             low_seq: 1,
             op: op.clone(),
-        };
+        }));
         let got = raw.call(msg, Duration::from_secs(2)).await.expect("reply");
         let code = match got {
-            Message::Reply(r) => r.code(),
+            Message::FromDaemon(ClientResponse::Reply(r)) => r.code(),
             other => panic!("{op:?}: {other:?}"),
         };
         // A request for a key this daemon does not head is redirected; otherwise the code
@@ -142,7 +142,10 @@ async fn hostile_connections_are_dropped_and_others_are_unaffected() {
         );
     }
     let got = raw
-        .call(Message::GetConfig, Duration::from_secs(2))
+        .call(
+            Message::ToCoordinator(CoordRequest::GetConfig),
+            Duration::from_secs(2),
+        )
         .await
         .expect("reply");
     assert!(

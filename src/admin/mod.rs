@@ -7,7 +7,7 @@ use hyperdex_model::ReturnCode;
 use crate::client::{ClientError, ClientOptions, ClientResult};
 use crate::config::{Config, ServerId};
 use crate::net::RpcConn;
-use crate::protocol::{AdminCommand, AdminOutput, Message};
+use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
 
 /// A connection to the coordinator for administration.
@@ -41,9 +41,14 @@ impl Admin {
     }
 
     async fn admin(&self, cmd: AdminCommand) -> ClientResult<AdminOutput> {
-        match self.call(Message::Admin(cmd)).await? {
-            Message::AdminReply(Ok(out)) => Ok(out),
-            Message::AdminReply(Err((code, message))) => Err(ClientError { code, message }),
+        match self
+            .call(Message::ToCoordinator(CoordRequest::Admin(cmd)))
+            .await?
+        {
+            Message::FromCoordinator(CoordResponse::AdminReply(Ok(out))) => Ok(out),
+            Message::FromCoordinator(CoordResponse::AdminReply(Err((code, message)))) => {
+                Err(ClientError { code, message })
+            }
             other => Err(ClientError::new(
                 ReturnCode::AdminInternal,
                 format!("unexpected reply {}", other.name()),
@@ -116,8 +121,11 @@ impl Admin {
 
     /// The current configuration.
     pub async fn config(&self) -> ClientResult<Config> {
-        match self.call(Message::GetConfig).await? {
-            Message::Config(c) => Ok(c),
+        match self
+            .call(Message::ToCoordinator(CoordRequest::GetConfig))
+            .await?
+        {
+            Message::FromCoordinator(CoordResponse::Config(c)) => Ok(c),
             other => Err(ClientError::new(
                 ReturnCode::AdminInternal,
                 format!("unexpected reply {}", other.name()),

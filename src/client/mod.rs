@@ -38,7 +38,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
 use crate::net::{RpcConn, RpcError};
-use crate::protocol::{Message, DEFAULT_MAX_FRAME};
+use crate::protocol::{
+    ClientRequest, ClientResponse, CoordRequest, CoordResponse, Message, OpRequest, SearchRequest,
+    DEFAULT_MAX_FRAME,
+};
 use crate::rt;
 
 #[derive(Clone, Debug)]
@@ -134,11 +137,14 @@ pub async fn fetch_config(addr: &str, opts: &ClientOptions) -> ClientResult<Conf
         .await
         .map_err(coordfail)?;
     match conn
-        .call(Message::GetConfig, opts.attempt_timeout)
+        .call(
+            Message::ToCoordinator(CoordRequest::GetConfig),
+            opts.attempt_timeout,
+        )
         .await
         .map_err(coordfail)?
     {
-        Message::Config(c) => Ok(c),
+        Message::FromCoordinator(CoordResponse::Config(c)) => Ok(c),
         other => Err(ClientError::new(
             ReturnCode::CoordFail,
             format!("the coordinator answered {}", other.name()),
@@ -388,15 +394,15 @@ impl Client {
             .addr;
         let conn = self.conn(addr).await.map_err(|e| e.to_string())?;
         let low_seq = lock(&self.inner.in_flight).first().copied().unwrap_or(seq);
-        let msg = Message::Op {
+        let msg = Message::ToDaemon(ClientRequest::Op(OpRequest {
             config_version: config.version,
             client: self.inner.id,
             seq,
             low_seq,
             op: op.clone(),
-        };
+        }));
         match conn.call(msg, self.inner.opts.attempt_timeout).await {
-            Ok(Message::Reply(r)) => Ok(r),
+            Ok(Message::FromDaemon(ClientResponse::Reply(r))) => Ok(r),
             Ok(Message::Error { code, message }) => Ok(Reply::Error(code, message)),
             Ok(other) => Err(format!("unexpected reply {}", other.name())),
             Err(e) => Err(e.to_string()),
@@ -451,12 +457,12 @@ impl Client {
                 .ok_or_else(|| format!("unknown server {head}"))?
                 .addr
                 .clone();
-            let msg = Message::Search {
+            let msg = Message::ToDaemon(ClientRequest::Search(SearchRequest {
                 config_version: config.version,
                 space: space.to_string(),
                 regions,
                 checks: checks.to_vec(),
-            };
+            }));
             let this = self.clone();
             calls.push(rt::spawn(async move {
                 let conn = this.conn(&addr).await.map_err(|e| e.to_string())?;
@@ -469,16 +475,16 @@ impl Client {
         let mut all: BTreeMap<Option<Value>, Object> = BTreeMap::new();
         for c in calls {
             match c.await.map_err(|e| e.to_string())? {
-                Ok(Message::Objects(objs)) => {
+                Ok(Message::FromDaemon(ClientResponse::Objects(objs))) => {
                     for o in objs {
                         all.insert(o.get(key_name).cloned(), o);
                     }
                 }
-                Ok(Message::Reply(Reply::Error(
+                Ok(Message::FromDaemon(ClientResponse::Reply(Reply::Error(
                     ReturnCode::Reconfigure | ReturnCode::Offline,
                     why,
-                ))) => return Err(why),
-                Ok(Message::Reply(r)) => return Ok(Err(unexpected(r))),
+                )))) => return Err(why),
+                Ok(Message::FromDaemon(ClientResponse::Reply(r))) => return Ok(Err(unexpected(r))),
                 Ok(other) => return Err(format!("unexpected reply {}", other.name())),
                 Err(e) => return Err(e),
             }

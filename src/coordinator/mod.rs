@@ -21,8 +21,10 @@ use hyperdex_model::ReturnCode;
 use tracing::{info, warn};
 
 use crate::config::{ServerId, ServerState, Timing};
-use crate::net::serve;
-use crate::protocol::{AdminCommand, AdminOutput, Envelope, Message, DEFAULT_MAX_FRAME};
+use crate::net::{serve, ReplyTx};
+use crate::protocol::{
+    AdminCommand, AdminOutput, CoordRequest, CoordResponse, Envelope, Message, DEFAULT_MAX_FRAME,
+};
 use crate::rt;
 use crate::storage::{Store, Table};
 use state::{Cluster, Command, Outcome};
@@ -89,23 +91,38 @@ impl Shared {
     }
 
     fn handle(&mut self, msg: Message) -> Message {
-        match msg {
-            Message::GetConfig => Message::Config(self.cluster.config.clone()),
-            Message::Register { id, addr } => match self.apply(Command::Register { id, addr }) {
-                Ok(Outcome::Registered(id)) => {
-                    self.last_heard.insert(id, rt::now());
-                    Message::Registered {
-                        id,
-                        config: self.cluster.config.clone(),
-                    }
+        let request = match msg {
+            Message::ToCoordinator(r) => r,
+            other => {
+                return Message::Error {
+                    code: ReturnCode::AdminGarbage,
+                    message: format!("the coordinator does not handle {}", other.name()),
                 }
-                Ok(_) => Message::Error {
-                    code: ReturnCode::AdminInternal,
-                    message: "registration produced no id".into(),
-                },
-                Err((code, message)) => Message::Error { code, message },
-            },
-            Message::Heartbeat { id, config_version } => {
+            }
+        };
+        match self.request(request) {
+            Ok(r) => Message::FromCoordinator(r),
+            Err((code, message)) => Message::Error { code, message },
+        }
+    }
+
+    fn request(&mut self, request: CoordRequest) -> Result<CoordResponse, (ReturnCode, String)> {
+        Ok(match request {
+            CoordRequest::GetConfig => CoordResponse::Config(self.cluster.config.clone()),
+            CoordRequest::Register { id, addr } => {
+                let Outcome::Registered(id) = self.apply(Command::Register { id, addr })? else {
+                    return Err((
+                        ReturnCode::AdminInternal,
+                        "registration produced no id".into(),
+                    ));
+                };
+                self.last_heard.insert(id, rt::now());
+                CoordResponse::Registered {
+                    id,
+                    config: self.cluster.config.clone(),
+                }
+            }
+            CoordRequest::Heartbeat { id, config_version } => {
                 let known = self
                     .cluster
                     .config
@@ -114,27 +131,21 @@ impl Shared {
                 if known {
                     self.last_heard.insert(id, rt::now());
                 }
-                Message::HeartbeatReply {
+                CoordResponse::HeartbeatReply {
                     config: (config_version != self.cluster.config.version)
                         .then(|| self.cluster.config.clone()),
                 }
             }
-            Message::Admin(cmd) => Message::AdminReply(self.admin(cmd)),
-            Message::TransferComplete { id, region, since } => {
-                match self.apply(Command::TransferComplete {
+            CoordRequest::Admin(cmd) => CoordResponse::AdminReply(self.admin(cmd)),
+            CoordRequest::TransferComplete { id, region, since } => {
+                let done = self.apply(Command::TransferComplete {
                     server: id,
                     region,
                     since,
-                }) {
-                    Ok(_) => Message::AdminReply(Ok(AdminOutput::Done)),
-                    Err(e) => Message::AdminReply(Err(e)),
-                }
+                });
+                CoordResponse::AdminReply(done.map(|_| AdminOutput::Done))
             }
-            other => Message::Error {
-                code: ReturnCode::AdminGarbage,
-                message: format!("the coordinator does not handle {}", other.name()),
-            },
-        }
+        })
     }
 
     fn admin(&mut self, cmd: AdminCommand) -> Result<AdminOutput, (ReturnCode, String)> {
@@ -233,19 +244,27 @@ pub async fn run(
         }
     });
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("cannot accept a connection: {e}; trying again shortly");
+                rt::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let shared = shared.clone();
         let max_frame = opts.max_frame;
         rt::spawn(async move {
-            let why = serve(stream, max_frame, |env: Envelope, tx| {
+            let why = serve(stream, max_frame, |env: Envelope, tx: &ReplyTx| {
                 let reply = shared
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .handle(env.msg);
-                let _ = tx.send(Envelope {
+                tx.send(Envelope {
                     id: env.id,
                     msg: reply,
                 });
+                std::future::ready(())
             })
             .await;
             tracing::debug!(%peer, "connection ended: {why}");

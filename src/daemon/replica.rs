@@ -1,11 +1,12 @@
 //! Chain replication for one daemon, as a state machine without I/O.
 //!
 //! [`Replica::step`] takes one [`Input`] (a client request, a chain message, a new
-//! configuration, a peer that reconnected), reads and stages writes in the [`Store`], and
-//! returns [`Output`]s (replies to clients, messages to peers). The server around it runs a
-//! batch of inputs, **syncs the store once, and only then** delivers the outputs; so every
-//! acknowledgement and every reply leaves this daemon after the state it vouches for is on
-//! disk (group commit).
+//! configuration, a renewed lease, a peer that reconnected, a tick) with the current time,
+//! reads and stages writes in the [`Store`], and returns [`Output`]s (replies to clients,
+//! messages to peers). The actor around it (`daemon::actor`) runs a batch of inputs, **syncs
+//! the store once, and only then** delivers the outputs; so every acknowledgement and every
+//! reply leaves this daemon after the state it vouches for is on disk (group commit). Every
+//! safety decision is made here; the async code around it only moves bytes.
 //!
 //! ## The protocol (see PROTOCOL.md)
 //! - **Head** (first server of the key's region chain): orders operations per key. For a write
@@ -23,32 +24,52 @@
 //!   before that write, whose client has not been answered yet.
 //! - **Exactly once**: each write carries `(client, seq)` and its reply; the head answers a
 //!   retry from the record stored with the object, or joins it to the same pending write.
-//! - **Configurations**: every message carries the sender's configuration version and a
-//!   receiver with another version ignores it (clients are told RECONFIGURE and retry). When a
-//!   new configuration is installed, each server resends its pending writes to its (possibly
-//!   new) successor; a server that became the tail stores its pending writes and acknowledges
-//!   them; pending writes of regions this server left are dropped and their clients told
-//!   RECONFIGURE (the write survives downstream if it got there, and the retry finds it).
-//!   When a connection to a peer is re-established, pending writes for which that peer is the
-//!   successor are resent; receivers ignore versions they already have and re-acknowledge.
+//! - **Configurations and leases** (the stale-configuration rule, all of it here): a server
+//!   answers a client only if the client's configuration version equals its own (else
+//!   RECONFIGURE) and it holds a lease on that version: the coordinator answered a heartbeat,
+//!   sent less than the lease length ago, while it had this same version (else OFFLINE). The
+//!   coordinator declares a server failed only after a longer failure timeout, so a head cut
+//!   off from the coordinator stops answering before another head can be chosen; and since a
+//!   lease covers one version only, a server stops answering as soon as the coordinator has
+//!   moved on, before it has even installed the new configuration. Chain messages of another
+//!   version are not acted on: older ones are dropped (their sender resends what is pending
+//!   once it has our version), newer ones are kept until we have that version.
+//! - **Reconfiguration**: when a new configuration is installed, each server resends its
+//!   pending writes to its (possibly new) successor; a server that became the tail stores its
+//!   pending writes and acknowledges them; pending writes of regions this server left are
+//!   dropped and their clients told RECONFIGURE (the write survives downstream if it got
+//!   there, and the retry finds it). When a connection to a peer is re-established, pending
+//!   writes for which that peer is the successor are resent; receivers ignore versions they
+//!   already have and re-acknowledge. State transfer to joiners is `daemon::transfer`.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyperdex_model::apply::validate_checks;
 use hyperdex_model::db::step_key;
-use hyperdex_model::{Check, Operation, Reply, ReturnCode};
+use hyperdex_model::{Operation, Reply, ReturnCode};
 
 use crate::bugs::{planted, Bug};
-use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId};
-use crate::protocol::{ChainAck, ChainWrite, ClientId, Dedupe, Message, TransferAck, TransferData};
+use crate::config::{key_bytes, Config, Joiner, RegionId, ServerId, SpaceConfig, Timing};
+use crate::limits::EARLY_MESSAGES;
+use crate::protocol::{
+    ChainAck, ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest, SearchRequest,
+};
+use crate::rt::Instant;
 use crate::storage::{Store, StoreError, Table};
 
-use super::record::{
-    absorb, add_record, load, merge_older_records, object_key, region_prefix, stage, StoredObject,
-    REGION_PREFIX_LEN,
-};
-use super::search::search_store;
+use super::record::{absorb, add_record, load, stage, StoredObject};
+use super::search;
+use super::transfer::{Effect, Transfers, TRANSFER_WINDOW};
+
+/// The coordinator answered a heartbeat that was sent at `sent`, when it had configuration
+/// `config_version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub sent: Instant,
+    pub config_version: u64,
+}
 
 /// What the state machine is fed.
 #[derive(Debug)]
@@ -56,36 +77,29 @@ pub enum Input<W> {
     /// A single-key operation from a client; `waiter` identifies where to reply.
     Op {
         waiter: W,
-        config_version: u64,
-        client: ClientId,
-        seq: u64,
-        low_seq: u64,
-        op: Operation,
+        req: OpRequest,
     },
     Search {
         waiter: W,
-        config_version: u64,
-        space: String,
-        regions: Vec<RegionId>,
-        checks: Vec<Check>,
+        req: SearchRequest,
     },
-    ChainWrite(ChainWrite),
-    ChainAck(ChainAck),
-    TransferData(TransferData),
-    TransferAck(TransferAck),
+    /// A message from another daemon.
+    Chain(ChainMessage),
     Config(Config),
+    Lease(Lease),
     /// The connection to this peer was (re-)established.
     PeerUp(ServerId),
-    /// Periodic: resend pending writes (a lost message must not stall a chain).
+    /// Periodic: resend pending writes and transfer windows (a lost message must not stall a
+    /// chain).
     Tick,
 }
 
 /// What the state machine asks the server to do, after syncing the store.
 #[derive(Debug, PartialEq)]
 pub enum Output<W> {
-    Reply(W, Message),
-    Send(ServerId, Message),
-    /// A client has a newer configuration than ours: fetch it now.
+    Reply(W, ClientResponse),
+    Send(ServerId, ChainMessage),
+    /// Someone has a newer configuration than ours: fetch it now.
     FetchConfig,
     /// This server has every object of a region it joins: tell the coordinator.
     TransferDone(RegionId, u64),
@@ -99,45 +113,36 @@ struct Pending<W> {
     deferred: Vec<(W, Reply)>,
 }
 
+type PendingWrites<W> = BTreeMap<u64, Pending<W>>;
+type Outputs<W> = Vec<Output<W>>;
+
 /// One daemon's replication state.
 pub struct Replica<W> {
     me: ServerId,
     config: Arc<Config>,
     /// In-flight writes per (region, key), by version.
-    pending: BTreeMap<(RegionId, Vec<u8>), BTreeMap<u64, Pending<W>>>,
+    pending: BTreeMap<(RegionId, Vec<u8>), PendingWrites<W>>,
     /// Chain messages stamped with a configuration newer than ours, replayed once we have it.
-    early: Vec<Input<W>>,
-    /// Transfers this server is sending, to the joiner of each region it precedes.
-    outgoing: BTreeMap<RegionId, Outgoing>,
-    /// Regions this server joins and has received completely (in the current configuration).
-    received: std::collections::BTreeSet<RegionId>,
-    /// For each region this server joins: the last key received in order (`None`: nothing
-    /// yet). A window is accepted only if it starts right after it, so a source that
-    /// resumes from a wrong place is told where to resume instead.
-    progress: BTreeMap<RegionId, Option<Vec<u8>>>,
-    /// Most objects per transfer window.
-    window: usize,
+    early: Vec<ChainMessage>,
+    transfers: Transfers,
+    lease: Option<Lease>,
+    lease_length: Duration,
 }
 
-/// A state transfer in progress from this server.
-#[derive(Debug)]
-struct Outgoing {
-    to: ServerId,
-    /// The joiner's start version: a restarted join restarts the transfer.
-    since: u64,
-    /// Objects with keys up to this one are acknowledged by the joiner.
-    cursor: Option<Vec<u8>>,
-    done: bool,
-    windows: u64,
+fn reply(r: Reply) -> ClientResponse {
+    ClientResponse::Reply(r)
 }
 
-/// Most objects per transfer window.
-pub const TRANSFER_WINDOW: usize = 4096;
-/// Most bytes per transfer window (a window always carries at least one object).
-pub const TRANSFER_WINDOW_BYTES: usize = 1 << 20;
+fn reconfigure(why: String) -> ClientResponse {
+    reply(Reply::Error(ReturnCode::Reconfigure, why))
+}
 
-fn reconfigure(why: String) -> Message {
-    Message::Reply(Reply::Error(ReturnCode::Reconfigure, why))
+/// Whether a pending write carries the request `(client, seq)`.
+fn carries(p: &Pending<impl Sized>, client: u64, seq: u64) -> bool {
+    p.write
+        .dedupe
+        .as_ref()
+        .is_some_and(|d| d.client == client && d.seq == seq)
 }
 
 impl<W: Clone> Replica<W> {
@@ -147,16 +152,21 @@ impl<W: Clone> Replica<W> {
             config: Arc::new(config),
             pending: BTreeMap::new(),
             early: Vec::new(),
-            outgoing: BTreeMap::new(),
-            received: Default::default(),
-            progress: BTreeMap::new(),
-            window: TRANSFER_WINDOW,
+            transfers: Transfers::new(me, TRANSFER_WINDOW),
+            lease: None,
+            lease_length: Timing::default().lease,
         }
     }
 
     /// Sets the most objects per transfer window (small windows exercise resumption).
     pub fn with_transfer_window(mut self, objects: usize) -> Self {
-        self.window = objects.max(1);
+        self.transfers = Transfers::new(self.me, objects);
+        self
+    }
+
+    /// Sets how long an answered heartbeat lets this server answer clients.
+    pub fn with_lease(mut self, length: Duration) -> Self {
+        self.lease_length = length;
         self
     }
 
@@ -169,68 +179,76 @@ impl<W: Clone> Replica<W> {
         self.pending.values().map(BTreeMap::len).sum()
     }
 
+    /// Takes one input at time `now`; what to deliver once the store is synced.
     pub fn step(
         &mut self,
         store: &mut dyn Store,
+        now: Instant,
         input: Input<W>,
-    ) -> Result<Vec<Output<W>>, StoreError> {
+    ) -> Result<Outputs<W>, StoreError> {
         let mut out = Vec::new();
         match input {
-            Input::Op {
-                waiter,
-                config_version,
-                client,
-                seq,
-                low_seq,
-                op,
-            } => {
-                let request = (client, seq, low_seq);
-                self.on_op(store, waiter, config_version, request, op, &mut out)?
+            Input::Op { waiter, req } => self.on_op(store, now, waiter, req, &mut out)?,
+            Input::Search { waiter, req } => {
+                let answer = match self.admit(now, req.config_version, &mut out) {
+                    Ok(()) => search::run(store, &self.config, self.me, &req)?,
+                    Err(refusal) => refusal,
+                };
+                out.push(Output::Reply(waiter, answer));
             }
-            Input::Search {
-                waiter,
-                config_version,
-                space,
-                regions,
-                checks,
-            } => {
-                let msg =
-                    self.on_search(store, config_version, &space, &regions, &checks, &mut out)?;
-                out.push(Output::Reply(waiter, msg));
-            }
-            Input::ChainWrite(w) => self.on_chain_write(store, w, &mut out)?,
-            Input::ChainAck(a) => self.on_chain_ack(store, a, &mut out)?,
-            Input::TransferData(t) => self.on_transfer_data(store, t, &mut out)?,
-            Input::TransferAck(a) => self.on_transfer_ack(store, a, &mut out)?,
+            Input::Chain(msg) => self.on_chain(store, msg, &mut out)?,
             Input::Config(c) => self.on_config(store, c, &mut out)?,
+            Input::Lease(lease) => {
+                if self.lease.is_none_or(|l| l.sent <= lease.sent) {
+                    self.lease = Some(lease);
+                }
+            }
             Input::PeerUp(peer) => {
                 self.resend(Some(peer), &mut out);
-                self.send_windows(store, Some(peer), &mut out)?;
+                let effects = self
+                    .transfers
+                    .send_windows(store, &self.config, Some(peer))?;
+                push_effects(effects, &mut out);
             }
             Input::Tick => {
                 self.resend(None, &mut out);
-                self.send_windows(store, None, &mut out)?;
-                for r in &self.received {
-                    if let Some(j) = self.config.joiner(*r).filter(|j| j.server == self.me) {
-                        out.push(Output::TransferDone(*r, j.since));
-                    }
-                }
+                let effects = self.transfers.tick(store, &self.config)?;
+                push_effects(effects, &mut out);
             }
         }
         Ok(out)
     }
 
-    fn check_version(&self, theirs: u64, out: &mut Vec<Output<W>>) -> Result<(), Box<Message>> {
+    /// Whether this server holds a lease on its current configuration at `now`.
+    pub fn leased(&self, now: Instant) -> bool {
+        self.lease.is_some_and(|l| {
+            l.config_version == self.config.version
+                && now.saturating_duration_since(l.sent) < self.lease_length
+        })
+    }
+
+    /// Whether a client request stamped with configuration `theirs` may be answered now; the
+    /// refusal to send otherwise (see the module docs).
+    fn admit(&self, now: Instant, theirs: u64, out: &mut Outputs<W>) -> Result<(), ClientResponse> {
+        if planted(Bug::StaleConfig) {
+            return Ok(());
+        }
+        if !self.leased(now) {
+            return Err(reply(Reply::Error(
+                ReturnCode::Offline,
+                format!("server {} has lost contact with the coordinator", self.me),
+            )));
+        }
         let mine = self.config.version;
-        if theirs == mine || planted(Bug::StaleConfig) {
+        if theirs == mine {
             return Ok(());
         }
         if theirs > mine {
             out.push(Output::FetchConfig);
         }
-        Err(Box::new(reconfigure(format!(
+        Err(reconfigure(format!(
             "the request carries configuration {theirs}, the server has {mine}"
-        ))))
+        )))
     }
 
     fn position(&self, region: RegionId) -> Option<(usize, &[ServerId])> {
@@ -238,228 +256,215 @@ impl<W: Clone> Replica<W> {
         chain.iter().position(|&m| m == self.me).map(|p| (p, chain))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_op(
-        &mut self,
-        store: &mut dyn Store,
-        waiter: W,
-        config_version: u64,
-        (client, seq, low_seq): (ClientId, u64, u64),
-        op: Operation,
-        out: &mut Vec<Output<W>>,
-    ) -> Result<(), StoreError> {
-        if let Err(m) = self.check_version(config_version, out) {
-            out.push(Output::Reply(waiter, *m));
-            return Ok(());
-        }
+    /// The space, region and key bytes of a single-key operation this server heads.
+    fn locate(&self, op: &Operation) -> Result<(Arc<Config>, RegionId, Vec<u8>), ClientResponse> {
         let config = self.config.clone();
         let (Some(space_name), Some(key)) = (op.space(), op.key()) else {
-            out.push(Output::Reply(
-                waiter,
-                Message::Reply(Reply::Error(
-                    ReturnCode::Internal,
-                    "only single-key operations are sent to a daemon".into(),
-                )),
-            ));
-            return Ok(());
+            return Err(reply(Reply::Error(
+                ReturnCode::Internal,
+                "only single-key operations are sent to a daemon".into(),
+            )));
         };
         let Some(space) = config.space(space_name) else {
-            out.push(Output::Reply(
-                waiter,
-                Message::Reply(Reply::Error(
-                    ReturnCode::UnknownSpace,
-                    format!("unknown space \"{space_name}\""),
-                )),
-            ));
-            return Ok(());
-        };
-        let Some(kb) = key_bytes(&space.schema, key) else {
-            out.push(Output::Reply(
-                waiter,
-                Message::Reply(Reply::Error(
-                    ReturnCode::WrongType,
-                    format!(
-                        "key: expected {}, found {}",
-                        space.schema.key.datatype,
-                        key.kind()
-                    ),
-                )),
-            ));
-            return Ok(());
-        };
-        let region = space.region_of_bytes(&kb);
-        if config.chain(region).first() != Some(&self.me) {
-            out.push(Output::Reply(
-                waiter,
-                reconfigure(format!(
-                    "server {} is not the head of region {region}",
-                    self.me
-                )),
-            ));
-            return Ok(());
-        }
-        let stored = load(store, region, &kb)?;
-        if !op.is_mutation() {
-            let pending_latest = self
-                .pending
-                .get(&(region, kb.clone()))
-                .and_then(|p| p.values().next_back())
-                .map(|p| p.write.object.as_ref());
-            let current = match pending_latest {
-                Some(latest) if planted(Bug::ReadPending) => latest,
-                _ => stored.object.as_ref(),
-            };
-            let (reply, _) = step_key(&space.schema, current, &op);
-            out.push(Output::Reply(waiter, Message::Reply(reply)));
-            return Ok(());
-        }
-        let pend = self.pending.entry((region, kb.clone())).or_default();
-        // A retry of a write still in flight joins it.
-        if let Some(p) = pend.values_mut().find(|p| {
-            p.write
-                .dedupe
-                .as_ref()
-                .is_some_and(|d| d.client == client && d.seq == seq)
-        }) {
-            p.waiters.push(waiter);
-            return Ok(());
-        }
-        // A retry of a write already applied is answered from the record.
-        if let Some(d) = stored
-            .dedupe
-            .iter()
-            .find(|d| d.client == client && d.seq == seq)
-        {
-            tracing::debug!(server = self.me.0, %region, client, seq, "retry answered from the record");
-            out.push(Output::Reply(waiter, Message::Reply(d.reply.clone())));
-            self.pending.retain(|_, p| !p.is_empty());
-            return Ok(());
-        }
-        let (latest_version, latest) = match pend.values().next_back() {
-            Some(p) => (p.write.version, p.write.object.as_ref()),
-            None => (stored.version, stored.object.as_ref()),
-        };
-        let (reply, change) = step_key(&space.schema, latest, &op);
-        let Some(new) = change else {
-            tracing::debug!(
-                server = self.me.0, %region, client, seq, reply = ?reply,
-                pending = pend.len(), stored = stored.version, "write changes nothing"
-            );
-            match pend.values_mut().next_back() {
-                Some(p) => p.deferred.push((waiter, reply)),
-                None => out.push(Output::Reply(waiter, Message::Reply(reply))),
-            }
-            self.pending.retain(|_, p| !p.is_empty());
-            return Ok(());
-        };
-        let write = ChainWrite {
-            config_version: config.version,
-            region,
-            key: kb.clone(),
-            version: latest_version + 1,
-            object: new,
-            dedupe: Some(Dedupe {
-                client,
-                seq,
-                low_seq,
-                reply: reply.clone(),
-            }),
-        };
-        tracing::debug!(
-            server = self.me.0, %region, version = write.version, client, seq,
-            reply = ?reply, config = config.version, "head orders a write"
-        );
-        let chain = config.chain(region);
-        if chain.len() == 1 {
-            // Head and tail at once: durable after this batch's sync, then answered.
-            let mut s = stored;
-            absorb(&mut s, &write);
-            stage(store, region, &kb, &s);
-            out.push(Output::Reply(waiter, Message::Reply(reply)));
-            self.pending.retain(|_, p| !p.is_empty());
-            return Ok(());
-        }
-        out.push(Output::Send(chain[1], Message::ChainWrite(write.clone())));
-        let waiters = if planted(Bug::EarlyReply) {
-            out.push(Output::Reply(waiter, Message::Reply(reply)));
-            Vec::new()
-        } else {
-            vec![waiter]
-        };
-        pend.insert(
-            write.version,
-            Pending {
-                write,
-                waiters,
-                deferred: Vec::new(),
-            },
-        );
-        Ok(())
-    }
-
-    fn on_search(
-        &mut self,
-        store: &mut dyn Store,
-        config_version: u64,
-        space_name: &str,
-        regions: &[RegionId],
-        checks: &[Check],
-        out: &mut Vec<Output<W>>,
-    ) -> Result<Message, StoreError> {
-        if let Err(m) = self.check_version(config_version, out) {
-            return Ok(*m);
-        }
-        let Some(space) = self.config.space(space_name) else {
-            return Ok(Message::Reply(Reply::Error(
+            return Err(reply(Reply::Error(
                 ReturnCode::UnknownSpace,
                 format!("unknown space \"{space_name}\""),
             )));
         };
-        if let Some(r) = regions
-            .iter()
-            .find(|r| r.space != space.id || self.config.chain(**r).first() != Some(&self.me))
-        {
-            return Ok(reconfigure(format!(
-                "server {} is not the head of region {r}",
+        let Some(kb) = key_bytes(&space.schema, key) else {
+            return Err(reply(Reply::Error(
+                ReturnCode::WrongType,
+                format!(
+                    "key: expected {}, found {}",
+                    space.schema.key.datatype,
+                    key.kind()
+                ),
+            )));
+        };
+        let region = space.region_of_bytes(&kb);
+        if config.chain(region).first() != Some(&self.me) {
+            return Err(reconfigure(format!(
+                "server {} is not the head of region {region}",
                 self.me
             )));
         }
-        let checks = match validate_checks(&space.schema, checks) {
-            Ok(c) => c,
-            Err(f) => return Ok(Message::Reply(f.into_reply())),
-        };
-        Ok(Message::Objects(search_store(
-            store, space, regions, &checks,
-        )?))
+        Ok((config, region, kb))
     }
 
-    /// Whether a chain message can be acted on now. Messages from a newer configuration are
+    fn on_op(
+        &mut self,
+        store: &mut dyn Store,
+        now: Instant,
+        waiter: W,
+        req: OpRequest,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let located = self
+            .admit(now, req.config_version, out)
+            .and_then(|()| self.locate(&req.op));
+        let (config, region, kb) = match located {
+            Ok(l) => l,
+            Err(refusal) => {
+                out.push(Output::Reply(waiter, refusal));
+                return Ok(());
+            }
+        };
+        let Some(space) = config.space(req.op.space().unwrap_or_default()) else {
+            return Ok(());
+        };
+        let stored = load(store, region, &kb)?;
+        if !req.op.is_mutation() {
+            let pending = self.pending.get(&(region, kb));
+            let answer = read(space, &stored, pending, &req.op);
+            out.push(Output::Reply(waiter, reply(answer)));
+            return Ok(());
+        }
+        let ordered = Ordered {
+            space,
+            region,
+            key: kb,
+            stored,
+        };
+        self.order_write(store, waiter, &req, ordered, out);
+        Ok(())
+    }
+
+    /// The head orders a write: joins a retry to its pending copy, answers it from its
+    /// record, or computes the new object and sends it down the chain.
+    fn order_write(
+        &mut self,
+        store: &mut dyn Store,
+        waiter: W,
+        req: &OpRequest,
+        o: Ordered<'_>,
+        out: &mut Outputs<W>,
+    ) {
+        let slot = (o.region, o.key.clone());
+        if let Some(p) = self
+            .pending
+            .get_mut(&slot)
+            .and_then(|pend| pend.values_mut().find(|p| carries(p, req.client, req.seq)))
+        {
+            // A retry of a write still in flight joins it.
+            p.waiters.push(waiter);
+            return;
+        }
+        if let Some(d) = o
+            .stored
+            .dedupe
+            .iter()
+            .find(|d| d.client == req.client && d.seq == req.seq)
+        {
+            tracing::debug!(server = self.me.0, region = %o.region, client = req.client, seq = req.seq, "retry answered from the record");
+            out.push(Output::Reply(waiter, reply(d.reply.clone())));
+            return;
+        }
+        let latest_pending = self
+            .pending
+            .get_mut(&slot)
+            .and_then(|p| p.values_mut().next_back());
+        let (latest_version, latest) = match &latest_pending {
+            Some(p) => (p.write.version, p.write.object.as_ref()),
+            None => (o.stored.version, o.stored.object.as_ref()),
+        };
+        let (answer, change) = step_key(&o.space.schema, latest, &req.op);
+        let Some(new) = change else {
+            tracing::debug!(
+                server = self.me.0, region = %o.region, client = req.client, seq = req.seq,
+                reply = ?answer, stored = o.stored.version, "write changes nothing"
+            );
+            match latest_pending {
+                Some(p) => p.deferred.push((waiter, answer)),
+                None => out.push(Output::Reply(waiter, reply(answer))),
+            }
+            return;
+        };
+        let write = ChainWrite {
+            config_version: self.config.version,
+            region: o.region,
+            key: o.key,
+            version: latest_version + 1,
+            object: new,
+            dedupe: Some(Dedupe {
+                client: req.client,
+                seq: req.seq,
+                low_seq: req.low_seq,
+                reply: answer.clone(),
+            }),
+        };
+        tracing::debug!(
+            server = self.me.0, region = %o.region, version = write.version, client = req.client,
+            seq = req.seq, reply = ?answer, config = self.config.version, "head orders a write"
+        );
+        let chain = self.config.chain(o.region);
+        let Some(&next) = chain.get(1) else {
+            // Head and tail at once: durable after this batch's sync, then answered.
+            let mut s = o.stored;
+            absorb(&mut s, &write);
+            stage(store, o.region, &write.key, &s);
+            out.push(Output::Reply(waiter, reply(answer)));
+            return;
+        };
+        out.push(Output::Send(next, ChainMessage::Write(write.clone())));
+        let waiters = if planted(Bug::EarlyReply) {
+            out.push(Output::Reply(waiter, reply(answer)));
+            Vec::new()
+        } else {
+            vec![waiter]
+        };
+        let pending = Pending {
+            write,
+            waiters,
+            deferred: Vec::new(),
+        };
+        self.pending
+            .entry(slot)
+            .or_default()
+            .insert(pending.write.version, pending);
+    }
+
+    /// A chain message, if it belongs to our configuration. Messages from a newer one are
     /// kept until we have it (and we ask for it); older ones are dropped, since their sender
     /// resends everything pending when it installs the configuration we have.
-    fn current(
+    fn on_chain(
         &mut self,
-        version: u64,
-        input: impl FnOnce() -> Input<W>,
-        out: &mut Vec<Output<W>>,
-    ) -> bool {
+        store: &mut dyn Store,
+        msg: ChainMessage,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let version = msg.config_version();
         if version > self.config.version {
-            if self.early.len() < 100_000 {
-                self.early.push(input());
+            if self.early.len() < EARLY_MESSAGES {
+                self.early.push(msg);
             }
             out.push(Output::FetchConfig);
+            return Ok(());
         }
-        version == self.config.version
+        if version < self.config.version {
+            return Ok(());
+        }
+        match msg {
+            ChainMessage::Write(w) => self.on_chain_write(store, w, out),
+            ChainMessage::Ack(a) => self.on_chain_ack(store, a, out),
+            ChainMessage::TransferData(t) => {
+                let effects = self.transfers.on_data(store, &self.config, t)?;
+                push_effects(effects, out);
+                Ok(())
+            }
+            ChainMessage::TransferAck(a) => {
+                let effects = self.transfers.on_ack(store, &self.config, a)?;
+                push_effects(effects, out);
+                Ok(())
+            }
+        }
     }
 
     fn on_chain_write(
         &mut self,
         store: &mut dyn Store,
         w: ChainWrite,
-        out: &mut Vec<Output<W>>,
+        out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
-        if !self.current(w.config_version, || Input::ChainWrite(w.clone()), out) {
-            return Ok(());
-        }
         let Some((pos, chain)) = self.position(w.region) else {
             return Ok(());
         };
@@ -482,25 +487,21 @@ impl<W: Clone> Replica<W> {
                     stage(store, w.region, &w.key, &stored);
                 }
             }
-            out.push(Output::Send(
-                pred,
-                Message::ChainAck(self.ack(&w.key, w.region, stored.version)),
-            ));
+            let ack = self.ack(&w.key, w.region, stored.version);
+            out.push(Output::Send(pred, ChainMessage::Ack(ack)));
             return Ok(());
         }
         match succ {
             None => {
                 absorb(&mut stored, &w);
                 stage(store, w.region, &w.key, &stored);
-                out.push(Output::Send(
-                    pred,
-                    Message::ChainAck(self.ack(&w.key, w.region, w.version)),
-                ));
+                let ack = self.ack(&w.key, w.region, w.version);
+                out.push(Output::Send(pred, ChainMessage::Ack(ack)));
             }
             Some(succ) => {
                 let pend = self.pending.entry((w.region, w.key.clone())).or_default();
-                if let std::collections::btree_map::Entry::Vacant(slot) = pend.entry(w.version) {
-                    out.push(Output::Send(succ, Message::ChainWrite(w.clone())));
+                if let Entry::Vacant(slot) = pend.entry(w.version) {
+                    out.push(Output::Send(succ, ChainMessage::Write(w.clone())));
                     slot.insert(Pending {
                         write: w,
                         waiters: Vec::new(),
@@ -525,15 +526,12 @@ impl<W: Clone> Replica<W> {
         &mut self,
         store: &mut dyn Store,
         a: ChainAck,
-        out: &mut Vec<Output<W>>,
+        out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
-        if !self.current(a.config_version, || Input::ChainAck(a.clone()), out) {
-            return Ok(());
-        }
         let Some((pos, chain)) = self.position(a.region) else {
             return Ok(());
         };
-        let pred = if pos == 0 { None } else { Some(chain[pos - 1]) };
+        let pred = pos.checked_sub(1).map(|p| chain[p]);
         self.commit_through(store, a.region, &a.key, a.version, out)?;
         // Pass the ack on only if this server really holds the version durably: after a
         // restart it may have lost a write that its successor acknowledges, and the
@@ -542,10 +540,8 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         if let Some(pred) = pred {
-            out.push(Output::Send(
-                pred,
-                Message::ChainAck(self.ack(&a.key, a.region, a.version)),
-            ));
+            let ack = self.ack(&a.key, a.region, a.version);
+            out.push(Output::Send(pred, ChainMessage::Ack(ack)));
         }
         Ok(())
     }
@@ -557,15 +553,16 @@ impl<W: Clone> Replica<W> {
         region: RegionId,
         key: &[u8],
         version: u64,
-        out: &mut Vec<Output<W>>,
+        out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
-        let Some(pend) = self.pending.get_mut(&(region, key.to_vec())) else {
+        let slot = (region, key.to_vec());
+        let Some(pend) = self.pending.get_mut(&slot) else {
             return Ok(());
         };
         let rest = pend.split_off(&(version + 1));
         let done = std::mem::replace(pend, rest);
         if pend.is_empty() {
-            self.pending.remove(&(region, key.to_vec()));
+            self.pending.remove(&slot);
         }
         if done.is_empty() {
             return Ok(());
@@ -580,17 +577,17 @@ impl<W: Clone> Replica<W> {
         }
         stage(store, region, key, &stored);
         for p in done.into_values() {
-            let reply = p
+            let answer = p
                 .write
                 .dedupe
                 .as_ref()
                 .map(|d| d.reply.clone())
                 .unwrap_or(Reply::Success);
             for w in p.waiters {
-                out.push(Output::Reply(w, Message::Reply(reply.clone())));
+                out.push(Output::Reply(w, reply(answer.clone())));
             }
             for (w, r) in p.deferred {
-                out.push(Output::Reply(w, Message::Reply(r)));
+                out.push(Output::Reply(w, reply(r)));
             }
         }
         Ok(())
@@ -600,7 +597,7 @@ impl<W: Clone> Replica<W> {
         &mut self,
         store: &mut dyn Store,
         config: Config,
-        out: &mut Vec<Output<W>>,
+        out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
         if config.version <= self.config.version {
             return Ok(());
@@ -614,321 +611,90 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
-        let keys: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
-        for (region, key) in keys {
-            // A server that has just become the joiner of a region it served (removed and
-            // added again in one step) lost its old role: what it had in flight belongs to the
-            // chain it left, not to a copy that is about to be rebuilt.
-            let mine = self.config.joiner(region).filter(|j| j.server == self.me);
-            let rejoining =
-                mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id);
-            let position = self
-                .position(region)
-                .filter(|_| !rejoining)
-                .map(|(p, c)| (p, c.to_vec()));
-            match position {
-                None => {
-                    // We left this chain: clients retry elsewhere.
-                    if let Some(pend) = self.pending.remove(&(region, key)) {
-                        for p in pend.into_values() {
-                            for w in p.waiters {
-                                out.push(Output::Reply(
-                                    w,
-                                    reconfigure("the region moved to other servers".into()),
-                                ));
-                            }
-                            for (w, _) in p.deferred {
-                                out.push(Output::Reply(
-                                    w,
-                                    reconfigure("the region moved to other servers".into()),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Some((pos, chain)) if pos + 1 == chain.len() => {
-                    // We are the tail now: everything pending is stored and acknowledged.
-                    let top = self.pending[&(region, key.clone())]
-                        .keys()
-                        .next_back()
-                        .copied()
-                        .unwrap_or(0);
-                    self.commit_through(store, region, &key, top, out)?;
-                    if pos > 0 {
-                        out.push(Output::Send(
-                            chain[pos - 1],
-                            Message::ChainAck(self.ack(&key, region, top)),
-                        ));
-                    }
-                }
-                Some((pos, chain)) => {
-                    let version = self.config.version;
-                    if let Some(pend) = self.pending.get_mut(&(region, key)) {
-                        for p in pend.values_mut() {
-                            p.write.config_version = version;
-                            out.push(Output::Send(
-                                chain[pos + 1],
-                                Message::ChainWrite(p.write.clone()),
-                            ));
-                        }
-                    }
-                }
-            }
+        let slots: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
+        for (region, key) in slots {
+            self.reconfigure_pending(store, &old, region, key, out)?;
         }
-        self.start_transfers(store, &old, out)?;
-        let early = std::mem::take(&mut self.early);
-        for input in early {
-            match input {
-                Input::ChainWrite(w) => self.on_chain_write(store, w, out)?,
-                Input::ChainAck(a) => self.on_chain_ack(store, a, out)?,
-                Input::TransferData(t) => self.on_transfer_data(store, t, out)?,
-                Input::TransferAck(a) => self.on_transfer_ack(store, a, out)?,
-                _ => {}
-            }
+        let config = self.config.clone();
+        push_effects(self.transfers.on_config(store, &old, &config)?, out);
+        for msg in std::mem::take(&mut self.early) {
+            self.on_chain(store, msg, out)?;
         }
         Ok(())
     }
 
-    /// After a new configuration: a server that has just become a joiner drops what it held
-    /// of the region (the transfer brings the authoritative copy; stale versions from an
-    /// earlier life must not shadow it), and the predecessor of each joiner starts sending.
-    fn start_transfers(
+    /// What becomes of a key's pending writes in the new configuration.
+    fn reconfigure_pending(
         &mut self,
         store: &mut dyn Store,
         old: &Config,
-        out: &mut Vec<Output<W>>,
+        region: RegionId,
+        key: Vec<u8>,
+        out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
-        let config = self.config.clone();
-        self.received
-            .retain(|r| config.joining(*r) == Some(self.me));
-        self.progress
-            .retain(|r, _| config.joining(*r) == Some(self.me));
-        for (region, pos) in config.regions_of(self.me) {
-            let chain = config.chain(region);
-            let mine = config.joiner(region).filter(|j| j.server == self.me);
-            // A join is identified by (server, since): the member it replaces may change
-            // while it runs (that member failed) without starting it over.
-            if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
-                self.received.remove(&region);
-                self.progress.remove(&region);
-                tracing::debug!(server = self.me.0, %region, join = ?mine, "joining: dropping the old copy");
-                for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
-                    store.put(Table::Objects, &k, None);
-                }
-            }
-            let joiner = config
-                .joiner(region)
-                .filter(|j| chain.get(pos + 1) == Some(&j.server));
-            match joiner {
-                Some(j) => {
-                    // A source that was not this join's source a moment ago starts over (the
-                    // joiner tells it where it really is).
-                    let old_chain = old.chain(region);
-                    let was_source = old.joiner(region).map(Joiner::id) == Some(j.id())
-                        && old_chain.iter().position(|&m| m == self.me).map(|p| p + 1)
-                            == old_chain.iter().position(|&m| m == j.server);
-                    let restart = !was_source
-                        || self
-                            .outgoing
-                            .get(&region)
-                            .is_none_or(|o| o.to != j.server || o.since != j.since);
-                    if restart {
-                        self.outgoing.insert(
-                            region,
-                            Outgoing {
-                                to: j.server,
-                                since: j.since,
-                                cursor: None,
-                                done: false,
-                                windows: 0,
-                            },
-                        );
+        // A server that has just become the joiner of a region it served (removed and added
+        // again in one step) lost its old role: what it had in flight belongs to the chain it
+        // left, not to a copy that is about to be rebuilt.
+        let mine = self.config.joiner(region).filter(|j| j.server == self.me);
+        let rejoining =
+            mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id);
+        let position = self
+            .position(region)
+            .filter(|_| !rejoining)
+            .map(|(p, c)| (p, c.to_vec()));
+        let slot = (region, key);
+        match position {
+            None => {
+                // We left this chain: clients retry elsewhere.
+                for p in self
+                    .pending
+                    .remove(&slot)
+                    .into_iter()
+                    .flat_map(BTreeMap::into_values)
+                {
+                    let waiters = p
+                        .waiters
+                        .into_iter()
+                        .chain(p.deferred.into_iter().map(|(w, _)| w));
+                    for w in waiters {
+                        out.push(Output::Reply(
+                            w,
+                            reconfigure("the region moved to other servers".into()),
+                        ));
                     }
                 }
-                None => {
-                    self.outgoing.remove(&region);
+            }
+            Some((pos, chain)) if pos + 1 == chain.len() => {
+                // We are the tail now: everything pending is stored and acknowledged.
+                let top = self.pending[&slot].keys().next_back().copied().unwrap_or(0);
+                self.commit_through(store, region, &slot.1, top, out)?;
+                if pos > 0 {
+                    let ack = self.ack(&slot.1, region, top);
+                    out.push(Output::Send(chain[pos - 1], ChainMessage::Ack(ack)));
+                }
+            }
+            Some((pos, chain)) => {
+                let version = self.config.version;
+                for p in self
+                    .pending
+                    .get_mut(&slot)
+                    .into_iter()
+                    .flat_map(|p| p.values_mut())
+                {
+                    p.write.config_version = version;
+                    out.push(Output::Send(
+                        chain[pos + 1],
+                        ChainMessage::Write(p.write.clone()),
+                    ));
                 }
             }
         }
-        let me = self.me;
-        self.outgoing.retain(|r, o| {
-            let chain = config.chain(*r);
-            let pred = chain
-                .iter()
-                .position(|&m| m == o.to)
-                .and_then(|p| p.checked_sub(1));
-            config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me)
-        });
-        let regions: Vec<RegionId> = self.outgoing.keys().copied().collect();
-        for r in regions {
-            if let Some(o) = self.outgoing.get_mut(&r) {
-                // The joiner's configuration changed with ours: resend from the last window
-                // it acknowledged.
-                o.done = false;
-            }
-        }
-        self.send_windows(store, None, out)
-    }
-
-    /// Sends the next window of every transfer not yet done (to `only`, if given).
-    fn send_windows(
-        &mut self,
-        store: &mut dyn Store,
-        only: Option<ServerId>,
-        out: &mut Vec<Output<W>>,
-    ) -> Result<(), StoreError> {
-        let config = self.config.clone();
-        for (region, o) in &self.outgoing {
-            if o.done || only.is_some_and(|p| p != o.to) {
-                continue;
-            }
-            let prefix = region_prefix(*region);
-            let after = o.cursor.as_ref().map(|c| object_key(*region, c));
-            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = store
-                .scan_from(
-                    Table::Objects,
-                    &prefix,
-                    after.as_deref(),
-                    TRANSFER_WINDOW + 1,
-                )?
-                .into_iter()
-                .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
-                .collect();
-            let mut last = entries.len() <= self.window;
-            entries.truncate(self.window);
-            let mut bytes = 0;
-            if let Some(cut) = entries.iter().position(|(k, v)| {
-                bytes += k.len() + v.len();
-                bytes > TRANSFER_WINDOW_BYTES
-            }) {
-                entries.truncate(cut.max(1));
-                last = false;
-            }
-            tracing::debug!(
-                server = self.me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
-                last, config = config.version, "transfer window"
-            );
-            out.push(Output::Send(
-                o.to,
-                Message::TransferData(TransferData {
-                    config_version: config.version,
-                    region: *region,
-                    after: o.cursor.clone(),
-                    entries,
-                    last,
-                }),
-            ));
-        }
         Ok(())
-    }
-
-    fn on_transfer_data(
-        &mut self,
-        store: &mut dyn Store,
-        t: TransferData,
-        out: &mut Vec<Output<W>>,
-    ) -> Result<(), StoreError> {
-        if !self.current(t.config_version, || Input::TransferData(t.clone()), out) {
-            return Ok(());
-        }
-        if self.config.joining(t.region) != Some(self.me) {
-            return Ok(());
-        }
-        let Some((pos, chain)) = self.position(t.region) else {
-            return Ok(());
-        };
-        let Some(&pred) = pos.checked_sub(1).and_then(|p| chain.get(p)) else {
-            return Ok(());
-        };
-        tracing::debug!(
-            server = self.me.0, region = %t.region, after = ?t.after, objects = t.entries.len(),
-            last = t.last, config = t.config_version, "transfer window received"
-        );
-        let progress = self.progress.entry(t.region).or_default();
-        if t.after != *progress {
-            // Not the next window: tell the source where to resume.
-            let upto = progress.clone();
-            out.push(Output::Send(
-                pred,
-                Message::TransferAck(TransferAck {
-                    config_version: self.config.version,
-                    region: t.region,
-                    upto,
-                    done: false,
-                }),
-            ));
-            return Ok(());
-        }
-        let mut upto = t.after.clone();
-        for (kb, bytes) in &t.entries {
-            let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
-                continue;
-            };
-            let mut stored = load(store, t.region, kb)?;
-            if incoming.version > stored.version {
-                stage(store, t.region, kb, &incoming);
-            } else if merge_older_records(&mut stored, &incoming) {
-                // A write reached this joiner before the transfer did: the object is newer
-                // here, but the records of earlier writes (which retries are matched
-                // against) come only with the transfer.
-                stage(store, t.region, kb, &stored);
-            }
-            upto = Some(kb.clone());
-        }
-        self.progress.insert(t.region, upto.clone());
-        if t.last {
-            if self.received.insert(t.region) {
-                tracing::info!(region = %t.region, "state transfer complete");
-            }
-            if let Some(j) = self.config.joiner(t.region) {
-                out.push(Output::TransferDone(t.region, j.since));
-            }
-        }
-        out.push(Output::Send(
-            pred,
-            Message::TransferAck(TransferAck {
-                config_version: self.config.version,
-                region: t.region,
-                upto,
-                done: t.last,
-            }),
-        ));
-        Ok(())
-    }
-
-    fn on_transfer_ack(
-        &mut self,
-        store: &mut dyn Store,
-        a: TransferAck,
-        out: &mut Vec<Output<W>>,
-    ) -> Result<(), StoreError> {
-        if !self.current(a.config_version, || Input::TransferAck(a.clone()), out) {
-            return Ok(());
-        }
-        let Some(o) = self.outgoing.get_mut(&a.region) else {
-            return Ok(());
-        };
-        // The joiner says where it is; resume from there (possibly back, if a window was not
-        // the one it expected).
-        if a.done && a.upto.as_deref() < o.cursor.as_deref() {
-            return Ok(());
-        }
-        o.cursor = a.upto;
-        o.windows += 1;
-        if o.windows.is_multiple_of(100) {
-            tracing::info!(region = %a.region, to = o.to.0, windows = o.windows, "state transfer in progress");
-        }
-        if a.done {
-            o.done = true;
-            return Ok(());
-        }
-        let to = o.to;
-        self.send_windows(store, Some(to), out)
     }
 
     /// Resends pending writes to their successor (only those whose successor is `only`, if
     /// given). Receivers ignore versions they have and acknowledge again.
-    fn resend(&mut self, only: Option<ServerId>, out: &mut Vec<Output<W>>) {
+    fn resend(&mut self, only: Option<ServerId>, out: &mut Outputs<W>) {
         for ((region, _), pend) in &self.pending {
             let chain = self.config.chain(*region);
             let succ = chain
@@ -939,105 +705,51 @@ impl<W: Clone> Replica<W> {
             let Some(peer) = succ else { continue };
             if only.is_none_or(|o| o == peer) {
                 for p in pend.values() {
-                    out.push(Output::Send(peer, Message::ChainWrite(p.write.clone())));
+                    out.push(Output::Send(peer, ChainMessage::Write(p.write.clone())));
                 }
             }
         }
     }
 }
 
+/// A write the head is ordering: where its object lives and what is stored.
+struct Ordered<'a> {
+    space: &'a SpaceConfig,
+    region: RegionId,
+    key: Vec<u8>,
+    stored: StoredObject,
+}
+
+/// The answer to a read at the head: the latest acknowledged (stored) version, never a
+/// pending one (unless the planted bug says otherwise).
+fn read<W>(
+    space: &SpaceConfig,
+    stored: &StoredObject,
+    pending: Option<&PendingWrites<W>>,
+    op: &Operation,
+) -> Reply {
+    let pending_latest = pending
+        .and_then(|p| p.values().next_back())
+        .map(|p| p.write.object.as_ref());
+    let current = match pending_latest {
+        Some(latest) if planted(Bug::ReadPending) => latest,
+        _ => stored.object.as_ref(),
+    };
+    step_key(&space.schema, current, op).0
+}
+
+fn push_effects<W>(effects: Vec<Effect>, out: &mut Outputs<W>) {
+    out.extend(effects.into_iter().map(|e| match e {
+        Effect::Send(to, msg) => Output::Send(to, msg),
+        Effect::Done(region, since) => Output::TransferDone(region, since),
+    }));
+}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::state::{Cluster, Command};
-    use crate::storage::MemStore;
+    use crate::daemon::record::load;
+    use crate::daemon::testnet::{head_of, op, Net};
     use hyperdex_model::{Func, Funcall, Value};
-
-    /// Three replicas wired by hand: messages are delivered by the test, so every step of the
-    /// protocol can be observed.
-    struct Net {
-        replicas: BTreeMap<ServerId, (Replica<u32>, MemStore)>,
-        replies: Vec<(u32, Message)>,
-        in_flight: Vec<(ServerId, Message)>,
-        transfers_done: Vec<(ServerId, RegionId)>,
-    }
-
-    impl Net {
-        fn new(servers: usize, space: &str) -> (Net, Config) {
-            let mut c = Cluster::new(1);
-            for i in 0..servers {
-                c.apply(&Command::Register {
-                    id: None,
-                    addr: format!("s{i}"),
-                })
-                .unwrap();
-            }
-            c.apply(&Command::AddSpace(space.into())).unwrap();
-            let replicas = c
-                .config
-                .servers
-                .keys()
-                .map(|&id| {
-                    let r = Replica::new(id, c.config.clone()).with_transfer_window(64);
-                    (id, (r, MemStore::new()))
-                })
-                .collect();
-            (
-                Net {
-                    replicas,
-                    replies: Vec::new(),
-                    in_flight: Vec::new(),
-                    transfers_done: Vec::new(),
-                },
-                c.config,
-            )
-        }
-
-        fn input(&mut self, to: ServerId, input: Input<u32>) {
-            let (r, store) = self.replicas.get_mut(&to).unwrap();
-            let outs = r.step(store, input).unwrap();
-            store.sync().unwrap();
-            for o in outs {
-                match o {
-                    Output::Reply(w, m) => self.replies.push((w, m)),
-                    Output::Send(s, m) => self.in_flight.push((s, m)),
-                    Output::FetchConfig => {}
-                    Output::TransferDone(r, _) => self.transfers_done.push((to, r)),
-                }
-            }
-        }
-
-        fn deliver_all(&mut self) {
-            while !self.in_flight.is_empty() {
-                let (to, m) = self.in_flight.remove(0);
-                let input = match m {
-                    Message::ChainWrite(w) => Input::ChainWrite(w),
-                    Message::ChainAck(a) => Input::ChainAck(a),
-                    Message::TransferData(t) => Input::TransferData(t),
-                    Message::TransferAck(a) => Input::TransferAck(a),
-                    other => panic!("unexpected {other:?}"),
-                };
-                self.input(to, input);
-            }
-        }
-    }
-
-    fn op(config: &Config, waiter: u32, seq: u64, op: Operation) -> Input<u32> {
-        Input::Op {
-            waiter,
-            config_version: config.version,
-            client: 7,
-            seq,
-            low_seq: 1,
-            op,
-        }
-    }
-
-    fn head_of(config: &Config, key: &str) -> (ServerId, RegionId) {
-        let s = config.space("s").unwrap();
-        let r = s.region_of(&Value::string(key)).unwrap();
-        (config.chain(r)[0], r)
-    }
 
     #[test]
     fn a_write_is_answered_only_after_the_tail_stored_it() {
@@ -1059,14 +771,13 @@ mod tests {
         assert_eq!(net.in_flight.len(), 1);
         // Deliver the write to the middle only: still no reply, nothing stored at the head.
         let (to, m) = net.in_flight.remove(0);
-        let Message::ChainWrite(w) = m else { panic!() };
-        net.input(to, Input::ChainWrite(w));
+        net.input(to, Input::Chain(m));
         assert!(net.replies.is_empty());
         let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
         let head_store = &net.replicas[&head].1;
         assert_eq!(load(head_store, region, &kb).unwrap().version, 0);
         net.deliver_all();
-        assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
+        assert_eq!(net.replies, vec![(1, (Reply::Success))]);
         for (_, store) in net.replicas.values() {
             let s = load(store, region, &kb).unwrap();
             assert_eq!(s.version, 1);
@@ -1099,11 +810,11 @@ mod tests {
         net.deliver_all();
         net.input(head, op(&config, 4, 2, add));
         net.input(head, op(&config, 5, 3, Operation::get("s", "a")));
-        let replies: BTreeMap<u32, Message> = net.replies.drain(..).collect();
-        assert_eq!(replies[&2], Message::Reply(Reply::Success));
-        assert_eq!(replies[&3], Message::Reply(Reply::Success));
-        assert_eq!(replies[&4], Message::Reply(Reply::Success));
-        let Message::Reply(Reply::Found(o)) = &replies[&5] else {
+        let replies: BTreeMap<u32, Reply> = net.replies.drain(..).collect();
+        assert_eq!(replies[&2], (Reply::Success));
+        assert_eq!(replies[&3], (Reply::Success));
+        assert_eq!(replies[&4], (Reply::Success));
+        let Reply::Found(o) = &replies[&5] else {
             panic!()
         };
         assert_eq!(o["n"], Value::Int(11), "applied once");
@@ -1127,10 +838,7 @@ mod tests {
         );
         net.deliver_all();
         assert_eq!(net.replies.len(), 2);
-        assert!(matches!(
-            net.replies[1],
-            (2, Message::Reply(Reply::CmpFail(_)))
-        ));
+        assert!(matches!(net.replies[1], (2, Reply::CmpFail(_))));
     }
 
     #[test]
@@ -1138,13 +846,13 @@ mod tests {
         let (mut net, config) = Net::new(2, "space s key k create 1 partition");
         let (head, _) = head_of(&config, "a");
         let mut input = op(&config, 1, 1, Operation::get("s", "a"));
-        if let Input::Op { config_version, .. } = &mut input {
-            *config_version -= 1;
+        if let Input::Op { req, .. } = &mut input {
+            req.config_version -= 1;
         }
         net.input(head, input);
         assert!(matches!(
             &net.replies[0].1,
-            Message::Reply(Reply::Error(ReturnCode::Reconfigure, _))
+            Reply::Error(ReturnCode::Reconfigure, _)
         ));
     }
 
@@ -1171,8 +879,8 @@ mod tests {
         for ch in &mut next.spaces.get_mut("s").unwrap().chains {
             ch.retain(|&m| m != tail);
         }
-        net.input(head, Input::Config(next));
-        assert_eq!(net.replies, vec![(1, Message::Reply(Reply::Success))]);
+        net.install(head, &next);
+        assert_eq!(net.replies, vec![(1, (Reply::Success))]);
     }
 
     #[test]
@@ -1192,8 +900,8 @@ mod tests {
         let mut solo = config.clone();
         solo.version += 1;
         solo.spaces.get_mut("s").unwrap().chains[0] = vec![head];
-        net.input(head, Input::Config(solo.clone()));
-        net.input(other, Input::Config(solo.clone()));
+        net.install(head, &solo);
+        net.install(other, &solo);
         for i in 0..150 {
             let key = format!("k{i}");
             net.input(
@@ -1217,8 +925,8 @@ mod tests {
             server: other,
             since: joined.version,
         });
-        net.input(other, Input::Config(joined.clone()));
-        net.input(head, Input::Config(joined.clone()));
+        net.install(other, &joined);
+        net.install(head, &joined);
         net.input(
             head,
             op(
@@ -1263,8 +971,8 @@ mod tests {
         // Other clients write the key many times; then client 7 retries seq 2 and deletes.
         for i in 0..40u64 {
             let mut other = op(&config, 100 + i as u32, i, Operation::put("s", "a", vec![]));
-            if let Input::Op { client, .. } = &mut other {
-                *client = 1000 + i;
+            if let Input::Op { req, .. } = &mut other {
+                req.client = 1000 + i;
             }
             net.input(head, other);
         }
@@ -1273,11 +981,84 @@ mod tests {
         net.deliver_all();
         net.input(head, op(&config, 4, 2, add));
         net.deliver_all();
-        let replies: BTreeMap<u32, Message> = net.replies.drain(..).collect();
+        let replies: BTreeMap<u32, Reply> = net.replies.drain(..).collect();
         assert_eq!(
             replies[&4],
-            Message::Reply(Reply::Success),
+            (Reply::Success),
             "answered from the record, not applied again"
         );
+    }
+
+    fn offline(r: &Reply) -> bool {
+        matches!(r, Reply::Error(ReturnCode::Offline, _))
+    }
+
+    #[test]
+    fn a_server_without_a_lease_answers_no_client() {
+        let (mut net, config) = Net::new(1, "space s key k create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        let fresh = Replica::new(head, config.clone());
+        net.replicas.get_mut(&head).unwrap().0 = fresh;
+        net.input(head, op(&config, 1, 1, Operation::get("s", "a")));
+        assert!(offline(&net.replies[0].1), "{:?}", net.replies);
+        net.grant(head, config.version);
+        net.input(head, op(&config, 2, 2, Operation::get("s", "a")));
+        assert_eq!(net.replies[1], (2, Reply::NotFound));
+    }
+
+    #[test]
+    fn a_lease_runs_out_after_its_length_from_when_the_heartbeat_was_sent() {
+        let (mut net, config) = Net::new(1, "space s key k create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        let length = Timing::default().lease;
+        net.advance(length - Duration::from_millis(1));
+        net.input(head, op(&config, 1, 1, Operation::get("s", "a")));
+        assert_eq!(net.replies[0], (1, Reply::NotFound), "still leased");
+        net.advance(Duration::from_millis(1));
+        net.input(head, op(&config, 2, 2, Operation::put("s", "a", vec![])));
+        assert!(
+            offline(&net.replies[1].1),
+            "neither reads nor writes once it ran out"
+        );
+        // A heartbeat sent now and answered renews it.
+        net.grant(head, config.version);
+        net.input(head, op(&config, 3, 3, Operation::get("s", "a")));
+        assert_eq!(net.replies[2], (3, Reply::NotFound));
+    }
+
+    #[test]
+    fn a_lease_covers_only_the_configuration_the_coordinator_had() {
+        let (mut net, config) = Net::new(2, "space s key k create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        // The coordinator moved on (the answer to a heartbeat says so) before this server
+        // installed the new configuration: it stops answering at once.
+        net.grant(head, config.version + 1);
+        net.input(head, op(&config, 1, 1, Operation::get("s", "a")));
+        assert!(offline(&net.replies[0].1), "{:?}", net.replies);
+        let mut next = config.clone();
+        next.version += 1;
+        net.input(head, Input::Config(next.clone()));
+        net.input(head, op(&next, 2, 2, Operation::get("s", "a")));
+        assert_eq!(
+            net.replies[1],
+            (2, Reply::NotFound),
+            "leased on the new one"
+        );
+    }
+
+    #[test]
+    fn a_late_answer_to_an_older_heartbeat_does_not_shorten_the_lease() {
+        let (mut net, config) = Net::new(1, "space s key k create 1 partition");
+        let (head, _) = head_of(&config, "a");
+        let older = Lease {
+            sent: net.now,
+            config_version: config.version,
+        };
+        net.advance(Timing::default().lease / 2);
+        net.grant(head, config.version);
+        net.input(head, Input::Lease(older));
+        net.advance(Timing::default().lease / 2 + Duration::from_millis(1));
+        net.input(head, op(&config, 1, 1, Operation::get("s", "a")));
+        assert_eq!(net.replies[0], (1, Reply::NotFound));
     }
 }

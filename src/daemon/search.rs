@@ -1,12 +1,13 @@
 //! Search inside one daemon: scans the regions a request names and returns the live objects
 //! that pass its checks.
 
-use hyperdex_model::apply::matches;
+use hyperdex_model::apply::{matches, validate_checks};
 use hyperdex_model::db::with_key;
 use hyperdex_model::value::decode;
-use hyperdex_model::{Check, Object, Space};
+use hyperdex_model::{Check, Object, Reply, ReturnCode, Space};
 
-use crate::config::{RegionId, SpaceConfig};
+use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::protocol::{ClientResponse, SearchRequest};
 use crate::storage::{Store, StoreError, Table};
 
 use super::record::{region_prefix, StoredObject, REGION_PREFIX_LEN};
@@ -35,4 +36,41 @@ pub fn search_store(
         }
     }
     Ok(found)
+}
+
+/// Answers a search request (whose configuration and lease the replica has checked): every
+/// region named must be one this server heads, and the checks must be valid for the space.
+pub fn run(
+    store: &dyn Store,
+    config: &Config,
+    me: ServerId,
+    req: &SearchRequest,
+) -> Result<ClientResponse, StoreError> {
+    let error = |code, message| Ok(ClientResponse::Reply(Reply::Error(code, message)));
+    let Some(space) = config.space(&req.space) else {
+        return error(
+            ReturnCode::UnknownSpace,
+            format!("unknown space \"{}\"", req.space),
+        );
+    };
+    if let Some(r) = req
+        .regions
+        .iter()
+        .find(|r| r.space != space.id || config.chain(**r).first() != Some(&me))
+    {
+        return error(
+            ReturnCode::Reconfigure,
+            format!("server {me} is not the head of region {r}"),
+        );
+    }
+    let checks = match validate_checks(&space.schema, &req.checks) {
+        Ok(c) => c,
+        Err(f) => return Ok(ClientResponse::Reply(f.into_reply())),
+    };
+    Ok(ClientResponse::Objects(search_store(
+        store,
+        space,
+        &req.regions,
+        &checks,
+    )?))
 }

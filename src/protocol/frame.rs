@@ -23,6 +23,8 @@ pub enum FrameError {
     Decode(String),
     #[error("the peer does not speak this protocol (got {0:02x?})")]
     BadHandshake([u8; 8]),
+    #[error("the peer does not read its replies")]
+    Overflow,
 }
 
 /// The eight handshake bytes.
@@ -132,7 +134,7 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Message;
+    use crate::protocol::{ClientRequest, Message, OpRequest};
     use hyperdex_model::{Operation, Value};
     use proptest::prelude::*;
 
@@ -140,13 +142,13 @@ mod tests {
     fn envelopes_round_trip() {
         let env = Envelope {
             id: 7,
-            msg: Message::Op {
+            msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
                 config_version: 3,
                 client: 9,
                 seq: 1,
                 low_seq: 1,
                 op: Operation::put("s", "k", vec![("a", Value::Int(1))]),
-            },
+            })),
         };
         let frame = encode_frame(&env);
         assert_eq!(
@@ -164,10 +166,10 @@ mod tests {
 
         #[test]
         fn truncated_frames_are_errors(cut in 0usize..40) {
-            let env = Envelope { id: 1, msg: Message::Op {
+            let env = Envelope { id: 1, msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
                 config_version: 1, client: 2, seq: 3, low_seq: 3,
                 op: Operation::put("space", "key", vec![("attr", Value::string("value"))]),
-            }};
+            }))};
             let frame = encode_frame(&env);
             let cut = cut.min(frame.len() - 5);
             prop_assert!(decode_payload(&frame[4..4 + cut]).is_err());

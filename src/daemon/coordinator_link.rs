@@ -1,0 +1,230 @@
+//! The daemon's link to the coordinator: registration, heartbeats, configurations, leases and
+//! transfer reports.
+//!
+//! - **Registration**: at start-up, with the server id kept in the data directory (if any),
+//!   retried until [`DaemonOptions::startup_timeout`], then a clear error.
+//! - **Heartbeats** every `heartbeat_interval`, on a connection and a task of their own, so
+//!   they never wait behind storage work. An answered heartbeat is a [`Lease`]: the time it
+//!   was *sent* and the configuration version the coordinator had. The link only passes it
+//!   on; the replica decides what it allows (see `replica`'s docs). A newer configuration in
+//!   the reply is passed on too. Both go through `watch` channels that hold only the newest
+//!   value, so the link never waits for the actor.
+//! - **Declared failed while alive** (a partition, a pause): the link registers again, and the
+//!   coordinator brings the server back as a joiner.
+//! - **Reports**: regions received completely by state transfer are reported to the
+//!   coordinator, which then makes this server a full member of their chains.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{debug, error, warn};
+
+use crate::config::{Config, RegionId, ServerId, ServerState};
+use crate::error::Error;
+use crate::net::RpcConn;
+use crate::protocol::{CoordRequest, CoordResponse, Message};
+use crate::rt;
+
+use super::replica::Lease;
+use super::{DaemonOptions, RPC_TIMEOUT};
+
+/// What registration gives: the server's id, the configuration, the connection, and the
+/// lease the registration itself grants.
+pub struct Registered {
+    pub id: ServerId,
+    pub config: Config,
+    pub conn: RpcConn,
+    pub lease: Lease,
+}
+
+/// Registers with the coordinator, retrying until the start-up timeout.
+pub async fn register(opts: &DaemonOptions, id: Option<ServerId>) -> Result<Registered, Error> {
+    let deadline = rt::now() + opts.startup_timeout;
+    let mut last_err = String::from("no attempt made");
+    while rt::now() < deadline {
+        match RpcConn::connect(&opts.coordinator, opts.max_frame, RPC_TIMEOUT).await {
+            Ok(conn) => {
+                let sent = rt::now();
+                match call(&conn, register_request(opts, id), RPC_TIMEOUT).await {
+                    Ok(CoordResponse::Registered { id, config }) => {
+                        let lease = Lease {
+                            sent,
+                            config_version: config.version,
+                        };
+                        return Ok(Registered {
+                            id,
+                            config,
+                            conn,
+                            lease,
+                        });
+                    }
+                    Ok(other) => last_err = format!("unexpected reply {}", other.name()),
+                    Err(Refused(message)) => {
+                        return Err(Error::Coordinator {
+                            addr: opts.coordinator.clone(),
+                            reason: format!("registration refused: {message}"),
+                        })
+                    }
+                    Err(Failed(e)) => last_err = e,
+                }
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+        rt::sleep(Duration::from_millis(200)).await;
+    }
+    Err(Error::Coordinator {
+        addr: opts.coordinator.clone(),
+        reason: format!(
+            "gave up after {:?} ({last_err}); is `hyperdex coordinator` running there?",
+            opts.startup_timeout
+        ),
+    })
+}
+
+fn register_request(opts: &DaemonOptions, id: Option<ServerId>) -> Message {
+    Message::ToCoordinator(CoordRequest::Register {
+        id,
+        addr: opts.address.clone(),
+    })
+}
+
+/// Why a call to the coordinator got no answer.
+enum CallError {
+    /// The coordinator answered with an error.
+    Refused(String),
+    /// No answer (connection, timeout, garbage).
+    Failed(String),
+}
+use CallError::{Failed, Refused};
+
+async fn call(conn: &RpcConn, msg: Message, timeout: Duration) -> Result<CoordResponse, CallError> {
+    match conn.call(msg, timeout).await {
+        Ok(Message::FromCoordinator(r)) => Ok(r),
+        Ok(Message::Error { message, .. }) => Err(Refused(message)),
+        Ok(other) => Err(Failed(format!("unexpected reply {}", other.name()))),
+        Err(e) => Err(Failed(e.to_string())),
+    }
+}
+
+/// The running link.
+pub struct Link {
+    pub me: ServerId,
+    pub opts: DaemonOptions,
+    pub conn: Option<RpcConn>,
+    /// The newest configuration passed to the actor.
+    pub config: watch::Sender<Arc<Config>>,
+    pub lease: watch::Sender<Option<Lease>>,
+    /// Woken when the actor wants a newer configuration at once.
+    pub fetch: Arc<Notify>,
+    pub reports: mpsc::Receiver<(RegionId, u64)>,
+}
+
+impl Link {
+    /// Sends heartbeats and reports until the actor is gone.
+    pub async fn run(mut self) {
+        while !self.config.is_closed() {
+            let reports = self.wait().await;
+            if self.conn.as_ref().is_none_or(|c| !c.is_alive()) {
+                self.conn =
+                    RpcConn::connect(&self.opts.coordinator, self.opts.max_frame, RPC_TIMEOUT)
+                        .await
+                        .ok();
+            }
+            let Some(conn) = self.conn.take() else {
+                continue;
+            };
+            for (region, since) in reports {
+                let msg = CoordRequest::TransferComplete {
+                    id: self.me,
+                    region,
+                    since,
+                };
+                let _ = call(&conn, Message::ToCoordinator(msg), RPC_TIMEOUT).await;
+            }
+            self.heartbeat(&conn).await;
+            self.conn = Some(conn);
+        }
+    }
+
+    /// Waits for the next heartbeat time, a fetch request or a report; returns every report
+    /// queued so far, once each.
+    async fn wait(&mut self) -> BTreeSet<(RegionId, u64)> {
+        let mut reports = BTreeSet::new();
+        tokio::select! {
+            biased;
+            _ = rt::sleep(self.opts.timing.heartbeat_interval) => {}
+            _ = self.fetch.notified() => {}
+            r = self.reports.recv() => reports.extend(r),
+        }
+        while let Ok(r) = self.reports.try_recv() {
+            reports.insert(r);
+        }
+        reports
+    }
+
+    async fn heartbeat(&mut self, conn: &RpcConn) {
+        let version = self.config.borrow().version;
+        let sent = rt::now();
+        let hb = CoordRequest::Heartbeat {
+            id: self.me,
+            config_version: version,
+        };
+        let config = match call(conn, Message::ToCoordinator(hb), self.opts.timing.lease).await {
+            Ok(CoordResponse::HeartbeatReply { config }) => config,
+            Ok(other) => {
+                debug!("unexpected heartbeat reply {}", other.name());
+                return;
+            }
+            Err(Refused(e) | Failed(e)) => {
+                debug!("heartbeat failed: {e}");
+                return;
+            }
+        };
+        let current = config.as_ref().map_or(version, |c| c.version);
+        self.grant(sent, current);
+        let Some(mut config) = config else {
+            return;
+        };
+        if config
+            .server(self.me)
+            .is_none_or(|s| s.state != ServerState::Available)
+        {
+            match self.register_again(conn).await {
+                Some(c) => config = c,
+                None => return,
+            }
+        }
+        self.config.send_replace(Arc::new(config));
+    }
+
+    fn grant(&self, sent: rt::Instant, config_version: u64) {
+        self.lease.send_replace(Some(Lease {
+            sent,
+            config_version,
+        }));
+    }
+
+    /// Declared failed while alive: register again and rejoin by state transfer.
+    async fn register_again(&self, conn: &RpcConn) -> Option<Config> {
+        warn!(
+            server = self.me.0,
+            "the coordinator declared this server failed; registering again"
+        );
+        match call(
+            conn,
+            register_request(&self.opts, Some(self.me)),
+            RPC_TIMEOUT,
+        )
+        .await
+        {
+            Ok(CoordResponse::Registered { config, .. }) => Some(config),
+            Err(Refused(message)) => {
+                error!("the coordinator refused this server: {message}");
+                None
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! State transfer, as a state machine without I/O: filling a server that joins a region's
+//! chain with the region's objects.
+//!
+//! A joiner is the last member of its region's chain (see `config::Joiner`). It stores every
+//! write forwarded to it like a tail, and meanwhile its predecessor (the *source*) streams the
+//! region's committed objects to it in windows, in key order:
+//!
+//! - the source sends one [`TransferData`] window at a time (at most [`TRANSFER_WINDOW`]
+//!   objects and about [`TRANSFER_WINDOW_BYTES`] bytes) and the next one only when the joiner
+//!   acknowledges it, so at most one window per region is in flight;
+//! - the joiner accepts a window only if it starts right after the last key it stored (its
+//!   *progress*); otherwise it tells the source where to resume. So a source that lost its
+//!   place (it restarted, or became the source anew) never skips a key;
+//! - an object the joiner already holds at a newer version (a write reached it first) keeps
+//!   its value, but takes the dedupe records of the older copy (retries are matched against
+//!   them, see `record::merge_older_records`);
+//! - after the last window the joiner reports the region done ([`Effect::Done`]); the daemon
+//!   tells the coordinator, which makes the joiner a full member.
+//!
+//! A join is identified by the joining server and the configuration version it started in
+//! (`Joiner::since`): a new join, even of the same server, starts from nothing, and a
+//! server that becomes a joiner drops whatever it held of the region, since stale versions
+//! from an earlier life must not shadow the transferred ones.
+//!
+//! Shortcut: a restarted server's data is dropped and sent again whole (no incremental
+//! rejoin).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{Config, Joiner, RegionId, ServerId};
+use crate::protocol::{ChainMessage, TransferAck, TransferData};
+use crate::storage::{KeyValues, Store, StoreError, Table};
+
+use super::record::REGION_PREFIX_LEN;
+use super::record::{load, merge_older_records, object_key, region_prefix, stage, StoredObject};
+
+/// Most objects per transfer window.
+pub const TRANSFER_WINDOW: usize = 4096;
+/// Most bytes per transfer window (a window always carries at least one object).
+pub const TRANSFER_WINDOW_BYTES: usize = 1 << 20;
+
+/// What the transfer machine asks the daemon to do.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    Send(ServerId, ChainMessage),
+    /// This server holds every object of a region it joins (the join started in `since`).
+    Done(RegionId, u64),
+}
+
+/// A transfer in progress from this server.
+#[derive(Debug)]
+struct Outgoing {
+    to: ServerId,
+    /// The joiner's start version: a restarted join restarts the transfer.
+    since: u64,
+    /// Objects with keys up to this one are acknowledged by the joiner.
+    cursor: Option<Vec<u8>>,
+    done: bool,
+    windows: u64,
+}
+
+/// One daemon's transfers, as source and as joiner.
+#[derive(Debug)]
+pub struct Transfers {
+    me: ServerId,
+    /// Transfers this server is sending, to the joiner of each region it precedes.
+    outgoing: BTreeMap<RegionId, Outgoing>,
+    /// Regions this server joins and has received completely (in the current configuration).
+    received: BTreeSet<RegionId>,
+    /// For each region this server joins: the last key received in order (`None`: nothing
+    /// yet). A window is accepted only if it starts right after it.
+    progress: BTreeMap<RegionId, Option<Vec<u8>>>,
+    /// Most objects per window.
+    window: usize,
+}
+
+type Effects = Result<Vec<Effect>, StoreError>;
+
+impl Transfers {
+    pub fn new(me: ServerId, window: usize) -> Transfers {
+        Transfers {
+            me,
+            outgoing: BTreeMap::new(),
+            received: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            window: window.max(1),
+        }
+    }
+
+    /// A new configuration was installed (`old` → `config`): a server that has just become a
+    /// joiner drops its old copy of the region, and the predecessor of each joiner starts (or
+    /// resumes) sending.
+    pub fn on_config(&mut self, store: &mut dyn Store, old: &Config, config: &Config) -> Effects {
+        let me = self.me;
+        self.received.retain(|r| config.joining(*r) == Some(me));
+        self.progress.retain(|r, _| config.joining(*r) == Some(me));
+        for (region, pos) in config.regions_of(me) {
+            let mine = config.joiner(region).filter(|j| j.server == me);
+            // A join is identified by (server, since): the member it replaces may change
+            // while it runs (that member failed) without starting it over.
+            if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
+                self.start_joining(store, region, mine)?;
+            }
+            let joiner = config
+                .joiner(region)
+                .filter(|j| config.chain(region).get(pos + 1) == Some(&j.server));
+            match joiner {
+                Some(j) => self.become_source(old, region, j),
+                None => {
+                    self.outgoing.remove(&region);
+                }
+            }
+        }
+        self.outgoing.retain(|r, o| {
+            let chain = config.chain(*r);
+            let pred = chain
+                .iter()
+                .position(|&m| m == o.to)
+                .and_then(|p| p.checked_sub(1));
+            config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me)
+        });
+        // The joiners' configuration changed with ours: resend from the last window each
+        // acknowledged.
+        for o in self.outgoing.values_mut() {
+            o.done = false;
+        }
+        self.send_windows(store, config, None)
+    }
+
+    fn start_joining(
+        &mut self,
+        store: &mut dyn Store,
+        region: RegionId,
+        join: Option<Joiner>,
+    ) -> Result<(), StoreError> {
+        self.received.remove(&region);
+        self.progress.remove(&region);
+        tracing::debug!(server = self.me.0, %region, ?join, "joining: dropping the old copy");
+        for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
+            store.put(Table::Objects, &k, None);
+        }
+        Ok(())
+    }
+
+    fn become_source(&mut self, old: &Config, region: RegionId, j: Joiner) {
+        // A source that was not this join's source a moment ago starts over (the joiner
+        // tells it where it really is).
+        let old_chain = old.chain(region);
+        let was_source = old.joiner(region).map(Joiner::id) == Some(j.id())
+            && old_chain.iter().position(|&m| m == self.me).map(|p| p + 1)
+                == old_chain.iter().position(|&m| m == j.server);
+        let restart = !was_source
+            || self
+                .outgoing
+                .get(&region)
+                .is_none_or(|o| o.to != j.server || o.since != j.since);
+        if restart {
+            self.outgoing.insert(
+                region,
+                Outgoing {
+                    to: j.server,
+                    since: j.since,
+                    cursor: None,
+                    done: false,
+                    windows: 0,
+                },
+            );
+        }
+    }
+
+    /// Sends the current window of every transfer not yet done (to `only`, if given): after
+    /// a connection to the joiner came up again, or periodically in case one was lost.
+    pub fn send_windows(
+        &mut self,
+        store: &mut dyn Store,
+        config: &Config,
+        only: Option<ServerId>,
+    ) -> Effects {
+        let mut out = Vec::new();
+        for (region, o) in &self.outgoing {
+            if o.done || only.is_some_and(|p| p != o.to) {
+                continue;
+            }
+            let (entries, last) = read_window(store, *region, o.cursor.as_deref(), self.window)?;
+            tracing::debug!(
+                server = self.me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
+                last, config = config.version, "transfer window"
+            );
+            out.push(Effect::Send(
+                o.to,
+                ChainMessage::TransferData(TransferData {
+                    config_version: config.version,
+                    region: *region,
+                    after: o.cursor.clone(),
+                    entries,
+                    last,
+                }),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The joiner's side: stores a window if it is the next one, and acknowledges.
+    pub fn on_data(&mut self, store: &mut dyn Store, config: &Config, t: TransferData) -> Effects {
+        let mut out = Vec::new();
+        if config.joining(t.region) != Some(self.me) {
+            return Ok(out);
+        }
+        let chain = config.chain(t.region);
+        let Some(pred) = chain
+            .iter()
+            .position(|&m| m == self.me)
+            .and_then(|p| p.checked_sub(1))
+            .map(|p| chain[p])
+        else {
+            return Ok(out);
+        };
+        tracing::debug!(
+            server = self.me.0, region = %t.region, after = ?t.after, objects = t.entries.len(),
+            last = t.last, config = t.config_version, "transfer window received"
+        );
+        let progress = self.progress.entry(t.region).or_default();
+        if t.after != *progress {
+            // Not the next window: tell the source where to resume.
+            let upto = progress.clone();
+            out.push(ack(config, pred, t.region, upto, false));
+            return Ok(out);
+        }
+        let mut upto = t.after.clone();
+        for (kb, bytes) in &t.entries {
+            store_transferred(store, t.region, kb, bytes)?;
+            upto = Some(kb.clone());
+        }
+        self.progress.insert(t.region, upto.clone());
+        if t.last {
+            if self.received.insert(t.region) {
+                tracing::info!(region = %t.region, "state transfer complete");
+            }
+            if let Some(j) = config.joiner(t.region) {
+                out.push(Effect::Done(t.region, j.since));
+            }
+        }
+        out.push(ack(config, pred, t.region, upto, t.last));
+        Ok(out)
+    }
+
+    /// The source's side: the joiner says where it is; resume from there (possibly back,
+    /// if a window was not the one it expected).
+    pub fn on_ack(&mut self, store: &mut dyn Store, config: &Config, a: TransferAck) -> Effects {
+        let Some(o) = self.outgoing.get_mut(&a.region) else {
+            return Ok(Vec::new());
+        };
+        if a.done && a.upto.as_deref() < o.cursor.as_deref() {
+            return Ok(Vec::new());
+        }
+        o.cursor = a.upto;
+        o.windows += 1;
+        if o.windows.is_multiple_of(100) {
+            tracing::info!(region = %a.region, to = o.to.0, windows = o.windows, "state transfer in progress");
+        }
+        if a.done {
+            o.done = true;
+            return Ok(Vec::new());
+        }
+        let to = o.to;
+        self.send_windows(store, config, Some(to))
+    }
+
+    /// Periodically: resend current windows (one may have been lost) and report again the
+    /// regions received completely (the report may have been lost).
+    pub fn tick(&mut self, store: &mut dyn Store, config: &Config) -> Effects {
+        let mut out = self.send_windows(store, config, None)?;
+        for r in &self.received {
+            if let Some(j) = config.joiner(*r).filter(|j| j.server == self.me) {
+                out.push(Effect::Done(*r, j.since));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ack(
+    config: &Config,
+    to: ServerId,
+    region: RegionId,
+    upto: Option<Vec<u8>>,
+    done: bool,
+) -> Effect {
+    Effect::Send(
+        to,
+        ChainMessage::TransferAck(TransferAck {
+            config_version: config.version,
+            region,
+            upto,
+            done,
+        }),
+    )
+}
+
+/// The next window of `region` after key `after`: at most `max` objects and about
+/// [`TRANSFER_WINDOW_BYTES`] bytes (at least one object), and whether it is the last.
+fn read_window(
+    store: &dyn Store,
+    region: RegionId,
+    after: Option<&[u8]>,
+    max: usize,
+) -> Result<(KeyValues, bool), StoreError> {
+    let prefix = region_prefix(region);
+    let after = after.map(|c| object_key(region, c));
+    let mut entries: KeyValues = store
+        .scan_from(Table::Objects, &prefix, after.as_deref(), max + 1)?
+        .into_iter()
+        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
+        .collect();
+    let mut last = entries.len() <= max;
+    entries.truncate(max);
+    let mut bytes = 0;
+    if let Some(cut) = entries.iter().position(|(k, v)| {
+        bytes += k.len() + v.len();
+        bytes > TRANSFER_WINDOW_BYTES
+    }) {
+        entries.truncate(cut.max(1));
+        last = false;
+    }
+    Ok((entries, last))
+}
+
+/// Stores one transferred object, unless this server already holds a newer version (then
+/// only the older copy's dedupe records are merged in).
+fn store_transferred(
+    store: &mut dyn Store,
+    region: RegionId,
+    kb: &[u8],
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
+        return Ok(());
+    };
+    let mut stored = load(store, region, kb)?;
+    if incoming.version > stored.version {
+        stage(store, region, kb, &incoming);
+    } else if merge_older_records(&mut stored, &incoming) {
+        // A write reached this joiner before the transfer did: the object is newer here, but
+        // the records of earlier writes (which retries are matched against) come only with
+        // the transfer.
+        stage(store, region, kb, &stored);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SpaceId;
+    use crate::storage::MemStore;
+    use hyperdex_model::{Object, Value};
+
+    const REGION: RegionId = RegionId {
+        space: SpaceId(1),
+        index: 0,
+    };
+    const SOURCE: ServerId = ServerId(1);
+    const JOINER: ServerId = ServerId(2);
+
+    /// A configuration with one space of one region whose chain is `chain`, joined by
+    /// `joining` since version `since`.
+    fn config(version: u64, chain: &[u64], joining: Option<(u64, u64)>) -> Config {
+        let mut c = crate::coordinator::state::Cluster::new(1);
+        for i in 0..3 {
+            c.apply(&crate::coordinator::state::Command::Register {
+                id: None,
+                addr: format!("s{i}"),
+            })
+            .expect("register");
+        }
+        c.apply(&crate::coordinator::state::Command::AddSpace(
+            "space s key k attributes int n create 1 partition".into(),
+        ))
+        .expect("space");
+        let mut config = c.config;
+        config.version = version;
+        let s = config.spaces.get_mut("s").expect("space");
+        s.chains[0] = chain.iter().map(|&i| ServerId(i)).collect();
+        s.joining[0] = joining.map(|(server, since)| Joiner {
+            server: ServerId(server),
+            since,
+            replaces: None,
+        });
+        config
+    }
+
+    fn object(i: i64) -> StoredObject {
+        StoredObject {
+            version: 1,
+            object: Some(Object::from([("n".to_string(), Value::Int(i))])),
+            dedupe: Vec::new(),
+        }
+    }
+
+    fn fill(store: &mut MemStore, n: usize) {
+        for i in 0..n {
+            stage(
+                store,
+                REGION,
+                format!("k{i:03}").as_bytes(),
+                &object(i as i64),
+            );
+        }
+        store.sync().expect("sync");
+    }
+
+    /// Delivers effects between a source and a joiner until none are left; returns how many
+    /// windows crossed and whether the joiner reported the region done.
+    fn run(
+        src: (&mut Transfers, &mut MemStore),
+        dst: (&mut Transfers, &mut MemStore),
+        config: &Config,
+        mut effects: Vec<Effect>,
+    ) -> (usize, bool) {
+        let (mut windows, mut done) = (0, false);
+        while !effects.is_empty() {
+            let mut next = Vec::new();
+            for e in effects {
+                match e {
+                    Effect::Send(to, ChainMessage::TransferData(t)) if to == JOINER => {
+                        windows += 1;
+                        next.extend(dst.0.on_data(dst.1, config, t).expect("data"));
+                    }
+                    Effect::Send(to, ChainMessage::TransferAck(a)) if to == SOURCE => {
+                        next.extend(src.0.on_ack(src.1, config, a).expect("ack"));
+                    }
+                    Effect::Done(r, _) => done |= r == REGION,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            effects = next;
+        }
+        (windows, done)
+    }
+
+    #[test]
+    fn a_joiner_receives_a_region_window_by_window() {
+        let before = config(1, &[1], None);
+        let during = config(2, &[1, 2], Some((2, 2)));
+        let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+        let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+        fill(&mut s_store, 35);
+        // Stale data on the joiner from an earlier life is dropped.
+        stage(&mut d_store, REGION, b"zzz", &object(-1));
+        assert!(dst
+            .on_config(&mut d_store, &before, &during)
+            .unwrap()
+            .is_empty());
+        let first = src.on_config(&mut s_store, &before, &during).unwrap();
+        let (windows, done) = run(
+            (&mut src, &mut s_store),
+            (&mut dst, &mut d_store),
+            &during,
+            first,
+        );
+        assert_eq!(windows, 4, "35 objects in windows of 10");
+        assert!(done);
+        let prefix = region_prefix(REGION);
+        assert_eq!(
+            s_store.scan_prefix(Table::Objects, &prefix).unwrap(),
+            d_store.scan_prefix(Table::Objects, &prefix).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_window_out_of_place_is_answered_with_where_to_resume() {
+        let before = config(1, &[1], None);
+        let during = config(2, &[1, 2], Some((2, 2)));
+        let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+        let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+        fill(&mut s_store, 25);
+        dst.on_config(&mut d_store, &before, &during).unwrap();
+        let first = src.on_config(&mut s_store, &before, &during).unwrap();
+        // The first window arrives; its ack is lost; the source, restarted, sends a window
+        // from a later place. The joiner refuses it and says where it is.
+        let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+            panic!("{first:?}")
+        };
+        let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+        let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
+            panic!("{acked:?}")
+        };
+        let mut skipping = w1.clone();
+        skipping.after = Some(b"k015".to_vec());
+        let answer = dst.on_data(&mut d_store, &during, skipping).unwrap();
+        assert_eq!(
+            answer,
+            vec![Effect::Send(
+                SOURCE,
+                ChainMessage::TransferAck(TransferAck {
+                    done: false,
+                    ..a1.clone()
+                })
+            )]
+        );
+        let (_, done) = run(
+            (&mut src, &mut s_store),
+            (&mut dst, &mut d_store),
+            &during,
+            answer,
+        );
+        assert!(done);
+        assert_eq!(
+            d_store
+                .scan_prefix(Table::Objects, &region_prefix(REGION))
+                .unwrap()
+                .len(),
+            25,
+            "nothing skipped"
+        );
+    }
+
+    #[test]
+    fn a_newer_object_on_the_joiner_keeps_its_value() {
+        let mut store = MemStore::new();
+        let mut newer = object(7);
+        newer.version = 5;
+        stage(&mut store, REGION, b"k", &newer);
+        let older = postcard::to_allocvec(&object(1)).unwrap();
+        store_transferred(&mut store, REGION, b"k", &older).unwrap();
+        assert_eq!(load(&store, REGION, b"k").unwrap(), newer);
+    }
+
+    #[test]
+    fn a_server_that_stops_being_the_source_stops_sending() {
+        let before = config(1, &[1], None);
+        let during = config(2, &[1, 2], Some((2, 2)));
+        let after = config(3, &[1, 2], None);
+        let mut src = Transfers::new(SOURCE, 10);
+        let mut store = MemStore::new();
+        fill(&mut store, 30);
+        assert_eq!(
+            src.on_config(&mut store, &before, &during).unwrap().len(),
+            1
+        );
+        assert!(src
+            .on_config(&mut store, &during, &after)
+            .unwrap()
+            .is_empty());
+        assert!(src.tick(&mut store, &after).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,31 @@
+//! Every bound on a queue or a buffer, in one place, with what happens when it is reached.
+//!
+//! Nothing that a client or a peer can fill grows without bound. Where a queue is full the
+//! sender either waits (which pushes back on the TCP connection it reads from, so a fast
+//! client slows down instead of growing the daemon's memory) or the item is dropped where the
+//! protocol already recovers from a lost message (chain messages are resent by the replica
+//! on every tick, and transfer windows are resent until acknowledged).
+
+/// Inputs waiting for a daemon's actor (client requests, chain messages, configurations). A
+/// connection's reader waits while it is full.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Most inputs the actor takes in one batch (one sync for all of them).
+pub const ACTOR_BATCH: usize = 1024;
+
+/// Chain and transfer messages waiting to be written to one peer daemon. When full, further
+/// messages to that peer are dropped and the replica resends them on its next tick; the actor
+/// never waits for a peer (two daemons waiting for each other would deadlock).
+pub const PEER_QUEUE: usize = 16_384;
+
+/// Frames waiting to be written on one connection. A server whose client does not read its
+/// replies until this many are queued closes the connection; a client waits to send.
+pub const CONNECTION_QUEUE: usize = 4096;
+
+/// Reports of completed transfers waiting to go to the coordinator; when full, a report is
+/// dropped and sent again on the next tick.
+pub const REPORT_QUEUE: usize = 64;
+
+/// Chain messages stamped with a configuration newer than the daemon's, kept until it has
+/// that configuration; beyond this many they are dropped (their senders resend them).
+pub const EARLY_MESSAGES: usize = 100_000;

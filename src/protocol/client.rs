@@ -1,0 +1,62 @@
+//! The conversation between a client and a daemon: single-key operations and searches, sent
+//! to the head of a region, and their answers.
+
+use hyperdex_model::{Check, Object, Operation, Reply};
+use serde::{Deserialize, Serialize};
+
+use super::chain::ClientId;
+use crate::config::RegionId;
+
+/// A single-key operation, sent to the head of the key's region. The same request (client id
+/// and sequence number) is sent again on every retry, so the head can answer it once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpRequest {
+    pub config_version: u64,
+    pub client: ClientId,
+    pub seq: u64,
+    /// The client's lowest sequence number still waiting for an answer.
+    pub low_seq: u64,
+    pub op: Operation,
+}
+
+/// Search the regions of `space` that the receiver heads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub config_version: u64,
+    pub space: String,
+    pub regions: Vec<RegionId>,
+    pub checks: Vec<Check>,
+}
+
+/// What a client asks a daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    Op(OpRequest),
+    Search(SearchRequest),
+}
+
+/// What a daemon answers a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    Reply(Reply),
+    /// Search results: matching objects with their keys.
+    Objects(Vec<Object>),
+}
+
+impl ClientRequest {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientRequest::Op(_) => "Op",
+            ClientRequest::Search(_) => "Search",
+        }
+    }
+}
+
+impl ClientResponse {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientResponse::Reply(_) => "Reply",
+            ClientResponse::Objects(_) => "Objects",
+        }
+    }
+}

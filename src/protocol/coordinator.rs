@@ -1,0 +1,99 @@
+//! The conversation with the coordinator: daemons register and send heartbeats, clients fetch
+//! the configuration, admin tools change it.
+
+use hyperdex_model::ReturnCode;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, RegionId, ServerId};
+
+/// Administrative requests to the coordinator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// A space description, parsed by the coordinator.
+    AddSpace(String),
+    RmSpace(String),
+    ListSpaces,
+    /// Succeeds once no region is short of replicas that could be filled.
+    WaitUntilStable,
+    ServerKill(ServerId),
+    ServerForget(ServerId),
+    /// Change how many failures a space tolerates.
+    FaultTolerance {
+        space: String,
+        tolerate: u32,
+    },
+}
+
+/// What an admin request returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminOutput {
+    Done,
+    Spaces(Vec<String>),
+    /// Not stable yet: the caller should ask again.
+    NotStable(String),
+}
+
+/// What the coordinator is asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CoordRequest {
+    /// Fetch the current configuration.
+    GetConfig,
+    /// A daemon announces itself; `id` is `Some` when it restarts on an existing data
+    /// directory.
+    Register {
+        id: Option<ServerId>,
+        addr: String,
+    },
+    /// A daemon is alive and has configuration `config_version`.
+    Heartbeat {
+        id: ServerId,
+        config_version: u64,
+    },
+    Admin(AdminCommand),
+    /// A daemon has received every object of a region it is joining.
+    TransferComplete {
+        id: ServerId,
+        region: RegionId,
+        /// The join this completes (`Joiner::since`): a late report of an earlier join of
+        /// the same region must not complete a newer one.
+        since: u64,
+    },
+}
+
+/// What the coordinator answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CoordResponse {
+    Config(Config),
+    Registered {
+        id: ServerId,
+        config: Config,
+    },
+    /// The newer configuration, if the daemon is behind.
+    HeartbeatReply {
+        config: Option<Config>,
+    },
+    AdminReply(Result<AdminOutput, (ReturnCode, String)>),
+}
+
+impl CoordRequest {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CoordRequest::GetConfig => "GetConfig",
+            CoordRequest::Register { .. } => "Register",
+            CoordRequest::Heartbeat { .. } => "Heartbeat",
+            CoordRequest::Admin(_) => "Admin",
+            CoordRequest::TransferComplete { .. } => "TransferComplete",
+        }
+    }
+}
+
+impl CoordResponse {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CoordResponse::Config(_) => "Config",
+            CoordResponse::Registered { .. } => "Registered",
+            CoordResponse::HeartbeatReply { .. } => "HeartbeatReply",
+            CoordResponse::AdminReply(_) => "AdminReply",
+        }
+    }
+}
