@@ -22,27 +22,34 @@
 //!
 //! Asynchronous use: [`Client::start`] returns a [`Deferred`] at once; [`Client::wait`] waits
 //! for one, and [`Client::loop_next`] for whichever outstanding operation finishes first.
+//!
+//! Files: `validate` (checks against the schema), `retry` (the retry contract as a state
+//! machine), `search` (scatter-gather search, count, sorted search, group calls),
+//! `deferred` (asynchronous operations).
+
+mod deferred;
+pub mod retry;
+mod search;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyperdex_model::apply::{normalize_write, validate_checks, validate_get_partial};
-use hyperdex_model::db::sort_results;
-use hyperdex_model::value::coerce;
-use hyperdex_model::{
-    Check, Existence, Funcall, KeyWrite, Object, Operation, Predicate, Reply, ReturnCode, Value,
-};
+use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Value};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::config::Config;
 use crate::net::{RpcConn, RpcError};
 use crate::protocol::{
-    ClientRequest, ClientResponse, CoordRequest, CoordResponse, Message, OpRequest, SearchRequest,
-    DEFAULT_MAX_FRAME,
+    ClientRequest, ClientResponse, CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME,
 };
 use crate::rt;
+pub use deferred::Deferred;
+use deferred::Outstanding;
+use retry::{Attempts, Next};
+use validate::validate;
 
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -89,19 +96,6 @@ fn unexpected(r: Reply) -> ClientError {
     }
 }
 
-/// A handle on an operation started with [`Client::start`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Deferred(pub u64);
-
-struct Outstanding {
-    tx: mpsc::UnboundedSender<(u64, Reply)>,
-    rx: Option<mpsc::UnboundedReceiver<(u64, Reply)>>,
-    /// Finished operations in the order they finished.
-    finished: Vec<(u64, Reply)>,
-    running: std::collections::BTreeSet<u64>,
-    next: u64,
-}
-
 struct Inner {
     coordinator: String,
     opts: ClientOptions,
@@ -109,7 +103,7 @@ struct Inner {
     seq: AtomicU64,
     config: Mutex<Arc<Config>>,
     conns: tokio::sync::Mutex<BTreeMap<String, Arc<RpcConn>>>,
-    outstanding: Mutex<Outstanding>,
+    outstanding: Mutex<deferred::Outstanding>,
     /// Sequence numbers of single-key operations still waiting for an answer; the lowest
     /// tells daemons which dedupe records this client no longer needs.
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
@@ -215,63 +209,6 @@ impl Client {
         Ok(c)
     }
 
-    /// Checks an operation against the schema before sending it.
-    fn validate(config: &Config, op: &Operation) -> Result<(), Reply> {
-        let Some(space_name) = op.space() else {
-            return Ok(());
-        };
-        let Some(space) = config.space(space_name) else {
-            return Err(Reply::Error(
-                ReturnCode::UnknownSpace,
-                format!("unknown space \"{space_name}\""),
-            ));
-        };
-        let schema = &space.schema;
-        let key_ok = |k: &Value| {
-            coerce(k.clone(), schema.key.datatype)
-                .map(|_| ())
-                .map_err(|e| {
-                    Reply::Error(
-                        ReturnCode::WrongType,
-                        format!("key \"{}\": {e}", schema.key.name),
-                    )
-                })
-        };
-        match op {
-            Operation::Get { key, .. } => key_ok(key),
-            Operation::GetPartial { key, attrs, .. } => {
-                key_ok(key)?;
-                validate_get_partial(schema, attrs).map_err(|f| f.into_reply())
-            }
-            Operation::Write { write, .. } => normalize_write(schema, write)
-                .map(|_| ())
-                .map_err(|f| f.into_reply()),
-            Operation::Search { checks, .. }
-            | Operation::Count { checks, .. }
-            | Operation::GroupDel { checks, .. }
-            | Operation::SortedSearch { checks, .. } => validate_checks(schema, checks)
-                .map(|_| ())
-                .map_err(|f| f.into_reply()),
-            Operation::GroupWrite { checks, funcs, .. } => {
-                validate_checks(schema, checks).map_err(|f| f.into_reply())?;
-                let w = KeyWrite {
-                    key: schema.key.datatype.default_value(),
-                    checks: Vec::new(),
-                    funcs: funcs.clone(),
-                    existence: Existence::MustExist,
-                    erase: false,
-                };
-                normalize_write(schema, &w)
-                    .map(|_| ())
-                    .map_err(|f| f.into_reply())
-            }
-            Operation::AddSpace(_) | Operation::RmSpace(_) => Err(Reply::Error(
-                ReturnCode::Internal,
-                "spaces are added and removed through the admin client".into(),
-            )),
-        }
-    }
-
     /// Runs any operation and returns the cluster's reply (never panics, never hangs past
     /// the timeout).
     pub async fn call(&self, op: Operation) -> Reply {
@@ -282,64 +219,19 @@ impl Client {
                 config = c;
             }
         }
-        if let Err(r) = Self::validate(&config, &op) {
+        if let Err(r) = validate(&config, &op) {
             return r;
         }
-        match &op {
+        match op {
             Operation::Get { .. } | Operation::GetPartial { .. } | Operation::Write { .. } => {
                 self.key_op(op).await
             }
-            Operation::Search { space, checks } => match self.search_all(space, checks).await {
-                Ok(objs) => Reply::Objects(objs),
-                Err(e) => Reply::Error(e.code, e.message),
-            },
-            Operation::Count { space, checks } => match self.search_all(space, checks).await {
-                Ok(objs) => Reply::Count(objs.len() as u64),
-                Err(e) => Reply::Error(e.code, e.message),
-            },
-            Operation::SortedSearch {
-                space,
-                checks,
-                sort_by,
-                limit,
-                maximize,
-            } => match self.search_all(space, checks).await {
-                Ok(mut objs) => {
-                    let key_name = config
-                        .space(space)
-                        .map(|s| s.schema.key.name.clone())
-                        .unwrap_or_default();
-                    let Some(attr) = config
-                        .space(space)
-                        .and_then(|s| s.schema.any_attribute(sort_by))
-                    else {
-                        return Reply::Error(
-                            ReturnCode::UnknownAttr,
-                            format!("cannot sort by unknown attribute \"{sort_by}\" in space \"{space}\""),
-                        );
-                    };
-                    if !attr.datatype.is_comparable() {
-                        return Reply::Error(
-                            ReturnCode::WrongType,
-                            format!("cannot sort by \"{sort_by}\" of type {}", attr.datatype),
-                        );
-                    }
-                    sort_results(&mut objs, sort_by, &key_name, *maximize, *limit);
-                    Reply::Objects(objs)
-                }
-                Err(e) => Reply::Error(e.code, e.message),
-            },
-            Operation::GroupDel { space, checks } => self.group(space, checks, None).await,
-            Operation::GroupWrite {
-                space,
-                checks,
-                funcs,
-            } => self.group(space, checks, Some(funcs)).await,
             Operation::AddSpace(_) | Operation::RmSpace(_) => unreachable!("rejected by validate"),
+            op => self.search_call(&config, op).await,
         }
     }
 
-    /// A single-key operation, with the retry contract of the module docs.
+    /// A single-key operation, with the retry contract of [`retry`].
     async fn key_op(&self, op: Operation) -> Reply {
         let seq = {
             let mut in_flight = lock(&self.inner.in_flight);
@@ -347,37 +239,26 @@ impl Client {
             in_flight.insert(seq);
             seq
         };
-        let reply = self.key_op_with(seq, op).await;
+        let mut attempts =
+            Attempts::new(self.inner.id, seq, op, rt::now(), self.inner.opts.timeout);
+        let reply = loop {
+            let config = self.config();
+            let result = self.attempt(&config, &mut attempts).await;
+            match attempts.outcome(rt::now(), result) {
+                Next::Done(reply) => break reply,
+                Next::Retry(pause) => {
+                    rt::sleep(pause).await;
+                    let _ = self.refresh().await;
+                }
+            }
+        };
         lock(&self.inner.in_flight).remove(&seq);
         reply
     }
 
-    async fn key_op_with(&self, seq: u64, op: Operation) -> Reply {
-        let deadline = rt::now() + self.inner.opts.timeout;
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let config = self.config();
-            let last = match self.attempt(&config, seq, &op).await {
-                Ok(Reply::Error(ReturnCode::Reconfigure | ReturnCode::Offline, why)) => why,
-                Ok(reply) => return reply,
-                Err(why) => why,
-            };
-            if rt::now() + backoff >= deadline {
-                return Reply::Error(
-                    ReturnCode::Timeout,
-                    format!(
-                        "no answer within {:?} (last problem: {last})",
-                        self.inner.opts.timeout
-                    ),
-                );
-            }
-            rt::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
-            let _ = self.refresh().await;
-        }
-    }
-
-    async fn attempt(&self, config: &Config, seq: u64, op: &Operation) -> Result<Reply, String> {
+    /// Sends the call's request once to the head of its key's region.
+    async fn attempt(&self, config: &Config, attempts: &mut Attempts) -> Result<Reply, String> {
+        let op = attempts.op();
         let space = op
             .space()
             .and_then(|s| config.space(s))
@@ -393,134 +274,18 @@ impl Client {
             .ok_or_else(|| format!("unknown server {head}"))?
             .addr;
         let conn = self.conn(addr).await.map_err(|e| e.to_string())?;
-        let low_seq = lock(&self.inner.in_flight).first().copied().unwrap_or(seq);
-        let msg = Message::ToDaemon(ClientRequest::Op(OpRequest {
-            config_version: config.version,
-            client: self.inner.id,
-            seq,
-            low_seq,
-            op: op.clone(),
-        }));
+        let low_seq = lock(&self.inner.in_flight)
+            .first()
+            .copied()
+            .unwrap_or(u64::MAX);
+        let request = attempts.request(config.version, low_seq);
+        let msg = Message::ToDaemon(ClientRequest::Op(request));
         match conn.call(msg, self.inner.opts.attempt_timeout).await {
             Ok(Message::FromDaemon(ClientResponse::Reply(r))) => Ok(r),
             Ok(Message::Error { code, message }) => Ok(Reply::Error(code, message)),
             Ok(other) => Err(format!("unexpected reply {}", other.name())),
             Err(e) => Err(e.to_string()),
         }
-    }
-
-    /// Every object of `space` passing `checks`, in key order.
-    pub async fn search_all(&self, space: &str, checks: &[Check]) -> ClientResult<Vec<Object>> {
-        let deadline = rt::now() + self.inner.opts.timeout;
-        loop {
-            let config = self.config();
-            let last = match self.search_once(&config, space, checks).await {
-                Ok(result) => return result,
-                Err(why) => why,
-            };
-            if rt::now() >= deadline {
-                return Err(ClientError::new(
-                    ReturnCode::Timeout,
-                    format!("search did not complete: {last}"),
-                ));
-            }
-            rt::sleep(Duration::from_millis(20)).await;
-            let _ = self.refresh().await;
-        }
-    }
-
-    /// One scatter-gather round: `Err` to retry, `Ok(Err)` for a final error.
-    async fn search_once(
-        &self,
-        config: &Config,
-        space: &str,
-        checks: &[Check],
-    ) -> Result<ClientResult<Vec<Object>>, String> {
-        let Some(sc) = config.space(space) else {
-            return Ok(Err(ClientError::new(
-                ReturnCode::UnknownSpace,
-                format!("unknown space \"{space}\""),
-            )));
-        };
-        let mut by_head: BTreeMap<ServerId, Vec<RegionId>> = BTreeMap::new();
-        for r in search_regions(sc, checks) {
-            let head = *config
-                .chain(r)
-                .first()
-                .ok_or_else(|| format!("region {r} has no servers"))?;
-            by_head.entry(head).or_default().push(r);
-        }
-        let mut calls = Vec::new();
-        for (head, regions) in by_head {
-            let addr = config
-                .server(head)
-                .ok_or_else(|| format!("unknown server {head}"))?
-                .addr
-                .clone();
-            let msg = Message::ToDaemon(ClientRequest::Search(SearchRequest {
-                config_version: config.version,
-                space: space.to_string(),
-                regions,
-                checks: checks.to_vec(),
-            }));
-            let this = self.clone();
-            calls.push(rt::spawn(async move {
-                let conn = this.conn(&addr).await.map_err(|e| e.to_string())?;
-                conn.call(msg, this.inner.opts.attempt_timeout)
-                    .await
-                    .map_err(|e| e.to_string())
-            }));
-        }
-        let key_name = &sc.schema.key.name;
-        let mut all: BTreeMap<Option<Value>, Object> = BTreeMap::new();
-        for c in calls {
-            match c.await.map_err(|e| e.to_string())? {
-                Ok(Message::FromDaemon(ClientResponse::Objects(objs))) => {
-                    for o in objs {
-                        all.insert(o.get(key_name).cloned(), o);
-                    }
-                }
-                Ok(Message::FromDaemon(ClientResponse::Reply(Reply::Error(
-                    ReturnCode::Reconfigure | ReturnCode::Offline,
-                    why,
-                )))) => return Err(why),
-                Ok(Message::FromDaemon(ClientResponse::Reply(r))) => return Ok(Err(unexpected(r))),
-                Ok(other) => return Err(format!("unexpected reply {}", other.name())),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Ok(all.into_values().collect()))
-    }
-
-    async fn group(&self, space: &str, checks: &[Check], funcs: Option<&Vec<Funcall>>) -> Reply {
-        let objs = match self.search_all(space, checks).await {
-            Ok(o) => o,
-            Err(e) => return Reply::Error(e.code, e.message),
-        };
-        let config = self.config();
-        let Some(key_name) = config.space(space).map(|s| s.schema.key.name.clone()) else {
-            return Reply::Error(
-                ReturnCode::UnknownSpace,
-                format!("unknown space \"{space}\""),
-            );
-        };
-        let mut count = 0;
-        for o in objs {
-            let Some(key) = o.get(&key_name).cloned() else {
-                continue;
-            };
-            let op = match funcs {
-                None => Operation::cond_del(space, key, checks.to_vec()),
-                Some(f) => Operation::funcs(space, key, f.clone()).with_checks(checks.to_vec()),
-            };
-            match self.key_op(op).await {
-                Reply::Success => count += 1,
-                Reply::CmpFail(_) | Reply::NotFound => {}
-                Reply::Error(code, msg) => return Reply::Error(code, msg),
-                _ => {}
-            }
-        }
-        Reply::Count(count)
     }
 
     // Typed conveniences.
@@ -570,159 +335,5 @@ impl Client {
             Reply::Count(n) => Ok(n),
             r => Err(unexpected(r)),
         }
-    }
-
-    // Asynchronous operations.
-
-    /// Starts an operation and returns at once.
-    pub fn start(&self, op: Operation) -> Deferred {
-        let (id, tx) = {
-            let mut o = lock(&self.inner.outstanding);
-            let id = o.next;
-            o.next += 1;
-            o.running.insert(id);
-            (id, o.tx.clone())
-        };
-        let this = self.clone();
-        rt::spawn(async move {
-            let reply = this.call(op).await;
-            let _ = tx.send((id, reply));
-        });
-        Deferred(id)
-    }
-
-    /// Moves finished operations from the channel into `finished`, waiting for at least one
-    /// unless `want` is already there.
-    async fn collect(&self, want: Option<u64>) -> bool {
-        let mut rx = {
-            let mut o = lock(&self.inner.outstanding);
-            let have = match want {
-                Some(w) => o.finished.iter().any(|(id, _)| *id == w),
-                None => !o.finished.is_empty(),
-            };
-            if have {
-                return true;
-            }
-            if o.running.is_empty() {
-                return false;
-            }
-            match o.rx.take() {
-                Some(rx) => rx,
-                None => return false, // another task is collecting
-            }
-        };
-        let got = rx.recv().await;
-        let mut o = lock(&self.inner.outstanding);
-        o.rx = Some(rx);
-        if let Some((id, reply)) = got {
-            o.running.remove(&id);
-            o.finished.push((id, reply));
-        }
-        true
-    }
-
-    /// Waits for a started operation; NONEPENDING if `d` is unknown or already waited for.
-    pub async fn wait(&self, d: Deferred) -> Reply {
-        loop {
-            {
-                let mut o = lock(&self.inner.outstanding);
-                if let Some(i) = o.finished.iter().position(|(id, _)| *id == d.0) {
-                    return o.finished.remove(i).1;
-                }
-                if !o.running.contains(&d.0) {
-                    return Reply::Error(
-                        ReturnCode::NonePending,
-                        format!("operation {} is not outstanding", d.0),
-                    );
-                }
-            }
-            if !self.collect(Some(d.0)).await {
-                rt::sleep(Duration::from_millis(1)).await;
-            }
-        }
-    }
-
-    /// Waits for whichever outstanding operation finishes next; `None` when none is.
-    pub async fn loop_next(&self) -> Option<(Deferred, Reply)> {
-        loop {
-            {
-                let mut o = lock(&self.inner.outstanding);
-                if !o.finished.is_empty() {
-                    let (id, r) = o.finished.remove(0);
-                    return Some((Deferred(id), r));
-                }
-                if o.running.is_empty() {
-                    return None;
-                }
-            }
-            if !self.collect(None).await {
-                rt::sleep(Duration::from_millis(1)).await;
-            }
-        }
-    }
-}
-
-/// The regions a search must visit: the one region that can hold the object when a check
-/// pins the key with `Equals` (the daemon still validates every check), otherwise all.
-fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
-    let pinned = checks.iter().find_map(|c| match &c.predicate {
-        Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
-        _ => None,
-    });
-    match pinned {
-        Some(r) => vec![r],
-        None => (0..sc.chains.len())
-            .map(|index| RegionId {
-                space: sc.id,
-                index: index as u32,
-            })
-            .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::coordinator::state::{Cluster, Command};
-
-    fn space() -> SpaceConfig {
-        let mut cluster = Cluster::new(1);
-        for port in 0..3 {
-            cluster
-                .apply(&Command::Register {
-                    id: None,
-                    addr: format!("127.0.0.1:{}", 2012 + port),
-                })
-                .expect("register");
-        }
-        cluster
-            .apply(&Command::AddSpace(
-                "space people key name attributes int age".into(),
-            ))
-            .expect("add space");
-        cluster.config.space("people").expect("space").clone()
-    }
-
-    #[test]
-    fn a_search_pinning_the_key_visits_one_region() {
-        let sc = space();
-        assert_eq!(sc.chains.len(), 64);
-        let all = search_regions(&sc, &[Check::new("age", Predicate::Equals(Value::Int(3)))]);
-        assert_eq!(all.len(), 64);
-        let key = Value::String(b"jane".to_vec());
-        let one = search_regions(
-            &sc,
-            &[
-                Check::new("age", Predicate::GreaterEqual(Value::Int(3))),
-                Check::new("name", Predicate::Equals(key.clone())),
-            ],
-        );
-        assert_eq!(one, vec![sc.region_of(&key).expect("a key")]);
-        // Other predicates on the key, and values that cannot be a key, still visit everything
-        // (so the daemons report the type error).
-        let range = search_regions(&sc, &[Check::new("name", Predicate::Regex("j.*".into()))]);
-        assert_eq!(range.len(), 64);
-        let wrong = search_regions(&sc, &[Check::new("name", Predicate::Equals(Value::Int(1)))]);
-        assert_eq!(wrong.len(), 64);
     }
 }
