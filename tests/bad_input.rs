@@ -42,6 +42,10 @@ fn closed_after(addr: &str, bytes: &[u8], then_hang_up: bool) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one case per kind of hostile input, against one cluster"
+)]
 async fn hostile_connections_are_dropped_and_others_are_unaffected() {
     let cluster = ProcCluster::start("hostile", 2);
     let out = cluster.hyperdex(&["add-space"], Some("space kv key k attributes int n"));

@@ -103,6 +103,10 @@ fn s(t: &str) -> Value {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "the chapter's steps, in the chapter's order"
+)]
 fn the_seed_chapter_through_the_cli_matches_the_model() {
     let cluster = ProcCluster::start("seed-cli", 3);
     let friendlists = "space friendlists\nkey username\nattributes\n   string first,\n   string last,\n   set(string) friends\n";

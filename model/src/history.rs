@@ -197,56 +197,157 @@ pub fn check(history: &History) -> Result<CheckStats, Violation> {
     Ok(stats)
 }
 
-/// Porcupine-style search over one key's operations. Returns the number of states visited.
+/// The calls and returns of one key's operations in time order, as a doubly linked list
+/// (with a sentinel head) from which linearized operations are unlinked and relinked as the
+/// search goes forward and back.
+struct Events {
+    /// (time, is_return, op)
+    events: Vec<(u64, bool, usize)>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// For each operation, the index of its return event.
+    ret_event: Vec<usize>,
+    head: usize,
+}
+
+const NONE: usize = usize::MAX;
+
+impl Events {
+    fn new(ops: &[KeyOp]) -> Events {
+        // Calls sort before returns at equal times, so operations that touch at a single
+        // instant count as concurrent (the permissive reading).
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            events.push((op.entry.invoke, false, i));
+            events.push((op.ret, true, i));
+        }
+        events.sort();
+        let m = events.len();
+        let head = m;
+        let mut next = vec![NONE; m + 1];
+        let mut prev = vec![NONE; m + 1];
+        let mut last = head;
+        for (i, p) in prev.iter_mut().enumerate().take(m) {
+            next[last] = i;
+            *p = last;
+            last = i;
+        }
+        let mut ret_event = vec![0usize; ops.len()];
+        for (ev, &(_, is_ret, op)) in events.iter().enumerate() {
+            if is_ret {
+                ret_event[op] = ev;
+            }
+        }
+        Events {
+            events,
+            next,
+            prev,
+            ret_event,
+            head,
+        }
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head]
+    }
+
+    /// The operation of a call event, if `ev` is one.
+    fn call(&self, ev: usize) -> Option<usize> {
+        (ev != NONE && !self.events[ev].1).then(|| self.events[ev].2)
+    }
+
+    fn unlink(&mut self, ev: usize) {
+        let (p, nx) = (self.prev[ev], self.next[ev]);
+        self.next[p] = nx;
+        if nx != NONE {
+            self.prev[nx] = p;
+        }
+    }
+
+    fn relink(&mut self, ev: usize) {
+        let (p, nx) = (self.prev[ev], self.next[ev]);
+        self.next[p] = ev;
+        if nx != NONE {
+            self.prev[nx] = ev;
+        }
+    }
+
+    /// Takes operation `i` (whose call is `ev`) out of the list: it is linearized.
+    fn take(&mut self, ev: usize, i: usize) {
+        self.unlink(ev);
+        self.unlink(self.ret_event[i]);
+    }
+
+    /// Puts operation `i` back.
+    fn put_back(&mut self, ev: usize, i: usize) {
+        self.relink(self.ret_event[i]);
+        self.relink(ev);
+    }
+}
+
+/// At a dead end: what each pending call would have answered in `state`, and the first
+/// return that cannot be passed.
+fn candidates(schema: &Space, state: Option<&Object>, list: &Events, ops: &[KeyOp]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut c = list.first();
+    while let Some(i) = list.call(c) {
+        let (reply, _) = step_key(schema, state, &ops[i].entry.op);
+        out.push(format!(
+            "  {}\n      but the model answers {reply:?}",
+            describe(ops[i].id, ops[i].entry)
+        ));
+        c = list.next[c];
+    }
+    if c != NONE {
+        let i = list.events[c].2;
+        out.push(format!(
+            "  {}\n      must take effect before its return, and cannot",
+            describe(ops[i].id, ops[i].entry)
+        ));
+    }
+    out
+}
+
+/// The violation for a key: the longest linearizable prefix found, and what could not come
+/// after it.
+fn violation(
+    schema: &Space,
+    key: &Value,
+    ops: &[KeyOp],
+    (prefix, candidates): (Vec<usize>, Vec<String>),
+) -> Violation {
+    let mut explanation = format!(
+        "not linearizable: key {key:?} in space \"{}\" ({} operations)\n\
+         longest linearizable prefix ({} operations):\n",
+        schema.name,
+        ops.len(),
+        prefix.len()
+    );
+    for i in prefix.iter().rev().take(10).rev() {
+        let _ = writeln!(explanation, "  {}", describe(ops[*i].id, ops[*i].entry));
+    }
+    explanation.push_str("after it, no operation can come next:\n");
+    for c in candidates {
+        let _ = writeln!(explanation, "{c}");
+    }
+    Violation {
+        space: schema.name.clone(),
+        key: Some(key.clone()),
+        explanation,
+    }
+}
+
+/// Porcupine-style search over one key's operations: depth-first over orders consistent with
+/// real time, memoized on (set of operations linearized, state). Returns the number of states
+/// visited.
 fn check_key(
     schema: &Space,
     key: &Value,
     initial: Option<Object>,
     ops: &[KeyOp],
 ) -> Result<u64, Violation> {
-    let n = ops.len();
-    // Events: (time, is_return, op). Calls sort before returns at equal times, so operations
-    // that touch at a single instant count as concurrent (the permissive reading).
-    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
-    for (i, op) in ops.iter().enumerate() {
-        events.push((op.entry.invoke, false, i));
-        events.push((op.ret, true, i));
-    }
-    events.sort();
-    // Doubly linked list over events with a sentinel head at index `m`.
-    let m = events.len();
-    let head = m;
-    let mut next = vec![usize::MAX; m + 1];
-    let mut prev = vec![usize::MAX; m + 1];
-    let mut last = head;
-    for (i, p) in prev.iter_mut().enumerate().take(m) {
-        next[last] = i;
-        *p = last;
-        last = i;
-    }
-    let mut ret_event = vec![0usize; n];
-    for (ev, &(_, is_ret, op)) in events.iter().enumerate() {
-        if is_ret {
-            ret_event[op] = ev;
-        }
-    }
-    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, ev: usize| {
-        let (p, nx) = (prev[ev], next[ev]);
-        next[p] = nx;
-        if nx != usize::MAX {
-            prev[nx] = p;
-        }
-    };
-    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, ev: usize| {
-        let (p, nx) = (prev[ev], next[ev]);
-        next[p] = ev;
-        if nx != usize::MAX {
-            prev[nx] = ev;
-        }
-    };
-
-    let words = n.div_ceil(64);
-    let mut linearized = vec![0u64; words];
+    let mut list = Events::new(ops);
+    let mut linearized = vec![0u64; ops.len().div_ceil(64)];
     let mut seen: BTreeSet<(Vec<u64>, Option<Object>)> = BTreeSet::new();
     let mut state = initial;
     // Stack of (call event, state before it).
@@ -254,80 +355,37 @@ fn check_key(
     let mut visited = 0u64;
     let mut best: Option<(Vec<usize>, Vec<String>)> = None;
 
-    let mut ev = next[head];
-    while next[head] != usize::MAX {
-        if ev != usize::MAX && !events[ev].1 {
-            let i = events[ev].2;
+    let mut ev = list.first();
+    while list.first() != NONE {
+        if let Some(i) = list.call(ev) {
             let (reply, change) = step_key(schema, state.as_ref(), &ops[i].entry.op);
-            let ok = ops[i].reply.is_none_or(|r| *r == reply);
-            if ok {
-                let new_state = match change {
-                    Some(s) => s,
-                    None => state.clone(),
-                };
+            if ops[i].reply.is_none_or(|r| *r == reply) {
+                let new_state = change.unwrap_or_else(|| state.clone());
                 linearized[i / 64] |= 1 << (i % 64);
                 visited += 1;
                 if seen.insert((linearized.clone(), new_state.clone())) {
                     stack.push((ev, std::mem::replace(&mut state, new_state)));
-                    unlink(&mut next, &mut prev, ev);
-                    unlink(&mut next, &mut prev, ret_event[i]);
-                    ev = next[head];
+                    list.take(ev, i);
+                    ev = list.first();
                     continue;
                 }
                 linearized[i / 64] &= !(1 << (i % 64));
             }
-            ev = next[ev];
+            ev = list.next[ev];
         } else {
             // Dead end: the first pending return belongs to an operation not linearized.
             if best.as_ref().is_none_or(|(p, _)| stack.len() > p.len()) {
-                let prefix = stack.iter().map(|(e, _)| events[*e].2).collect();
-                let mut candidates = Vec::new();
-                let mut c = next[head];
-                while c != usize::MAX && !events[c].1 {
-                    let i = events[c].2;
-                    let (reply, _) = step_key(schema, state.as_ref(), &ops[i].entry.op);
-                    candidates.push(format!(
-                        "  {}\n      but the model answers {reply:?}",
-                        describe(ops[i].id, ops[i].entry)
-                    ));
-                    c = next[c];
-                }
-                if c != usize::MAX {
-                    let i = events[c].2;
-                    candidates.push(format!(
-                        "  {}\n      must take effect before its return, and cannot",
-                        describe(ops[i].id, ops[i].entry)
-                    ));
-                }
-                best = Some((prefix, candidates));
+                let prefix = stack.iter().map(|(e, _)| list.events[*e].2).collect();
+                best = Some((prefix, candidates(schema, state.as_ref(), &list, ops)));
             }
             let Some((call, old_state)) = stack.pop() else {
-                let (prefix, candidates) = best.unwrap_or_default();
-                let mut explanation = format!(
-                    "not linearizable: key {key:?} in space \"{}\" ({n} operations)\n\
-                     longest linearizable prefix ({} operations):\n",
-                    schema.name,
-                    prefix.len()
-                );
-                for i in prefix.iter().rev().take(10).rev() {
-                    let _ = writeln!(explanation, "  {}", describe(ops[*i].id, ops[*i].entry));
-                }
-                explanation.push_str("after it, no operation can come next:\n");
-                for c in candidates {
-                    let _ = writeln!(explanation, "{c}");
-                }
-                return Err(Violation {
-                    space: schema.name.clone(),
-                    key: Some(key.clone()),
-                    explanation,
-                });
+                return Err(violation(schema, key, ops, best.unwrap_or_default()));
             };
-            let i = events[call].2;
-            relink(&mut next, &mut prev, ret_event[i]);
-            relink(&mut next, &mut prev, call);
+            let i = list.events[call].2;
+            list.put_back(call, i);
             linearized[i / 64] &= !(1 << (i % 64));
             state = old_state;
-            ev = next[call];
+            ev = list.next[call];
         }
     }
     Ok(visited)

@@ -24,6 +24,7 @@ fn code(m: &mut Model, op: Operation) -> ReturnCode {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one case per return code")]
 fn each_return_code_has_a_trigger() {
     let mut m = model();
     let cases: Vec<(ReturnCode, Operation)> = vec![

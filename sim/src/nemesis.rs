@@ -79,6 +79,19 @@ pub struct NemesisLog {
     pub counts: BTreeMap<Fault, u64>,
     /// Writes lost from disks by `CrashDisk` (unsynced, so never acknowledged).
     pub lost_unsynced: usize,
+    /// When the nemesis started (event times are relative to it).
+    pub start: Option<rt::Instant>,
+    /// Whether the last tolerance change was acknowledged.
+    tolerance_changed: bool,
+}
+
+impl NemesisLog {
+    /// Records an event with its virtual time.
+    fn stamp(&mut self, what: String) {
+        let start = *self.start.get_or_insert_with(rt::now);
+        let t = rt::now().duration_since(start).as_millis();
+        self.events.push(format!("{t:>6} ms  {what}"));
+    }
 }
 
 enum Undo {
@@ -118,13 +131,11 @@ pub async fn run(
     tolerate: usize,
     stop: Arc<AtomicBool>,
 ) -> NemesisLog {
-    let mut log = NemesisLog::default();
-    let start = rt::now();
-    let mut undo: Vec<(rt::Instant, Undo)> = Vec::new();
-    let stamp = |log: &mut NemesisLog, what: String| {
-        let t = rt::now().duration_since(start).as_millis();
-        log.events.push(format!("{t:>6} ms  {what}"));
+    let mut log = NemesisLog {
+        start: Some(rt::now()),
+        ..NemesisLog::default()
     };
+    let mut undo: Vec<(rt::Instant, Undo)> = Vec::new();
     while !stop.load(Ordering::SeqCst) && !kinds.is_empty() {
         let wait = thread_rng().gen_range(200..1500);
         rt::sleep(Duration::from_millis(wait)).await;
@@ -132,120 +143,24 @@ pub async fn run(
         let (due, later): (Vec<_>, Vec<_>) = undo.into_iter().partition(|(t, _)| *t <= now);
         undo = later;
         for (_, u) in due {
-            if let Some(again) = apply_undo(cluster, u, &mut log, &stamp).await {
+            if let Some(again) = apply_undo(cluster, u, &mut log).await {
                 undo.push((rt::now(), again));
             }
         }
         let fault = kinds[thread_rng().gen_range(0..kinds.len())];
         let hold = Duration::from_millis(thread_rng().gen_range(300..3000));
-        let down = cluster.daemons.iter().filter(|d| !d.up).count();
-        let isolated = undo.iter().any(|(_, u)| matches!(u, Undo::Heal));
-        let injected = match fault {
-            Fault::KillDaemon | Fault::CrashDisk if down < tolerate => {
-                let up: Vec<usize> = (0..cluster.daemons.len())
-                    .filter(|&i| cluster.daemons[i].up)
-                    .collect();
-                let i = up[thread_rng().gen_range(0..up.len())];
-                if fault == Fault::CrashDisk {
-                    let lost = cluster.crash_disk(i);
-                    log.lost_unsynced += lost;
-                    stamp(
-                        &mut log,
-                        format!(
-                            "crash disk of daemon{} ({lost} unsynced writes lost)",
-                            i + 1
-                        ),
-                    );
-                } else {
-                    cluster.kill_daemon(i);
-                    stamp(&mut log, format!("kill daemon{}", i + 1));
-                }
-                undo.push((now + hold, Undo::RestartDaemon(i)));
-                true
-            }
-            Fault::Isolate if !isolated => {
-                let servers = cluster.server_ids();
-                let victim = servers[thread_rng().gen_range(0..servers.len())];
-                let others: Vec<_> = servers
-                    .iter()
-                    .copied()
-                    .chain(cluster.client_ids())
-                    .filter(|&n| n != victim)
-                    .collect();
-                cluster.partition(&[victim], &others);
-                stamp(
-                    &mut log,
-                    format!("isolate node {victim} for {} ms", hold.as_millis()),
-                );
-                undo.push((now + hold, Undo::Heal));
-                true
-            }
-            Fault::IsolateFromServers if !isolated => {
-                let daemons = cluster.daemon_ids();
-                let victim = daemons[thread_rng().gen_range(0..daemons.len())];
-                let servers: Vec<_> = cluster
-                    .server_ids()
-                    .into_iter()
-                    .filter(|&n| n != victim)
-                    .collect();
-                cluster.partition(&[victim], &servers);
-                stamp(
-                    &mut log,
-                    format!(
-                        "cut node {victim} off from the servers for {} ms",
-                        hold.as_millis()
-                    ),
-                );
-                undo.push((now + hold, Undo::Heal));
-                true
-            }
-            Fault::PacketLoss => {
-                let rate = thread_rng().gen_range(0.02..0.10);
-                cluster.set_packet_loss(rate);
-                stamp(&mut log, format!("packet loss {:.0}%", rate * 100.0));
-                undo.push((now + hold, Undo::Network));
-                true
-            }
-            Fault::LatencySpike => {
-                let hi = thread_rng().gen_range(10..80);
-                cluster.set_latency(Duration::from_millis(hi / 2)..Duration::from_millis(hi));
-                stamp(&mut log, format!("latency up to {hi} ms"));
-                undo.push((now + hold, Undo::Network));
-                true
-            }
-            Fault::ChangeTolerance
-                if !undo.iter().any(|(_, u)| matches!(u, Undo::Tolerance(_))) =>
-            {
-                let base = tolerate as u32;
-                let done = set_tolerance(cluster, base + 1, Duration::from_millis(500)).await;
-                if done {
-                    stamp(&mut log, format!("tolerance {} -> {}", base, base + 1));
-                }
-                // Even an unanswered request may have been applied: always set it back.
-                undo.push((now + hold, Undo::Tolerance(base)));
-                done
-            }
-            Fault::RestartCoordinator if cluster.coordinator.up => {
-                cluster.kill_coordinator();
-                stamp(&mut log, "kill coordinator".into());
-                undo.push((
-                    now + hold.min(Duration::from_millis(1500)),
-                    Undo::RestartCoordinator,
-                ));
-                true
-            }
-            _ => false,
-        };
+        let (scheduled, injected) = inject(cluster, fault, tolerate, hold, &undo, &mut log).await;
         if injected {
             *log.counts.entry(fault).or_default() += 1;
         }
+        undo.extend(scheduled);
     }
     let mut tolerance = None;
     for (_, u) in undo {
         match u {
             Undo::Tolerance(t) => tolerance = Some(t),
             u => {
-                let _ = apply_undo(cluster, u, &mut log, &stamp).await;
+                let _ = apply_undo(cluster, u, &mut log).await;
             }
         }
     }
@@ -256,39 +171,144 @@ pub async fn run(
         // Everything is back up: this must go through.
         let done = set_tolerance(cluster, t, Duration::from_secs(30)).await;
         assert!(done, "the coordinator never took the tolerance back to {t}");
-        stamp(&mut log, format!("tolerance back to {t}"));
+        log.stamp(format!("tolerance back to {t}"));
     }
     log
 }
 
-async fn apply_undo(
+/// Injects one fault if it can be injected now (at most `tolerate` daemons down, one
+/// partition at a time...): the undo to schedule, and whether the fault was injected.
+async fn inject(
     cluster: &mut SimCluster,
-    u: Undo,
+    fault: Fault,
+    tolerate: usize,
+    hold: Duration,
+    undo: &[(rt::Instant, Undo)],
     log: &mut NemesisLog,
-    stamp: &impl Fn(&mut NemesisLog, String),
-) -> Option<Undo> {
+) -> (Option<(rt::Instant, Undo)>, bool) {
+    let scheduled = inject_one(cluster, fault, tolerate, hold, undo, log).await;
+    let injected = match &scheduled {
+        Some((_, Undo::Tolerance(_))) => log.tolerance_changed,
+        other => other.is_some(),
+    };
+    (scheduled, injected)
+}
+
+async fn inject_one(
+    cluster: &mut SimCluster,
+    fault: Fault,
+    tolerate: usize,
+    hold: Duration,
+    undo: &[(rt::Instant, Undo)],
+    log: &mut NemesisLog,
+) -> Option<(rt::Instant, Undo)> {
+    let now = rt::now();
+    let down = cluster.daemons.iter().filter(|d| !d.up).count();
+    let isolated = undo.iter().any(|(_, u)| matches!(u, Undo::Heal));
+    match fault {
+        Fault::KillDaemon | Fault::CrashDisk if down < tolerate => {
+            let up: Vec<usize> = (0..cluster.daemons.len())
+                .filter(|&i| cluster.daemons[i].up)
+                .collect();
+            let i = up[thread_rng().gen_range(0..up.len())];
+            if fault == Fault::CrashDisk {
+                let lost = cluster.crash_disk(i);
+                log.lost_unsynced += lost;
+                log.stamp(format!(
+                    "crash disk of daemon{} ({lost} unsynced writes lost)",
+                    i + 1
+                ));
+            } else {
+                cluster.kill_daemon(i);
+                log.stamp(format!("kill daemon{}", i + 1));
+            }
+            Some((now + hold, Undo::RestartDaemon(i)))
+        }
+        Fault::Isolate if !isolated => {
+            let servers = cluster.server_ids();
+            let victim = servers[thread_rng().gen_range(0..servers.len())];
+            let others: Vec<_> = servers
+                .iter()
+                .copied()
+                .chain(cluster.client_ids())
+                .filter(|&n| n != victim)
+                .collect();
+            cluster.partition(&[victim], &others);
+            log.stamp(format!("isolate node {victim} for {} ms", hold.as_millis()));
+            Some((now + hold, Undo::Heal))
+        }
+        Fault::IsolateFromServers if !isolated => {
+            let daemons = cluster.daemon_ids();
+            let victim = daemons[thread_rng().gen_range(0..daemons.len())];
+            let servers: Vec<_> = cluster
+                .server_ids()
+                .into_iter()
+                .filter(|&n| n != victim)
+                .collect();
+            cluster.partition(&[victim], &servers);
+            log.stamp(format!(
+                "cut node {victim} off from the servers for {} ms",
+                hold.as_millis()
+            ));
+            Some((now + hold, Undo::Heal))
+        }
+        Fault::PacketLoss => {
+            let rate = thread_rng().gen_range(0.02..0.10);
+            cluster.set_packet_loss(rate);
+            log.stamp(format!("packet loss {:.0}%", rate * 100.0));
+            Some((now + hold, Undo::Network))
+        }
+        Fault::LatencySpike => {
+            let hi = thread_rng().gen_range(10..80);
+            cluster.set_latency(Duration::from_millis(hi / 2)..Duration::from_millis(hi));
+            log.stamp(format!("latency up to {hi} ms"));
+            Some((now + hold, Undo::Network))
+        }
+        Fault::ChangeTolerance if !undo.iter().any(|(_, u)| matches!(u, Undo::Tolerance(_))) => {
+            let base = tolerate as u32;
+            let done = set_tolerance(cluster, base + 1, Duration::from_millis(500)).await;
+            if done {
+                log.stamp(format!("tolerance {} -> {}", base, base + 1));
+            }
+            log.tolerance_changed = done;
+            // Even an unanswered request may have been applied: always set it back.
+            Some((now + hold, Undo::Tolerance(base)))
+        }
+        Fault::RestartCoordinator if cluster.coordinator.up => {
+            cluster.kill_coordinator();
+            log.stamp("kill coordinator".into());
+            Some((
+                now + hold.min(Duration::from_millis(1500)),
+                Undo::RestartCoordinator,
+            ))
+        }
+        _ => None,
+    }
+}
+
+async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> Option<Undo> {
     match u {
         Undo::RestartDaemon(i) => {
             cluster.restart_daemon(i);
-            stamp(log, format!("restart daemon{}", i + 1));
+            log.stamp(format!("restart daemon{}", i + 1));
         }
         Undo::RestartCoordinator => {
             cluster.restart_coordinator();
-            stamp(log, "restart coordinator".into());
+            log.stamp("restart coordinator".into());
         }
         Undo::Heal => {
             cluster.heal();
-            stamp(log, "heal".into());
+            log.stamp("heal".into());
         }
         Undo::Network => {
             cluster.set_packet_loss(0.0);
             cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
-            stamp(log, "network back to normal".into());
+            log.stamp("network back to normal".into());
         }
         Undo::Tolerance(t) => {
             // A failed attempt is retried at the next step (or at the end, patiently).
             if set_tolerance(cluster, t, Duration::from_millis(500)).await {
-                stamp(log, format!("tolerance back to {t}"));
+                log.stamp(format!("tolerance back to {t}"));
             } else {
                 return Some(Undo::Tolerance(t));
             }

@@ -105,18 +105,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// Runs one whole simulation with `opts` on the current (seeded) madsim runtime.
 pub async fn run(opts: RunOptions) -> RunReport {
     let mut cluster = SimCluster::start(opts.daemons, opts.clients, opts.timing).await;
-    cluster
-        .on_control(async {
-            loop {
-                if let Ok(a) = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await {
-                    if a.add_space(SPACE).await.is_ok() {
-                        return;
-                    }
-                }
-                rt::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
+    add_space(&cluster).await;
     let rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = cluster
@@ -145,14 +134,34 @@ pub async fn run(opts: RunOptions) -> RunReport {
         nemesis::run(&mut cluster, &opts.faults, opts.tolerate, stop.clone()),
         waiter
     );
+    let stable = wait_until_stable(&cluster, opts.daemons).await;
+    // Let retransmissions settle writes whose clients gave up.
+    cluster.on_control(rt::sleep(Duration::from_secs(3))).await;
+    final_reads(&cluster, &opts, &rec).await;
+    report(&cluster, &rec, log, stable).await
+}
 
-    // Heal is done; wait until every daemon is back and every region has its replicas.
-    // Stable means: every daemon available, every region with its full chain and no join,
-    // and the same configuration for two seconds (a daemon restarted at the end of the
-    // nemesis registers again a moment later and starts a join).
-    let daemons = opts.daemons;
+async fn add_space(cluster: &SimCluster) {
+    cluster
+        .on_control(async {
+            loop {
+                if let Ok(a) = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await {
+                    if a.add_space(SPACE).await.is_ok() {
+                        return;
+                    }
+                }
+                rt::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+}
+
+/// After healing: waits until every daemon is available, every region has its full chain
+/// and no join, and the configuration stayed the same for two seconds (a daemon restarted at
+/// the end of the nemesis registers again a moment later and starts a join).
+async fn wait_until_stable(cluster: &SimCluster, daemons: usize) -> bool {
     let since: Arc<std::sync::Mutex<Option<(u64, rt::Instant)>>> = Arc::default();
-    let stable = cluster
+    cluster
         .wait_until(Duration::from_secs(120), move || {
             let since = since.clone();
             async move {
@@ -183,11 +192,11 @@ pub async fn run(opts: RunOptions) -> RunReport {
                 }
             }
         })
-        .await;
-    // Let retransmissions settle writes whose clients gave up.
-    cluster.on_control(rt::sleep(Duration::from_secs(3))).await;
+        .await
+}
 
-    // Final reads of every key, part of the checked history.
+/// Reads every key once more; these reads are part of the checked history.
+async fn final_reads(cluster: &SimCluster, opts: &RunOptions, rec: &Recorder) {
     let keys = opts.workload.keys;
     let audit_rec = rec.clone();
     let client_opts = ClientOptions {
@@ -207,7 +216,15 @@ pub async fn run(opts: RunOptions) -> RunReport {
             }
         })
         .await;
+}
 
+/// Audits the replicas and checks the history.
+async fn report(
+    cluster: &SimCluster,
+    rec: &Recorder,
+    nemesis: NemesisLog,
+    stable: bool,
+) -> RunReport {
     let config = cluster
         .on_control(async {
             fetch_config(COORDINATOR, &ClientOptions::default())
@@ -216,11 +233,10 @@ pub async fn run(opts: RunOptions) -> RunReport {
         })
         .await;
     let convergence = match &config {
-        Some(c) => converged(&cluster, c),
+        Some(c) => converged(cluster, c),
         None => Err("cannot fetch the final configuration".into()),
     };
     let final_config = config.as_ref().map(ToString::to_string).unwrap_or_default();
-
     let history = rec
         .history
         .lock()
@@ -237,7 +253,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         operations: history.entries.len(),
         unknown,
         history_hash,
-        nemesis: log,
+        nemesis,
         check,
         convergence,
         stable,

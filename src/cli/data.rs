@@ -249,115 +249,130 @@ fn funcs_for(space: &Space, op: &str, text: &str) -> Result<Vec<Funcall>, Client
     let attrs = json(text, "ATTRS")?;
     let mut out = Vec::new();
     for (attr, j) in &attrs {
-        let ty = datatype_of(space, attr);
-        let elem = |j: &Json| match ty {
-            Some(Datatype::List(p) | Datatype::Set(p)) => {
-                Value::from_json(j, p.datatype()).map_err(|e| bad(format!("\"{attr}\": {e}")))
-            }
-            _ => Ok(untyped(j)),
-        };
-        let map_entries = || -> Result<Vec<(Value, Value)>, ClientError> {
-            let Some(Datatype::Map(kp, vp)) = ty else {
-                return Err(bad(format!("\"{attr}\" is not a map attribute")));
-            };
-            let Json::Object(m) = j else {
-                return Err(bad(format!(
-                    "\"{attr}\": expected an object of map entries"
-                )));
-            };
-            m.iter()
-                .map(|(k, v)| {
-                    let key = map_key(kp, k)
-                        .map_err(|e| bad(format!("\"{attr}\" map key {k:?}: {e}")))?;
-                    let val = match op.as_str() {
-                        "map-add" => Value::from_json(v, vp.datatype()),
-                        _ => Ok(untyped(v)),
-                    }
-                    .map_err(|e| bad(format!("\"{attr}\"[{k:?}]: {e}")))?;
-                    Ok((key, val))
-                })
-                .collect()
-        };
-        let num = |name: &str| NumOp::from_suffix(name);
-        if let Some(n) = op
-            .strip_prefix("atomic-")
-            .and_then(num)
-            .or_else(|| num(&op))
-        {
-            out.push(Funcall::new(attr, Func::Num(n, untyped(j))));
-            continue;
-        }
-        if let Some(n) = op.strip_prefix("map-atomic-").and_then(num) {
-            for (k, v) in map_entries()? {
-                out.push(Funcall::new(attr, Func::MapNum(n, k, v)));
-            }
-            continue;
-        }
-        let f = match op.as_str() {
-            "string-prepend" => Func::StringPrepend(untyped(j)),
-            "string-append" => Func::StringAppend(untyped(j)),
-            "string-ltrim" | "string-rtrim" => {
-                let n = j.as_i64().ok_or_else(|| bad(format!("\"{attr}\": {op} takes a number of bytes")))?;
-                if op == "string-ltrim" { Func::StringLtrim(n) } else { Func::StringRtrim(n) }
-            }
-            "list-lpush" => Func::ListLpush(elem(j)?),
-            "list-rpush" => Func::ListRpush(elem(j)?),
-            "set-add" => Func::SetAdd(elem(j)?),
-            "set-remove" => Func::SetRemove(elem(j)?),
-            "set-union" | "set-intersect" => {
-                let v = value_for(space, attr, j)?;
-                if op == "set-union" { Func::SetUnion(v) } else { Func::SetIntersect(v) }
-            }
-            "map-add" => {
-                for (k, v) in map_entries()? {
-                    out.push(Funcall::new(attr, Func::MapAdd(k, v)));
-                }
-                continue;
-            }
-            "map-remove" => {
-                let keys: Vec<Json> = match j {
-                    Json::Array(a) => a.clone(),
-                    Json::Object(m) => m.keys().map(|k| Json::String(k.clone())).collect(),
-                    other => vec![other.clone()],
-                };
-                for k in keys {
-                    let kv = match ty {
-                        Some(Datatype::Map(kp, _)) => Value::from_json(&k, kp.datatype())
-                            .map_err(|e| bad(format!("\"{attr}\" map key: {e}")))?,
-                        _ => untyped(&k),
-                    };
-                    out.push(Funcall::new(attr, Func::MapRemove(kv)));
-                }
-                continue;
-            }
-            "map-string-prepend" | "map-string-append" => {
-                for (k, v) in map_entries()? {
-                    out.push(Funcall::new(
-                        attr,
-                        if op == "map-string-prepend" { Func::MapStringPrepend(k, v) } else { Func::MapStringAppend(k, v) },
-                    ));
-                }
-                continue;
-            }
-            "document-rename" => Func::DocumentRename(
-                j.as_str()
-                    .ok_or_else(|| bad(format!("\"{attr}\": document-rename takes the new path as a string")))?
-                    .to_string(),
-            ),
-            "document-unset" => Func::DocumentUnset,
-            other => {
-                return Err(ClientError::new(
-                    ReturnCode::Exception,
-                    format!(
-                        "unknown operation \"{other}\" (try atomic-add, string-append, list-rpush, set-add, \
-                         set-union, map-add, map-remove, map-atomic-add, document-unset)"
-                    ),
-                ))
-            }
-        };
-        out.push(Funcall::new(attr, f));
+        out.extend(funcs_for_attr(space, &op, attr, j)?);
     }
     Ok(out)
+}
+
+/// The functions `op` makes of one attribute's JSON argument.
+fn funcs_for_attr(
+    space: &Space,
+    op: &str,
+    attr: &str,
+    j: &Json,
+) -> Result<Vec<Funcall>, ClientError> {
+    let ty = datatype_of(space, attr);
+    let elem = |j: &Json| match ty {
+        Some(Datatype::List(p) | Datatype::Set(p)) => {
+            Value::from_json(j, p.datatype()).map_err(|e| bad(format!("\"{attr}\": {e}")))
+        }
+        _ => Ok(untyped(j)),
+    };
+    let num = |name: &str| NumOp::from_suffix(name);
+    if let Some(n) = op.strip_prefix("atomic-").and_then(num).or_else(|| num(op)) {
+        return Ok(vec![Funcall::new(attr, Func::Num(n, untyped(j)))]);
+    }
+    let each_entry = |f: &dyn Fn(Value, Value) -> Func| -> Result<Vec<Funcall>, ClientError> {
+        Ok(map_entries(ty, op, attr, j)?
+            .into_iter()
+            .map(|(k, v)| Funcall::new(attr, f(k, v)))
+            .collect())
+    };
+    if let Some(n) = op.strip_prefix("map-atomic-").and_then(num) {
+        return each_entry(&|k, v| Func::MapNum(n, k, v));
+    }
+    let f = match op {
+        "string-prepend" => Func::StringPrepend(untyped(j)),
+        "string-append" => Func::StringAppend(untyped(j)),
+        "string-ltrim" | "string-rtrim" => {
+            let n = j
+                .as_i64()
+                .ok_or_else(|| bad(format!("\"{attr}\": {op} takes a number of bytes")))?;
+            if op == "string-ltrim" {
+                Func::StringLtrim(n)
+            } else {
+                Func::StringRtrim(n)
+            }
+        }
+        "list-lpush" => Func::ListLpush(elem(j)?),
+        "list-rpush" => Func::ListRpush(elem(j)?),
+        "set-add" => Func::SetAdd(elem(j)?),
+        "set-remove" => Func::SetRemove(elem(j)?),
+        "set-union" => Func::SetUnion(value_for(space, attr, j)?),
+        "set-intersect" => Func::SetIntersect(value_for(space, attr, j)?),
+        "map-add" => return each_entry(&Func::MapAdd),
+        "map-remove" => return map_remove(ty, attr, j),
+        "map-string-prepend" => return each_entry(&Func::MapStringPrepend),
+        "map-string-append" => return each_entry(&Func::MapStringAppend),
+        "document-rename" => Func::DocumentRename(
+            j.as_str()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "\"{attr}\": document-rename takes the new path as a string"
+                    ))
+                })?
+                .to_string(),
+        ),
+        "document-unset" => Func::DocumentUnset,
+        other => {
+            return Err(ClientError::new(
+                ReturnCode::Exception,
+                format!(
+                    "unknown operation \"{other}\" (try atomic-add, string-append, list-rpush, set-add, \
+                     set-union, map-add, map-remove, map-atomic-add, document-unset)"
+                ),
+            ))
+        }
+    };
+    Ok(vec![Funcall::new(attr, f)])
+}
+
+/// The `{key: value}` entries of a map operation's argument, converted to the map's types
+/// (values keep their JSON type except for `map-add`, which stores them).
+fn map_entries(
+    ty: Option<Datatype>,
+    op: &str,
+    attr: &str,
+    j: &Json,
+) -> Result<Vec<(Value, Value)>, ClientError> {
+    let Some(Datatype::Map(kp, vp)) = ty else {
+        return Err(bad(format!("\"{attr}\" is not a map attribute")));
+    };
+    let Json::Object(m) = j else {
+        return Err(bad(format!(
+            "\"{attr}\": expected an object of map entries"
+        )));
+    };
+    m.iter()
+        .map(|(k, v)| {
+            let key = map_key(kp, k).map_err(|e| bad(format!("\"{attr}\" map key {k:?}: {e}")))?;
+            let val = match op {
+                "map-add" => Value::from_json(v, vp.datatype()),
+                _ => Ok(untyped(v)),
+            }
+            .map_err(|e| bad(format!("\"{attr}\"[{k:?}]: {e}")))?;
+            Ok((key, val))
+        })
+        .collect()
+}
+
+/// `map-remove` takes a key, a list of keys, or an object whose keys are removed.
+fn map_remove(ty: Option<Datatype>, attr: &str, j: &Json) -> Result<Vec<Funcall>, ClientError> {
+    let keys: Vec<Json> = match j {
+        Json::Array(a) => a.clone(),
+        Json::Object(m) => m.keys().map(|k| Json::String(k.clone())).collect(),
+        other => vec![other.clone()],
+    };
+    keys.iter()
+        .map(|k| {
+            let kv = match ty {
+                Some(Datatype::Map(kp, _)) => Value::from_json(k, kp.datatype())
+                    .map_err(|e| bad(format!("\"{attr}\" map key: {e}")))?,
+                _ => untyped(k),
+            };
+            Ok(Funcall::new(attr, Func::MapRemove(kv)))
+        })
+        .collect()
 }
 
 /// One object as a JSON line, keys sorted.
@@ -395,27 +410,17 @@ pub async fn run(cmd: DataCommand) -> ExitCode {
 }
 
 async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
-    let coord = match &cmd {
-        DataCommand::Get { coord, .. }
-        | DataCommand::Put { coord, .. }
-        | DataCommand::PutIfNotExist { coord, .. }
-        | DataCommand::Del { coord, .. }
-        | DataCommand::CondPut { coord, .. }
-        | DataCommand::Atomic { coord, .. }
-        | DataCommand::Search { coord, .. }
-        | DataCommand::Count { coord, .. } => coord.addr(),
+    let (coord, space_name) = match &cmd {
+        DataCommand::Get { coord, space, .. }
+        | DataCommand::Put { coord, space, .. }
+        | DataCommand::PutIfNotExist { coord, space, .. }
+        | DataCommand::Del { coord, space, .. }
+        | DataCommand::CondPut { coord, space, .. }
+        | DataCommand::Atomic { coord, space, .. }
+        | DataCommand::Search { coord, space, .. }
+        | DataCommand::Count { coord, space, .. } => (coord.addr(), space.clone()),
     };
     let client = Client::connect_with(&coord, ClientOptions::default()).await?;
-    let space_name = match &cmd {
-        DataCommand::Get { space, .. }
-        | DataCommand::Put { space, .. }
-        | DataCommand::PutIfNotExist { space, .. }
-        | DataCommand::Del { space, .. }
-        | DataCommand::CondPut { space, .. }
-        | DataCommand::Atomic { space, .. }
-        | DataCommand::Search { space, .. }
-        | DataCommand::Count { space, .. } => space.clone(),
-    };
     let config = client.config();
     let space = config
         .space(&space_name)
@@ -427,82 +432,64 @@ async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
         })?
         .schema
         .clone();
-    let reply = match cmd {
+    match cmd {
         DataCommand::Get { key, .. } => {
-            return Ok(
-                match client
-                    .call(Operation::get(&space_name, parse_key(&space, &key)?))
-                    .await
-                {
-                    Reply::Found(o) => {
-                        println!("{}", object_json(&o));
-                        ExitCode::SUCCESS
-                    }
-                    other => finish(other),
-                },
-            )
-        }
-        DataCommand::Put { key, attrs, .. } => {
-            let attrs = attrs_from(&space, &attrs)?;
-            client
-                .call(Operation::put(
-                    &space_name,
-                    parse_key(&space, &key)?,
-                    puts(&attrs),
-                ))
-                .await
-        }
-        DataCommand::PutIfNotExist { key, attrs, .. } => {
-            let attrs = attrs_from(&space, &attrs)?;
-            client
-                .call(Operation::put_if_not_exist(
-                    &space_name,
-                    parse_key(&space, &key)?,
-                    puts(&attrs),
-                ))
-                .await
-        }
-        DataCommand::Del { key, .. } => {
-            client
-                .call(Operation::del(&space_name, parse_key(&space, &key)?))
-                .await
-        }
-        DataCommand::CondPut {
-            key, checks, attrs, ..
-        } => {
-            let checks = checks_from(&space, Some(&checks))?;
-            let attrs = attrs_from(&space, &attrs)?;
-            client
-                .call(Operation::cond_put(
-                    &space_name,
-                    parse_key(&space, &key)?,
-                    checks,
-                    puts(&attrs),
-                ))
-                .await
-        }
-        DataCommand::Atomic { op, key, attrs, .. } => {
-            let funcs = funcs_for(&space, &op, &attrs)?;
-            client
-                .call(Operation::funcs(
-                    &space_name,
-                    parse_key(&space, &key)?,
-                    funcs,
-                ))
-                .await
+            let op = Operation::get(&space_name, parse_key(&space, &key)?);
+            Ok(match client.call(op).await {
+                Reply::Found(o) => {
+                    println!("{}", object_json(&o));
+                    ExitCode::SUCCESS
+                }
+                other => finish(other),
+            })
         }
         DataCommand::Search { checks, .. } => {
             let checks = checks_from(&space, checks.as_deref())?;
             for o in client.search(&space_name, checks).await? {
                 println!("{}", object_json(&o));
             }
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
         DataCommand::Count { checks, .. } => {
             let checks = checks_from(&space, checks.as_deref())?;
             println!("{}", client.count(&space_name, checks).await?);
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    Ok(finish(reply))
+        write => {
+            let op = write_op(&space, &space_name, write)?;
+            Ok(finish(client.call(op).await))
+        }
+    }
+}
+
+/// The operation of a data command that writes.
+fn write_op(space: &Space, name: &str, cmd: DataCommand) -> Result<Operation, ClientError> {
+    Ok(match cmd {
+        DataCommand::Put { key, attrs, .. } => {
+            let attrs = attrs_from(space, &attrs)?;
+            Operation::put(name, parse_key(space, &key)?, puts(&attrs))
+        }
+        DataCommand::PutIfNotExist { key, attrs, .. } => {
+            let attrs = attrs_from(space, &attrs)?;
+            Operation::put_if_not_exist(name, parse_key(space, &key)?, puts(&attrs))
+        }
+        DataCommand::Del { key, .. } => Operation::del(name, parse_key(space, &key)?),
+        DataCommand::CondPut {
+            key, checks, attrs, ..
+        } => {
+            let checks = checks_from(space, Some(&checks))?;
+            let attrs = attrs_from(space, &attrs)?;
+            Operation::cond_put(name, parse_key(space, &key)?, checks, puts(&attrs))
+        }
+        DataCommand::Atomic { op, key, attrs, .. } => {
+            let funcs = funcs_for(space, &op, &attrs)?;
+            Operation::funcs(name, parse_key(space, &key)?, funcs)
+        }
+        DataCommand::Get { .. } | DataCommand::Search { .. } | DataCommand::Count { .. } => {
+            return Err(ClientError::new(
+                ReturnCode::Internal,
+                "not a write".to_string(),
+            ))
+        }
+    })
 }

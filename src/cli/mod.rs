@@ -333,40 +333,7 @@ pub async fn run(command: Command) -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            if !process.foreground {
-                return detach(&process, &data, "coordinator");
-            }
-            init_logging("info", None);
-            if let Err(e) = write_pidfile(&process) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            let store = match RedbStore::open(&data) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let addr = format!("{listen}:{listen_port}");
-            let listener = match rt::listen(&addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: cannot listen on {addr}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let opts = CoordinatorOptions {
-                listen: addr,
-                ..CoordinatorOptions::default()
-            };
-            match coordinator::run(listener, Box::new(store), opts).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            run_coordinator(&process, &listen, listen_port, &data).await
         }
         Command::Daemon {
             process,
@@ -390,146 +357,156 @@ pub async fn run(command: Command) -> ExitCode {
             let timeout = Duration::from_secs(coordinator_timeout);
             run_daemon(&listen, listen_port, &coordinator, &data, timeout).await
         }
-        Command::AddSpace { coord, file } => {
-            init_logging("warn", None);
-            let text = match read_input(file.as_deref()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Err(e) = parse_space(&text) {
-                eprintln!(
-                    "error: bad space description: {e} [{}]",
-                    ReturnCode::BadSpace
-                );
-                return ExitCode::from(2);
-            }
-            let admin = match admin(&coord).await {
-                Ok(a) => a,
-                Err(code) => return code,
-            };
-            match admin.add_space(&text).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::RmSpace { coord, names } => {
-            init_logging("warn", None);
-            let admin = match admin(&coord).await {
-                Ok(a) => a,
-                Err(code) => return code,
-            };
-            for n in names {
-                if let Err(e) = admin.rm_space(&n).await {
-                    return fail(&e);
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Command::ListSpaces { coord } => {
-            init_logging("warn", None);
-            let admin = match admin(&coord).await {
-                Ok(a) => a,
-                Err(code) => return code,
-            };
-            match admin.list_spaces().await {
-                Ok(spaces) => {
-                    for s in spaces {
-                        println!("{s}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        Command::ShowConfig { coord } => {
-            init_logging("warn", None);
-            let admin = match admin(&coord).await {
-                Ok(a) => a,
-                Err(code) => return code,
-            };
-            match admin.config().await {
-                Ok(c) => {
-                    print!("{}", c);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        Command::ValidateSpace { file } => {
-            let text = match read_input(file.as_deref()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match parse_space(&text) {
-                Ok(space) => {
-                    print!("{space}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!(
-                        "error: bad space description: {e} [{}]",
-                        ReturnCode::BadSpace
-                    );
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::WaitUntilStable { coord, timeout } => {
-            init_logging("warn", None);
-            let admin = match admin(&coord).await {
-                Ok(a) => a,
-                Err(code) => return code,
-            };
-            match admin.wait_until_stable(Duration::from_secs(timeout)).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::ServerKill { coord, id } => {
-            init_logging("warn", None);
-            match admin(&coord).await {
-                Ok(a) => a
-                    .server_kill(id)
-                    .await
-                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
-                Err(code) => code,
-            }
-        }
-        Command::FaultTolerance {
-            coord,
-            space,
-            tolerate,
-        } => {
-            init_logging("warn", None);
-            match admin(&coord).await {
-                Ok(a) => a
-                    .fault_tolerance(&space, tolerate)
-                    .await
-                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
-                Err(code) => code,
-            }
-        }
-        Command::ServerForget { coord, id } => {
-            init_logging("warn", None);
-            match admin(&coord).await {
-                Ok(a) => a
-                    .server_forget(id)
-                    .await
-                    .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
-                Err(code) => code,
-            }
-        }
+        Command::ValidateSpace { file } => validate_space(file.as_deref()),
         Command::Data(cmd) => {
             init_logging("warn", None);
             data::run(cmd).await
         }
         Command::Local(args) => local::run(args).await,
+        admin_command => {
+            init_logging("warn", None);
+            run_admin(admin_command).await
+        }
+    }
+}
+
+/// `hyperdex coordinator`: detaches unless `-f`, then serves until it fails.
+async fn run_coordinator(
+    process: &ProcessFlags,
+    listen: &str,
+    listen_port: u16,
+    data: &Path,
+) -> ExitCode {
+    if !process.foreground {
+        return detach(process, data, "coordinator");
+    }
+    init_logging("info", None);
+    if let Err(e) = write_pidfile(process) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let store = match RedbStore::open(data) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = format!("{listen}:{listen_port}");
+    let listener = match rt::listen(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = CoordinatorOptions {
+        listen: addr,
+        ..CoordinatorOptions::default()
+    };
+    match coordinator::run(listener, Box::new(store), opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hyperdex validate-space`: parses offline and prints the canonical description.
+fn validate_space(file: Option<&Path>) -> ExitCode {
+    let text = match read_input(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match parse_space(&text) {
+        Ok(space) => {
+            print!("{space}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: bad space description: {e} [{}]",
+                ReturnCode::BadSpace
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The admin commands, through the coordinator.
+async fn run_admin(command: Command) -> ExitCode {
+    // A space description is read (once: it may be standard input) and checked before the
+    // coordinator is contacted.
+    let mut description = String::new();
+    if let Command::AddSpace { file, .. } = &command {
+        description = match read_input(file.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Err(e) = parse_space(&description) {
+            eprintln!(
+                "error: bad space description: {e} [{}]",
+                ReturnCode::BadSpace
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let coord = match &command {
+        Command::AddSpace { coord, .. }
+        | Command::RmSpace { coord, .. }
+        | Command::ListSpaces { coord }
+        | Command::ShowConfig { coord }
+        | Command::WaitUntilStable { coord, .. }
+        | Command::ServerKill { coord, .. }
+        | Command::FaultTolerance { coord, .. }
+        | Command::ServerForget { coord, .. } => coord.clone(),
+        _ => return ExitCode::from(2),
+    };
+    let admin = match admin(&coord).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match admin_call(&admin, command, &description).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn admin_call(admin: &Admin, command: Command, description: &str) -> Result<(), ClientError> {
+    match command {
+        Command::AddSpace { .. } => admin.add_space(description).await,
+        Command::RmSpace { names, .. } => {
+            for n in names {
+                admin.rm_space(&n).await?;
+            }
+            Ok(())
+        }
+        Command::ListSpaces { .. } => {
+            for s in admin.list_spaces().await? {
+                println!("{s}");
+            }
+            Ok(())
+        }
+        Command::ShowConfig { .. } => {
+            print!("{}", admin.config().await?);
+            Ok(())
+        }
+        Command::WaitUntilStable { timeout, .. } => {
+            admin.wait_until_stable(Duration::from_secs(timeout)).await
+        }
+        Command::ServerKill { id, .. } => admin.server_kill(id).await,
+        Command::FaultTolerance {
+            space, tolerate, ..
+        } => admin.fault_tolerance(&space, tolerate).await,
+        Command::ServerForget { id, .. } => admin.server_forget(id).await,
+        _ => Ok(()),
     }
 }
 

@@ -113,81 +113,8 @@ impl Cluster {
 
     fn apply_inner(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
         match cmd {
-            Command::Register { id, addr } => {
-                let id = match id {
-                    Some(id) if self.config.servers.contains_key(id) => *id,
-                    Some(id) => {
-                        return Err((
-                            ReturnCode::AdminNotFound,
-                            format!(
-                                "server {id} is not part of this cluster (was it forgotten?); \
-                                 start it on an empty data directory to join as a new server"
-                            ),
-                        ))
-                    }
-                    None => {
-                        let id = ServerId(self.next_server);
-                        self.next_server += 1;
-                        id
-                    }
-                };
-                if let Some(other) =
-                    self.config.servers.values().find(|s| {
-                        s.addr == *addr && s.id != id && s.state == ServerState::Available
-                    })
-                {
-                    return Err((
-                        ReturnCode::Duplicate,
-                        format!("address {addr} is already used by server {}", other.id),
-                    ));
-                }
-                self.config.servers.insert(
-                    id,
-                    ServerInfo {
-                        id,
-                        addr: addr.clone(),
-                        state: ServerState::Available,
-                    },
-                );
-                // A restarted server lost whatever was in flight through it: it leaves every
-                // chain it shares with others and comes back by state transfer. Where it is
-                // the only member, its data is the region's only copy and it keeps serving.
-                self.remove_from_chains(id);
-                self.restart_joins_behind(id);
-                self.refill();
-                Ok(Outcome::Registered(id))
-            }
-            Command::AddSpace(text) => {
-                let schema = parse_space(text)
-                    .map_err(|e| (ReturnCode::BadSpace, format!("bad space description: {e}")))?;
-                if self.config.spaces.contains_key(&schema.name) {
-                    return Err((
-                        ReturnCode::Duplicate,
-                        format!("space \"{}\" already exists", schema.name),
-                    ));
-                }
-                let available = self.available();
-                let replicas = (schema.tolerate as usize + 1).min(available.len());
-                let chains = (0..schema.partitions as usize)
-                    .map(|i| {
-                        (0..replicas)
-                            .map(|j| available[(i + j) % available.len()])
-                            .collect()
-                    })
-                    .collect();
-                let id = SpaceId(self.next_space);
-                self.next_space += 1;
-                self.config.spaces.insert(
-                    schema.name.clone(),
-                    SpaceConfig {
-                        id,
-                        joining: vec![None; schema.partitions as usize],
-                        schema,
-                        chains,
-                    },
-                );
-                Ok(Outcome::Done)
-            }
+            Command::Register { id, addr } => self.register(*id, addr),
+            Command::AddSpace(text) => self.add_space(text),
             Command::RmSpace(name) => {
                 if self.config.spaces.remove(name).is_none() {
                     return Err((
@@ -197,86 +124,13 @@ impl Cluster {
                 }
                 Ok(Outcome::Done)
             }
-            Command::ServerFailed(id) | Command::ServerKill(id) => {
-                let Some(server) = self.config.servers.get_mut(id) else {
-                    return Err((
-                        ReturnCode::AdminNotFound,
-                        format!("there is no server {id}"),
-                    ));
-                };
-                if server.state == ServerState::Failed {
-                    return Ok(Outcome::Unchanged);
-                }
-                server.state = ServerState::Failed;
-                self.remove_from_chains(*id);
-                self.refill();
-                Ok(Outcome::Done)
-            }
+            Command::ServerFailed(id) | Command::ServerKill(id) => self.fail(*id),
             Command::TransferComplete {
                 server,
                 region,
                 since,
-            } => {
-                let Some(space) = self
-                    .config
-                    .spaces
-                    .values_mut()
-                    .find(|s| s.id == region.space)
-                else {
-                    return Ok(Outcome::Unchanged);
-                };
-                let index = region.index as usize;
-                match space.joining.get(index).copied().flatten() {
-                    Some(j) if j.server == *server && j.since == *since => {
-                        space.joining[index] = None;
-                        // The member it replaces leaves, unless that would leave the region
-                        // short of replicas (another member failed meanwhile).
-                        let want = space.schema.tolerate as usize + 1;
-                        if let (Some(gone), Some(chain)) = (j.replaces, space.chains.get_mut(index))
-                        {
-                            if chain.len() > want && chain.first() != Some(&gone) {
-                                chain.retain(|&m| m != gone);
-                            }
-                        }
-                        self.refill();
-                        Ok(Outcome::Done)
-                    }
-                    _ => Ok(Outcome::Unchanged),
-                }
-            }
-            Command::FaultTolerance { space, tolerate } => {
-                if *tolerate > MAX_TOLERATE {
-                    return Err((
-                        ReturnCode::BadSpace,
-                        format!("a space tolerates at most {MAX_TOLERATE} failures"),
-                    ));
-                }
-                let Some(sc) = self.config.spaces.get_mut(space) else {
-                    return Err((
-                        ReturnCode::AdminNotFound,
-                        format!("there is no space \"{space}\""),
-                    ));
-                };
-                sc.schema.tolerate = *tolerate;
-                let want = *tolerate as usize + 1;
-                for (chain, joining) in sc.chains.iter_mut().zip(sc.joining.iter_mut()) {
-                    // A join the region no longer needs is called off.
-                    if let Some(j) = *joining {
-                        if chain.len() > want {
-                            chain.retain(|&m| m != j.server);
-                            *joining = None;
-                        }
-                    }
-                    // Extra replicas leave from the tail, as if they had failed there: the
-                    // member before a tail has every write the tail has. The head stays.
-                    if joining.is_none() {
-                        chain.truncate(want.max(1));
-                    }
-                }
-                // More replicas arrive as joiners, one per region at a time.
-                self.refill();
-                Ok(Outcome::Done)
-            }
+            } => Ok(self.transfer_complete(*server, *region, *since)),
+            Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
             Command::ServerForget(id) => {
                 if self.config.servers.remove(id).is_none() {
                     return Err((
@@ -289,6 +143,162 @@ impl Cluster {
                 Ok(Outcome::Done)
             }
         }
+    }
+
+    fn register(&mut self, id: Option<ServerId>, addr: &str) -> Result<Outcome, CommandError> {
+        let id = match id {
+            Some(id) if self.config.servers.contains_key(&id) => id,
+            Some(id) => {
+                return Err((
+                    ReturnCode::AdminNotFound,
+                    format!(
+                        "server {id} is not part of this cluster (was it forgotten?); \
+                         start it on an empty data directory to join as a new server"
+                    ),
+                ))
+            }
+            None => {
+                let id = ServerId(self.next_server);
+                self.next_server += 1;
+                id
+            }
+        };
+        if let Some(other) = self
+            .config
+            .servers
+            .values()
+            .find(|s| s.addr == addr && s.id != id && s.state == ServerState::Available)
+        {
+            return Err((
+                ReturnCode::Duplicate,
+                format!("address {addr} is already used by server {}", other.id),
+            ));
+        }
+        self.config.servers.insert(
+            id,
+            ServerInfo {
+                id,
+                addr: addr.to_string(),
+                state: ServerState::Available,
+            },
+        );
+        // A restarted server lost whatever was in flight through it: it leaves every chain it
+        // shares with others and comes back by state transfer. Where it is the only member,
+        // its data is the region's only copy and it keeps serving.
+        self.remove_from_chains(id);
+        self.restart_joins_behind(id);
+        self.refill();
+        Ok(Outcome::Registered(id))
+    }
+
+    fn add_space(&mut self, text: &str) -> Result<Outcome, CommandError> {
+        let schema = parse_space(text)
+            .map_err(|e| (ReturnCode::BadSpace, format!("bad space description: {e}")))?;
+        if self.config.spaces.contains_key(&schema.name) {
+            return Err((
+                ReturnCode::Duplicate,
+                format!("space \"{}\" already exists", schema.name),
+            ));
+        }
+        let available = self.available();
+        let replicas = (schema.tolerate as usize + 1).min(available.len());
+        let chains = (0..schema.partitions as usize)
+            .map(|i| {
+                (0..replicas)
+                    .map(|j| available[(i + j) % available.len()])
+                    .collect()
+            })
+            .collect();
+        let id = SpaceId(self.next_space);
+        self.next_space += 1;
+        self.config.spaces.insert(
+            schema.name.clone(),
+            SpaceConfig {
+                id,
+                joining: vec![None; schema.partitions as usize],
+                schema,
+                chains,
+            },
+        );
+        Ok(Outcome::Done)
+    }
+
+    fn fail(&mut self, id: ServerId) -> Result<Outcome, CommandError> {
+        let Some(server) = self.config.servers.get_mut(&id) else {
+            return Err((
+                ReturnCode::AdminNotFound,
+                format!("there is no server {id}"),
+            ));
+        };
+        if server.state == ServerState::Failed {
+            return Ok(Outcome::Unchanged);
+        }
+        server.state = ServerState::Failed;
+        self.remove_from_chains(id);
+        self.refill();
+        Ok(Outcome::Done)
+    }
+
+    fn transfer_complete(&mut self, server: ServerId, region: RegionId, since: u64) -> Outcome {
+        let Some(space) = self
+            .config
+            .spaces
+            .values_mut()
+            .find(|s| s.id == region.space)
+        else {
+            return Outcome::Unchanged;
+        };
+        let index = region.index as usize;
+        match space.joining.get(index).copied().flatten() {
+            Some(j) if j.server == server && j.since == since => {
+                space.joining[index] = None;
+                // The member it replaces leaves, unless that would leave the region short of
+                // replicas (another member failed meanwhile).
+                let want = space.schema.tolerate as usize + 1;
+                if let (Some(gone), Some(chain)) = (j.replaces, space.chains.get_mut(index)) {
+                    if chain.len() > want && chain.first() != Some(&gone) {
+                        chain.retain(|&m| m != gone);
+                    }
+                }
+                self.refill();
+                Outcome::Done
+            }
+            _ => Outcome::Unchanged,
+        }
+    }
+
+    fn fault_tolerance(&mut self, space: &str, tolerate: u32) -> Result<Outcome, CommandError> {
+        if tolerate > MAX_TOLERATE {
+            return Err((
+                ReturnCode::BadSpace,
+                format!("a space tolerates at most {MAX_TOLERATE} failures"),
+            ));
+        }
+        let Some(sc) = self.config.spaces.get_mut(space) else {
+            return Err((
+                ReturnCode::AdminNotFound,
+                format!("there is no space \"{space}\""),
+            ));
+        };
+        sc.schema.tolerate = tolerate;
+        let want = tolerate as usize + 1;
+        for (chain, joining) in sc.chains.iter_mut().zip(sc.joining.iter_mut()) {
+            // A join the region no longer needs is called off.
+            if let Some(j) = *joining {
+                if chain.len() > want {
+                    chain.retain(|&m| m != j.server);
+                    *joining = None;
+                }
+            }
+            // Extra replicas leave from the tail, as if they had failed there: the member
+            // before a tail has every write the tail has. The head stays.
+            if joining.is_none() {
+                chain.truncate(want.max(1));
+            }
+        }
+        // More replicas arrive as joiners, one per region at a time.
+        self.refill();
+        Ok(Outcome::Done)
     }
 
     /// Removes `id` from every chain, except where it is the last complete member: a region

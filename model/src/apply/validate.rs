@@ -124,14 +124,8 @@ pub(crate) fn num_arg(op: NumOp, ty: Datatype, v: &Value, what: &str) -> Result<
 }
 
 pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, Failure> {
-    let target = resolve(space, &fc.attr)?;
     let what = format!("{} on \"{}\"", fc.func.name(), fc.attr);
-    let mismatch = |ty: Datatype| {
-        Failure::wrong_type(format!(
-            "{what}: does not apply to an attribute of type {ty}"
-        ))
-    };
-    let func = match target {
+    let func = match resolve(space, &fc.attr)? {
         Target::Key(_) => {
             return Err(Failure::new(
                 ReturnCode::DontUseKey,
@@ -141,122 +135,116 @@ pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, F
                 ),
             ))
         }
-        Target::Path(..) => match &fc.func {
-            Func::Set(v) => {
-                json_of(v, &what)?;
-                Func::Set(v.clone())
-            }
-            Func::Num(op, v) => match v {
-                Value::Int(_) | Value::Float(_) => Func::Num(*op, v.clone()),
-                other => {
-                    return Err(Failure::wrong_type(format!(
-                        "{what}: expected a number, found {}",
-                        other.kind()
-                    )))
-                }
-            },
-            Func::StringPrepend(v) | Func::StringAppend(v) => {
-                let v = coerce_for(v, Datatype::String, &what)?;
-                json_of(&v, &what)?;
-                match &fc.func {
-                    Func::StringPrepend(_) => Func::StringPrepend(v),
-                    _ => Func::StringAppend(v),
-                }
-            }
-            Func::ListLpush(v) | Func::ListRpush(v) => {
-                json_of(v, &what)?;
-                fc.func.clone()
-            }
-            Func::DocumentRename(to) => {
-                let Target::Path(attr, _) = resolve(space, &fc.attr)? else {
-                    unreachable!()
-                };
-                let rel = to
-                    .strip_prefix(&format!("{}.", attr.name))
-                    .map(|r| format!(".{r}"))
-                    .unwrap_or_else(|| format!(".{to}"));
-                parse_path(to, &rel).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))?;
-                Func::DocumentRename(rel[1..].to_string())
-            }
-            Func::DocumentUnset => Func::DocumentUnset,
-            _ => return Err(mismatch(Datatype::Document)),
-        },
-        Target::Attr(a) => {
-            let ty = a.datatype;
-            match (&fc.func, ty) {
-                (Func::Set(v), ty) => Func::Set(coerce_for(v, ty, &what)?),
-                (Func::Num(op, v), ty) => Func::Num(*op, num_arg(*op, ty, v, &what)?),
-                (Func::StringPrepend(v), Datatype::String) => {
-                    Func::StringPrepend(coerce_for(v, ty, &what)?)
-                }
-                (Func::StringAppend(v), Datatype::String) => {
-                    Func::StringAppend(coerce_for(v, ty, &what)?)
-                }
-                (Func::StringLtrim(n) | Func::StringRtrim(n), Datatype::String) => {
-                    if *n < 0 {
-                        return Err(Failure::wrong_type(format!(
-                            "{what}: cannot trim a negative number of bytes ({n})"
-                        )));
-                    }
-                    fc.func.clone()
-                }
-                (Func::ListLpush(v), Datatype::List(p)) => {
-                    Func::ListLpush(coerce_for(v, p.datatype(), &what)?)
-                }
-                (Func::ListRpush(v), Datatype::List(p)) => {
-                    Func::ListRpush(coerce_for(v, p.datatype(), &what)?)
-                }
-                (Func::SetAdd(v), Datatype::Set(p)) => {
-                    Func::SetAdd(coerce_for(v, p.datatype(), &what)?)
-                }
-                (Func::SetRemove(v), Datatype::Set(p)) => {
-                    Func::SetRemove(coerce_for(v, p.datatype(), &what)?)
-                }
-                (Func::SetUnion(v), Datatype::Set(_)) => Func::SetUnion(coerce_for(v, ty, &what)?),
-                (Func::SetIntersect(v), Datatype::Set(_)) => {
-                    Func::SetIntersect(coerce_for(v, ty, &what)?)
-                }
-                (Func::MapAdd(k, v), Datatype::Map(kp, vp)) => Func::MapAdd(
-                    coerce_for(k, kp.datatype(), &what)?,
-                    coerce_for(v, vp.datatype(), &what)?,
-                ),
-                (Func::MapRemove(k), Datatype::Map(kp, _)) => {
-                    Func::MapRemove(coerce_for(k, kp.datatype(), &what)?)
-                }
-                (Func::MapNum(op, k, v), Datatype::Map(kp, vp)) => Func::MapNum(
-                    *op,
-                    coerce_for(k, kp.datatype(), &what)?,
-                    num_arg(*op, vp.datatype(), v, &what)?,
-                ),
-                (Func::MapStringPrepend(k, v), Datatype::Map(kp, vp))
-                    if vp.datatype() == Datatype::String =>
-                {
-                    Func::MapStringPrepend(
-                        coerce_for(k, kp.datatype(), &what)?,
-                        coerce_for(v, Datatype::String, &what)?,
-                    )
-                }
-                (Func::MapStringAppend(k, v), Datatype::Map(kp, vp))
-                    if vp.datatype() == Datatype::String =>
-                {
-                    Func::MapStringAppend(
-                        coerce_for(k, kp.datatype(), &what)?,
-                        coerce_for(v, Datatype::String, &what)?,
-                    )
-                }
-                (Func::DocumentRename(_) | Func::DocumentUnset, Datatype::Document) => {
-                    return Err(Failure::wrong_type(format!(
-                        "{what}: name a path inside the document (\"{}.field\")",
-                        fc.attr
-                    )))
-                }
-                (_, ty) => return Err(mismatch(ty)),
-            }
-        }
+        Target::Path(attr, _) => path_func(&attr.name, fc, &what)?,
+        Target::Attr(a) => attr_func(a.datatype, fc, &what)?,
     };
     Ok(Funcall {
         attr: fc.attr.clone(),
         func,
+    })
+}
+
+fn mismatch(what: &str, ty: Datatype) -> Failure {
+    Failure::wrong_type(format!(
+        "{what}: does not apply to an attribute of type {ty}"
+    ))
+}
+
+/// A function on a path inside document attribute `doc`, with its argument checked.
+fn path_func(doc: &str, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+    Ok(match &fc.func {
+        Func::Set(v) => {
+            json_of(v, what)?;
+            Func::Set(v.clone())
+        }
+        Func::Num(op, v) => match v {
+            Value::Int(_) | Value::Float(_) => Func::Num(*op, v.clone()),
+            other => {
+                return Err(Failure::wrong_type(format!(
+                    "{what}: expected a number, found {}",
+                    other.kind()
+                )))
+            }
+        },
+        Func::StringPrepend(v) | Func::StringAppend(v) => {
+            let v = coerce_for(v, Datatype::String, what)?;
+            json_of(&v, what)?;
+            match &fc.func {
+                Func::StringPrepend(_) => Func::StringPrepend(v),
+                _ => Func::StringAppend(v),
+            }
+        }
+        Func::ListLpush(v) | Func::ListRpush(v) => {
+            json_of(v, what)?;
+            fc.func.clone()
+        }
+        Func::DocumentRename(to) => {
+            let rel = to
+                .strip_prefix(&format!("{doc}."))
+                .map(|r| format!(".{r}"))
+                .unwrap_or_else(|| format!(".{to}"));
+            parse_path(to, &rel).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))?;
+            Func::DocumentRename(rel[1..].to_string())
+        }
+        Func::DocumentUnset => Func::DocumentUnset,
+        _ => return Err(mismatch(what, Datatype::Document)),
+    })
+}
+
+/// A function on a whole attribute of type `ty`, with its arguments coerced.
+fn attr_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+    let c = |v: &Value, t: Datatype| coerce_for(v, t, what);
+    Ok(match (&fc.func, ty) {
+        (Func::Set(v), ty) => Func::Set(c(v, ty)?),
+        (Func::Num(op, v), ty) => Func::Num(*op, num_arg(*op, ty, v, what)?),
+        (Func::StringPrepend(v), Datatype::String) => Func::StringPrepend(c(v, ty)?),
+        (Func::StringAppend(v), Datatype::String) => Func::StringAppend(c(v, ty)?),
+        (Func::StringLtrim(n) | Func::StringRtrim(n), Datatype::String) => {
+            if *n < 0 {
+                return Err(Failure::wrong_type(format!(
+                    "{what}: cannot trim a negative number of bytes ({n})"
+                )));
+            }
+            fc.func.clone()
+        }
+        (Func::ListLpush(v), Datatype::List(p)) => Func::ListLpush(c(v, p.datatype())?),
+        (Func::ListRpush(v), Datatype::List(p)) => Func::ListRpush(c(v, p.datatype())?),
+        (Func::SetAdd(v), Datatype::Set(p)) => Func::SetAdd(c(v, p.datatype())?),
+        (Func::SetRemove(v), Datatype::Set(p)) => Func::SetRemove(c(v, p.datatype())?),
+        (Func::SetUnion(v), Datatype::Set(_)) => Func::SetUnion(c(v, ty)?),
+        (Func::SetIntersect(v), Datatype::Set(_)) => Func::SetIntersect(c(v, ty)?),
+        (Func::MapAdd(..) | Func::MapRemove(_) | Func::MapNum(..), Datatype::Map(..))
+        | (Func::MapStringPrepend(..) | Func::MapStringAppend(..), Datatype::Map(..)) => {
+            map_func(ty, fc, what)?
+        }
+        (Func::DocumentRename(_) | Func::DocumentUnset, Datatype::Document) => {
+            return Err(Failure::wrong_type(format!(
+                "{what}: name a path inside the document (\"{}.field\")",
+                fc.attr
+            )))
+        }
+        (_, ty) => return Err(mismatch(what, ty)),
+    })
+}
+
+/// A function on the value under one key of a map attribute of type `ty`.
+fn map_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+    let Datatype::Map(kp, vp) = ty else {
+        return Err(mismatch(what, ty));
+    };
+    let key = |k: &Value| coerce_for(k, kp.datatype(), what);
+    let string_values = vp.datatype() == Datatype::String;
+    Ok(match &fc.func {
+        Func::MapAdd(k, v) => Func::MapAdd(key(k)?, coerce_for(v, vp.datatype(), what)?),
+        Func::MapRemove(k) => Func::MapRemove(key(k)?),
+        Func::MapNum(op, k, v) => Func::MapNum(*op, key(k)?, num_arg(*op, vp.datatype(), v, what)?),
+        Func::MapStringPrepend(k, v) if string_values => {
+            Func::MapStringPrepend(key(k)?, coerce_for(v, Datatype::String, what)?)
+        }
+        Func::MapStringAppend(k, v) if string_values => {
+            Func::MapStringAppend(key(k)?, coerce_for(v, Datatype::String, what)?)
+        }
+        _ => return Err(mismatch(what, ty)),
     })
 }
 

@@ -192,6 +192,7 @@ impl PyParser<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines, reason = "one case per kind of Python literal")]
     fn value(&mut self) -> Option<PyVal> {
         self.ws();
         if self.eat("None") {

@@ -245,6 +245,10 @@ async fn load(client: &Client, records: u64, fields: usize, value: &Value) {
 }
 
 /// Runs the benchmark against the coordinator at `addr` and returns its result.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one measurement: load, workers, progress and totals share their state"
+)]
 pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, String> {
     let opts = ClientOptions::default();
     let admin = Admin::connect_addr(addr, opts.clone())
@@ -405,6 +409,10 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
 
 /// Runs a workload against Redis or etcd: one connection per client, one operation at a
 /// time; a record is one value of `fields * value_size` bytes, an update rewrites it.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one measurement: connections, workers and totals share their state"
+)]
 pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
     use peers::Peer;
     let endpoints: Vec<String> = args
