@@ -1,0 +1,185 @@
+//! Chain messages between members: a write travelling down, its acknowledgement travelling
+//! up, and the commit of acknowledged writes (see the `replica` module docs).
+
+use std::collections::btree_map::Entry;
+
+use hyperdex_model::Reply;
+
+use super::{push_effects, reply, Output, Outputs, Pending, Replica};
+use crate::config::RegionId;
+use crate::daemon::record::{absorb, add_record, load, stage};
+use crate::limits::EARLY_MESSAGES;
+use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
+use crate::storage::{Store, StoreError};
+
+impl<W: Clone> Replica<W> {
+    /// A chain message, if it belongs to our configuration. Messages from a newer one are
+    /// kept until we have it (and we ask for it); older ones are dropped, since their sender
+    /// resends everything pending when it installs the configuration we have.
+    pub(super) fn on_chain(
+        &mut self,
+        store: &mut dyn Store,
+        msg: ChainMessage,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let version = msg.config_version();
+        if version > self.config.version {
+            if self.early.len() < EARLY_MESSAGES {
+                self.early.push(msg);
+            }
+            out.push(Output::FetchConfig);
+            return Ok(());
+        }
+        if version < self.config.version {
+            return Ok(());
+        }
+        match msg {
+            ChainMessage::Write(w) => self.on_chain_write(store, w, out),
+            ChainMessage::Ack(a) => self.on_chain_ack(store, a, out),
+            ChainMessage::TransferData(t) => {
+                let effects = self.transfers.on_data(store, &self.config, t)?;
+                push_effects(effects, out);
+                Ok(())
+            }
+            ChainMessage::TransferAck(a) => {
+                let effects = self.transfers.on_ack(store, &self.config, a)?;
+                push_effects(effects, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_chain_write(
+        &mut self,
+        store: &mut dyn Store,
+        w: ChainWrite,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let Some((pos, chain)) = self.position(w.region) else {
+            return Ok(());
+        };
+        if pos == 0 {
+            return Ok(());
+        }
+        let pred = chain[pos - 1];
+        let succ = chain.get(pos + 1).copied();
+        let mut stored = load(store, w.region, &w.key)?;
+        tracing::debug!(
+            server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
+            pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
+            "chain write"
+        );
+        if w.version <= stored.version {
+            // Already held (a retransmission or a late write): keep its dedupe record so a
+            // retry is answered, and acknowledge what is stored.
+            if let Some(d) = &w.dedupe {
+                if add_record(&mut stored, d) {
+                    stage(store, w.region, &w.key, &stored);
+                }
+            }
+            let ack = self.ack(&w.key, w.region, stored.version);
+            out.push(Output::Send(pred, ChainMessage::Ack(ack)));
+            return Ok(());
+        }
+        match succ {
+            None => {
+                absorb(&mut stored, &w);
+                stage(store, w.region, &w.key, &stored);
+                let ack = self.ack(&w.key, w.region, w.version);
+                out.push(Output::Send(pred, ChainMessage::Ack(ack)));
+            }
+            Some(succ) => {
+                let pend = self.pending.entry((w.region, w.key.clone())).or_default();
+                if let Entry::Vacant(slot) = pend.entry(w.version) {
+                    out.push(Output::Send(succ, ChainMessage::Write(w.clone())));
+                    slot.insert(Pending {
+                        write: w,
+                        waiters: Vec::new(),
+                        deferred: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn ack(&self, key: &[u8], region: RegionId, version: u64) -> ChainAck {
+        ChainAck {
+            config_version: self.config.version,
+            region,
+            key: key.to_vec(),
+            version,
+        }
+    }
+
+    fn on_chain_ack(
+        &mut self,
+        store: &mut dyn Store,
+        a: ChainAck,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let Some((pos, chain)) = self.position(a.region) else {
+            return Ok(());
+        };
+        let pred = pos.checked_sub(1).map(|p| chain[p]);
+        self.commit_through(store, a.region, &a.key, a.version, out)?;
+        // Pass the ack on only if this server really holds the version durably: after a
+        // restart it may have lost a write that its successor acknowledges, and the
+        // predecessor's retransmission will bring it here again.
+        if load(store, a.region, &a.key)?.version < a.version {
+            return Ok(());
+        }
+        if let Some(pred) = pred {
+            let ack = self.ack(&a.key, a.region, a.version);
+            out.push(Output::Send(pred, ChainMessage::Ack(ack)));
+        }
+        Ok(())
+    }
+
+    /// Stores pending writes of `key` up to `version` and answers their clients (at the head).
+    pub(super) fn commit_through(
+        &mut self,
+        store: &mut dyn Store,
+        region: RegionId,
+        key: &[u8],
+        version: u64,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let slot = (region, key.to_vec());
+        let Some(pend) = self.pending.get_mut(&slot) else {
+            return Ok(());
+        };
+        let rest = pend.split_off(&(version + 1));
+        let done = std::mem::replace(pend, rest);
+        if pend.is_empty() {
+            self.pending.remove(&slot);
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut stored = load(store, region, key)?;
+        for p in done.values() {
+            if p.write.version > stored.version {
+                absorb(&mut stored, &p.write);
+            } else if let Some(d) = &p.write.dedupe {
+                add_record(&mut stored, d);
+            }
+        }
+        stage(store, region, key, &stored);
+        for p in done.into_values() {
+            let answer = p
+                .write
+                .dedupe
+                .as_ref()
+                .map(|d| d.reply.clone())
+                .unwrap_or(Reply::Success);
+            for w in p.waiters {
+                out.push(Output::Reply(w, reply(answer.clone())));
+            }
+            for (w, r) in p.deferred {
+                out.push(Output::Reply(w, reply(r)));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! The head of a region's chain: locates a client's key, answers reads, and orders writes
+//! (see the `replica` module docs).
+
+use std::sync::Arc;
+
+use hyperdex_model::db::step_key;
+use hyperdex_model::{Operation, Reply, ReturnCode};
+
+use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites, Replica};
+use crate::bugs::{planted, Bug};
+use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
+use crate::daemon::record::{absorb, load, stage, StoredObject};
+use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
+use crate::rt::Instant;
+use crate::storage::{Store, StoreError};
+
+impl<W: Clone> Replica<W> {
+    /// The space, region and key bytes of a single-key operation this server heads.
+    fn locate(&self, op: &Operation) -> Result<(Arc<Config>, RegionId, Vec<u8>), ClientResponse> {
+        let config = self.config.clone();
+        let (Some(space_name), Some(key)) = (op.space(), op.key()) else {
+            return Err(reply(Reply::Error(
+                ReturnCode::Internal,
+                "only single-key operations are sent to a daemon".into(),
+            )));
+        };
+        let Some(space) = config.space(space_name) else {
+            return Err(reply(Reply::Error(
+                ReturnCode::UnknownSpace,
+                format!("unknown space \"{space_name}\""),
+            )));
+        };
+        let Some(kb) = key_bytes(&space.schema, key) else {
+            return Err(reply(Reply::Error(
+                ReturnCode::WrongType,
+                format!(
+                    "key: expected {}, found {}",
+                    space.schema.key.datatype,
+                    key.kind()
+                ),
+            )));
+        };
+        let region = space.region_of_bytes(&kb);
+        if config.chain(region).first() != Some(&self.me) {
+            return Err(reconfigure(format!(
+                "server {} is not the head of region {region}",
+                self.me
+            )));
+        }
+        Ok((config, region, kb))
+    }
+
+    pub(super) fn on_op(
+        &mut self,
+        store: &mut dyn Store,
+        now: Instant,
+        waiter: W,
+        req: OpRequest,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        let located = self
+            .admit(now, req.config_version, out)
+            .and_then(|()| self.locate(&req.op));
+        let (config, region, kb) = match located {
+            Ok(l) => l,
+            Err(refusal) => {
+                out.push(Output::Reply(waiter, refusal));
+                return Ok(());
+            }
+        };
+        let Some(space) = config.space(req.op.space().unwrap_or_default()) else {
+            return Ok(());
+        };
+        let stored = load(store, region, &kb)?;
+        if !req.op.is_mutation() {
+            let pending = self.pending.get(&(region, kb));
+            let answer = read(space, &stored, pending, &req.op);
+            out.push(Output::Reply(waiter, reply(answer)));
+            return Ok(());
+        }
+        let ordered = Ordered {
+            space,
+            region,
+            key: kb,
+            stored,
+        };
+        self.order_write(store, waiter, &req, ordered, out);
+        Ok(())
+    }
+
+    /// The head orders a write: joins a retry to its pending copy, answers it from its
+    /// record, or computes the new object and sends it down the chain.
+    fn order_write(
+        &mut self,
+        store: &mut dyn Store,
+        waiter: W,
+        req: &OpRequest,
+        o: Ordered<'_>,
+        out: &mut Outputs<W>,
+    ) {
+        let slot = (o.region, o.key.clone());
+        if let Some(p) = self
+            .pending
+            .get_mut(&slot)
+            .and_then(|pend| pend.values_mut().find(|p| carries(p, req.client, req.seq)))
+        {
+            // A retry of a write still in flight joins it.
+            p.waiters.push(waiter);
+            return;
+        }
+        if let Some(d) = o
+            .stored
+            .dedupe
+            .iter()
+            .find(|d| d.client == req.client && d.seq == req.seq)
+        {
+            tracing::debug!(server = self.me.0, region = %o.region, client = req.client, seq = req.seq, "retry answered from the record");
+            out.push(Output::Reply(waiter, reply(d.reply.clone())));
+            return;
+        }
+        let latest_pending = self
+            .pending
+            .get_mut(&slot)
+            .and_then(|p| p.values_mut().next_back());
+        let (latest_version, latest) = match &latest_pending {
+            Some(p) => (p.write.version, p.write.object.as_ref()),
+            None => (o.stored.version, o.stored.object.as_ref()),
+        };
+        let (answer, change) = step_key(&o.space.schema, latest, &req.op);
+        let Some(new) = change else {
+            tracing::debug!(
+                server = self.me.0, region = %o.region, client = req.client, seq = req.seq,
+                reply = ?answer, stored = o.stored.version, "write changes nothing"
+            );
+            match latest_pending {
+                Some(p) => p.deferred.push((waiter, answer)),
+                None => out.push(Output::Reply(waiter, reply(answer))),
+            }
+            return;
+        };
+        let write = ChainWrite {
+            config_version: self.config.version,
+            region: o.region,
+            key: o.key,
+            version: latest_version + 1,
+            object: new,
+            dedupe: Some(Dedupe {
+                client: req.client,
+                seq: req.seq,
+                low_seq: req.low_seq,
+                reply: answer.clone(),
+            }),
+        };
+        tracing::debug!(
+            server = self.me.0, region = %o.region, version = write.version, client = req.client,
+            seq = req.seq, reply = ?answer, config = self.config.version, "head orders a write"
+        );
+        let chain = self.config.chain(o.region);
+        let Some(&next) = chain.get(1) else {
+            // Head and tail at once: durable after this batch's sync, then answered.
+            let mut s = o.stored;
+            absorb(&mut s, &write);
+            stage(store, o.region, &write.key, &s);
+            out.push(Output::Reply(waiter, reply(answer)));
+            return;
+        };
+        out.push(Output::Send(next, ChainMessage::Write(write.clone())));
+        let waiters = if planted(Bug::EarlyReply) {
+            out.push(Output::Reply(waiter, reply(answer)));
+            Vec::new()
+        } else {
+            vec![waiter]
+        };
+        let pending = Pending {
+            write,
+            waiters,
+            deferred: Vec::new(),
+        };
+        self.pending
+            .entry(slot)
+            .or_default()
+            .insert(pending.write.version, pending);
+    }
+}
+
+/// A write the head is ordering: where its object lives and what is stored.
+struct Ordered<'a> {
+    space: &'a SpaceConfig,
+    region: RegionId,
+    key: Vec<u8>,
+    stored: StoredObject,
+}
+
+/// The answer to a read at the head: the latest acknowledged (stored) version, never a
+/// pending one (unless the planted bug says otherwise).
+fn read<W>(
+    space: &SpaceConfig,
+    stored: &StoredObject,
+    pending: Option<&PendingWrites<W>>,
+    op: &Operation,
+) -> Reply {
+    let pending_latest = pending
+        .and_then(|p| p.values().next_back())
+        .map(|p| p.write.object.as_ref());
+    let current = match pending_latest {
+        Some(latest) if planted(Bug::ReadPending) => latest,
+        _ => stored.object.as_ref(),
+    };
+    step_key(&space.schema, current, op).0
+}

@@ -1,0 +1,385 @@
+//! Chain replication for one daemon, as a state machine without I/O.
+//!
+//! [`Replica::step`] takes one [`Input`] (a client request, a chain message, a new
+//! configuration, a renewed lease, a peer that reconnected, a tick) with the current time,
+//! reads and stages writes in the [`Store`], and returns [`Output`]s (replies to clients,
+//! messages to peers). The actor around it (`daemon::actor`) runs a batch of inputs, **syncs
+//! the store once, and only then** delivers the outputs; so every acknowledgement and every
+//! reply leaves this daemon after the state it vouches for is on disk (group commit). Every
+//! safety decision is made here; the async code around it only moves bytes.
+//!
+//! ## The protocol (see PROTOCOL.md)
+//! - **Head** (first server of the key's region chain): orders operations per key. For a write
+//!   it computes the new object with the model's `apply` against the latest state *including
+//!   writes still in flight*, gives it version `latest + 1`, keeps it pending and sends a
+//!   [`ChainWrite`] to its successor. It replies to the client when the [`ChainAck`] for that
+//!   version comes back, i.e. when every replica has the write durably. A write that fails
+//!   (CMPFAIL, NOTFOUND...) changes nothing, but its reply waits until every earlier pending
+//!   write of the key is acknowledged, because it observed them.
+//! - **Middle** servers keep received writes pending and forward them; on the ack they store
+//!   the acknowledged version durably and pass the ack up.
+//! - **Tail**: stores each write durably, then acknowledges it.
+//! - **Reads** go to the head and return the latest acknowledged (stored) version, never a
+//!   pending one. A read that returns the stored version while a write is pending linearizes
+//!   before that write, whose client has not been answered yet.
+//! - **Exactly once**: each write carries `(client, seq)` and its reply; the head answers a
+//!   retry from the record stored with the object, or joins it to the same pending write.
+//! - **Configurations and leases** (the stale-configuration rule, all of it here): a server
+//!   answers a client only if the client's configuration version equals its own (else
+//!   RECONFIGURE) and it holds a lease on that version: the coordinator answered a heartbeat,
+//!   sent less than the lease length ago, while it had this same version (else OFFLINE). The
+//!   coordinator declares a server failed only after a longer failure timeout, so a head cut
+//!   off from the coordinator stops answering before another head can be chosen; and since a
+//!   lease covers one version only, a server stops answering as soon as the coordinator has
+//!   moved on, before it has even installed the new configuration. Chain messages of another
+//!   version are not acted on: older ones are dropped (their sender resends what is pending
+//!   once it has our version), newer ones are kept until we have that version.
+//! - **Reconfiguration**: when a new configuration is installed, each server resends its
+//!   pending writes to its (possibly new) successor; a server that became the tail stores its
+//!   pending writes and acknowledges them; pending writes of regions this server left are
+//!   dropped and their clients told RECONFIGURE (the write survives downstream if it got
+//!   there, and the retry finds it). When a connection to a peer is re-established, pending
+//!   writes for which that peer is the successor are resent; receivers ignore versions they
+//!   already have and re-acknowledge. State transfer to joiners is `daemon::transfer`.
+//!
+//! Files: this one (inputs, outputs, leases, reconfiguration), `head` (locating a key,
+//! reads, ordering writes), `chain` (chain writes, acknowledgements, commits).
+
+mod chain;
+mod head;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyperdex_model::{Reply, ReturnCode};
+
+use crate::bugs::{planted, Bug};
+use crate::config::{Config, Joiner, RegionId, ServerId, Timing};
+use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, OpRequest, SearchRequest};
+use crate::rt::Instant;
+use crate::storage::{Store, StoreError, Table};
+
+use super::search;
+use super::transfer::{Effect, Transfers, TRANSFER_WINDOW};
+
+/// The coordinator answered a heartbeat that was sent at `sent`, when it had configuration
+/// `config_version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub sent: Instant,
+    pub config_version: u64,
+}
+
+/// What the state machine is fed.
+#[derive(Debug)]
+pub enum Input<W> {
+    /// A single-key operation from a client; `waiter` identifies where to reply.
+    Op {
+        waiter: W,
+        req: OpRequest,
+    },
+    Search {
+        waiter: W,
+        req: SearchRequest,
+    },
+    /// A message from another daemon.
+    Chain(ChainMessage),
+    Config(Config),
+    Lease(Lease),
+    /// The connection to this peer was (re-)established.
+    PeerUp(ServerId),
+    /// Periodic: resend pending writes and transfer windows (a lost message must not stall a
+    /// chain).
+    Tick,
+}
+
+/// What the state machine asks the server to do, after syncing the store.
+#[derive(Debug, PartialEq)]
+pub enum Output<W> {
+    Reply(W, ClientResponse),
+    Send(ServerId, ChainMessage),
+    /// Someone has a newer configuration than ours: fetch it now.
+    FetchConfig,
+    /// This server has every object of a region it joins: tell the coordinator.
+    TransferDone(RegionId, u64),
+}
+
+#[derive(Debug)]
+struct Pending<W> {
+    write: ChainWrite,
+    waiters: Vec<W>,
+    /// Replies to failed operations that observed this write; sent when it is acknowledged.
+    deferred: Vec<(W, Reply)>,
+}
+
+type PendingWrites<W> = BTreeMap<u64, Pending<W>>;
+type Outputs<W> = Vec<Output<W>>;
+
+/// One daemon's replication state.
+pub struct Replica<W> {
+    me: ServerId,
+    config: Arc<Config>,
+    /// In-flight writes per (region, key), by version.
+    pending: BTreeMap<(RegionId, Vec<u8>), PendingWrites<W>>,
+    /// Chain messages stamped with a configuration newer than ours, replayed once we have it.
+    early: Vec<ChainMessage>,
+    transfers: Transfers,
+    lease: Option<Lease>,
+    lease_length: Duration,
+}
+
+fn reply(r: Reply) -> ClientResponse {
+    ClientResponse::Reply(r)
+}
+
+fn reconfigure(why: String) -> ClientResponse {
+    reply(Reply::Error(ReturnCode::Reconfigure, why))
+}
+
+/// Whether a pending write carries the request `(client, seq)`.
+fn carries(p: &Pending<impl Sized>, client: u64, seq: u64) -> bool {
+    p.write
+        .dedupe
+        .as_ref()
+        .is_some_and(|d| d.client == client && d.seq == seq)
+}
+
+impl<W: Clone> Replica<W> {
+    pub fn new(me: ServerId, config: Config) -> Replica<W> {
+        Replica {
+            me,
+            config: Arc::new(config),
+            pending: BTreeMap::new(),
+            early: Vec::new(),
+            transfers: Transfers::new(me, TRANSFER_WINDOW),
+            lease: None,
+            lease_length: Timing::default().lease,
+        }
+    }
+
+    /// Sets the most objects per transfer window (small windows exercise resumption).
+    pub fn with_transfer_window(mut self, objects: usize) -> Self {
+        self.transfers = Transfers::new(self.me, objects);
+        self
+    }
+
+    /// Sets how long an answered heartbeat lets this server answer clients.
+    pub fn with_lease(mut self, length: Duration) -> Self {
+        self.lease_length = length;
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of writes in flight through this server.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.values().map(BTreeMap::len).sum()
+    }
+
+    /// Takes one input at time `now`; what to deliver once the store is synced.
+    pub fn step(
+        &mut self,
+        store: &mut dyn Store,
+        now: Instant,
+        input: Input<W>,
+    ) -> Result<Outputs<W>, StoreError> {
+        let mut out = Vec::new();
+        match input {
+            Input::Op { waiter, req } => self.on_op(store, now, waiter, req, &mut out)?,
+            Input::Search { waiter, req } => {
+                let answer = match self.admit(now, req.config_version, &mut out) {
+                    Ok(()) => search::run(store, &self.config, self.me, &req)?,
+                    Err(refusal) => refusal,
+                };
+                out.push(Output::Reply(waiter, answer));
+            }
+            Input::Chain(msg) => self.on_chain(store, msg, &mut out)?,
+            Input::Config(c) => self.on_config(store, c, &mut out)?,
+            Input::Lease(lease) => {
+                if self.lease.is_none_or(|l| l.sent <= lease.sent) {
+                    self.lease = Some(lease);
+                }
+            }
+            Input::PeerUp(peer) => {
+                self.resend(Some(peer), &mut out);
+                let effects = self
+                    .transfers
+                    .send_windows(store, &self.config, Some(peer))?;
+                push_effects(effects, &mut out);
+            }
+            Input::Tick => {
+                self.resend(None, &mut out);
+                let effects = self.transfers.tick(store, &self.config)?;
+                push_effects(effects, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether this server holds a lease on its current configuration at `now`.
+    pub fn leased(&self, now: Instant) -> bool {
+        self.lease.is_some_and(|l| {
+            l.config_version == self.config.version
+                && now.saturating_duration_since(l.sent) < self.lease_length
+        })
+    }
+
+    /// Whether a client request stamped with configuration `theirs` may be answered now; the
+    /// refusal to send otherwise (see the module docs).
+    fn admit(&self, now: Instant, theirs: u64, out: &mut Outputs<W>) -> Result<(), ClientResponse> {
+        if planted(Bug::StaleConfig) {
+            return Ok(());
+        }
+        if !self.leased(now) {
+            return Err(reply(Reply::Error(
+                ReturnCode::Offline,
+                format!("server {} has lost contact with the coordinator", self.me),
+            )));
+        }
+        let mine = self.config.version;
+        if theirs == mine {
+            return Ok(());
+        }
+        if theirs > mine {
+            out.push(Output::FetchConfig);
+        }
+        Err(reconfigure(format!(
+            "the request carries configuration {theirs}, the server has {mine}"
+        )))
+    }
+
+    fn position(&self, region: RegionId) -> Option<(usize, &[ServerId])> {
+        let chain = self.config.chain(region);
+        chain.iter().position(|&m| m == self.me).map(|p| (p, chain))
+    }
+
+    fn on_config(
+        &mut self,
+        store: &mut dyn Store,
+        config: Config,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        if config.version <= self.config.version {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut self.config, Arc::new(config));
+        // Data of removed spaces goes.
+        for s in old.spaces.values() {
+            if self.config.space_by_id(s.id).is_none() {
+                for (k, _) in store.scan_prefix(Table::Objects, &s.id.0.to_be_bytes())? {
+                    store.put(Table::Objects, &k, None);
+                }
+            }
+        }
+        let slots: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
+        for (region, key) in slots {
+            self.reconfigure_pending(store, &old, region, key, out)?;
+        }
+        let config = self.config.clone();
+        push_effects(self.transfers.on_config(store, &old, &config)?, out);
+        for msg in std::mem::take(&mut self.early) {
+            self.on_chain(store, msg, out)?;
+        }
+        Ok(())
+    }
+
+    /// What becomes of a key's pending writes in the new configuration.
+    fn reconfigure_pending(
+        &mut self,
+        store: &mut dyn Store,
+        old: &Config,
+        region: RegionId,
+        key: Vec<u8>,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        // A server that has just become the joiner of a region it served (removed and added
+        // again in one step) lost its old role: what it had in flight belongs to the chain it
+        // left, not to a copy that is about to be rebuilt.
+        let mine = self.config.joiner(region).filter(|j| j.server == self.me);
+        let rejoining =
+            mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id);
+        let position = self
+            .position(region)
+            .filter(|_| !rejoining)
+            .map(|(p, c)| (p, c.to_vec()));
+        let slot = (region, key);
+        match position {
+            None => {
+                // We left this chain: clients retry elsewhere.
+                for p in self
+                    .pending
+                    .remove(&slot)
+                    .into_iter()
+                    .flat_map(BTreeMap::into_values)
+                {
+                    let waiters = p
+                        .waiters
+                        .into_iter()
+                        .chain(p.deferred.into_iter().map(|(w, _)| w));
+                    for w in waiters {
+                        out.push(Output::Reply(
+                            w,
+                            reconfigure("the region moved to other servers".into()),
+                        ));
+                    }
+                }
+            }
+            Some((pos, chain)) if pos + 1 == chain.len() => {
+                // We are the tail now: everything pending is stored and acknowledged.
+                let top = self.pending[&slot].keys().next_back().copied().unwrap_or(0);
+                self.commit_through(store, region, &slot.1, top, out)?;
+                if pos > 0 {
+                    let ack = self.ack(&slot.1, region, top);
+                    out.push(Output::Send(chain[pos - 1], ChainMessage::Ack(ack)));
+                }
+            }
+            Some((pos, chain)) => {
+                let version = self.config.version;
+                for p in self
+                    .pending
+                    .get_mut(&slot)
+                    .into_iter()
+                    .flat_map(|p| p.values_mut())
+                {
+                    p.write.config_version = version;
+                    out.push(Output::Send(
+                        chain[pos + 1],
+                        ChainMessage::Write(p.write.clone()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resends pending writes to their successor (only those whose successor is `only`, if
+    /// given). Receivers ignore versions they have and acknowledge again.
+    fn resend(&mut self, only: Option<ServerId>, out: &mut Outputs<W>) {
+        for ((region, _), pend) in &self.pending {
+            let chain = self.config.chain(*region);
+            let succ = chain
+                .iter()
+                .position(|&m| m == self.me)
+                .and_then(|p| chain.get(p + 1))
+                .copied();
+            let Some(peer) = succ else { continue };
+            if only.is_none_or(|o| o == peer) {
+                for p in pend.values() {
+                    out.push(Output::Send(peer, ChainMessage::Write(p.write.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn push_effects<W>(effects: Vec<Effect>, out: &mut Outputs<W>) {
+    out.extend(effects.into_iter().map(|e| match e {
+        Effect::Send(to, msg) => Output::Send(to, msg),
+        Effect::Done(region, since) => Output::TransferDone(region, since),
+    }));
+}
+#[cfg(test)]
+mod tests;
