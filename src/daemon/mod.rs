@@ -21,6 +21,8 @@ pub mod coordinator_link;
 mod peers;
 pub mod record;
 pub mod replica;
+#[cfg(test)]
+mod scripts;
 pub mod search;
 mod server;
 #[cfg(test)]

@@ -32,6 +32,11 @@ impl Net {
     /// `servers` registered servers (ids 1..=servers) and the space `space`, every replica
     /// with the configuration and a fresh lease on it.
     pub fn new(servers: usize, space: &str) -> (Net, Config) {
+        Net::with_window(servers, space, 64)
+    }
+
+    /// The same, with transfer windows of `window` objects.
+    pub fn with_window(servers: usize, space: &str, window: usize) -> (Net, Config) {
         let mut c = Cluster::new(1);
         for i in 0..servers {
             c.apply(&Command::Register {
@@ -47,7 +52,7 @@ impl Net {
             .servers
             .keys()
             .map(|&id| {
-                let r = Replica::new(id, c.config.clone()).with_transfer_window(64);
+                let r = Replica::new(id, c.config.clone()).with_transfer_window(window);
                 (id, (r, MemStore::new()))
             })
             .collect();
