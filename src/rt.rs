@@ -7,6 +7,13 @@
 //! randomness comes from the simulation's seed. The rest of the crate never names madsim,
 //! never calls `std::thread` or `std::time::Instant::now`, and never iterates a HashMap where
 //! order could leak into behaviour, which is what makes a simulated run replayable.
+//!
+//! What other files may name of tokio, precisely: its synchronization primitives
+//! (`tokio::sync`: channels, `watch`, `Notify`, `Mutex`), its I/O traits and `split`
+//! (`tokio::io`) and `tokio::select!` (always `biased;`, so the choice is deterministic);
+//! madsim-tokio provides the same items under the same names. Spawning, sleeping, time,
+//! sockets and randomness come from here. The command line (`cli`) and the benchmark run only
+//! in production and build the tokio runtime (and use its signals) themselves.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
