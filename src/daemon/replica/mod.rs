@@ -12,7 +12,7 @@
 //! - **Head** (first server of the key's region chain): orders operations per key. For a write
 //!   it computes the new object with the model's `apply` against the latest state *including
 //!   writes still in flight*, gives it version `latest + 1`, keeps it pending and sends a
-//!   [`ChainWrite`] to its successor. It replies to the client when the [`ChainAck`] for that
+//!   [`ChainWrite`] to its successor. It replies to the client when the [`ChainAck`](crate::protocol::ChainAck) for that
 //!   version comes back, i.e. when every replica has the write durably. A write that fails
 //!   (CMPFAIL, NOTFOUND...) changes nothing, but its reply waits until every earlier pending
 //!   write of the key is acknowledged, because it observed them.
