@@ -6,6 +6,8 @@
 //! protocol already recovers from a lost message (chain messages are resent by the replica
 //! on every tick, and transfer windows are resent until acknowledged).
 
+use std::time::Duration;
+
 /// Inputs waiting for a daemon's actor (client requests, chain messages, configurations). A
 /// connection's reader waits while it is full.
 pub const EVENT_QUEUE: usize = 4096;
@@ -29,3 +31,17 @@ pub const REPORT_QUEUE: usize = 64;
 /// Chain messages stamped with a configuration newer than the daemon's, kept until it has
 /// that configuration; beyond this many they are dropped (their senders resend them).
 pub const EARLY_MESSAGES: usize = 100_000;
+
+/// Connections a server keeps open at once (clients, peers and admin tools together). A
+/// connection beyond it is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// How long a new connection may take to send its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may stay silent between frames before the server closes it (clients
+/// reconnect by themselves).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a frame may take to arrive once its first bytes have.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,8 +4,10 @@
 //! Each connection has one writer task fed by a bounded queue ([`CONNECTION_QUEUE`] frames),
 //! so any number of tasks can send on it without locking, and one reader. A connection whose
 //! peer sends garbage, an oversized frame or a bad handshake is closed; so is a server's
-//! connection whose peer does not read its replies until the queue is full. Nothing else is
-//! affected.
+//! connection whose peer does not read its replies until the queue is full, stays silent
+//! longer than the idle timeout, or starts a frame and does not finish it in time. A server
+//! keeps at most [`Limits::max_connections`] connections and goes on after accept errors
+//! ([`accept_loop`]). Nothing else is affected by one bad connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +16,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::limits::CONNECTION_QUEUE;
+use crate::limits::{
+    CONNECTION_QUEUE, FRAME_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS,
+};
+use crate::protocol::frame::encode_frame;
 use crate::protocol::frame::{handshake, FrameError, FramedReader, FramedWriter};
+use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::protocol::{Envelope, Message};
 use crate::rt;
 
@@ -28,6 +34,8 @@ pub enum RpcError {
     Closed(String),
     #[error("no reply from {0} within {1:?}")]
     Timeout(String, Duration),
+    #[error("the request cannot be sent: {0}")]
+    Refused(String),
 }
 
 type Waiters = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Message>>>>;
@@ -39,7 +47,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A client connection on which requests are matched to replies by id.
 pub struct RpcConn {
     addr: String,
-    tx: mpsc::Sender<Envelope>,
+    max_frame: usize,
+    tx: mpsc::Sender<Vec<u8>>,
     waiters: Waiters,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
@@ -61,12 +70,12 @@ impl RpcConn {
             .ok_or_else(|| fail("handshake timed out".into()))?
             .map_err(|e| fail(e.to_string()))?;
         let (r, w) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
         let waiters: Waiters = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let alive_w = alive.clone();
         rt::spawn(async move {
-            write_loop(w, &mut rx).await;
+            write_loop(w, &mut rx, Some).await;
             alive_w.store(false, Ordering::SeqCst);
         });
         let (waiters_r, alive_r) = (waiters.clone(), alive.clone());
@@ -83,6 +92,7 @@ impl RpcConn {
         });
         Ok(RpcConn {
             addr: addr.to_string(),
+            max_frame,
             tx,
             waiters,
             next_id: AtomicU64::new(1),
@@ -100,7 +110,7 @@ impl RpcConn {
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(id, tx);
         let attempt = async {
-            if !self.send_envelope(Envelope { id, msg }).await {
+            if !self.send_envelope(Envelope { id, msg }).await? {
                 return Err(RpcError::Closed(self.addr.clone()));
             }
             rx.await.map_err(|_| RpcError::Closed(self.addr.clone()))
@@ -119,24 +129,31 @@ impl RpcConn {
     }
 
     /// Sends a one-way message (id 0), waiting while the connection's queue is full; whether
-    /// the connection took it.
-    pub async fn send(&self, msg: Message) -> bool {
+    /// the connection took it (`Err` when the message cannot be encoded).
+    pub async fn send(&self, msg: Message) -> Result<bool, RpcError> {
         self.send_envelope(Envelope { id: 0, msg }).await
     }
 
-    async fn send_envelope(&self, env: Envelope) -> bool {
-        self.is_alive() && self.tx.send(env).await.is_ok()
+    /// Encodes in the caller's task, so an oversized or malformed request is the caller's
+    /// error, never the connection's.
+    async fn send_envelope(&self, env: Envelope) -> Result<bool, RpcError> {
+        let frame =
+            encode_frame(&env, self.max_frame).map_err(|e| RpcError::Refused(e.to_string()))?;
+        Ok(self.is_alive() && self.tx.send(frame).await.is_ok())
     }
 }
 
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
-/// closes or the connection fails.
-async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(w: W, rx: &mut mpsc::Receiver<Envelope>) {
+/// closes or the connection fails; `encode` turns an item into its frame.
+async fn write_loop<W, T>(w: W, rx: &mut mpsc::Receiver<T>, encode: impl Fn(T) -> Option<Vec<u8>>)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut writer = FramedWriter::new(w);
-    while let Some(env) = rx.recv().await {
-        let mut batch = vec![env];
+    while let Some(item) = rx.recv().await {
+        let mut batch: Vec<Vec<u8>> = encode(item).into_iter().collect();
         while let Ok(more) = rx.try_recv() {
-            batch.push(more);
+            batch.extend(encode(more));
         }
         if writer.write_all(&batch).await.is_err() {
             return;
@@ -144,8 +161,94 @@ async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(w: W, rx: &mut mpsc::Recei
     }
 }
 
+/// A server's reply as a frame; a reply that cannot be encoded (too large for a frame, say)
+/// becomes an error the client can read.
+fn reply_frame(env: Envelope, max: usize) -> Option<Vec<u8>> {
+    let id = env.id;
+    encode_frame(&env, max)
+        .or_else(|e| {
+            let msg = Message::Error {
+                code: hyperdex_model::ReturnCode::Internal,
+                message: format!("the server cannot send its reply: {e}"),
+            };
+            encode_frame(&Envelope { id, msg }, max)
+        })
+        .ok()
+}
+
+/// What a server allows one connection, and how many connections it keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_frame: usize,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_connections: MAX_CONNECTIONS,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            frame_timeout: FRAME_TIMEOUT,
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `stop()` says so, running `handle` for each on a
+/// task of its own: at most `limits.max_connections` at once (one more is closed at once),
+/// and an accept error (out of file descriptors, say) is logged and retried after a pause,
+/// never the end of the server.
+pub async fn accept_loop<H, F>(
+    listener: rt::TcpListener,
+    limits: Limits,
+    stop: impl Fn() -> bool,
+    handle: H,
+) where
+    H: Fn(rt::TcpStream, std::net::SocketAddr) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut refused = 0u64;
+    while !stop() {
+        let accepted = match rt::timeout(Duration::from_millis(500), listener.accept()).await {
+            Some(r) => r,
+            None => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("cannot accept a connection: {e}; trying again shortly");
+                rt::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    %peer, refused,
+                    "{} connections are open: closing new ones",
+                    limits.max_connections
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let connection = handle(stream, peer);
+        rt::spawn(async move {
+            connection.await;
+            drop(permit);
+        });
+    }
+}
+
 /// Where a server writes replies for one connection. Never waits: when the peer has not read
-/// [`CONNECTION_QUEUE`] replies, the connection is marked overflowed and closed.
+/// [`CONNECTION_QUEUE`] replies, the connection is marked overflowed and closed. Replies are
+/// encoded by the connection's writer task, not by the sender.
 #[derive(Clone, Debug)]
 pub struct ReplyTx {
     tx: mpsc::Sender<Envelope>,
@@ -171,35 +274,43 @@ impl ReplyTx {
 }
 
 /// Serves one accepted connection: handshake, then `handle(envelope, reply_tx)` for every
-/// frame until the peer closes it or misbehaves. The next frame is read only once `handle`
-/// has returned, so a handler that waits pushes back on the peer. Returns why it ended.
-pub async fn serve<H, F>(stream: rt::TcpStream, max_frame: usize, mut handle: H) -> FrameError
+/// frame until the peer closes it or misbehaves (see [`Limits`]). The next frame is read only
+/// once `handle` has returned, so a handler that waits pushes back on the peer. Returns why
+/// it ended.
+pub async fn serve<H, F>(stream: rt::TcpStream, limits: Limits, mut handle: H) -> FrameError
 where
     H: FnMut(Envelope, &ReplyTx) -> F,
     F: std::future::Future<Output = ()>,
 {
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
-    match rt::timeout(Duration::from_secs(10), handshake(&mut stream)).await {
+    match rt::timeout(limits.handshake_timeout, handshake(&mut stream)).await {
         Some(Ok(())) => {}
         Some(Err(e)) => return e,
-        None => return FrameError::Closed,
+        None => return FrameError::Idle(limits.handshake_timeout),
     }
     let (r, w) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
-    rt::spawn(async move { write_loop(w, &mut rx).await });
+    let max = limits.max_frame;
+    rt::spawn(async move { write_loop(w, &mut rx, |env| reply_frame(env, max)).await });
     let replies = ReplyTx {
         tx,
         overflow: Arc::default(),
     };
-    let mut reader = FramedReader::new(r, max_frame);
+    let mut reader = FramedReader::new(r, limits.max_frame);
     loop {
         if replies.overflowed() {
             return FrameError::Overflow;
         }
-        match reader.read().await {
-            Ok(env) => handle(env, &replies).await,
-            Err(e) => return e,
+        let len = match rt::timeout(limits.idle_timeout, reader.read_len()).await {
+            Some(Ok(len)) => len,
+            Some(Err(e)) => return e,
+            None => return FrameError::Idle(limits.idle_timeout),
+        };
+        match rt::timeout(limits.frame_timeout, reader.read_body(len)).await {
+            Some(Ok(env)) => handle(env, &replies).await,
+            Some(Err(e)) => return e,
+            None => return FrameError::Stalled(limits.frame_timeout),
         }
     }
 }

@@ -250,6 +250,10 @@ impl<'de> Deserialize<'de> for Document {
 
 /// One attribute value. `Display` (and `Debug`) print it the way Python shows it:
 /// `'text'`, `12`, `0.25`, `['a']`, `{'a', 'b'}`, `{'k': 1}`, documents as JSON.
+///
+/// Containers may nest at most [`MAX_NESTING`] levels when encoded or decoded (HyperDex's
+/// containers hold primitives, so real values nest two levels at most): a hostile frame of
+/// lists nested a million deep is refused while it is read, before it can exhaust a stack.
 #[derive(Clone, Serialize, Deserialize)]
 pub enum Value {
     String(Vec<u8>),
@@ -258,9 +262,63 @@ pub enum Value {
     Document(Document),
     /// Microseconds since the Unix epoch.
     Timestamp(i64),
-    List(Vec<Value>),
-    Set(BTreeSet<Value>),
-    Map(BTreeMap<Value, Value>),
+    List(#[serde(with = "nesting")] Vec<Value>),
+    Set(#[serde(with = "nesting")] BTreeSet<Value>),
+    Map(#[serde(with = "nesting")] BTreeMap<Value, Value>),
+}
+
+/// How deep containers may nest in an encoded [`Value`].
+pub const MAX_NESTING: usize = 8;
+
+/// Serde helpers that count container depth on this thread (encoding and decoding are
+/// synchronous, so a thread-local counter sees exactly the value being processed) and refuse
+/// to go deeper than [`MAX_NESTING`].
+mod nesting {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::MAX_NESTING;
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// One level of nesting, given back when dropped (also when decoding fails below it).
+    struct Level;
+
+    impl Level {
+        fn enter() -> Option<Level> {
+            DEPTH.with(|d| {
+                (d.get() < MAX_NESTING).then(|| {
+                    d.set(d.get() + 1);
+                    Level
+                })
+            })
+        }
+    }
+
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+
+    fn too_deep() -> String {
+        format!("values nest deeper than {MAX_NESTING} levels")
+    }
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let _level = Level::enter().ok_or_else(|| serde::ser::Error::custom(too_deep()))?;
+        value.serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let _level = Level::enter().ok_or_else(|| serde::de::Error::custom(too_deep()))?;
+        T::deserialize(d)
+    }
 }
 
 impl Value {
@@ -597,7 +655,8 @@ pub fn coerce(value: Value, ty: Datatype) -> Result<Value, String> {
 
 /// Encodes a value for the wire or the disk.
 pub fn encode(value: &Value) -> Vec<u8> {
-    // Serializing an in-memory Value into a Vec cannot fail: every variant is supported.
+    // Serializing into a Vec fails only for values nested deeper than MAX_NESTING; keys (the
+    // one use of this encoding) are primitives.
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
@@ -661,6 +720,39 @@ mod tests {
     fn decode_rejects_garbage_without_panicking() {
         assert!(decode(&[0xff, 0xff, 0xff]).is_err());
         assert!(decode(&[]).is_err());
+    }
+
+    /// The bytes of a list nested `depth` levels around an empty list.
+    fn nested_list_bytes(depth: usize) -> Vec<u8> {
+        // Value::List is variant 5; a list of one element is its length 1.
+        let mut bytes = [5u8, 1].repeat(depth);
+        bytes.extend_from_slice(&[5, 0]);
+        bytes
+    }
+
+    #[test]
+    fn deeply_nested_values_are_refused_not_a_stack_overflow() {
+        let ok = decode(&nested_list_bytes(MAX_NESTING - 1)).expect("within the bound");
+        assert_eq!(
+            postcard::to_allocvec(&ok).unwrap(),
+            nested_list_bytes(MAX_NESTING - 1)
+        );
+        for depth in [MAX_NESTING, 1000, 1_000_000] {
+            let err = decode(&nested_list_bytes(depth)).expect_err("too deep");
+            assert!(
+                err.to_string().contains("nest") || matches!(err, postcard::Error::SerdeDeCustom),
+                "{err}"
+            );
+        }
+        // A failed decode leaves the depth counter as it found it.
+        assert!(decode(&nested_list_bytes(MAX_NESTING - 1)).is_ok());
+        // Encoding refuses what decoding would refuse.
+        let mut deep = Value::List(vec![]);
+        for _ in 0..MAX_NESTING {
+            deep = Value::List(vec![deep]);
+        }
+        assert!(postcard::to_allocvec(&deep).is_err());
+        assert!(postcard::to_allocvec(&Value::List(vec![Value::Int(1)])).is_ok());
     }
 
     #[test]

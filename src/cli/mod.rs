@@ -28,7 +28,6 @@ use crate::admin::Admin;
 use crate::client::{ClientError, ClientOptions};
 use crate::coordinator::CoordinatorOptions;
 use crate::daemon::DaemonOptions;
-use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::storage::RedbStore;
 use crate::{coordinator, daemon, rt};
 
@@ -540,7 +539,6 @@ pub async fn run_daemon(
     let opts = DaemonOptions {
         address,
         coordinator: coordinator.to_string(),
-        max_frame: DEFAULT_MAX_FRAME,
         startup_timeout,
         ..DaemonOptions::default()
     };

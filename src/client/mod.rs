@@ -284,6 +284,8 @@ impl Client {
             Ok(Message::FromDaemon(ClientResponse::Reply(r))) => Ok(r),
             Ok(Message::Error { code, message }) => Ok(Reply::Error(code, message)),
             Ok(other) => Err(format!("unexpected reply {}", other.name())),
+            // A request that cannot be encoded would fail every time: no retry.
+            Err(RpcError::Refused(why)) => Ok(Reply::Error(ReturnCode::Internal, why)),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -232,9 +232,10 @@ mod tests {
                 .expect("register");
         }
         cluster
-            .apply(&Command::AddSpace(
-                "space people key name attributes int age".into(),
-            ))
+            .apply(
+                &Command::add_space("space people key name attributes int age")
+                    .expect("a valid space"),
+            )
             .expect("add space");
         cluster.config.space("people").expect("space").clone()
     }

@@ -21,10 +21,8 @@ use hyperdex_model::ReturnCode;
 use tracing::{info, warn};
 
 use crate::config::{ServerId, ServerState, Timing};
-use crate::net::{serve, ReplyTx};
-use crate::protocol::{
-    AdminCommand, AdminOutput, CoordRequest, CoordResponse, Envelope, Message, DEFAULT_MAX_FRAME,
-};
+use crate::net::{accept_loop, serve, Limits, ReplyTx};
+use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
 use state::{Cluster, Command, Outcome};
@@ -33,7 +31,8 @@ use state::{Cluster, Command, Outcome};
 pub struct CoordinatorOptions {
     /// `host:port` to listen on.
     pub listen: String,
-    pub max_frame: usize,
+    /// Frame size, connection count and timeouts for the connections it serves.
+    pub limits: Limits,
     pub timing: Timing,
 }
 
@@ -41,13 +40,39 @@ impl Default for CoordinatorOptions {
     fn default() -> Self {
         CoordinatorOptions {
             listen: "127.0.0.1:1982".into(),
-            max_frame: DEFAULT_MAX_FRAME,
+            limits: Limits::default(),
             timing: Timing::default(),
         }
     }
 }
 
 const STATE_KEY: &[u8] = b"coordinator-state";
+
+/// The largest state (configuration included) the coordinator keeps: a configuration goes to
+/// every daemon in heartbeat replies and must fit comfortably in a frame.
+pub const MAX_STATE_BYTES: usize = 8 << 20;
+
+/// A request with its costly part done before the coordinator's lock is taken: a space
+/// description is parsed and checked here, so one huge description cannot hold up
+/// heartbeats.
+pub enum Prepared {
+    Request(CoordRequest),
+    AddSpace(Result<Command, state::CommandError>),
+}
+
+/// Prepares a message for [`Shared::handle`], or answers it at once.
+fn prepare(msg: Message) -> Result<Prepared, Box<Message>> {
+    match msg {
+        Message::ToCoordinator(CoordRequest::Admin(AdminCommand::AddSpace(text))) => {
+            Ok(Prepared::AddSpace(Command::add_space(&text)))
+        }
+        Message::ToCoordinator(r) => Ok(Prepared::Request(r)),
+        other => Err(Box::new(Message::Error {
+            code: ReturnCode::AdminGarbage,
+            message: format!("the coordinator does not handle {}", other.name()),
+        })),
+    }
+}
 
 struct Shared {
     cluster: Cluster,
@@ -71,6 +96,15 @@ impl Shared {
                     format!("cannot encode the configuration: {e}"),
                 )
             })?;
+            if bytes.len() > MAX_STATE_BYTES {
+                return Err((
+                    ReturnCode::BadSpace,
+                    format!(
+                        "the configuration would take {} bytes, over the limit of {MAX_STATE_BYTES}",
+                        bytes.len()
+                    ),
+                ));
+            }
             self.store.put(Table::Meta, STATE_KEY, Some(bytes));
             if let Err(e) = self.store.sync() {
                 // Put the state that still holds back in place of the one that failed, so a
@@ -90,17 +124,18 @@ impl Shared {
         Ok(out)
     }
 
-    fn handle(&mut self, msg: Message) -> Message {
-        let request = match msg {
-            Message::ToCoordinator(r) => r,
-            other => {
-                return Message::Error {
-                    code: ReturnCode::AdminGarbage,
-                    message: format!("the coordinator does not handle {}", other.name()),
-                }
+    /// Answers a prepared request (under the lock).
+    fn handle(&mut self, request: Prepared) -> Message {
+        let answer = match request {
+            Prepared::Request(r) => self.request(r),
+            Prepared::AddSpace(command) => {
+                let done = command
+                    .and_then(|c| self.apply(c))
+                    .map(|_| AdminOutput::Done);
+                Ok(CoordResponse::AdminReply(done))
             }
         };
-        match self.request(request) {
+        match answer {
             Ok(r) => Message::FromCoordinator(r),
             Err((code, message)) => Message::Error { code, message },
         }
@@ -163,7 +198,7 @@ impl Shared {
                     AdminOutput::NotStable(unstable.join("; "))
                 });
             }
-            AdminCommand::AddSpace(text) => Command::AddSpace(text),
+            AdminCommand::AddSpace(text) => Command::add_space(&text)?,
             AdminCommand::RmSpace(name) => Command::RmSpace(name),
             AdminCommand::ServerKill(id) => Command::ServerKill(id),
             AdminCommand::ServerForget(id) => Command::ServerForget(id),
@@ -243,33 +278,35 @@ pub async fn run(
             s.detect_failures(timing.failure_timeout);
         }
     });
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!("cannot accept a connection: {e}; trying again shortly");
-                rt::sleep(Duration::from_millis(100)).await;
-                continue;
+    let limits = opts.limits;
+    accept_loop(
+        listener,
+        limits,
+        || false,
+        |stream, peer| {
+            let shared = shared.clone();
+            async move {
+                let why = serve(stream, limits, |env: Envelope, tx: &ReplyTx| {
+                    let reply = match prepare(env.msg) {
+                        Ok(request) => shared
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .handle(request),
+                        Err(refusal) => *refusal,
+                    };
+                    tx.send(Envelope {
+                        id: env.id,
+                        msg: reply,
+                    });
+                    std::future::ready(())
+                })
+                .await;
+                tracing::debug!(%peer, "connection ended: {why}");
             }
-        };
-        let shared = shared.clone();
-        let max_frame = opts.max_frame;
-        rt::spawn(async move {
-            let why = serve(stream, max_frame, |env: Envelope, tx: &ReplyTx| {
-                let reply = shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .handle(env.msg);
-                tx.send(Envelope {
-                    id: env.id,
-                    msg: reply,
-                });
-                std::future::ready(())
-            })
-            .await;
-            tracing::debug!(%peer, "connection ended: {why}");
-        });
-    }
+        },
+    )
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -329,7 +366,7 @@ mod tests {
 
         *broken.lock().unwrap() = true;
         let err = shared
-            .apply(Command::AddSpace("space kv key k attributes v".into()))
+            .apply(Command::add_space("space kv key k attributes v").expect("a valid space"))
             .expect_err("the sync fails");
         assert_eq!(err.0, ReturnCode::AdminServerError);
         assert!(err.1.contains("disk full"), "{}", err.1);

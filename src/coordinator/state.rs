@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use hyperdex_model::schema::MAX_TOLERATE;
-use hyperdex_model::{parse_space, ReturnCode};
+use hyperdex_model::{parse_space, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
@@ -33,7 +33,8 @@ pub enum Command {
         id: Option<ServerId>,
         addr: String,
     },
-    AddSpace(String),
+    /// A space, parsed and checked (see [`Command::add_space`]).
+    AddSpace(Space),
     RmSpace(String),
     /// Missed heartbeats or reported by peers.
     ServerFailed(ServerId),
@@ -52,6 +53,43 @@ pub enum Command {
         region: RegionId,
         since: u64,
     },
+}
+
+/// The longest space description the coordinator parses.
+pub const MAX_DESCRIPTION: usize = 64 << 10;
+/// The most attributes a space may have.
+pub const MAX_ATTRIBUTES: usize = 1024;
+/// The most spaces a cluster may have.
+pub const MAX_SPACES: usize = 1024;
+/// The most regions (partitions of every space together) a cluster may have, which keeps the
+/// configuration that every heartbeat may carry to a few megabytes.
+pub const MAX_REGIONS: usize = 131_072;
+
+impl Command {
+    /// Parses and checks a space description into the command that adds it; this is the
+    /// costly part, done before the coordinator takes its lock.
+    pub fn add_space(text: &str) -> Result<Command, CommandError> {
+        let bad = |why: String| {
+            (
+                ReturnCode::BadSpace,
+                format!("bad space description: {why}"),
+            )
+        };
+        if text.len() > MAX_DESCRIPTION {
+            return Err(bad(format!(
+                "it is {} bytes long, over the limit of {MAX_DESCRIPTION}",
+                text.len()
+            )));
+        }
+        let space = parse_space(text).map_err(|e| bad(e.to_string()))?;
+        if space.attributes.len() > MAX_ATTRIBUTES {
+            return Err(bad(format!(
+                "it has {} attributes, over the limit of {MAX_ATTRIBUTES}",
+                space.attributes.len()
+            )));
+        }
+        Ok(Command::AddSpace(space))
+    }
 }
 
 /// What a successful command produced.
@@ -114,7 +152,7 @@ impl Cluster {
     fn apply_inner(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
         match cmd {
             Command::Register { id, addr } => self.register(*id, addr),
-            Command::AddSpace(text) => self.add_space(text),
+            Command::AddSpace(space) => self.add_space(space.clone()),
             Command::RmSpace(name) => {
                 if self.config.spaces.remove(name).is_none() {
                     return Err((
@@ -191,13 +229,27 @@ impl Cluster {
         Ok(Outcome::Registered(id))
     }
 
-    fn add_space(&mut self, text: &str) -> Result<Outcome, CommandError> {
-        let schema = parse_space(text)
-            .map_err(|e| (ReturnCode::BadSpace, format!("bad space description: {e}")))?;
+    fn add_space(&mut self, schema: Space) -> Result<Outcome, CommandError> {
         if self.config.spaces.contains_key(&schema.name) {
             return Err((
                 ReturnCode::Duplicate,
                 format!("space \"{}\" already exists", schema.name),
+            ));
+        }
+        if self.config.spaces.len() >= MAX_SPACES {
+            return Err((
+                ReturnCode::BadSpace,
+                format!("the cluster has {MAX_SPACES} spaces, the most it may have"),
+            ));
+        }
+        let regions: usize = self.config.spaces.values().map(|s| s.chains.len()).sum();
+        if regions + schema.partitions as usize > MAX_REGIONS {
+            return Err((
+                ReturnCode::BadSpace,
+                format!(
+                    "the cluster has {regions} regions; {} more would pass the limit of {MAX_REGIONS}",
+                    schema.partitions
+                ),
             ));
         }
         let available = self.available();
@@ -516,10 +568,8 @@ mod tests {
     fn chains_spread_over_servers() {
         let mut c = cluster(3);
         let v = c.config.version;
-        c.apply(&Command::AddSpace(
-            "space s key k create 4 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 4 partitions").expect("a valid space"))
+            .unwrap();
         assert_eq!(c.config.version, v + 1);
         let chains = &c.config.spaces["s"].chains;
         let ids = |v: &[u64]| v.iter().map(|&i| ServerId(i)).collect::<Vec<_>>();
@@ -533,20 +583,16 @@ mod tests {
     #[test]
     fn a_space_works_with_fewer_daemons_than_replicas() {
         let mut c = cluster(1);
-        c.apply(&Command::AddSpace(
-            "space s key k tolerate 2 failures".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k tolerate 2 failures").expect("a valid space"))
+            .unwrap();
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 1));
     }
 
     #[test]
     fn failures_remove_servers_from_chains() {
         let mut c = cluster(3);
-        c.apply(&Command::AddSpace(
-            "space s key k create 3 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 3 partitions").expect("a valid space"))
+            .unwrap();
         c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
         for chain in &c.config.spaces["s"].chains {
             assert!(!chain.contains(&ServerId(2)));
@@ -563,10 +609,8 @@ mod tests {
     #[test]
     fn a_restarted_server_rejoins_by_state_transfer() {
         let mut c = cluster(3);
-        c.apply(&Command::AddSpace(
-            "space s key k create 3 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 3 partitions").expect("a valid space"))
+            .unwrap();
         c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
         let s = &c.config.spaces["s"];
         // Chains that lost server 2 got another server as a joiner at their tail.
@@ -620,10 +664,8 @@ mod tests {
     #[test]
     fn a_new_daemon_takes_a_fair_share() {
         let mut c = cluster(2);
-        c.apply(&Command::AddSpace(
-            "space s key k create 12 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 12 partitions").expect("a valid space"))
+            .unwrap();
         c.apply(&Command::Register {
             id: None,
             addr: "127.0.0.1:3000".into(),
@@ -643,10 +685,8 @@ mod tests {
     #[test]
     fn the_last_replica_of_a_region_is_never_removed() {
         let mut c = cluster(2);
-        c.apply(&Command::AddSpace(
-            "space s key k create 2 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 2 partitions").expect("a valid space"))
+            .unwrap();
         c.apply(&Command::ServerFailed(ServerId(1))).unwrap();
         c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
         for chain in &c.config.spaces["s"].chains {
@@ -657,10 +697,8 @@ mod tests {
     #[test]
     fn empty_chains_are_filled_when_daemons_arrive() {
         let mut c = cluster(0);
-        c.apply(&Command::AddSpace(
-            "space s key k create 2 partitions".into(),
-        ))
-        .unwrap();
+        c.apply(&Command::add_space("space s key k create 2 partitions").expect("a valid space"))
+            .unwrap();
         assert!(c.config.spaces["s"].chains.iter().all(Vec::is_empty));
         c.apply(&Command::Register {
             id: None,
@@ -679,7 +717,8 @@ mod tests {
             })
         };
         let mut c = cluster(4);
-        c.apply(&Command::AddSpace("space s key k".into())).unwrap();
+        c.apply(&Command::add_space("space s key k").expect("a valid space"))
+            .unwrap();
         let heads: Vec<ServerId> = c.config.spaces["s"].chains.iter().map(|ch| ch[0]).collect();
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 2));
 
@@ -731,16 +770,15 @@ mod tests {
     #[test]
     fn errors_change_nothing() {
         let mut c = cluster(2);
-        c.apply(&Command::AddSpace("space s key k".into())).unwrap();
+        c.apply(&Command::add_space("space s key k").expect("a valid space"))
+            .unwrap();
         let before = c.clone();
         let (code, msg) = c
-            .apply(&Command::AddSpace("space s key k".into()))
+            .apply(&Command::add_space("space s key k").expect("a valid space"))
             .unwrap_err();
         assert_eq!(code, ReturnCode::Duplicate);
         assert!(msg.contains("already exists"));
-        let (code, msg) = c
-            .apply(&Command::AddSpace("space t key k attributes a, a".into()))
-            .unwrap_err();
+        let (code, msg) = Command::add_space("space t key k attributes a, a").unwrap_err();
         assert_eq!(code, ReturnCode::BadSpace);
         assert!(msg.contains("line 1, column 29"), "{msg}");
         assert_eq!(
@@ -765,6 +803,31 @@ mod tests {
             .0,
             ReturnCode::Duplicate
         );
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn oversized_spaces_are_refused_with_the_limit_named() {
+        let long = format!("space s key k attributes {}", "a".repeat(MAX_DESCRIPTION));
+        let (code, msg) = Command::add_space(&long).unwrap_err();
+        assert_eq!(code, ReturnCode::BadSpace);
+        assert!(msg.contains("over the limit of 65536"), "{msg}");
+        let attrs: Vec<String> = (0..=MAX_ATTRIBUTES).map(|i| format!("a{i}")).collect();
+        let wide = format!("space s key k attributes {}", attrs.join(", "));
+        let (_, msg) = Command::add_space(&wide).unwrap_err();
+        assert!(msg.contains("1025 attributes"), "{msg}");
+
+        let mut c = cluster(1);
+        let big = |name: &str| {
+            Command::add_space(&format!("space {name} key k create 65536 partitions"))
+                .expect("a valid space")
+        };
+        c.apply(&big("a")).unwrap();
+        c.apply(&big("b")).unwrap();
+        let before = c.clone();
+        let (code, msg) = c.apply(&big("c")).unwrap_err();
+        assert_eq!(code, ReturnCode::BadSpace);
+        assert!(msg.contains("limit of 131072"), "{msg}");
         assert_eq!(c, before);
     }
 }

@@ -39,8 +39,7 @@ use tracing::info;
 use crate::config::{Config, ServerId, Timing};
 use crate::error::Error;
 use crate::limits::{EVENT_QUEUE, REPORT_QUEUE};
-use crate::net::ReplyTx;
-use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::net::{Limits, ReplyTx};
 use crate::rt;
 use crate::storage::{Store, Table};
 use replica::{Input, Replica};
@@ -51,7 +50,8 @@ pub struct DaemonOptions {
     pub address: String,
     /// `host:port` of the coordinator.
     pub coordinator: String,
-    pub max_frame: usize,
+    /// Frame size, connection count and timeouts for the connections it serves.
+    pub limits: Limits,
     pub timing: Timing,
     /// How long to keep trying to register before giving up.
     pub startup_timeout: Duration,
@@ -64,7 +64,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             address: "127.0.0.1:2012".into(),
             coordinator: "127.0.0.1:1982".into(),
-            max_frame: DEFAULT_MAX_FRAME,
+            limits: Limits::default(),
             timing: Timing::default(),
             startup_timeout: Duration::from_secs(10),
             transfer_window: transfer::TRANSFER_WINDOW,
@@ -132,7 +132,11 @@ pub async fn run(
         events: events_rx,
         config: config_rx,
         lease: lease_rx,
-        peers: peers::Peers::new(events_tx.clone(), opts.max_frame, rt::Spawner::current()),
+        peers: peers::Peers::new(
+            events_tx.clone(),
+            opts.limits.max_frame,
+            rt::Spawner::current(),
+        ),
         fetch,
         reports: reports_tx,
         tick: opts.timing.heartbeat_interval * 5,
@@ -142,5 +146,5 @@ pub async fn run(
     // connections never wait behind a disk.
     actor::spawn(actor, fatal.clone());
 
-    server::accept_loop(listener, events_tx, opts.max_frame, fatal).await
+    server::run(listener, events_tx, opts.limits, fatal).await
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::config::ServerId;
 use crate::limits::PEER_QUEUE;
@@ -86,8 +86,10 @@ async fn peer_link(
                     return;
                 }
                 while let Some(msg) = rx.recv().await {
-                    if !conn.send(Message::Chain(msg)).await {
-                        break;
+                    match conn.send(Message::Chain(msg)).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => warn!(peer = to.0, "a chain message was not sent: {e}"),
                     }
                 }
                 if rx.is_closed() {

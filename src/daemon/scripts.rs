@@ -122,7 +122,7 @@ impl Script {
                 .expect("register");
         }
         cluster
-            .apply(&Command::AddSpace(space.into()))
+            .apply(&Command::add_space(space).expect("a valid space"))
             .expect("space");
         let mut s = Script {
             net,

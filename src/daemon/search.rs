@@ -53,8 +53,15 @@ pub fn run(
             format!("unknown space \"{}\"", req.space),
         );
     };
-    if let Some(r) = req
+    // Each region once, however often the request names it.
+    let regions: Vec<RegionId> = req
         .regions
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if let Some(r) = regions
         .iter()
         .find(|r| r.space != space.id || config.chain(**r).first() != Some(&me))
     {
@@ -68,9 +75,6 @@ pub fn run(
         Err(f) => return Ok(ClientResponse::Reply(f.into_reply())),
     };
     Ok(ClientResponse::Objects(search_store(
-        store,
-        space,
-        &req.regions,
-        &checks,
+        store, space, &regions, &checks,
     )?))
 }

@@ -3,19 +3,17 @@
 //!
 //! A connection's reader waits while the actor's queue is full, which pushes back on the peer
 //! over TCP. Messages a daemon does not handle (those meant for the coordinator) are answered
-//! with GARBAGE and change nothing. An accept error (out of file descriptors, say) is logged
-//! and retried after a pause; it never stops the daemon.
+//! with GARBAGE and change nothing. Connection limits and accept errors are `net`'s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyperdex_model::ReturnCode;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::error::Error;
-use crate::net::{serve, ReplyTx};
+use crate::net::{accept_loop, serve, Limits, ReplyTx};
 use crate::protocol::{ClientRequest, Envelope, Message};
 use crate::rt;
 
@@ -23,33 +21,17 @@ use super::replica::Input;
 use super::Event;
 
 /// Accepts connections until the actor stops (`fatal`).
-pub async fn accept_loop(
+pub async fn run(
     listener: rt::TcpListener,
     events: mpsc::Sender<Event>,
-    max_frame: usize,
+    limits: Limits,
     fatal: Arc<AtomicBool>,
 ) -> Result<(), Error> {
-    loop {
-        if fatal.load(Ordering::SeqCst) {
-            return Err(Error::Config(
-                "the daemon stopped after a storage failure".into(),
-            ));
-        }
-        let accepted = match rt::timeout(Duration::from_millis(500), listener.accept()).await {
-            Some(r) => r,
-            None => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!("cannot accept a connection: {e}; trying again shortly");
-                rt::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let stop = || fatal.load(Ordering::SeqCst);
+    accept_loop(listener, limits, stop, |stream, peer| {
         let events = events.clone();
-        rt::spawn(async move {
-            let why = serve(stream, max_frame, |env: Envelope, tx: &ReplyTx| {
+        async move {
+            let why = serve(stream, limits, |env: Envelope, tx: &ReplyTx| {
                 let input = input_of(env, tx);
                 let events = events.clone();
                 async move {
@@ -60,8 +42,12 @@ pub async fn accept_loop(
             })
             .await;
             debug!(%peer, "connection ended: {why}");
-        });
-    }
+        }
+    })
+    .await;
+    Err(Error::Config(
+        "the daemon stopped after a storage failure".into(),
+    ))
 }
 
 /// The actor's input for a frame, or `None` (after answering GARBAGE) for a message a daemon

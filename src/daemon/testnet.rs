@@ -45,7 +45,8 @@ impl Net {
             })
             .expect("register");
         }
-        c.apply(&Command::AddSpace(space.into())).expect("space");
+        c.apply(&Command::add_space(space).expect("a valid space"))
+            .expect("space");
         let now = crate::rt::now();
         let replicas = c
             .config

@@ -373,9 +373,12 @@ mod tests {
             })
             .expect("register");
         }
-        c.apply(&crate::coordinator::state::Command::AddSpace(
-            "space s key k attributes int n create 1 partition".into(),
-        ))
+        c.apply(
+            &crate::coordinator::state::Command::add_space(
+                "space s key k attributes int n create 1 partition",
+            )
+            .expect("a valid space"),
+        )
         .expect("space");
         let mut config = c.config;
         config.version = version;

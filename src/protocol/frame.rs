@@ -2,7 +2,10 @@
 //!
 //! [`encode_frame`] / [`decode_payload`] are pure and total; [`FramedReader`] and
 //! [`FramedWriter`] put them on an async byte stream. A reader refuses a length above its cap
-//! before allocating anything, so a hostile peer cannot make a server allocate 4 GiB.
+//! before reading anything more, and grows its buffer only as the payload's bytes arrive, so a
+//! peer that announces 16 MiB and sends nothing costs nothing. Decoding is bounded: values
+//! nest at most `MAX_NESTING` levels (see `hyperdex_model::value`), documents 128 (serde_json's
+//! limit). A sender refuses to encode a frame the receiver would refuse.
 
 use std::io;
 
@@ -25,6 +28,12 @@ pub enum FrameError {
     BadHandshake([u8; 8]),
     #[error("the peer does not read its replies")]
     Overflow,
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+    #[error("no frame within {0:?}")]
+    Idle(std::time::Duration),
+    #[error("a frame was started but not finished within {0:?}")]
+    Stalled(std::time::Duration),
 }
 
 /// The eight handshake bytes.
@@ -55,20 +64,27 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Length prefix and payload of one envelope.
-pub fn encode_frame(env: &Envelope) -> Vec<u8> {
-    // Serializing an in-memory envelope into a Vec cannot fail.
-    let payload = postcard::to_allocvec(env).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
+/// Length prefix and payload of one envelope, if a receiver with frame cap `max` would
+/// accept it.
+pub fn encode_frame(env: &Envelope, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; 4];
+    let mut out = postcard::to_extend(env, std::mem::take(&mut out))
+        .map_err(|e| FrameError::Encode(e.to_string()))?;
+    let len = out.len() - 4;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
 }
 
 /// Decodes a payload; never panics.
 pub fn decode_payload(bytes: &[u8]) -> Result<Envelope, FrameError> {
     postcard::from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))
 }
+
+/// The most a reader allocates for a frame before its bytes arrive.
+const INITIAL_BUFFER: usize = 64 << 10;
 
 /// Reads envelopes from a byte stream.
 pub struct FramedReader<R> {
@@ -83,6 +99,12 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
 
     /// The next envelope; `Closed` at a clean end of stream.
     pub async fn read(&mut self) -> Result<Envelope, FrameError> {
+        let len = self.read_len().await?;
+        self.read_body(len).await
+    }
+
+    /// The next frame's length (the reader waits here between frames).
+    pub async fn read_len(&mut self) -> Result<usize, FrameError> {
         let mut len = [0u8; 4];
         match self.inner.read_exact(&mut len).await {
             Ok(_) => {}
@@ -93,19 +115,26 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
         if len > self.max {
             return Err(FrameError::TooLarge { len, max: self.max });
         }
-        let mut buf = vec![0u8; len];
-        self.inner.read_exact(&mut buf).await.map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                FrameError::Closed
-            } else {
-                FrameError::Io(e)
-            }
-        })?;
+        Ok(len)
+    }
+
+    /// The payload of a frame of `len` bytes (at most the cap), decoded. The buffer grows as
+    /// bytes arrive.
+    pub async fn read_body(&mut self, len: usize) -> Result<Envelope, FrameError> {
+        let mut buf = Vec::with_capacity(len.min(INITIAL_BUFFER));
+        (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .await?;
+        if buf.len() < len {
+            return Err(FrameError::Closed);
+        }
         decode_payload(&buf)
     }
 }
 
-/// Writes envelopes to a byte stream (flushing each, which the simulated network requires).
+/// Writes encoded frames to a byte stream (flushing each batch, which the simulated network
+/// requires).
 pub struct FramedWriter<W> {
     inner: W,
 }
@@ -115,16 +144,11 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
         FramedWriter { inner }
     }
 
-    pub async fn write(&mut self, env: &Envelope) -> io::Result<()> {
-        self.inner.write_all(&encode_frame(env)).await?;
-        self.inner.flush().await
-    }
-
-    /// Writes several envelopes with one flush.
-    pub async fn write_all(&mut self, envs: &[Envelope]) -> io::Result<()> {
-        let mut buf = Vec::new();
-        for e in envs {
-            buf.extend_from_slice(&encode_frame(e));
+    /// Writes several frames (from [`encode_frame`]) with one flush.
+    pub async fn write_all(&mut self, frames: &[Vec<u8>]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(frames.iter().map(Vec::len).sum());
+        for f in frames {
+            buf.extend_from_slice(f);
         }
         self.inner.write_all(&buf).await?;
         self.inner.flush().await
@@ -150,12 +174,84 @@ mod tests {
                 op: Operation::put("s", "k", vec![("a", Value::Int(1))]),
             })),
         };
-        let frame = encode_frame(&env);
+        let frame = encode_frame(&env, crate::protocol::DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(
             u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
             frame.len() - 4
         );
         assert_eq!(decode_payload(&frame[4..]).unwrap(), env);
+    }
+
+    /// A frame's payload with one of the mutations a hostile or broken peer produces.
+    fn mutated(payload: &[u8], kind: u8, at: usize, byte: u8, depth: usize) -> Vec<u8> {
+        let mut p = payload.to_vec();
+        let at = at % p.len().max(1);
+        match kind % 5 {
+            0 => {
+                if let Some(b) = p.get_mut(at) {
+                    *b ^= 1 << (byte % 8);
+                }
+            }
+            1 => p.truncate(at),
+            2 => {
+                if let Some(b) = p.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            // Lists nested `depth` deep spliced in: a stack-overflow attempt.
+            3 => {
+                let nest = [5u8, 1].repeat(depth);
+                p.splice(at..at, nest);
+            }
+            // A huge length or count where one may be expected.
+            _ => {
+                p.splice(at..at, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+            }
+        }
+        p
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_real_frames_decode_or_fail_cleanly(
+            which in 0usize..64,
+            kind in 0u8..5,
+            at in 0usize..4096,
+            byte in any::<u8>(),
+            depth in 1usize..200_000,
+        ) {
+            let envs = crate::protocol::samples::sample_envelopes();
+            let env = &envs[which % envs.len()];
+            let frame = encode_frame(env, crate::protocol::DEFAULT_MAX_FRAME).unwrap();
+            let payload = mutated(&frame[4..], kind, at, byte, depth);
+            if let Ok(decoded) = decode_payload(&payload) {
+                // Whatever decodes encodes again: nothing decodable is unsendable.
+                prop_assert!(encode_frame(&decoded, crate::protocol::DEFAULT_MAX_FRAME).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn every_sample_round_trips() {
+        for env in crate::protocol::samples::sample_envelopes() {
+            let frame = encode_frame(&env, crate::protocol::DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(decode_payload(&frame[4..]).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_receivers_cap_is_refused_by_the_sender() {
+        let env = Envelope {
+            id: 1,
+            msg: Message::Error {
+                code: hyperdex_model::ReturnCode::Garbage,
+                message: "x".repeat(2000),
+            },
+        };
+        assert!(matches!(
+            encode_frame(&env, 1000),
+            Err(FrameError::TooLarge { max: 1000, .. })
+        ));
     }
 
     proptest! {
@@ -170,7 +266,7 @@ mod tests {
                 config_version: 1, client: 2, seq: 3, low_seq: 3,
                 op: Operation::put("space", "key", vec![("attr", Value::string("value"))]),
             }))};
-            let frame = encode_frame(&env);
+            let frame = encode_frame(&env, 1 << 20).unwrap();
             let cut = cut.min(frame.len() - 5);
             prop_assert!(decode_payload(&frame[4..4 + cut]).is_err());
         }

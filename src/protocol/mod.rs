@@ -20,6 +20,7 @@ pub mod chain;
 pub mod client;
 pub mod coordinator;
 pub mod frame;
+pub mod samples;
 
 use hyperdex_model::ReturnCode;
 use serde::{Deserialize, Serialize};

@@ -485,4 +485,18 @@ mod tests {
             ReturnCode::WrongType
         );
     }
+
+    #[test]
+    fn regular_expressions_have_a_size_limit() {
+        let s = space();
+        for (re, why) in [
+            ("a".repeat(5000), "over the limit"),
+            ("(a{1000}){1000}".to_string(), "invalid regular expression"),
+        ] {
+            let err = validate_checks(&s, &[Check::new("s", Predicate::Regex(re))]).unwrap_err();
+            assert_eq!(err.code, ReturnCode::WrongType);
+            assert!(err.reason.contains(why), "{}", err.reason);
+        }
+        assert!(validate_checks(&s, &[Check::new("s", Predicate::Regex("^a.*b$".into()))]).is_ok());
+    }
 }

@@ -28,8 +28,48 @@ pub(crate) fn json_eq(a: &Json, b: &Json) -> bool {
     json_cmp(a, b).map_or(a == b, |o| o == Ordering::Equal)
 }
 
+/// The longest regular expression a check may carry, in bytes.
+pub const MAX_REGEX_LEN: usize = 4096;
+/// The most memory one compiled regular expression may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Compiled regular expressions kept per thread (a search compiles its pattern once, not
+/// once per object it scans).
+const REGEX_CACHE: usize = 64;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<std::collections::BTreeMap<String, regex::bytes::Regex>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Compiles a check's regular expression within the size limits, or says why not.
+pub(crate) fn compile_regex(re: &str) -> Result<regex::bytes::Regex, String> {
+    if re.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "the regular expression is {} bytes, over the limit of {MAX_REGEX_LEN}",
+            re.len()
+        ));
+    }
+    regex::bytes::RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid regular expression: {e}"))
+}
+
 pub(crate) fn regex_matches(re: &str, bytes: &[u8]) -> bool {
-    regex::bytes::Regex::new(re).is_ok_and(|r| r.is_match(bytes))
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(re) {
+            let Ok(compiled) = compile_regex(re) else {
+                return false;
+            };
+            if cache.len() >= REGEX_CACHE {
+                cache.clear();
+            }
+            cache.insert(re.to_string(), compiled);
+        }
+        cache.get(re).is_some_and(|r| r.is_match(bytes))
+    })
 }
 
 pub(crate) fn value_passes(v: &Value, p: &Predicate) -> bool {

@@ -8,6 +8,7 @@ use crate::schema::Space;
 use crate::value::{coerce, Datatype, Value};
 
 use super::path::*;
+use super::predicate::compile_regex;
 use super::Failure;
 
 pub(crate) fn unknown_attr(space: &Space, name: &str) -> Failure {
@@ -71,9 +72,7 @@ pub(crate) fn validate_check(space: &Space, check: &Check) -> Result<Check, Fail
                     "{what}: regular expressions apply to strings, not {ty}"
                 )));
             }
-            regex::bytes::Regex::new(r).map_err(|e| {
-                Failure::wrong_type(format!("{what}: invalid regular expression: {e}"))
-            })?;
+            compile_regex(r).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))?;
             Predicate::Regex(r.clone())
         }
         p @ (Predicate::LengthEquals(_)

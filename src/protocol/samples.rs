@@ -1,0 +1,162 @@
+//! Real messages of every conversation, for tests of the decoder and as seeds for fuzzing:
+//! every kind of request and reply, with values of every type.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hyperdex_model::value::Document;
+use hyperdex_model::{Check, Func, Funcall, NumOp, Operation, Predicate, Reply, ReturnCode, Value};
+
+use super::{
+    AdminCommand, AdminOutput, ChainAck, ChainMessage, ChainWrite, ClientRequest, ClientResponse,
+    CoordRequest, CoordResponse, Dedupe, Envelope, Message, OpRequest, SearchRequest, TransferAck,
+    TransferData,
+};
+use crate::config::{Config, RegionId, ServerId, SpaceId};
+
+fn values() -> Vec<(&'static str, Value)> {
+    vec![
+        ("s", Value::string("text")),
+        ("i", Value::Int(-7)),
+        ("f", Value::Float(0.25)),
+        (
+            "d",
+            Value::Document(
+                Document::parse(br#"{"a": [1, {"b": null}]}"#)
+                    .unwrap_or_else(|_| Document::empty()),
+            ),
+        ),
+        ("t", Value::Timestamp(1_700_000_000_000_000)),
+        ("l", Value::List(vec![Value::Int(1), Value::Int(2)])),
+        (
+            "e",
+            Value::Set(BTreeSet::from([Value::string("a"), Value::string("b")])),
+        ),
+        (
+            "m",
+            Value::Map(BTreeMap::from([(Value::string("k"), Value::Float(1.5))])),
+        ),
+    ]
+}
+
+fn region() -> RegionId {
+    RegionId {
+        space: SpaceId(1),
+        index: 3,
+    }
+}
+
+fn client(op: Operation) -> Message {
+    Message::ToDaemon(ClientRequest::Op(OpRequest {
+        config_version: 5,
+        client: 42,
+        seq: 9,
+        low_seq: 3,
+        op,
+    }))
+}
+
+fn operations() -> Vec<Operation> {
+    let checks = vec![
+        Check::new("i", Predicate::Range(Value::Int(1), Value::Int(9))),
+        Check::new("s", Predicate::Regex("^te.*".into())),
+        Check::new("l", Predicate::Contains(Value::Int(2))),
+        Check::new("s", Predicate::LengthGreaterEqual(2)),
+    ];
+    vec![
+        Operation::get("space", "key"),
+        Operation::put("space", "key", values()),
+        Operation::cond_put("space", "key", checks.clone(), vec![("i", Value::Int(1))]),
+        Operation::del("space", Value::Int(3)),
+        Operation::atomic(NumOp::Div, "space", "key", vec![("i", Value::Int(2))]),
+        Operation::funcs(
+            "space",
+            "key",
+            vec![
+                Funcall::new("m", Func::MapAdd(Value::string("k"), Value::Float(2.0))),
+                Funcall::new("d.a[1].b", Func::DocumentUnset),
+                Funcall::new("e", Func::SetUnion(Value::Set(BTreeSet::new()))),
+            ],
+        ),
+        Operation::search("space", checks),
+    ]
+}
+
+/// One envelope of every kind, as a running cluster sends them.
+pub fn sample_envelopes() -> Vec<Envelope> {
+    let mut msgs: Vec<Message> = operations().into_iter().map(client).collect();
+    let object: hyperdex_model::Object = values()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let write = ChainWrite {
+        config_version: 5,
+        region: region(),
+        key: b"key".to_vec(),
+        version: 12,
+        object: Some(object.clone()),
+        dedupe: Some(Dedupe {
+            client: 42,
+            seq: 9,
+            low_seq: 3,
+            reply: Reply::CmpFail("check failed".into()),
+        }),
+    };
+    msgs.extend([
+        Message::ToDaemon(ClientRequest::Search(SearchRequest {
+            config_version: 5,
+            space: "space".into(),
+            regions: vec![region()],
+            checks: vec![Check::new("i", Predicate::Equals(Value::Int(1)))],
+        })),
+        Message::FromDaemon(ClientResponse::Reply(Reply::Found(object.clone()))),
+        Message::FromDaemon(ClientResponse::Objects(vec![object])),
+        Message::Chain(ChainMessage::Write(write)),
+        Message::Chain(ChainMessage::Ack(ChainAck {
+            config_version: 5,
+            region: region(),
+            key: b"key".to_vec(),
+            version: 12,
+        })),
+        Message::Chain(ChainMessage::TransferData(TransferData {
+            config_version: 5,
+            region: region(),
+            after: Some(b"a".to_vec()),
+            entries: vec![(b"b".to_vec(), vec![1, 2, 3])],
+            last: true,
+        })),
+        Message::Chain(ChainMessage::TransferAck(TransferAck {
+            config_version: 5,
+            region: region(),
+            upto: None,
+            done: false,
+        })),
+        Message::ToCoordinator(CoordRequest::Register {
+            id: Some(ServerId(2)),
+            addr: "127.0.0.1:2012".into(),
+        }),
+        Message::ToCoordinator(CoordRequest::Heartbeat {
+            id: ServerId(2),
+            config_version: 5,
+        }),
+        Message::ToCoordinator(CoordRequest::Admin(AdminCommand::AddSpace(
+            "space s key k attributes int n".into(),
+        ))),
+        Message::ToCoordinator(CoordRequest::TransferComplete {
+            id: ServerId(2),
+            region: region(),
+            since: 4,
+        }),
+        Message::FromCoordinator(CoordResponse::Config(Config::default())),
+        Message::FromCoordinator(CoordResponse::AdminReply(Ok(AdminOutput::Spaces(vec![
+            "s".into(),
+        ])))),
+        Message::Error {
+            code: ReturnCode::Garbage,
+            message: "no".into(),
+        },
+    ]);
+    msgs.into_iter()
+        .enumerate()
+        .map(|(i, msg)| Envelope { id: i as u64, msg })
+        .collect()
+}
