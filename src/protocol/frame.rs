@@ -84,7 +84,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Envelope, FrameError> {
 }
 
 /// The most a reader allocates for a frame before its bytes arrive.
-const INITIAL_BUFFER: usize = 64 << 10;
+const INITIAL_BUFFER: usize = 4 << 10;
 
 /// Reads envelopes from a byte stream.
 pub struct FramedReader<R> {

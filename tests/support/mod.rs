@@ -172,6 +172,17 @@ impl ProcCluster {
         self.kill_coordinator();
     }
 
+    /// Whether the coordinator and every daemon that was started are still running.
+    pub fn all_alive(&mut self) -> bool {
+        let running =
+            |c: &mut Option<Child>| c.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        running(&mut self.coord) && self.daemons.iter_mut().all(|d| running(&mut d.child))
+    }
+
+    pub fn daemon_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.daemons[i].port)
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.coord_port)
     }
