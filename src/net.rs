@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::ServerId;
 use crate::limits::{
     CONNECTION_QUEUE, FRAME_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS,
 };
+use crate::protocol::auth::{self, Acceptor, AuthMessage, Peer, Role, Secret};
 use crate::protocol::frame::encode_frame;
 use crate::protocol::frame::{handshake, FrameError, FramedReader, FramedWriter};
 use crate::protocol::DEFAULT_MAX_FRAME;
@@ -54,7 +56,62 @@ pub struct RpcConn {
     alive: Arc<AtomicBool>,
 }
 
+/// How a connection's opener introduces itself: its role, its server id (a daemon that has
+/// one) and the cluster secret, if it knows it.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub role: Role,
+    pub server: Option<ServerId>,
+    pub secret: Option<Secret>,
+}
+
 impl RpcConn {
+    /// Connects, then introduces itself as `who` (see `protocol::auth`); a client's
+    /// connection needs no introduction.
+    pub async fn connect_as(
+        addr: &str,
+        max_frame: usize,
+        timeout: Duration,
+        who: &Credentials,
+    ) -> Result<RpcConn, RpcError> {
+        let conn = RpcConn::connect(addr, max_frame, timeout).await?;
+        if who.role != Role::Client {
+            conn.introduce(who, timeout).await?;
+        }
+        Ok(conn)
+    }
+
+    async fn introduce(&self, who: &Credentials, timeout: Duration) -> Result<(), RpcError> {
+        let refused = |why: String| RpcError::Connect(self.addr.clone(), why);
+        let nonce = auth::nonce();
+        let hello = AuthMessage::Hello {
+            role: who.role,
+            server: who.server,
+            nonce,
+        };
+        let (theirs, their_proof) = match self.call(Message::Auth(hello), timeout).await? {
+            Message::Auth(AuthMessage::Challenge { nonce, proof }) => (nonce, proof),
+            Message::Error { message, .. } => return Err(refused(message)),
+            other => return Err(refused(format!("unexpected {}", other.name()))),
+        };
+        let claim = (who.role, who.server);
+        let proof = auth::answer(
+            who.secret.as_ref(),
+            claim,
+            &nonce,
+            (&theirs, their_proof.as_ref()),
+        )
+        .map_err(refused)?;
+        match self
+            .call(Message::Auth(AuthMessage::Prove { proof }), timeout)
+            .await?
+        {
+            Message::Auth(AuthMessage::Welcome) => Ok(()),
+            Message::Error { message, .. } => Err(refused(message)),
+            other => Err(refused(format!("unexpected {}", other.name()))),
+        }
+    }
+
     /// Connects and handshakes within `timeout`.
     pub async fn connect(
         addr: &str,
@@ -273,13 +330,19 @@ impl ReplyTx {
     }
 }
 
-/// Serves one accepted connection: handshake, then `handle(envelope, reply_tx)` for every
-/// frame until the peer closes it or misbehaves (see [`Limits`]). The next frame is read only
-/// once `handle` has returned, so a handler that waits pushes back on the peer. Returns why
-/// it ended.
-pub async fn serve<H, F>(stream: rt::TcpStream, limits: Limits, mut handle: H) -> FrameError
+/// Serves one accepted connection: handshake, the opener's introduction if it sends one
+/// (checked against `secret`, see `protocol::auth`), then `handle(envelope, reply_tx, peer)`
+/// for every frame until the peer closes it or misbehaves (see [`Limits`]). The next frame is
+/// read only once `handle` has returned, so a handler that waits pushes back on the peer.
+/// Returns why it ended.
+pub async fn serve<H, F>(
+    stream: rt::TcpStream,
+    limits: Limits,
+    secret: Option<&Secret>,
+    mut handle: H,
+) -> FrameError
 where
-    H: FnMut(Envelope, &ReplyTx) -> F,
+    H: FnMut(Envelope, &ReplyTx, &mut Peer) -> F,
     F: std::future::Future<Output = ()>,
 {
     let mut stream = stream;
@@ -298,19 +361,107 @@ where
         overflow: Arc::default(),
     };
     let mut reader = FramedReader::new(r, limits.max_frame);
+    let mut peer = Peer::ANONYMOUS;
+    let mut first = true;
     loop {
         if replies.overflowed() {
             return FrameError::Overflow;
         }
-        let len = match rt::timeout(limits.idle_timeout, reader.read_len()).await {
-            Some(Ok(len)) => len,
-            Some(Err(e)) => return e,
-            None => return FrameError::Idle(limits.idle_timeout),
+        let env = match next_frame(&mut reader, &limits).await {
+            Ok(env) => env,
+            Err(e) => return e,
         };
-        match rt::timeout(limits.frame_timeout, reader.read_body(len)).await {
-            Some(Ok(env)) => handle(env, &replies).await,
-            Some(Err(e)) => return e,
-            None => return FrameError::Stalled(limits.frame_timeout),
+        match (first, env.msg) {
+            (
+                true,
+                Message::Auth(AuthMessage::Hello {
+                    role,
+                    server,
+                    nonce,
+                }),
+            ) => {
+                let hello = (role, server, nonce);
+                match accept_introduction(&mut reader, &limits, &replies, secret, env.id, hello)
+                    .await
+                {
+                    Ok(p) => peer = p,
+                    Err(e) => return e,
+                }
+            }
+            (_, Message::Auth(m)) => {
+                refuse(
+                    &replies,
+                    env.id,
+                    format!("unexpected {} after the start", m.name()),
+                );
+                return FrameError::Decode("a handshake message out of place".into());
+            }
+            (_, msg) => handle(Envelope { id: env.id, msg }, &replies, &mut peer).await,
+        }
+        first = false;
+    }
+}
+
+/// The next frame, within the idle and frame timeouts.
+async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FramedReader<R>,
+    limits: &Limits,
+) -> Result<Envelope, FrameError> {
+    let len = match rt::timeout(limits.idle_timeout, reader.read_len()).await {
+        Some(r) => r?,
+        None => return Err(FrameError::Idle(limits.idle_timeout)),
+    };
+    match rt::timeout(limits.frame_timeout, reader.read_body(len)).await {
+        Some(r) => r,
+        None => Err(FrameError::Stalled(limits.frame_timeout)),
+    }
+}
+
+fn refuse(replies: &ReplyTx, id: u64, message: String) {
+    replies.send(Envelope {
+        id,
+        msg: Message::Error {
+            code: hyperdex_model::ReturnCode::Unauthorized,
+            message,
+        },
+    });
+}
+
+/// The acceptor's side of an introduction: challenge, check the proof, welcome.
+async fn accept_introduction<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FramedReader<R>,
+    limits: &Limits,
+    replies: &ReplyTx,
+    secret: Option<&Secret>,
+    id: u64,
+    (role, server, nonce): (Role, Option<ServerId>, auth::Nonce),
+) -> Result<Peer, FrameError> {
+    let (acceptor, challenge) = Acceptor::start(secret, role, server, nonce, auth::nonce());
+    replies.send(Envelope {
+        id,
+        msg: Message::Auth(challenge),
+    });
+    let env = next_frame(reader, limits).await?;
+    let Message::Auth(AuthMessage::Prove { proof }) = env.msg else {
+        refuse(
+            replies,
+            env.id,
+            "expected the proof of the cluster secret".into(),
+        );
+        return Err(FrameError::Decode("no proof after a challenge".into()));
+    };
+    match acceptor.finish(proof) {
+        Ok(peer) => {
+            replies.send(Envelope {
+                id: env.id,
+                msg: Message::Auth(AuthMessage::Welcome),
+            });
+            Ok(peer)
+        }
+        Err(why) => {
+            tracing::warn!(?role, ?server, "refused a connection: {why}");
+            refuse(replies, env.id, why);
+            Err(FrameError::Decode("the introduction was refused".into()))
         }
     }
 }

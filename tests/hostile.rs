@@ -11,9 +11,15 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hyperdex::client::{Client, ClientOptions};
+use hyperdex::config::{RegionId, ServerId, SpaceId};
+use hyperdex::net::{Credentials, RpcConn};
+use hyperdex::protocol::auth::{Role, Secret};
 use hyperdex::protocol::frame::{encode_frame, hello};
-use hyperdex::protocol::{ClientRequest, Envelope, Message, OpRequest, DEFAULT_MAX_FRAME};
-use hyperdex_model::{Operation, Value};
+use hyperdex::protocol::{
+    AdminCommand, ChainMessage, ChainWrite, ClientRequest, CoordRequest, Envelope, Message,
+    OpRequest, DEFAULT_MAX_FRAME,
+};
+use hyperdex_model::{Operation, ReturnCode, Value};
 use support::ProcCluster;
 
 /// A `get` whose key is a list nested `depth` levels deep, as a whole frame.
@@ -140,4 +146,161 @@ async fn stalled_and_idle_connections_do_not_slow_a_client() {
     }
     assert!(cluster.all_alive(), "a server died");
     drop((stalled, idle));
+}
+
+const SECRET: &str = "the secret of the hostile test's cluster";
+
+/// What a forger sends: requests that would change the cluster if they were obeyed.
+fn forged_coordinator_requests() -> Vec<CoordRequest> {
+    vec![
+        CoordRequest::Register {
+            id: None,
+            addr: "127.0.0.1:9".into(),
+        },
+        CoordRequest::Heartbeat {
+            id: ServerId(1),
+            config_version: 1,
+        },
+        CoordRequest::TransferComplete {
+            id: ServerId(1),
+            region: RegionId {
+                space: SpaceId(1),
+                index: 0,
+            },
+            since: 1,
+        },
+        CoordRequest::Admin(AdminCommand::RmSpace("kv".into())),
+        CoordRequest::Admin(AdminCommand::ServerKill(ServerId(1))),
+    ]
+}
+
+/// Requests that would change the cluster, from a connection that did not introduce itself,
+/// are refused; so are introductions with a wrong secret, or none.
+async fn refuse_forged_requests(coordinator: &str) {
+    // To the coordinator, from a connection that did not introduce itself.
+    let anonymous = RpcConn::connect(coordinator, DEFAULT_MAX_FRAME, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    for req in forged_coordinator_requests() {
+        let name = req.name();
+        let reply = anonymous
+            .call(Message::ToCoordinator(req), Duration::from_secs(2))
+            .await
+            .expect("a reply");
+        assert!(
+            matches!(
+                &reply,
+                Message::Error {
+                    code: ReturnCode::Unauthorized,
+                    ..
+                }
+            ),
+            "{name}: {reply:?}"
+        );
+    }
+    // Introductions with a wrong secret, or none, are refused.
+    for (role, secret) in [
+        (Role::Server, Some("not the secret of this cluster at all")),
+        (Role::Admin, Some("not the secret of this cluster at all")),
+        (Role::Admin, None),
+    ] {
+        let who = Credentials {
+            role,
+            server: None,
+            secret: secret.map(|s| Secret::new(s.as_bytes()).expect("secret")),
+        };
+        let r =
+            RpcConn::connect_as(coordinator, DEFAULT_MAX_FRAME, Duration::from_secs(2), &who).await;
+        assert!(r.is_err(), "{role:?} with {secret:?} was let in");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_messages_without_the_secret_change_nothing() {
+    let mut cluster = ProcCluster::start_with_secret("forged", 3, Some(SECRET));
+    add_space(&cluster);
+    let client = Client::connect_with(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("client");
+    client
+        .put("kv", "a", vec![("n", Value::Int(1))])
+        .await
+        .expect("put");
+    let config = client.refresh().await.expect("config");
+    let region = config
+        .space("kv")
+        .and_then(|s| s.region_of(&Value::string("a")))
+        .expect("region");
+    let chain = config.chain(region).to_vec();
+    let addr_of = |id: ServerId| config.server(id).expect("server").addr.clone();
+    let key =
+        hyperdex::config::key_bytes(&config.space("kv").expect("kv").schema, &Value::string("a"))
+            .expect("key");
+
+    refuse_forged_requests(&cluster.addr()).await;
+
+    // A chain write that would pin the key at the tail, from an anonymous connection, and
+    // from a member (it knows the secret) that is not the tail's predecessor.
+    let forged = ChainMessage::Write(ChainWrite {
+        config_version: config.version,
+        region,
+        key: key.clone(),
+        version: u64::MAX,
+        object: Some([("n".to_string(), Value::Int(666))].into()),
+        dedupe: None,
+    });
+    let tail = *chain.last().expect("a tail");
+    let to_tail = RpcConn::connect(&addr_of(tail), DEFAULT_MAX_FRAME, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    assert!(to_tail
+        .send(Message::Chain(forged.clone()))
+        .await
+        .expect("encodes"));
+    let impostor = Credentials {
+        role: Role::Server,
+        server: Some(ServerId(999)),
+        secret: Some(Secret::new(SECRET.as_bytes()).expect("secret")),
+    };
+    let member = RpcConn::connect_as(
+        &addr_of(tail),
+        DEFAULT_MAX_FRAME,
+        Duration::from_secs(2),
+        &impostor,
+    )
+    .await
+    .expect("a member is let in");
+    assert!(member.send(Message::Chain(forged)).await.expect("encodes"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Nothing changed: the configuration, and both replicas (the tail answers once the head
+    // is gone).
+    let after = client.refresh().await.expect("config");
+    assert_eq!(after.version, config.version, "the configuration moved");
+    assert!(after.space("kv").is_some());
+    assert_eq!(
+        client.get("kv", "a").await.expect("get").expect("a")["n"],
+        Value::Int(1)
+    );
+    let head = cluster
+        .daemons
+        .iter()
+        .position(|d| addr_of(chain[0]).ends_with(&format!(":{}", d.port)))
+        .expect("the head's process");
+    cluster.kill_daemon(head);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = client.refresh().await.expect("config");
+        if c.chain(region).first() == Some(&tail) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        client.get("kv", "a").await.expect("get").expect("a")["n"],
+        Value::Int(1),
+        "the tail's copy was changed"
+    );
+    put_get_within(&client, "b", Duration::from_secs(5)).await;
 }

@@ -412,8 +412,15 @@ impl NativeAdmin {
     #[new]
     fn new(py: Python<'_>, host: &str, port: u16) -> PyResult<Self> {
         let addr = format!("{host}:{port}");
-        let admin =
-            py.detach(|| runtime().block_on(Admin::connect_addr(&addr, ClientOptions::default())));
+        // A cluster with a secret: the same file the command line takes.
+        let file = std::env::var_os("HYPERDEX_CLUSTER_SECRET_FILE").map(std::path::PathBuf::from);
+        let secret = hyperdex::cli::security::load_secret(file.as_deref())
+            .map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let opts = ClientOptions {
+            secret,
+            ..ClientOptions::default()
+        };
+        let admin = py.detach(|| runtime().block_on(Admin::connect_addr(&addr, opts)));
         Ok(NativeAdmin {
             admin: admin_result(py, admin)?,
         })

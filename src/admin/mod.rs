@@ -6,7 +6,8 @@ use hyperdex_model::ReturnCode;
 
 use crate::client::{ClientError, ClientOptions, ClientResult};
 use crate::config::{Config, ServerId};
-use crate::net::RpcConn;
+use crate::net::{Credentials, RpcConn};
+use crate::protocol::auth::Role;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
 
@@ -22,7 +23,12 @@ impl Admin {
     }
 
     pub async fn connect_addr(addr: &str, opts: ClientOptions) -> ClientResult<Admin> {
-        let conn = RpcConn::connect(addr, opts.max_frame, opts.attempt_timeout)
+        let who = Credentials {
+            role: Role::Admin,
+            server: None,
+            secret: opts.secret.clone(),
+        };
+        let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
             .await
             .map_err(|e| {
                 ClientError::new(

@@ -29,6 +29,8 @@ pub struct LocalArgs {
     /// Coordinator port (0 picks a free one).
     #[arg(long, default_value_t = 1982)]
     pub port: u16,
+    #[command(flatten)]
+    pub security: super::security::SecurityFlags,
 }
 
 pub async fn run(args: LocalArgs) -> ExitCode {
@@ -90,6 +92,7 @@ async fn stopped() {
 /// Starts everything and waits until every daemon has registered; returns the
 /// coordinator's address.
 pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, String> {
+    let secret = args.security.server_secret(&args.listen)?;
     let store = RedbStore::open(&dir.join("coordinator")).map_err(|e| e.to_string())?;
     let bind = format!("{}:{}", args.listen, args.port);
     let listener = rt::listen(&bind).await.map_err(|e| {
@@ -99,6 +102,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
     let addr = format!("{}:{port}", args.listen);
     let opts = CoordinatorOptions {
         listen: addr.clone(),
+        secret: secret.clone(),
         ..CoordinatorOptions::default()
     };
     rt::spawn(async move {
@@ -116,6 +120,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
         let opts = DaemonOptions {
             address: format!("{}:{dport}", args.listen),
             coordinator: addr.clone(),
+            secret: secret.clone(),
             ..DaemonOptions::default()
         };
         rt::spawn(async move {

@@ -15,6 +15,7 @@
 
 pub mod data;
 pub mod local;
+pub mod security;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,20 @@ impl CoordinatorAddr {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+}
+
+/// The coordinator's address and the cluster secret, as admin commands take them.
+#[derive(Args, Debug, Clone)]
+pub struct AdminAddr {
+    #[command(flatten)]
+    pub coord: CoordinatorAddr,
+    /// File with the cluster secret, if the cluster has one.
+    #[arg(
+        long = "cluster-secret-file",
+        env = "HYPERDEX_CLUSTER_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -88,6 +103,8 @@ pub enum Command {
         /// Port of the coordinator to join.
         #[arg(short = 'P', long = "connect-port")]
         connect_port: Option<u16>,
+        #[command(flatten)]
+        security: security::SecurityFlags,
     },
     /// Start a daemon (a storage server).
     Daemon {
@@ -114,19 +131,21 @@ pub enum Command {
         /// Seconds to keep trying to reach the coordinator at start-up.
         #[arg(long = "coordinator-timeout", default_value_t = 10)]
         coordinator_timeout: u64,
+        #[command(flatten)]
+        security: security::SecurityFlags,
     },
     /// Add a space; the description is read from FILE or standard input.
     #[command(name = "add-space", disable_help_flag = true)]
     AddSpace {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         file: Option<PathBuf>,
     },
     /// Remove spaces.
     #[command(name = "rm-space", disable_help_flag = true)]
     RmSpace {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -134,13 +153,13 @@ pub enum Command {
     #[command(name = "list-spaces", disable_help_flag = true)]
     ListSpaces {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
     },
     /// Show the servers and every region's chain.
     #[command(name = "show-config", disable_help_flag = true)]
     ShowConfig {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
     },
     /// Check a space description without a cluster; reads FILE or standard input.
     #[command(name = "validate-space")]
@@ -149,7 +168,7 @@ pub enum Command {
     #[command(name = "wait-until-stable", disable_help_flag = true)]
     WaitUntilStable {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -158,14 +177,14 @@ pub enum Command {
     #[command(name = "server-kill", disable_help_flag = true)]
     ServerKill {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         id: u64,
     },
     /// Change how many failures a space tolerates (replicas = N + 1).
     #[command(name = "fault-tolerance", disable_help_flag = true)]
     FaultTolerance {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         space: String,
         tolerate: u32,
     },
@@ -173,7 +192,7 @@ pub enum Command {
     #[command(name = "server-forget", disable_help_flag = true)]
     ServerForget {
         #[command(flatten)]
-        coord: CoordinatorAddr,
+        coord: AdminAddr,
         id: u64,
     },
     #[command(flatten)]
@@ -308,8 +327,16 @@ pub fn threads(command: &Command) -> Option<usize> {
     }
 }
 
-async fn admin(coord: &CoordinatorAddr) -> Result<Admin, ExitCode> {
-    Admin::connect_addr(&coord.addr(), ClientOptions::default())
+async fn admin(coord: &AdminAddr) -> Result<Admin, ExitCode> {
+    let secret = security::load_secret(coord.cluster_secret_file.as_deref()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let opts = ClientOptions {
+        secret,
+        ..ClientOptions::default()
+    };
+    Admin::connect_addr(&coord.coord.addr(), opts)
         .await
         .map_err(|e| fail(&e))
 }
@@ -324,6 +351,7 @@ pub async fn run(command: Command) -> ExitCode {
             data,
             connect,
             connect_port,
+            security,
         } => {
             if connect.is_some() || connect_port.is_some() {
                 eprintln!(
@@ -332,7 +360,14 @@ pub async fn run(command: Command) -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            run_coordinator(&process, &listen, listen_port, &data).await
+            let secret = match security.server_secret(&listen) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run_coordinator(&process, (&listen, listen_port), &data, secret).await
         }
         Command::Daemon {
             process,
@@ -343,6 +378,7 @@ pub async fn run(command: Command) -> ExitCode {
             data,
             threads: _,
             coordinator_timeout,
+            security,
         } => {
             if !process.foreground {
                 return detach(&process, &data, "daemon");
@@ -352,9 +388,20 @@ pub async fn run(command: Command) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            let coordinator = format!("{coordinator}:{coordinator_port}");
-            let timeout = Duration::from_secs(coordinator_timeout);
-            run_daemon(&listen, listen_port, &coordinator, &data, timeout).await
+            let secret = match security.server_secret(&listen) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = DaemonOptions {
+                coordinator: format!("{coordinator}:{coordinator_port}"),
+                startup_timeout: Duration::from_secs(coordinator_timeout),
+                secret,
+                ..DaemonOptions::default()
+            };
+            run_daemon(&listen, listen_port, &data, opts).await
         }
         Command::ValidateSpace { file } => validate_space(file.as_deref()),
         Command::Data(cmd) => {
@@ -372,9 +419,9 @@ pub async fn run(command: Command) -> ExitCode {
 /// `hyperdex coordinator`: detaches unless `-f`, then serves until it fails.
 async fn run_coordinator(
     process: &ProcessFlags,
-    listen: &str,
-    listen_port: u16,
+    (listen, listen_port): (&str, u16),
     data: &Path,
+    secret: Option<crate::protocol::auth::Secret>,
 ) -> ExitCode {
     if !process.foreground {
         return detach(process, data, "coordinator");
@@ -401,6 +448,7 @@ async fn run_coordinator(
     };
     let opts = CoordinatorOptions {
         listen: addr,
+        secret,
         ..CoordinatorOptions::default()
     };
     match coordinator::run(listener, Box::new(store), opts).await {
@@ -509,14 +557,9 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
     }
 }
 
-/// Opens the data directory, binds, and runs a daemon until it fails.
-pub async fn run_daemon(
-    listen: &str,
-    port: u16,
-    coordinator: &str,
-    data: &Path,
-    startup_timeout: Duration,
-) -> ExitCode {
+/// Opens the data directory, binds, and runs a daemon with `opts` (its address filled in
+/// here) until it fails.
+pub async fn run_daemon(listen: &str, port: u16, data: &Path, opts: DaemonOptions) -> ExitCode {
     let store = match RedbStore::open(data) {
         Ok(s) => s,
         Err(e) => {
@@ -536,12 +579,7 @@ pub async fn run_daemon(
         Ok(a) => format!("{listen}:{}", a.port()),
         Err(_) => bind,
     };
-    let opts = DaemonOptions {
-        address,
-        coordinator: coordinator.to_string(),
-        startup_timeout,
-        ..DaemonOptions::default()
-    };
+    let opts = DaemonOptions { address, ..opts };
     match daemon::run(listener, Box::new(store), opts).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

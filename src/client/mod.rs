@@ -42,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::net::{RpcConn, RpcError};
+use crate::protocol::auth::Secret;
 use crate::protocol::{
     ClientRequest, ClientResponse, CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME,
 };
@@ -58,6 +59,9 @@ pub struct ClientOptions {
     /// How long to wait for one attempt's reply before retrying.
     pub attempt_timeout: Duration,
     pub max_frame: usize,
+    /// The cluster secret, for admin connections to a cluster that has one (data operations
+    /// never need it).
+    pub secret: Option<Secret>,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +70,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             max_frame: DEFAULT_MAX_FRAME,
+            secret: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::{ServerId, ServerState, Timing};
 use crate::net::{accept_loop, serve, Limits, ReplyTx};
+use crate::protocol::auth::{Peer, Role, Secret};
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
@@ -34,6 +35,8 @@ pub struct CoordinatorOptions {
     /// Frame size, connection count and timeouts for the connections it serves.
     pub limits: Limits,
     pub timing: Timing,
+    /// The cluster secret daemons and admin tools must prove they know.
+    pub secret: Option<Secret>,
 }
 
 impl Default for CoordinatorOptions {
@@ -42,6 +45,7 @@ impl Default for CoordinatorOptions {
             listen: "127.0.0.1:1982".into(),
             limits: Limits::default(),
             timing: Timing::default(),
+            secret: None,
         }
     }
 }
@@ -60,8 +64,49 @@ pub enum Prepared {
     AddSpace(Result<Command, state::CommandError>),
 }
 
+/// Whether `peer` may make `request`: anyone may read the configuration; only daemons
+/// register, send heartbeats and report transfers, each under its own id; only admin tools
+/// change the configuration. With a cluster secret, a role is one its holder has proven.
+fn allowed(request: &CoordRequest, peer: &Peer) -> Result<(), String> {
+    let server = |id: Option<ServerId>| {
+        if peer.role != Role::Server {
+            return Err(format!("{} is for daemons", request.name()));
+        }
+        if peer.server != id {
+            return Err(format!(
+                "{} for server {} on a connection of server {}",
+                request.name(),
+                id.map_or("(new)".into(), |i| i.to_string()),
+                peer.server.map_or("(new)".into(), |i| i.to_string()),
+            ));
+        }
+        Ok(())
+    };
+    match request {
+        CoordRequest::GetConfig => Ok(()),
+        CoordRequest::Register { id, .. } => server(*id),
+        CoordRequest::Heartbeat { id, .. } | CoordRequest::TransferComplete { id, .. } => {
+            server(Some(*id))
+        }
+        CoordRequest::Admin(AdminCommand::ListSpaces | AdminCommand::WaitUntilStable) => Ok(()),
+        CoordRequest::Admin(_) if peer.role == Role::Admin => Ok(()),
+        CoordRequest::Admin(_) => {
+            Err("administrative changes need an admin connection (and the cluster secret, if the cluster has one)".into())
+        }
+    }
+}
+
 /// Prepares a message for [`Shared::handle`], or answers it at once.
-fn prepare(msg: Message) -> Result<Prepared, Box<Message>> {
+fn prepare(msg: Message, peer: &Peer) -> Result<Prepared, Box<Message>> {
+    if let Message::ToCoordinator(r) = &msg {
+        if let Err(why) = allowed(r, peer) {
+            tracing::warn!(?peer, "refused {}: {why}", r.name());
+            return Err(Box::new(Message::Error {
+                code: ReturnCode::Unauthorized,
+                message: why,
+            }));
+        }
+    }
     match msg {
         Message::ToCoordinator(CoordRequest::Admin(AdminCommand::AddSpace(text))) => {
             Ok(Prepared::AddSpace(Command::add_space(&text)))
@@ -124,8 +169,9 @@ impl Shared {
         Ok(out)
     }
 
-    /// Answers a prepared request (under the lock).
-    fn handle(&mut self, request: Prepared) -> Message {
+    /// Answers a prepared request (under the lock). A daemon that registers on this
+    /// connection has the connection bound to its new id.
+    fn handle(&mut self, request: Prepared, peer: &mut Peer) -> Message {
         let answer = match request {
             Prepared::Request(r) => self.request(r),
             Prepared::AddSpace(command) => {
@@ -135,6 +181,9 @@ impl Shared {
                 Ok(CoordResponse::AdminReply(done))
             }
         };
+        if let Ok(CoordResponse::Registered { id, .. }) = &answer {
+            peer.server = Some(*id);
+        }
         match answer {
             Ok(r) => Message::FromCoordinator(r),
             Err((code, message)) => Message::Error { code, message },
@@ -279,27 +328,34 @@ pub async fn run(
         }
     });
     let limits = opts.limits;
+    let secret = opts.secret.clone().map(Arc::new);
     accept_loop(
         listener,
         limits,
         || false,
         |stream, peer| {
             let shared = shared.clone();
+            let secret = secret.clone();
             async move {
-                let why = serve(stream, limits, |env: Envelope, tx: &ReplyTx| {
-                    let reply = match prepare(env.msg) {
-                        Ok(request) => shared
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .handle(request),
-                        Err(refusal) => *refusal,
-                    };
-                    tx.send(Envelope {
-                        id: env.id,
-                        msg: reply,
-                    });
-                    std::future::ready(())
-                })
+                let why = serve(
+                    stream,
+                    limits,
+                    secret.as_deref(),
+                    |env: Envelope, tx: &ReplyTx, peer: &mut Peer| {
+                        let reply = match prepare(env.msg, peer) {
+                            Ok(request) => shared
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .handle(request, peer),
+                            Err(refusal) => *refusal,
+                        };
+                        tx.send(Envelope {
+                            id: env.id,
+                            msg: reply,
+                        });
+                        std::future::ready(())
+                    },
+                )
                 .await;
                 tracing::debug!(%peer, "connection ended: {why}");
             }

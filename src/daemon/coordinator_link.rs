@@ -44,7 +44,9 @@ pub async fn register(opts: &DaemonOptions, id: Option<ServerId>) -> Result<Regi
     let deadline = rt::now() + opts.startup_timeout;
     let mut last_err = String::from("no attempt made");
     while rt::now() < deadline {
-        match RpcConn::connect(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT).await {
+        let who = super::credentials(opts, id);
+        match RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who).await
+        {
             Ok(conn) => {
                 let sent = rt::now();
                 match call(&conn, register_request(opts, id), RPC_TIMEOUT).await {
@@ -127,10 +129,12 @@ impl Link {
         while !self.config.is_closed() {
             let reports = self.wait().await;
             if self.conn.as_ref().is_none_or(|c| !c.is_alive()) {
-                self.conn = RpcConn::connect(
+                let who = super::credentials(&self.opts, Some(self.me));
+                self.conn = RpcConn::connect_as(
                     &self.opts.coordinator,
                     self.opts.limits.max_frame,
                     RPC_TIMEOUT,
+                    &who,
                 )
                 .await
                 .ok();

@@ -39,7 +39,8 @@ use tracing::info;
 use crate::config::{Config, ServerId, Timing};
 use crate::error::Error;
 use crate::limits::{EVENT_QUEUE, REPORT_QUEUE};
-use crate::net::{Limits, ReplyTx};
+use crate::net::{Credentials, Limits, ReplyTx};
+use crate::protocol::auth::{Role, Secret};
 use crate::rt;
 use crate::storage::{Store, Table};
 use replica::{Input, Replica};
@@ -52,6 +53,9 @@ pub struct DaemonOptions {
     pub coordinator: String,
     /// Frame size, connection count and timeouts for the connections it serves.
     pub limits: Limits,
+    /// The cluster secret: this daemon proves it knows it to the coordinator and its peers,
+    /// and asks the same of peers that connect to it.
+    pub secret: Option<Secret>,
     pub timing: Timing,
     /// How long to keep trying to register before giving up.
     pub startup_timeout: Duration,
@@ -65,6 +69,7 @@ impl Default for DaemonOptions {
             address: "127.0.0.1:2012".into(),
             coordinator: "127.0.0.1:1982".into(),
             limits: Limits::default(),
+            secret: None,
             timing: Timing::default(),
             startup_timeout: Duration::from_secs(10),
             transfer_window: transfer::TRANSFER_WINDOW,
@@ -80,6 +85,15 @@ pub type Waiter = (ReplyTx, u64);
 
 /// An input of the actor.
 pub type Event = Input<Waiter>;
+
+/// How this daemon introduces itself to the coordinator and its peers.
+fn credentials(opts: &DaemonOptions, me: Option<ServerId>) -> Credentials {
+    Credentials {
+        role: Role::Server,
+        server: me,
+        secret: opts.secret.clone(),
+    }
+}
 
 /// Runs a daemon that accepts connections on `listener` and keeps its data in `store`.
 /// Returns only on a fatal error (the coordinator refused it, the store failed).
@@ -135,6 +149,7 @@ pub async fn run(
         peers: peers::Peers::new(
             events_tx.clone(),
             opts.limits.max_frame,
+            credentials(&opts, Some(me)),
             rt::Spawner::current(),
         ),
         fetch,
@@ -146,5 +161,5 @@ pub async fn run(
     // connections never wait behind a disk.
     actor::spawn(actor, fatal.clone());
 
-    server::run(listener, events_tx, opts.limits, fatal).await
+    server::run(listener, events_tx, opts.limits, opts.secret.clone(), fatal).await
 }

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::config::ServerId;
 use crate::limits::PEER_QUEUE;
-use crate::net::RpcConn;
+use crate::net::{Credentials, RpcConn};
 use crate::protocol::{ChainMessage, Message};
 use crate::rt;
 
@@ -26,16 +26,23 @@ pub struct Peers {
     links: BTreeMap<ServerId, (String, mpsc::Sender<ChainMessage>)>,
     events: mpsc::Sender<Event>,
     max_frame: usize,
+    who: Credentials,
     spawner: rt::Spawner,
 }
 
 impl Peers {
     /// Links will run on the runtime `spawner` belongs to and report `PeerUp` to `events`.
-    pub fn new(events: mpsc::Sender<Event>, max_frame: usize, spawner: rt::Spawner) -> Peers {
+    pub fn new(
+        events: mpsc::Sender<Event>,
+        max_frame: usize,
+        who: Credentials,
+        spawner: rt::Spawner,
+    ) -> Peers {
         Peers {
             links: BTreeMap::new(),
             events,
             max_frame,
+            who,
             spawner,
         }
     }
@@ -54,7 +61,7 @@ impl Peers {
                 addr.to_string(),
                 rx,
                 self.events.clone(),
-                self.max_frame,
+                (self.max_frame, self.who.clone()),
             );
             self.spawner.spawn(link);
             self.links.insert(to, (addr.to_string(), tx));
@@ -77,10 +84,10 @@ async fn peer_link(
     addr: String,
     mut rx: mpsc::Receiver<ChainMessage>,
     events: mpsc::Sender<Event>,
-    max_frame: usize,
+    (max_frame, who): (usize, Credentials),
 ) {
     loop {
-        match RpcConn::connect(&addr, max_frame, RPC_TIMEOUT).await {
+        match RpcConn::connect_as(&addr, max_frame, RPC_TIMEOUT, &who).await {
             Ok(conn) => {
                 if events.send(Input::PeerUp(to)).await.is_err() {
                     return;

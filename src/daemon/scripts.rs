@@ -181,7 +181,7 @@ impl Script {
             let _ = writeln!(self.out, "  client <- {r:?} (waiter {w})");
         }
         let start = from.unwrap_or(self.net.in_flight.len());
-        for (to, m) in &self.net.in_flight[start.min(self.net.in_flight.len())..] {
+        for (_, to, m) in &self.net.in_flight[start.min(self.net.in_flight.len())..] {
             let _ = writeln!(self.out, "  queued for s{to}: {}", message_text(m));
         }
         for (who, region) in std::mem::take(&mut self.net.transfers_done) {
@@ -240,13 +240,13 @@ impl Script {
             if self.net.in_flight.is_empty() {
                 break;
             }
-            let (to, m) = self.net.in_flight.remove(0);
+            let (from, to, msg) = self.net.in_flight.remove(0);
             if self.down.contains(&to) {
-                let _ = writeln!(self.out, "  lost (s{to} is down): {}", message_text(&m));
+                let _ = writeln!(self.out, "  lost (s{to} is down): {}", message_text(&msg));
                 continue;
             }
-            let _ = writeln!(self.out, "  s{to} receives {}", message_text(&m));
-            self.step(to, Input::Chain(m));
+            let _ = writeln!(self.out, "  s{to} receives {}", message_text(&msg));
+            self.step(to, Input::Chain { from, msg });
         }
     }
 
@@ -338,7 +338,7 @@ impl Script {
             "drop" => {
                 for _ in 0..words.get(1).map_or(1, |n| n.parse().expect("N")) {
                     if !self.net.in_flight.is_empty() {
-                        let (to, m) = self.net.in_flight.remove(0);
+                        let (_, to, m) = self.net.in_flight.remove(0);
                         let _ =
                             writeln!(self.out, "  lost on the way to s{to}: {}", message_text(&m));
                     }

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::net::{accept_loop, serve, Limits, ReplyTx};
+use crate::protocol::auth::{Peer, Role, Secret};
 use crate::protocol::{ClientRequest, Envelope, Message};
 use crate::rt;
 
@@ -25,21 +26,29 @@ pub async fn run(
     listener: rt::TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
+    secret: Option<Secret>,
     fatal: Arc<AtomicBool>,
 ) -> Result<(), Error> {
     let stop = || fatal.load(Ordering::SeqCst);
+    let secret = secret.map(Arc::new);
     accept_loop(listener, limits, stop, |stream, peer| {
         let events = events.clone();
+        let secret = secret.clone();
         async move {
-            let why = serve(stream, limits, |env: Envelope, tx: &ReplyTx| {
-                let input = input_of(env, tx);
-                let events = events.clone();
-                async move {
-                    if let Some(input) = input {
-                        let _ = events.send(input).await;
+            let why = serve(
+                stream,
+                limits,
+                secret.as_deref(),
+                |env: Envelope, tx: &ReplyTx, who: &mut Peer| {
+                    let input = input_of(env, tx, who);
+                    let events = events.clone();
+                    async move {
+                        if let Some(input) = input {
+                            let _ = events.send(input).await;
+                        }
                     }
-                }
-            })
+                },
+            )
             .await;
             debug!(%peer, "connection ended: {why}");
         }
@@ -51,13 +60,25 @@ pub async fn run(
 }
 
 /// The actor's input for a frame, or `None` (after answering GARBAGE) for a message a daemon
-/// does not handle.
-fn input_of(env: Envelope, tx: &ReplyTx) -> Option<Event> {
+/// does not handle. Chain messages are taken only from daemons that introduced themselves
+/// with their id (and proved the cluster secret, if there is one); whether the sender is the
+/// member the configuration names for that message is the replica's to check.
+fn input_of(env: Envelope, tx: &ReplyTx, who: &Peer) -> Option<Event> {
     let waiter = (tx.clone(), env.id);
     match env.msg {
         Message::ToDaemon(ClientRequest::Op(req)) => Some(Input::Op { waiter, req }),
         Message::ToDaemon(ClientRequest::Search(req)) => Some(Input::Search { waiter, req }),
-        Message::Chain(msg) => Some(Input::Chain(msg)),
+        Message::Chain(msg) => match (who.role, who.server) {
+            (Role::Server, Some(from)) => Some(Input::Chain { from, msg }),
+            _ => {
+                warn!(
+                    ?who,
+                    "a {} from a connection that is not a daemon's: dropped",
+                    msg.name()
+                );
+                None
+            }
+        },
         other => {
             tx.send(Envelope {
                 id: env.id,

@@ -23,7 +23,8 @@ pub struct Net {
     pub replies: Vec<Received>,
     /// Search answers.
     pub objects: Vec<(u32, ClientResponse)>,
-    pub in_flight: Vec<(ServerId, ChainMessage)>,
+    /// (from, to, message)
+    pub in_flight: Vec<(ServerId, ServerId, ChainMessage)>,
     pub transfers_done: Vec<(ServerId, RegionId)>,
     pub now: Instant,
 }
@@ -82,7 +83,7 @@ impl Net {
             match o {
                 Output::Reply(w, ClientResponse::Reply(m)) => self.replies.push((w, m)),
                 Output::Reply(w, objects) => self.objects.push((w, objects)),
-                Output::Send(s, m) => self.in_flight.push((s, m)),
+                Output::Send(s, m) => self.in_flight.push((to, s, m)),
                 Output::FetchConfig => {}
                 Output::TransferDone(r, _) => self.transfers_done.push((to, r)),
             }
@@ -114,8 +115,8 @@ impl Net {
         if self.in_flight.is_empty() {
             return false;
         }
-        let (to, m) = self.in_flight.remove(0);
-        self.input(to, Input::Chain(m));
+        let (from, to, msg) = self.in_flight.remove(0);
+        self.input(to, Input::Chain { from, msg });
         true
     }
 

@@ -16,6 +16,7 @@
 //! daemons ([`chain`]). A server handles only the conversations it takes part in and answers
 //! anything else with [`Message::Error`].
 
+pub mod auth;
 pub mod chain;
 pub mod client;
 pub mod coordinator;
@@ -56,6 +57,8 @@ pub enum Message {
     FromDaemon(ClientResponse),
     /// Between daemons (one-way).
     Chain(ChainMessage),
+    /// The handshake that says (and, with a cluster secret, proves) who opened a connection.
+    Auth(auth::AuthMessage),
     /// The request could not be handled at all (undecodable, wrong kind, ...).
     Error { code: ReturnCode, message: String },
 }
@@ -69,6 +72,7 @@ impl Message {
             Message::ToDaemon(m) => m.name(),
             Message::FromDaemon(m) => m.name(),
             Message::Chain(m) => m.name(),
+            Message::Auth(m) => m.name(),
             Message::Error { .. } => "Error",
         }
     }

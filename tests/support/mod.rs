@@ -36,13 +36,18 @@ pub struct ProcCluster {
     pub coord_port: u16,
     coord: Option<Child>,
     pub daemons: Vec<Daemon>,
+    /// The cluster secret file every process of this cluster is given, if any.
+    pub secret: Option<PathBuf>,
 }
 
-fn spawn(args: &[String], log: &Path) -> Child {
+fn spawn(args: &[String], log: &Path, secret: Option<&Path>) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
-    Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    if let Some(s) = secret {
+        cmd.env("HYPERDEX_CLUSTER_SECRET_FILE", s);
+    }
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -53,12 +58,23 @@ fn spawn(args: &[String], log: &Path) -> Child {
 impl ProcCluster {
     /// Starts a coordinator and `n` daemons and waits until every daemon has registered.
     pub fn start(name: &str, n: usize) -> ProcCluster {
+        ProcCluster::start_with_secret(name, n, None)
+    }
+
+    /// The same, every process sharing the cluster secret `secret` (written to a file).
+    pub fn start_with_secret(name: &str, n: usize, secret: Option<&str>) -> ProcCluster {
         let dir = temp_dir(name);
+        let secret = secret.map(|s| {
+            let path = dir.join("cluster.secret");
+            std::fs::write(&path, s).expect("secret file");
+            path
+        });
         let mut c = ProcCluster {
             coord_port: free_port(),
             dir,
             coord: None,
             daemons: Vec::new(),
+            secret,
         };
         c.start_coordinator();
         for i in 0..n {
@@ -86,7 +102,11 @@ impl ProcCluster {
             self.dir.join("coordinator").display().to_string(),
         ];
         std::fs::create_dir_all(self.dir.join("coordinator")).expect("coordinator dir");
-        self.coord = Some(spawn(&args, &self.dir.join("coordinator.log")));
+        self.coord = Some(spawn(
+            &args,
+            &self.dir.join("coordinator.log"),
+            self.secret.as_deref(),
+        ));
     }
 
     /// Starts daemon `i` with the seed's flag spelling.
@@ -102,13 +122,16 @@ impl ProcCluster {
             format!("--data={}", d.data.display()),
         ];
         let log = self.dir.join(format!("daemon{}.log", i + 1));
-        let child = spawn(&args, &log);
+        let child = spawn(&args, &log, self.secret.as_deref());
         self.daemons[i].child = Some(child);
     }
 
     /// Runs a `hyperdex` admin or data command against this cluster.
     pub fn hyperdex(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(BIN);
+        if let Some(s) = &self.secret {
+            cmd.env("HYPERDEX_CLUSTER_SECRET_FILE", s);
+        }
         cmd.args(args)
             .arg("-p")
             .arg(self.coord_port.to_string())

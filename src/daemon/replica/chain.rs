@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 use hyperdex_model::Reply;
 
 use super::{push_effects, reply, Output, Outputs, Pending, Replica};
-use crate::config::RegionId;
+use crate::config::{RegionId, ServerId};
 use crate::daemon::record::{absorb, add_record, load, stage};
 use crate::limits::EARLY_MESSAGES;
 use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
@@ -19,18 +19,27 @@ impl<W: Clone> Replica<W> {
     pub(super) fn on_chain(
         &mut self,
         store: &mut dyn Store,
+        from: ServerId,
         msg: ChainMessage,
         out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
         let version = msg.config_version();
         if version > self.config.version {
             if self.early.len() < EARLY_MESSAGES {
-                self.early.push(msg);
+                self.early.push((from, msg));
             }
             out.push(Output::FetchConfig);
             return Ok(());
         }
         if version < self.config.version {
+            return Ok(());
+        }
+        if self.sender_of(&msg) != Some(from) {
+            tracing::warn!(
+                server = self.me.0, from = from.0, region = %msg.region(),
+                "a {} from a server that is not its sender in this configuration: dropped",
+                msg.name()
+            );
             return Ok(());
         }
         match msg {
@@ -46,6 +55,18 @@ impl<W: Clone> Replica<W> {
                 push_effects(effects, out);
                 Ok(())
             }
+        }
+    }
+
+    /// The only server that may send `msg` here: writes and transfer windows come from the
+    /// predecessor in the region's chain, acknowledgements from the successor.
+    fn sender_of(&self, msg: &ChainMessage) -> Option<ServerId> {
+        let (pos, chain) = self.position(msg.region())?;
+        match msg {
+            ChainMessage::Write(_) | ChainMessage::TransferData(_) => {
+                pos.checked_sub(1).map(|p| chain[p])
+            }
+            ChainMessage::Ack(_) | ChainMessage::TransferAck(_) => chain.get(pos + 1).copied(),
         }
     }
 

@@ -83,8 +83,11 @@ pub enum Input<W> {
         waiter: W,
         req: SearchRequest,
     },
-    /// A message from another daemon.
-    Chain(ChainMessage),
+    /// A message from another daemon, `from` as its connection introduced it.
+    Chain {
+        from: ServerId,
+        msg: ChainMessage,
+    },
     Config(Config),
     Lease(Lease),
     /// The connection to this peer was (re-)established.
@@ -123,7 +126,7 @@ pub struct Replica<W> {
     /// In-flight writes per (region, key), by version.
     pending: BTreeMap<(RegionId, Vec<u8>), PendingWrites<W>>,
     /// Chain messages stamped with a configuration newer than ours, replayed once we have it.
-    early: Vec<ChainMessage>,
+    early: Vec<(ServerId, ChainMessage)>,
     transfers: Transfers,
     lease: Option<Lease>,
     lease_length: Duration,
@@ -196,7 +199,7 @@ impl<W: Clone> Replica<W> {
                 };
                 out.push(Output::Reply(waiter, answer));
             }
-            Input::Chain(msg) => self.on_chain(store, msg, &mut out)?,
+            Input::Chain { from, msg } => self.on_chain(store, from, msg, &mut out)?,
             Input::Config(c) => self.on_config(store, c, &mut out)?,
             Input::Lease(lease) => {
                 if self.lease.is_none_or(|l| l.sent <= lease.sent) {
@@ -280,8 +283,8 @@ impl<W: Clone> Replica<W> {
         }
         let config = self.config.clone();
         push_effects(self.transfers.on_config(store, &old, &config)?, out);
-        for msg in std::mem::take(&mut self.early) {
-            self.on_chain(store, msg, out)?;
+        for (from, msg) in std::mem::take(&mut self.early) {
+            self.on_chain(store, from, msg, out)?;
         }
         Ok(())
     }

@@ -30,8 +30,8 @@ fn a_write_is_answered_only_after_the_tail_stored_it() {
     assert!(net.replies.is_empty(), "no reply before the ack");
     assert_eq!(net.in_flight.len(), 1);
     // Deliver the write to the middle only: still no reply, nothing stored at the head.
-    let (to, m) = net.in_flight.remove(0);
-    net.input(to, Input::Chain(m));
+    let (from, to, msg) = net.in_flight.remove(0);
+    net.input(to, Input::Chain { from, msg });
     assert!(net.replies.is_empty());
     let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
     let head_store = &net.replicas[&head].1;

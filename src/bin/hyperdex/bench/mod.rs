@@ -678,6 +678,7 @@ async fn run_hyperdex(args: &BenchArgs, dir: &std::path::Path) -> Result<BenchRe
             data: Some(dir.to_path_buf()),
             listen: "127.0.0.1".into(),
             port: 0,
+            security: Default::default(),
         };
         start(&local, dir).await?
     } else {
