@@ -111,7 +111,7 @@ fn json(text: &str, what: &str) -> Result<serde_json::Map<String, Json>, ClientE
 }
 
 /// The key given on the command line, read as the key's type.
-fn parse_key(space: &Space, key: &str) -> Result<Value, ClientError> {
+pub fn parse_key(space: &Space, key: &str) -> Result<Value, ClientError> {
     let ty = space.key.datatype;
     let v = match ty {
         Datatype::String => Value::string(key),
@@ -162,7 +162,7 @@ fn datatype_of(space: &Space, name: &str) -> Option<Datatype> {
     space.any_attribute(name).map(|a| a.datatype)
 }
 
-fn checks_from(space: &Space, text: Option<&str>) -> Result<Vec<Check>, ClientError> {
+pub fn checks_from(space: &Space, text: Option<&str>) -> Result<Vec<Check>, ClientError> {
     let Some(text) = text else {
         return Ok(Vec::new());
     };
@@ -217,7 +217,7 @@ fn checks_from(space: &Space, text: Option<&str>) -> Result<Vec<Check>, ClientEr
     Ok(out)
 }
 
-fn attrs_from(space: &Space, text: &str) -> Result<Vec<(String, Value)>, ClientError> {
+pub fn attrs_from(space: &Space, text: &str) -> Result<Vec<(String, Value)>, ClientError> {
     json(text, "ATTRS")?
         .iter()
         .map(|(k, v)| Ok((k.clone(), value_for(space, k, v)?)))
@@ -244,7 +244,7 @@ fn map_key(kp: hyperdex_model::Primitive, k: &str) -> Result<Value, String> {
 }
 
 /// Builds the functions of `hyperdex atomic OP`.
-fn funcs_for(space: &Space, op: &str, text: &str) -> Result<Vec<Funcall>, ClientError> {
+pub fn funcs_for(space: &Space, op: &str, text: &str) -> Result<Vec<Funcall>, ClientError> {
     let op = op.replace('_', "-");
     let attrs = json(text, "ATTRS")?;
     let mut out = Vec::new();
