@@ -46,7 +46,13 @@ pub fn cli_json(data: &[u8]) {
     let _ = hyperdex::cli::data::attrs_from(&s, text);
     let _ = hyperdex::cli::data::checks_from(&s, Some(text));
     let _ = hyperdex::cli::data::parse_key(&s, text);
-    for op in ["map-add", "set-union", "list-rpush", "atomic-div", "document-rename"] {
+    for op in [
+        "map-add",
+        "set-union",
+        "list-rpush",
+        "atomic-div",
+        "document-rename",
+    ] {
         let _ = hyperdex::cli::data::funcs_for(&s, op, text);
     }
 }

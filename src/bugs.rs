@@ -17,14 +17,18 @@ pub enum Bug {
     StaleConfig = 4,
     /// The head answers reads from writes still in flight rather than acknowledged ones.
     ReadPending = 8,
+    /// Daemons take chain messages from any connection, introduced or not, and from any
+    /// member, whatever the configuration says of the sender.
+    TrustAnyPeer = 16,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
         Bug::ReadPending,
+        Bug::TrustAnyPeer,
     ];
 }
 

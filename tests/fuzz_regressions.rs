@@ -40,8 +40,9 @@ fn kept_fuzz_findings_stay_fixed() {
 #[test]
 fn real_frames_pass_the_frame_target() {
     for env in hyperdex::protocol::samples::sample_envelopes() {
-        let frame = hyperdex::protocol::frame::encode_frame(&env, hyperdex::protocol::DEFAULT_MAX_FRAME)
-            .expect("encodes");
+        let frame =
+            hyperdex::protocol::frame::encode_frame(&env, hyperdex::protocol::DEFAULT_MAX_FRAME)
+                .expect("encodes");
         bodies::frame(&frame[4..]);
     }
     bodies::space_description(bodies::SPACE.as_bytes());

@@ -6,16 +6,19 @@
 //! disk had not synced, as a power failure would.
 //!
 //! Addresses: the coordinator is `10.0.0.1:1982`, daemon `i` is `10.0.1.(i+1):2012`, client
-//! node `i` is `10.0.2.(i+1)`, and the control node (admin calls, audits) is `10.0.3.1`.
+//! node `i` is `10.0.2.(i+1)`, the control node (admin calls, audits) is `10.0.3.1`, and the
+//! rogue node is `10.0.4.1`.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use hyperdex::client::ClientOptions;
 use hyperdex::config::Timing;
 use hyperdex::coordinator::{self, CoordinatorOptions};
 use hyperdex::daemon::{self, DaemonOptions};
+use hyperdex::protocol::auth::Secret;
 use hyperdex::rt;
 use hyperdex::storage::MemStore;
 use madsim::net::NetSim;
@@ -23,6 +26,20 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
 pub const COORDINATOR: &str = "10.0.0.1:1982";
+
+/// The simulated cluster's secret: its servers and admin calls prove it; the rogue node does
+/// not know it.
+pub fn secret() -> Secret {
+    Secret::new(b"the secret of the simulated cluster").expect("a long enough secret")
+}
+
+/// Options for admin calls to the simulated cluster.
+pub fn admin_options() -> ClientOptions {
+    ClientOptions {
+        secret: Some(secret()),
+        ..ClientOptions::default()
+    }
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("a literal address")
@@ -43,6 +60,8 @@ pub struct SimCluster {
     pub daemons: Vec<Server>,
     pub clients: Vec<NodeHandle>,
     pub control: NodeHandle,
+    /// A node that does not know the cluster secret (see `rogue`).
+    pub rogue: NodeHandle,
     clogged: BTreeSet<(NodeId, NodeId)>,
 }
 
@@ -61,6 +80,7 @@ fn coordinator_node(handle: &Handle, store: MemStore, timing: Timing) -> NodeHan
                 let opts = CoordinatorOptions {
                     listen: COORDINATOR.into(),
                     timing,
+                    secret: Some(secret()),
                     ..CoordinatorOptions::default()
                 };
                 if let Err(e) = coordinator::run(listener, Box::new(store), opts).await {
@@ -92,6 +112,7 @@ fn daemon_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> (N
                     coordinator: COORDINATOR.into(),
                     timing,
                     startup_timeout: Duration::from_secs(600),
+                    secret: Some(secret()),
                     // Tiny windows, so transfers of a few keys still take several windows.
                     transfer_window: 2,
                     ..DaemonOptions::default()
@@ -145,12 +166,18 @@ impl SimCluster {
             .name("control")
             .ip(ip("10.0.3.1"))
             .build();
+        let rogue = handle
+            .create_node()
+            .name("rogue")
+            .ip(ip("10.0.4.1"))
+            .build();
         let cluster = SimCluster {
             handle,
             coordinator,
             daemons,
             clients,
             control,
+            rogue,
             clogged: BTreeSet::new(),
         };
         let n = cluster.daemons.len();
@@ -260,6 +287,13 @@ impl SimCluster {
     pub fn server_ids(&self) -> Vec<NodeId> {
         std::iter::once(self.coordinator.node.id())
             .chain(self.daemon_ids())
+            .collect()
+    }
+
+    /// The address of every server, coordinator first.
+    pub fn server_addrs(&self) -> Vec<String> {
+        std::iter::once(self.coordinator.addr.clone())
+            .chain(self.daemons.iter().map(|d| d.addr.clone()))
             .collect()
     }
 

@@ -9,6 +9,7 @@
 //! - `cluster`: named simulated nodes and the faults that can be done to them;
 //! - `workload`: seeded client workloads that record a history;
 //! - `nemesis`: a seeded schedule of faults;
+//! - `rogue`: a node without the cluster secret that sends garbage and forged messages;
 //! - `run`: one whole run (start, workload under faults, heal, audit, check) and its report.
 //!
 //! `docs/simulation.md` explains running, replaying, reading a counterexample and adding a
@@ -18,6 +19,8 @@
 pub mod cluster;
 #[cfg(madsim)]
 pub mod nemesis;
+#[cfg(madsim)]
+pub mod rogue;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]

@@ -15,9 +15,8 @@ use hyperdex::rt;
 use madsim::rand::{thread_rng, Rng};
 
 use hyperdex::admin::Admin;
-use hyperdex::client::ClientOptions;
 
-use crate::cluster::{SimCluster, COORDINATOR};
+use crate::cluster::{admin_options, SimCluster, COORDINATOR};
 use crate::workload::SPACE_NAME;
 
 /// The kinds of fault the nemesis can inject.
@@ -111,7 +110,7 @@ async fn set_tolerance(cluster: &SimCluster, tolerate: u32, patience: Duration) 
             while rt::now() < deadline {
                 let left = deadline.saturating_duration_since(rt::now());
                 let attempt = async {
-                    let a = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await?;
+                    let a = Admin::connect_addr(COORDINATOR, admin_options()).await?;
                     a.fault_tolerance(SPACE_NAME, tolerate).await
                 };
                 if let Some(Ok(())) = rt::timeout(left, attempt).await {

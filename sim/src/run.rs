@@ -22,8 +22,9 @@ use hyperdex::storage::{Store, Table};
 use hyperdex_model::history::{check, CheckStats};
 use hyperdex_model::{Object, Operation, Value};
 
-use crate::cluster::{SimCluster, COORDINATOR};
+use crate::cluster::{admin_options, SimCluster, COORDINATOR};
 use crate::nemesis::{self, Fault, NemesisLog};
+use crate::rogue::{self, RogueLog};
 use crate::workload::{run_client, Recorder, WorkloadOptions, SPACE};
 
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub faults: Vec<Fault>,
     /// How many daemons may be down at once (the space tolerates 1 failure).
     pub tolerate: usize,
+    /// Whether the rogue node sends garbage and forged messages during the run.
+    pub rogue: bool,
     pub timing: Timing,
 }
 
@@ -45,6 +48,7 @@ impl Default for RunOptions {
             workload: WorkloadOptions::default(),
             faults: Fault::ALL.to_vec(),
             tolerate: 1,
+            rogue: true,
             timing: Timing::default(),
         }
     }
@@ -58,6 +62,7 @@ pub struct RunReport {
     /// A hash of the whole history: equal seeds give equal hashes.
     pub history_hash: u64,
     pub nemesis: NemesisLog,
+    pub rogue: RogueLog,
     pub check: Result<CheckStats, String>,
     pub convergence: Result<usize, String>,
     pub stable: bool,
@@ -121,6 +126,10 @@ pub async fn run(opts: RunOptions) -> RunReport {
             ))
         })
         .collect();
+    let rogue = opts.rogue.then(|| {
+        let targets = cluster.server_addrs();
+        cluster.rogue.spawn(rogue::run(targets, stop.clone()))
+    });
     let waiter = {
         let stop = stop.clone();
         async move {
@@ -134,18 +143,22 @@ pub async fn run(opts: RunOptions) -> RunReport {
         nemesis::run(&mut cluster, &opts.faults, opts.tolerate, stop.clone()),
         waiter
     );
+    let rogue = match rogue {
+        Some(h) => h.await.unwrap_or_default(),
+        None => RogueLog::default(),
+    };
     let stable = wait_until_stable(&cluster, opts.daemons).await;
     // Let retransmissions settle writes whose clients gave up.
     cluster.on_control(rt::sleep(Duration::from_secs(3))).await;
     final_reads(&cluster, &opts, &rec).await;
-    report(&cluster, &rec, log, stable).await
+    report(&cluster, &rec, (log, rogue), stable).await
 }
 
 async fn add_space(cluster: &SimCluster) {
     cluster
         .on_control(async {
             loop {
-                if let Ok(a) = Admin::connect_addr(COORDINATOR, ClientOptions::default()).await {
+                if let Ok(a) = Admin::connect_addr(COORDINATOR, admin_options()).await {
                     if a.add_space(SPACE).await.is_ok() {
                         return;
                     }
@@ -222,7 +235,7 @@ async fn final_reads(cluster: &SimCluster, opts: &RunOptions, rec: &Recorder) {
 async fn report(
     cluster: &SimCluster,
     rec: &Recorder,
-    nemesis: NemesisLog,
+    (nemesis, rogue): (NemesisLog, RogueLog),
     stable: bool,
 ) -> RunReport {
     let config = cluster
@@ -254,6 +267,7 @@ async fn report(
         unknown,
         history_hash,
         nemesis,
+        rogue,
         check,
         convergence,
         stable,

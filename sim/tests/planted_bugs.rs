@@ -19,6 +19,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::AckBeforeSync => vec![Fault::CrashDisk],
         Bug::StaleConfig => vec![Fault::IsolateFromServers],
         Bug::ReadPending => vec![Fault::IsolateFromServers, Fault::KillDaemon],
+        // The rogue node (always on) is the fault.
+        Bug::TrustAnyPeer => vec![Fault::LatencySpike],
     }
 }
 
