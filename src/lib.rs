@@ -26,6 +26,7 @@ pub mod net;
 pub mod protocol;
 pub mod rt;
 pub mod storage;
+pub mod tls;
 
 pub use error::{Error, Result};
 pub use hyperdex_model as model;

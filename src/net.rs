@@ -26,6 +26,7 @@ use crate::protocol::frame::{handshake, FrameError, FramedReader, FramedWriter};
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::protocol::{Envelope, Message};
 use crate::rt;
+use crate::tls::{Stream, TlsClient, TlsServer};
 
 /// Why a call got no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,20 @@ pub struct Credentials {
     pub role: Role,
     pub server: Option<ServerId>,
     pub secret: Option<Secret>,
+    /// The authority to check the server's certificate against, when servers speak TLS.
+    pub tls: Option<TlsClient>,
+}
+
+impl Credentials {
+    /// An anonymous client, over TLS when `tls` is given.
+    pub fn client(tls: Option<TlsClient>) -> Credentials {
+        Credentials {
+            role: Role::Client,
+            server: None,
+            secret: None,
+            tls,
+        }
+    }
 }
 
 impl RpcConn {
@@ -74,7 +89,7 @@ impl RpcConn {
         timeout: Duration,
         who: &Credentials,
     ) -> Result<RpcConn, RpcError> {
-        let conn = RpcConn::connect(addr, max_frame, timeout).await?;
+        let conn = RpcConn::open(addr, max_frame, timeout, who.tls.as_ref()).await?;
         if who.role != Role::Client {
             conn.introduce(who, timeout).await?;
         }
@@ -112,16 +127,35 @@ impl RpcConn {
         }
     }
 
-    /// Connects and handshakes within `timeout`.
+    /// Connects without TLS and handshakes within `timeout`, as an anonymous client.
     pub async fn connect(
         addr: &str,
         max_frame: usize,
         timeout: Duration,
     ) -> Result<RpcConn, RpcError> {
+        RpcConn::open(addr, max_frame, timeout, None).await
+    }
+
+    async fn open(
+        addr: &str,
+        max_frame: usize,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<RpcConn, RpcError> {
         let fail = |e: String| RpcError::Connect(addr.to_string(), e);
-        let mut stream = rt::connect(addr, timeout)
+        let tcp = rt::connect(addr, timeout)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let mut stream: Stream = match tls {
+            None => Box::new(tcp),
+            Some(t) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                rt::timeout(timeout, t.connect(host, tcp))
+                    .await
+                    .ok_or_else(|| fail("the TLS handshake timed out".into()))?
+                    .map_err(|e| fail(format!("TLS: {e}")))?
+            }
+        };
         rt::timeout(timeout, handshake(&mut stream))
             .await
             .ok_or_else(|| fail("handshake timed out".into()))?
@@ -256,18 +290,21 @@ impl Default for Limits {
 }
 
 /// Accepts connections on `listener` until `stop()` says so, running `handle` for each on a
-/// task of its own: at most `limits.max_connections` at once (one more is closed at once),
-/// and an accept error (out of file descriptors, say) is logged and retried after a pause,
-/// never the end of the server.
+/// task of its own (after the TLS handshake, when `tls` is given): at most
+/// `limits.max_connections` at once (one more is closed at once), and an accept error (out
+/// of file descriptors, say) is logged and retried after a pause, never the end of the
+/// server.
 pub async fn accept_loop<H, F>(
     listener: rt::TcpListener,
     limits: Limits,
+    tls: Option<TlsServer>,
     stop: impl Fn() -> bool,
     handle: H,
 ) where
-    H: Fn(rt::TcpStream, std::net::SocketAddr) -> F,
+    H: Fn(Stream, std::net::SocketAddr) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let handle = Arc::new(handle);
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut refused = 0u64;
     while !stop() {
@@ -295,9 +332,18 @@ pub async fn accept_loop<H, F>(
             drop(stream);
             continue;
         };
-        let connection = handle(stream, peer);
+        let (handle, tls) = (handle.clone(), tls.clone());
         rt::spawn(async move {
-            connection.await;
+            let _ = stream.set_nodelay(true);
+            let stream: Stream = match tls {
+                None => Box::new(stream),
+                Some(t) => match rt::timeout(limits.handshake_timeout, t.accept(stream)).await {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    None => return tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            };
+            handle(stream, peer).await;
             drop(permit);
         });
     }
@@ -336,7 +382,7 @@ impl ReplyTx {
 /// read only once `handle` has returned, so a handler that waits pushes back on the peer.
 /// Returns why it ended.
 pub async fn serve<H, F>(
-    stream: rt::TcpStream,
+    stream: Stream,
     limits: Limits,
     secret: Option<&Secret>,
     mut handle: H,
@@ -346,7 +392,6 @@ where
     F: std::future::Future<Output = ()>,
 {
     let mut stream = stream;
-    let _ = stream.set_nodelay(true);
     match rt::timeout(limits.handshake_timeout, handshake(&mut stream)).await {
         Some(Ok(())) => {}
         Some(Err(e)) => return e,

@@ -208,6 +208,7 @@ async fn refuse_forged_requests(coordinator: &str) {
             role,
             server: None,
             secret: secret.map(|s| Secret::new(s.as_bytes()).expect("secret")),
+            tls: None,
         };
         let r =
             RpcConn::connect_as(coordinator, DEFAULT_MAX_FRAME, Duration::from_secs(2), &who).await;
@@ -261,6 +262,7 @@ async fn forged_messages_without_the_secret_change_nothing() {
         role: Role::Server,
         server: Some(ServerId(999)),
         secret: Some(Secret::new(SECRET.as_bytes()).expect("secret")),
+        tls: None,
     };
     let member = RpcConn::connect_as(
         &addr_of(tail),

@@ -347,7 +347,7 @@ impl NativeClient {
     #[new]
     #[pyo3(signature = (host, port, timeout=None))]
     fn new(py: Python<'_>, host: &str, port: u16, timeout: Option<f64>) -> PyResult<Self> {
-        let mut opts = ClientOptions::default();
+        let mut opts = env_options()?;
         if let Some(t) = timeout {
             opts.timeout = Duration::from_secs_f64(t.max(0.001));
         }
@@ -403,6 +403,18 @@ struct NativeAdmin {
     admin: Admin,
 }
 
+/// Options from the environment the command line also reads: `HYPERDEX_TLS_CA` names the
+/// authority for a cluster that speaks TLS.
+fn env_options() -> PyResult<ClientOptions> {
+    let ca = std::env::var_os("HYPERDEX_TLS_CA").map(std::path::PathBuf::from);
+    let tls = hyperdex::cli::security::client_tls(ca.as_deref())
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    Ok(ClientOptions {
+        tls,
+        ..ClientOptions::default()
+    })
+}
+
 fn admin_result<T>(py: Python<'_>, r: Result<T, ClientError>) -> PyResult<T> {
     r.map_err(|e| from_client_error(py, e))
 }
@@ -418,7 +430,7 @@ impl NativeAdmin {
             .map_err(pyo3::exceptions::PyValueError::new_err)?;
         let opts = ClientOptions {
             secret,
-            ..ClientOptions::default()
+            ..env_options()?
         };
         let admin = py.detach(|| runtime().block_on(Admin::connect_addr(&addr, opts)));
         Ok(NativeAdmin {

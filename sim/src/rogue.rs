@@ -169,6 +169,7 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
             role: Role::Server,
             server: Some(ServerId(thread_rng().gen_range(1..5))),
             secret: Secret::new(b"a guess at the cluster's secret").ok(),
+            tls: None,
         };
         RpcConn::connect_as(to, DEFAULT_MAX_FRAME, TIMEOUT, &who).await
     } else {

@@ -27,6 +27,7 @@ impl Admin {
             role: Role::Admin,
             server: None,
             secret: opts.secret.clone(),
+            tls: opts.tls.clone(),
         };
         let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
             .await

@@ -19,7 +19,7 @@ use hyperdex_model::{
 use serde_json::Value as Json;
 
 use super::{fail, CoordinatorAddr};
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{Client, ClientError};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -420,7 +420,17 @@ async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
         | DataCommand::Search { coord, space, .. }
         | DataCommand::Count { coord, space, .. } => (coord.addr(), space.clone()),
     };
-    let client = Client::connect_with(&coord, ClientOptions::default()).await?;
+    let options = match &cmd {
+        DataCommand::Get { coord, .. }
+        | DataCommand::Put { coord, .. }
+        | DataCommand::PutIfNotExist { coord, .. }
+        | DataCommand::Del { coord, .. }
+        | DataCommand::CondPut { coord, .. }
+        | DataCommand::Atomic { coord, .. }
+        | DataCommand::Search { coord, .. }
+        | DataCommand::Count { coord, .. } => coord.client_options()?,
+    };
+    let client = Client::connect_with(&coord, options).await?;
     let config = client.config();
     let space = config
         .space(&space_name)

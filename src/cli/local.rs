@@ -93,6 +93,7 @@ async fn stopped() {
 /// coordinator's address.
 pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, String> {
     let secret = args.security.server_secret(&args.listen)?;
+    let tls = args.security.server_tls()?;
     let store = RedbStore::open(&dir.join("coordinator")).map_err(|e| e.to_string())?;
     let bind = format!("{}:{}", args.listen, args.port);
     let listener = rt::listen(&bind).await.map_err(|e| {
@@ -103,6 +104,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
     let opts = CoordinatorOptions {
         listen: addr.clone(),
         secret: secret.clone(),
+        tls: tls.accept.clone(),
         ..CoordinatorOptions::default()
     };
     rt::spawn(async move {
@@ -121,6 +123,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
             address: format!("{}:{dport}", args.listen),
             coordinator: addr.clone(),
             secret: secret.clone(),
+            tls: tls.clone(),
             ..DaemonOptions::default()
         };
         rt::spawn(async move {
@@ -131,7 +134,11 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
     }
     let deadline = rt::now() + Duration::from_secs(15);
     loop {
-        if let Ok(c) = fetch_config(&addr, &ClientOptions::default()).await {
+        let client = ClientOptions {
+            tls: tls.connect.clone(),
+            ..ClientOptions::default()
+        };
+        if let Ok(c) = fetch_config(&addr, &client).await {
             let available = c
                 .servers
                 .values()

@@ -41,6 +41,10 @@ pub struct CoordinatorAddr {
     /// Coordinator port.
     #[arg(short = 'p', long = "port", default_value_t = 1982)]
     pub port: u16,
+    /// PEM certificate authority to check the servers' certificates against, for a cluster
+    /// that speaks TLS.
+    #[arg(long = "tls-ca", env = "HYPERDEX_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
     /// Print help.
     #[arg(long = "help", action = ArgAction::Help)]
     help: Option<bool>,
@@ -49,6 +53,16 @@ pub struct CoordinatorAddr {
 impl CoordinatorAddr {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// Client options for these flags (TLS, when an authority is named).
+    pub fn client_options(&self) -> Result<ClientOptions, ClientError> {
+        let tls = security::client_tls(self.tls_ca.as_deref())
+            .map_err(|e| ClientError::new(ReturnCode::CoordFail, e))?;
+        Ok(ClientOptions {
+            tls,
+            ..ClientOptions::default()
+        })
     }
 }
 
@@ -334,7 +348,7 @@ async fn admin(coord: &AdminAddr) -> Result<Admin, ExitCode> {
     })?;
     let opts = ClientOptions {
         secret,
-        ..ClientOptions::default()
+        ..coord.coord.client_options().map_err(|e| fail(&e))?
     };
     Admin::connect_addr(&coord.coord.addr(), opts)
         .await
@@ -360,14 +374,22 @@ pub async fn run(command: Command) -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            let secret = match security.server_secret(&listen) {
+            let (secret, tls) = match security
+                .server_secret(&listen)
+                .and_then(|s| Ok((s, security.server_tls()?)))
+            {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            run_coordinator(&process, (&listen, listen_port), &data, secret).await
+            let opts = CoordinatorOptions {
+                secret,
+                tls: tls.accept,
+                ..CoordinatorOptions::default()
+            };
+            run_coordinator(&process, (&listen, listen_port), &data, opts).await
         }
         Command::Daemon {
             process,
@@ -388,7 +410,10 @@ pub async fn run(command: Command) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            let secret = match security.server_secret(&listen) {
+            let (secret, tls) = match security
+                .server_secret(&listen)
+                .and_then(|s| Ok((s, security.server_tls()?)))
+            {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -399,6 +424,7 @@ pub async fn run(command: Command) -> ExitCode {
                 coordinator: format!("{coordinator}:{coordinator_port}"),
                 startup_timeout: Duration::from_secs(coordinator_timeout),
                 secret,
+                tls,
                 ..DaemonOptions::default()
             };
             run_daemon(&listen, listen_port, &data, opts).await
@@ -421,7 +447,7 @@ async fn run_coordinator(
     process: &ProcessFlags,
     (listen, listen_port): (&str, u16),
     data: &Path,
-    secret: Option<crate::protocol::auth::Secret>,
+    opts: CoordinatorOptions,
 ) -> ExitCode {
     if !process.foreground {
         return detach(process, data, "coordinator");
@@ -448,8 +474,7 @@ async fn run_coordinator(
     };
     let opts = CoordinatorOptions {
         listen: addr,
-        secret,
-        ..CoordinatorOptions::default()
+        ..opts
     };
     match coordinator::run(listener, Box::new(store), opts).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::protocol::auth::Secret;
+use crate::tls::{ServerTls, TlsClient};
 
 /// Flags of the commands that run servers.
 #[derive(Args, Debug, Clone, Default)]
@@ -28,6 +29,25 @@ pub struct SecurityFlags {
     /// Listen on an address other than loopback without a cluster secret.
     #[arg(long = "insecure")]
     pub insecure: bool,
+    /// PEM certificate (chain) to present: every connection to this server is then TLS.
+    #[arg(
+        long = "tls-cert",
+        env = "HYPERDEX_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long = "tls-key",
+        env = "HYPERDEX_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate authority that the other servers' certificates are checked against.
+    #[arg(long = "tls-ca", env = "HYPERDEX_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Reads the secret in `path`, if one is named.
@@ -74,6 +94,15 @@ fn loopback(host: &str) -> bool {
 }
 
 impl SecurityFlags {
+    /// The TLS settings these flags name.
+    pub fn server_tls(&self) -> Result<ServerTls, String> {
+        ServerTls::from_files(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_ca.as_deref(),
+        )
+    }
+
     /// The secret for a server that will listen on `host`, or why it must not start.
     pub fn server_secret(&self, host: &str) -> Result<Option<Secret>, String> {
         let secret = load_secret(self.cluster_secret_file.as_deref())?;
@@ -87,6 +116,11 @@ impl SecurityFlags {
         }
         Ok(secret)
     }
+}
+
+/// The client side of TLS: the authority in `ca`, if one is named.
+pub fn client_tls(ca: Option<&Path>) -> Result<Option<TlsClient>, String> {
+    ca.map(TlsClient::from_ca).transpose()
 }
 
 #[cfg(test)]

@@ -41,12 +41,13 @@ use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Value};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::net::{RpcConn, RpcError};
+use crate::net::{Credentials, RpcConn, RpcError};
 use crate::protocol::auth::Secret;
 use crate::protocol::{
     ClientRequest, ClientResponse, CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME,
 };
 use crate::rt;
+use crate::tls::TlsClient;
 pub use deferred::Deferred;
 use deferred::Outstanding;
 use retry::{Attempts, Next};
@@ -62,6 +63,8 @@ pub struct ClientOptions {
     /// The cluster secret, for admin connections to a cluster that has one (data operations
     /// never need it).
     pub secret: Option<Secret>,
+    /// The authority to check servers' certificates against, for a cluster that speaks TLS.
+    pub tls: Option<TlsClient>,
 }
 
 impl Default for ClientOptions {
@@ -71,6 +74,7 @@ impl Default for ClientOptions {
             attempt_timeout: Duration::from_secs(2),
             max_frame: DEFAULT_MAX_FRAME,
             secret: None,
+            tls: None,
         }
     }
 }
@@ -132,7 +136,8 @@ pub async fn fetch_config(addr: &str, opts: &ClientOptions) -> ClientResult<Conf
             format!("cannot reach the coordinator: {e}"),
         )
     };
-    let conn = RpcConn::connect(addr, opts.max_frame, opts.attempt_timeout)
+    let who = Credentials::client(opts.tls.clone());
+    let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
         .await
         .map_err(coordfail)?;
     match conn
@@ -203,10 +208,11 @@ impl Client {
             }
         }
         let c = Arc::new(
-            RpcConn::connect(
+            RpcConn::connect_as(
                 addr,
                 self.inner.opts.max_frame,
                 self.inner.opts.attempt_timeout,
+                &Credentials::client(self.inner.opts.tls.clone()),
             )
             .await?,
         );

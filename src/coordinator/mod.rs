@@ -26,6 +26,7 @@ use crate::protocol::auth::{Peer, Role, Secret};
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
+use crate::tls::TlsServer;
 use state::{Cluster, Command, Outcome};
 
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct CoordinatorOptions {
     pub timing: Timing,
     /// The cluster secret daemons and admin tools must prove they know.
     pub secret: Option<Secret>,
+    /// The certificate it presents, if connections to it are TLS.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for CoordinatorOptions {
@@ -46,6 +49,7 @@ impl Default for CoordinatorOptions {
             limits: Limits::default(),
             timing: Timing::default(),
             secret: None,
+            tls: None,
         }
     }
 }
@@ -332,8 +336,9 @@ pub async fn run(
     accept_loop(
         listener,
         limits,
+        opts.tls.clone(),
         || false,
-        |stream, peer| {
+        move |stream, peer| {
             let shared = shared.clone();
             let secret = secret.clone();
             async move {

@@ -43,6 +43,7 @@ use crate::net::{Credentials, Limits, ReplyTx};
 use crate::protocol::auth::{Role, Secret};
 use crate::rt;
 use crate::storage::{Store, Table};
+use crate::tls::ServerTls;
 use replica::{Input, Replica};
 
 #[derive(Clone, Debug)]
@@ -56,6 +57,9 @@ pub struct DaemonOptions {
     /// The cluster secret: this daemon proves it knows it to the coordinator and its peers,
     /// and asks the same of peers that connect to it.
     pub secret: Option<Secret>,
+    /// TLS: the certificate it presents, and the authority it checks the coordinator and
+    /// its peers against.
+    pub tls: ServerTls,
     pub timing: Timing,
     /// How long to keep trying to register before giving up.
     pub startup_timeout: Duration,
@@ -70,6 +74,7 @@ impl Default for DaemonOptions {
             coordinator: "127.0.0.1:1982".into(),
             limits: Limits::default(),
             secret: None,
+            tls: ServerTls::default(),
             timing: Timing::default(),
             startup_timeout: Duration::from_secs(10),
             transfer_window: transfer::TRANSFER_WINDOW,
@@ -92,6 +97,7 @@ fn credentials(opts: &DaemonOptions, me: Option<ServerId>) -> Credentials {
         role: Role::Server,
         server: me,
         secret: opts.secret.clone(),
+        tls: opts.tls.connect.clone(),
     }
 }
 
@@ -161,5 +167,6 @@ pub async fn run(
     // connections never wait behind a disk.
     actor::spawn(actor, fatal.clone());
 
-    server::run(listener, events_tx, opts.limits, opts.secret.clone(), fatal).await
+    let security = (opts.secret.clone(), opts.tls.accept.clone());
+    server::run(listener, events_tx, opts.limits, security, fatal).await
 }

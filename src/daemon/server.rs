@@ -19,6 +19,7 @@ use crate::net::{accept_loop, serve, Limits, ReplyTx};
 use crate::protocol::auth::{Peer, Role, Secret};
 use crate::protocol::{ClientRequest, Envelope, Message};
 use crate::rt;
+use crate::tls::TlsServer;
 
 use super::replica::Input;
 use super::Event;
@@ -28,12 +29,12 @@ pub async fn run(
     listener: rt::TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
-    secret: Option<Secret>,
+    (secret, tls): (Option<Secret>, Option<TlsServer>),
     fatal: Arc<AtomicBool>,
 ) -> Result<(), Error> {
     let stop = || fatal.load(Ordering::SeqCst);
     let secret = secret.map(Arc::new);
-    accept_loop(listener, limits, stop, |stream, peer| {
+    accept_loop(listener, limits, tls, stop, move |stream, peer| {
         let events = events.clone();
         let secret = secret.clone();
         async move {

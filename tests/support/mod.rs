@@ -38,15 +38,15 @@ pub struct ProcCluster {
     pub daemons: Vec<Daemon>,
     /// The cluster secret file every process of this cluster is given, if any.
     pub secret: Option<PathBuf>,
+    /// Environment every process of this cluster (servers and command-line tools) gets.
+    pub env: Vec<(String, String)>,
 }
 
-fn spawn(args: &[String], log: &Path, secret: Option<&Path>) -> Child {
+fn spawn(args: &[String], log: &Path, env: &[(String, String)]) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     let mut cmd = Command::new(BIN);
-    if let Some(s) = secret {
-        cmd.env("HYPERDEX_CLUSTER_SECRET_FILE", s);
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out)
@@ -63,18 +63,35 @@ impl ProcCluster {
 
     /// The same, every process sharing the cluster secret `secret` (written to a file).
     pub fn start_with_secret(name: &str, n: usize, secret: Option<&str>) -> ProcCluster {
+        ProcCluster::start_with_env(name, n, secret, Vec::new())
+    }
+
+    /// The same, every process also getting `env` (TLS files, say).
+    pub fn start_with_env(
+        name: &str,
+        n: usize,
+        secret: Option<&str>,
+        mut env: Vec<(String, String)>,
+    ) -> ProcCluster {
         let dir = temp_dir(name);
         let secret = secret.map(|s| {
             let path = dir.join("cluster.secret");
             std::fs::write(&path, s).expect("secret file");
             path
         });
+        if let Some(s) = &secret {
+            env.push((
+                "HYPERDEX_CLUSTER_SECRET_FILE".into(),
+                s.display().to_string(),
+            ));
+        }
         let mut c = ProcCluster {
             coord_port: free_port(),
             dir,
             coord: None,
             daemons: Vec::new(),
             secret,
+            env,
         };
         c.start_coordinator();
         for i in 0..n {
@@ -102,11 +119,7 @@ impl ProcCluster {
             self.dir.join("coordinator").display().to_string(),
         ];
         std::fs::create_dir_all(self.dir.join("coordinator")).expect("coordinator dir");
-        self.coord = Some(spawn(
-            &args,
-            &self.dir.join("coordinator.log"),
-            self.secret.as_deref(),
-        ));
+        self.coord = Some(spawn(&args, &self.dir.join("coordinator.log"), &self.env));
     }
 
     /// Starts daemon `i` with the seed's flag spelling.
@@ -122,16 +135,14 @@ impl ProcCluster {
             format!("--data={}", d.data.display()),
         ];
         let log = self.dir.join(format!("daemon{}.log", i + 1));
-        let child = spawn(&args, &log, self.secret.as_deref());
+        let child = spawn(&args, &log, &self.env);
         self.daemons[i].child = Some(child);
     }
 
     /// Runs a `hyperdex` admin or data command against this cluster.
     pub fn hyperdex(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(BIN);
-        if let Some(s) = &self.secret {
-            cmd.env("HYPERDEX_CLUSTER_SECRET_FILE", s);
-        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(args)
             .arg("-p")
             .arg(self.coord_port.to_string())
