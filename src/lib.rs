@@ -22,6 +22,7 @@ pub mod coordinator;
 pub mod daemon;
 pub mod error;
 pub mod limits;
+pub mod macaroon;
 pub mod net;
 pub mod protocol;
 pub mod rt;

@@ -109,6 +109,14 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// Seconds since the Unix epoch (virtual under the simulation, which also intercepts the
+/// system clock).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A random 64-bit number: from the simulation's seeded generator under madsim, from the
 /// operating system's randomness otherwise.
 #[cfg(madsim)]

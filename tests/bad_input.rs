@@ -132,6 +132,7 @@ async fn hostile_connections_are_dropped_and_others_are_unaffected() {
             seq: 1,
             low_seq: 1,
             op: op.clone(),
+            auth: Vec::new(),
         }));
         let got = raw.call(msg, Duration::from_secs(2)).await.expect("reply");
         let code = match got {

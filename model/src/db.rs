@@ -19,7 +19,7 @@ use crate::apply::{
     apply, matches, normalize_write, validate_checks, validate_get_partial, Failure,
 };
 use crate::op::{Check, Existence, Funcall, KeyWrite, Object, Operation, Reply, ReturnCode};
-use crate::schema::{parse_space, Space};
+use crate::schema::{is_hidden, parse_space, Space};
 use crate::value::{coerce, Value};
 
 /// The objects of one space.
@@ -272,7 +272,7 @@ pub fn step_key(
 ) -> (Reply, Option<Option<Object>>) {
     match op {
         Operation::Get { .. } => match current {
-            Some(obj) => (Reply::Found(obj.clone()), None),
+            Some(obj) => (Reply::Found(visible(obj)), None),
             None => (Reply::NotFound, None),
         },
         Operation::GetPartial { attrs, .. } => {
@@ -324,9 +324,18 @@ pub fn sort_results(
 
 /// The object as a search returns it: its attributes plus the key.
 pub fn with_key(space: &Space, key: &Value, object: &Object) -> Object {
-    let mut o = object.clone();
+    let mut o = visible(object);
     o.insert(space.key.name.clone(), key.clone());
     o
+}
+
+/// The object as a client reads it: without its hidden attributes.
+pub fn visible(object: &Object) -> Object {
+    object
+        .iter()
+        .filter(|(k, _)| !is_hidden(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -731,6 +731,18 @@ mod tests {
     }
 
     #[test]
+    fn documents_keep_their_numbers_exactly_through_the_wire() {
+        // Found by fuzzing: without exact float parsing, 3.3333333333333e+50 came back as
+        // 3.3333333333333002e+50 after one encode and decode.
+        let d = Value::Document(
+            Document::parse(b"[333333333333330000000000000000000000000000000000134587216, 0.1]")
+                .unwrap(),
+        );
+        let bytes = postcard::to_allocvec(&d).unwrap();
+        assert_eq!(postcard::from_bytes::<Value>(&bytes).unwrap(), d);
+    }
+
+    #[test]
     fn deeply_nested_values_are_refused_not_a_stack_overflow() {
         let ok = decode(&nested_list_bytes(MAX_NESTING - 1)).expect("within the bound");
         assert_eq!(

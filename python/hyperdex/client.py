@@ -212,12 +212,12 @@ class Client(object):
         self._outstanding = {}
 
     # Core plumbing.
-    def _call(self, op):
-        return self._native.call(op)
+    def _call(self, op, auth=None):
+        return self._native.call(op, _tokens(auth))
 
-    def _start(self, op):
+    def _start(self, op, auth=None):
         d = self._deferred_class(self, None)
-        d._id = self._native.start(op)
+        d._id = self._native.start(op, _tokens(auth))
         self._outstanding[d._id] = d
         return d
 
@@ -287,59 +287,84 @@ class Client(object):
         return ("sorted_search", space, _checks(checks), sort_by, int(limit), maximize)
 
     # The synchronous and asynchronous API.
-    def get(self, space, key):
-        return self._call(self._op_get(space, key))
+    def get(self, space, key, auth=None):
+        return self._call(self._op_get(space, key), auth)
 
-    def async_get(self, space, key):
-        return self._start(self._op_get(space, key))
+    def async_get(self, space, key, auth=None):
+        return self._start(self._op_get(space, key), auth)
 
-    def get_partial(self, space, key, attributes):
-        return self._call(self._op_get_partial(space, key, attributes))
+    def get_partial(self, space, key, attributes, auth=None):
+        return self._call(self._op_get_partial(space, key, attributes), auth)
 
-    def async_get_partial(self, space, key, attributes):
-        return self._start(self._op_get_partial(space, key, attributes))
+    def async_get_partial(self, space, key, attributes, auth=None):
+        return self._start(self._op_get_partial(space, key, attributes), auth)
 
-    def put_if_not_exist(self, space, key, attrs):
-        return self._call(self._op_put_if_not_exist(space, key, attrs))
+    def put_if_not_exist(self, space, key, attrs, **kwargs):
+        auth, (attrs,) = _authorization((attrs,), kwargs)
+        return self._call(self._op_put_if_not_exist(space, key, attrs), auth)
 
-    def async_put_if_not_exist(self, space, key, attrs):
-        return self._start(self._op_put_if_not_exist(space, key, attrs))
+    def async_put_if_not_exist(self, space, key, attrs, **kwargs):
+        auth, (attrs,) = _authorization((attrs,), kwargs)
+        return self._start(self._op_put_if_not_exist(space, key, attrs), auth)
 
-    def cond_put_or_create(self, space, key, checks, attrs):
-        return self._call(self._op_cond_put_or_create(space, key, checks, attrs))
+    def cond_put_or_create(self, space, key, checks, attrs, **kwargs):
+        auth, (attrs,) = _authorization((attrs,), kwargs)
+        return self._call(self._op_cond_put_or_create(space, key, checks, attrs), auth)
 
-    def async_cond_put_or_create(self, space, key, checks, attrs):
-        return self._start(self._op_cond_put_or_create(space, key, checks, attrs))
+    def async_cond_put_or_create(self, space, key, checks, attrs, **kwargs):
+        auth, (attrs,) = _authorization((attrs,), kwargs)
+        return self._start(self._op_cond_put_or_create(space, key, checks, attrs), auth)
 
-    def delete(self, space, key):
-        return self._call(self._op_delete(space, key))
+    def delete(self, space, key, auth=None):
+        return self._call(self._op_delete(space, key), auth)
 
-    def async_delete(self, space, key):
-        return self._start(self._op_delete(space, key))
+    def async_delete(self, space, key, auth=None):
+        return self._start(self._op_delete(space, key), auth)
 
-    def cond_del(self, space, key, checks):
-        return self._call(self._op_cond_del(space, key, checks))
+    def cond_del(self, space, key, checks, auth=None):
+        return self._call(self._op_cond_del(space, key, checks), auth)
 
-    def async_cond_del(self, space, key, checks):
-        return self._start(self._op_cond_del(space, key, checks))
+    def async_cond_del(self, space, key, checks, auth=None):
+        return self._start(self._op_cond_del(space, key, checks), auth)
 
-    def group_del(self, space, checks):
-        return self._call(self._op_group_del(space, checks))
+    def group_del(self, space, checks, auth=None):
+        return self._call(self._op_group_del(space, checks), auth)
 
-    def async_group_del(self, space, checks):
-        return self._start(self._op_group_del(space, checks))
+    def async_group_del(self, space, checks, auth=None):
+        return self._start(self._op_group_del(space, checks), auth)
 
-    def count(self, space, checks):
-        return self._call(self._op_count(space, checks))
+    def count(self, space, checks, auth=None):
+        return self._call(self._op_count(space, checks), auth)
 
-    def async_count(self, space, checks):
-        return self._start(self._op_count(space, checks))
+    def async_count(self, space, checks, auth=None):
+        return self._start(self._op_count(space, checks), auth)
 
-    def search(self, space, checks):
-        return SearchIterator(self._call(self._op_search(space, checks)))
+    def search(self, space, checks, auth=None):
+        return SearchIterator(self._call(self._op_search(space, checks), auth))
 
-    def sorted_search(self, space, checks, sort_by, limit, maxmin):
-        return SearchIterator(self._call(self._op_sorted_search(space, checks, sort_by, limit, maxmin)))
+    def sorted_search(self, space, checks, sort_by, limit, maxmin, auth=None):
+        return SearchIterator(self._call(self._op_sorted_search(space, checks, sort_by, limit, maxmin), auth))
+
+
+def _tokens(auth):
+    """Macaroons as the native half takes them (str), or None."""
+    if auth is None:
+        return None
+    return [t.decode("ascii") if isinstance(t, bytes) else str(t) for t in auth]
+
+
+def _authorization(args, kwargs):
+    """A call's `auth=` (macaroons) and `secret=` (the object's secret, added to the
+    attributes it writes) keyword arguments, as HyperDex 1.8's client takes them."""
+    auth = kwargs.pop("auth", None)
+    secret = kwargs.pop("secret", None)
+    if kwargs:
+        raise TypeError("unexpected keyword arguments: %s" % ", ".join(sorted(kwargs)))
+    if secret is not None:
+        attrs = dict(args[-1]) if args and isinstance(args[-1], dict) else {}
+        attrs["__secret"] = secret
+        args = tuple(args[:-1]) + (attrs,) if args and isinstance(args[-1], dict) else tuple(args) + (attrs,)
+    return auth, args
 
 
 def _install_mutators():
@@ -361,10 +386,16 @@ def _install_mutators():
         return op
 
     def sync(builder):
-        return lambda self, *args: self._call(builder(self, *args))
+        def call(self, *args, **kwargs):
+            auth, args = _authorization(args, kwargs)
+            return self._call(builder(self, *args), auth)
+        return call
 
     def asynchronous(builder):
-        return lambda self, *args: self._start(builder(self, *args))
+        def start(self, *args, **kwargs):
+            auth, args = _authorization(args, kwargs)
+            return self._start(builder(self, *args), auth)
+        return start
 
     for name in _MUTATORS:
         for prefix, builder in (("", plain(name)), ("cond_", cond(name)), ("group_", group(name))):

@@ -5,6 +5,8 @@
 //! operation as a plain tuple (see [`op_from`]) and maps results to HyperDex's Python API.
 //! Every wait for the network releases the GIL, so other Python threads run meanwhile.
 
+mod macaroons;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -342,6 +344,16 @@ struct NativeClient {
     client: Client,
 }
 
+impl NativeClient {
+    /// The client, sending `auth` (macaroons) with its operations when given.
+    fn with_auth(&self, auth: Option<Vec<String>>) -> Client {
+        match auth {
+            Some(tokens) => self.client.with_auth(tokens),
+            None => self.client.clone(),
+        }
+    }
+}
+
 #[pymethods]
 impl NativeClient {
     #[new]
@@ -359,17 +371,29 @@ impl NativeClient {
     }
 
     /// Runs an operation and returns its Python result.
-    fn call(&self, py: Python<'_>, op: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (op, auth=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        op: &Bound<'_, PyAny>,
+        auth: Option<Vec<String>>,
+    ) -> PyResult<Py<PyAny>> {
         let op = op_from(op)?;
-        let client = self.client.clone();
+        let client = self.with_auth(auth);
         let reply = py.detach(|| runtime().block_on(client.call(op)));
         reply_to(py, reply)
     }
 
     /// Starts an operation; returns its id for `wait`.
-    fn start(&self, py: Python<'_>, op: &Bound<'_, PyAny>) -> PyResult<u64> {
+    #[pyo3(signature = (op, auth=None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        op: &Bound<'_, PyAny>,
+        auth: Option<Vec<String>>,
+    ) -> PyResult<u64> {
         let op = op_from(op)?;
-        let client = self.client.clone();
+        let client = self.with_auth(auth);
         Ok(py.detach(|| {
             let _guard = runtime().enter();
             client.start(op).0
@@ -525,6 +549,7 @@ fn _hyperdex(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeAdmin>()?;
     m.add_function(wrap_pyfunction!(validate_space, m)?)?;
+    macaroons::register(m)?;
     m.add_function(wrap_pyfunction!(symbol, m)?)?;
     Ok(())
 }

@@ -109,11 +109,13 @@ fn nested_frame() -> (&'static str, bool, Vec<u8>) {
         seq: 1,
         low_seq: 1,
         op,
+        auth: Vec::new(),
     })));
     let depth = thread_rng().gen_range(9..50_000);
-    let mut payload = frame[4..frame.len() - 2].to_vec();
+    // The key (an empty list, [5, 0]) then the empty list of macaroons ([0]) end it.
+    let mut payload = frame[4..frame.len() - 3].to_vec();
     payload.extend([5u8, 1].repeat(depth));
-    payload.extend([5, 0]);
+    payload.extend([5, 0, 0]);
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
     out.extend(payload);
     ("nested frame", true, out)

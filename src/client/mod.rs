@@ -122,6 +122,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Macaroons sent with every single-key operation (see [`Client::with_auth`]).
+    auth: Arc<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,7 +184,18 @@ impl Client {
                     next: 1,
                 }),
             }),
+            auth: Arc::default(),
         })
+    }
+
+    /// A handle on the same connections that sends `tokens` (serialized macaroons: the one
+    /// that grants access, then the discharges of its third-party caveats) with every
+    /// operation, for spaces `with authorization`.
+    pub fn with_auth(&self, tokens: Vec<String>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            auth: Arc::new(tokens),
+        }
     }
 
     /// The configuration this client currently uses.
@@ -251,7 +264,8 @@ impl Client {
             seq
         };
         let mut attempts =
-            Attempts::new(self.inner.id, seq, op, rt::now(), self.inner.opts.timeout);
+            Attempts::new(self.inner.id, seq, op, rt::now(), self.inner.opts.timeout)
+                .with_auth(self.auth.to_vec());
         let reply = loop {
             let config = self.config();
             let result = self.attempt(&config, &mut attempts).await;

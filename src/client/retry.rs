@@ -42,6 +42,7 @@ pub struct Attempts {
     client: ClientId,
     seq: u64,
     op: Operation,
+    auth: Vec<String>,
     timeout: Duration,
     deadline: Instant,
     pause: Duration,
@@ -55,6 +56,7 @@ impl Attempts {
             client,
             seq,
             op,
+            auth: Vec::new(),
             timeout,
             deadline: now + timeout,
             pause: FIRST_PAUSE,
@@ -64,6 +66,12 @@ impl Attempts {
 
     pub fn op(&self) -> &Operation {
         &self.op
+    }
+
+    /// Sends `tokens` (macaroons) with every attempt.
+    pub fn with_auth(mut self, tokens: Vec<String>) -> Self {
+        self.auth = tokens;
+        self
     }
 
     /// How many attempts have been made.
@@ -81,6 +89,7 @@ impl Attempts {
             seq: self.seq,
             low_seq: low_seq.min(self.seq),
             op: self.op.clone(),
+            auth: self.auth.clone(),
         }
     }
 

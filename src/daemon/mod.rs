@@ -17,6 +17,7 @@
 //! save the id, then start the link, the actor and the listener.
 
 pub mod actor;
+pub mod authorize;
 pub mod coordinator_link;
 mod peers;
 pub mod record;

@@ -53,6 +53,15 @@ pub fn run(
             format!("unknown space \"{}\"", req.space),
         );
     };
+    if space.schema.authorization {
+        return error(
+            ReturnCode::Unauthorized,
+            format!(
+                "space \"{}\" has authorization: searches would bypass its objects' macaroons",
+                req.space
+            ),
+        );
+    }
     // Each region once, however often the request names it.
     let regions: Vec<RegionId> = req
         .regions

@@ -69,7 +69,11 @@ pub async fn run(
 fn input_of(env: Envelope, tx: &ReplyTx, who: &Peer) -> Option<Event> {
     let waiter = (tx.clone(), env.id);
     match env.msg {
-        Message::ToDaemon(ClientRequest::Op(req)) => Some(Input::Op { waiter, req }),
+        Message::ToDaemon(ClientRequest::Op(req)) => Some(Input::Op {
+            waiter,
+            req,
+            unix: rt::unix_now(),
+        }),
         Message::ToDaemon(ClientRequest::Search(req)) => Some(Input::Search { waiter, req }),
         Message::Chain(msg) => match (who.role, who.server) {
             (Role::Server, Some(from)) => Some(Input::Chain { from, msg }),

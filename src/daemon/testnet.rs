@@ -129,12 +129,14 @@ impl Net {
 pub fn op(config: &Config, waiter: u32, seq: u64, op: Operation) -> Input<u32> {
     Input::Op {
         waiter,
+        unix: 0,
         req: OpRequest {
             config_version: config.version,
             client: 7,
             seq,
             low_seq: 1,
             op,
+            auth: Vec::new(),
         },
     }
 }

@@ -17,6 +17,9 @@ pub struct OpRequest {
     /// The client's lowest sequence number still waiting for an answer.
     pub low_seq: u64,
     pub op: Operation,
+    /// Serialized macaroons for a space `with authorization`: the first grants access, the
+    /// others discharge its third-party caveats (see `daemon::authorize`).
+    pub auth: Vec<String>,
 }
 
 /// Search the regions of `space` that the receiver heads.

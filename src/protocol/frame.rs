@@ -172,6 +172,7 @@ mod tests {
                 seq: 1,
                 low_seq: 1,
                 op: Operation::put("s", "k", vec![("a", Value::Int(1))]),
+                auth: Vec::new(),
             })),
         };
         let frame = encode_frame(&env, crate::protocol::DEFAULT_MAX_FRAME).unwrap();
@@ -265,6 +266,7 @@ mod tests {
             let env = Envelope { id: 1, msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
                 config_version: 1, client: 2, seq: 3, low_seq: 3,
                 op: Operation::put("space", "key", vec![("attr", Value::string("value"))]),
+                auth: Vec::new(),
             }))};
             let frame = encode_frame(&env, 1 << 20).unwrap();
             let cut = cut.min(frame.len() - 5);

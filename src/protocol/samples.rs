@@ -52,6 +52,7 @@ fn client(op: Operation) -> Message {
         seq: 9,
         low_seq: 3,
         op,
+        auth: vec!["MDAxY2xvY2F0aW9uIGFjY291bnQK".into()],
     }))
 }
 

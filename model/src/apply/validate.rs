@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use crate::op::{Check, Func, Funcall, KeyWrite, NumOp, Predicate, ReturnCode};
-use crate::schema::Space;
+use crate::schema::{is_hidden, Space};
 use crate::value::{coerce, Datatype, Value};
 
 use super::path::*;
@@ -39,6 +39,9 @@ pub(crate) fn json_of(value: &Value, what: &str) -> Result<Json, Failure> {
 }
 
 pub(crate) fn validate_check(space: &Space, check: &Check) -> Result<Check, Failure> {
+    if is_hidden(&check.attr) {
+        return Err(unknown_attr(space, &check.attr));
+    }
     let target = resolve(space, &check.attr)?;
     let what = format!("{} on \"{}\"", check.predicate.name(), check.attr);
     let ty = match &target {
@@ -124,6 +127,11 @@ pub(crate) fn num_arg(op: NumOp, ty: Datatype, v: &Value, what: &str) -> Result<
 
 pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, Failure> {
     let what = format!("{} on \"{}\"", fc.func.name(), fc.attr);
+    if is_hidden(&fc.attr) && !matches!(fc.func, Func::Set(_)) {
+        return Err(Failure::wrong_type(format!(
+            "{what}: the object's secret can only be set"
+        )));
+    }
     let func = match resolve(space, &fc.attr)? {
         Target::Key(_) => {
             return Err(Failure::new(
@@ -277,7 +285,7 @@ pub fn normalize_write(space: &Space, w: &KeyWrite) -> Result<KeyWrite, Failure>
 /// Validates the attribute list of `get_partial` (only plain attributes can be named).
 pub fn validate_get_partial(space: &Space, attrs: &[String]) -> Result<(), Failure> {
     for a in attrs {
-        if space.attribute(a).is_none() {
+        if space.attribute(a).is_none() || is_hidden(a) {
             return Err(if *a == space.key.name {
                 Failure::new(
                     ReturnCode::DontUseKey,

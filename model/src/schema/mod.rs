@@ -51,6 +51,11 @@ pub const MAX_PARTITIONS: u32 = 65_536;
 /// Upper bound on `tolerate N failures`.
 pub const MAX_TOLERATE: u32 = 64;
 
+/// The hidden attribute of a space `with authorization`: each object's secret, the key of
+/// the macaroons that grant access to it. It is set by a write like any attribute, but never
+/// read back, searched on or changed by anything but a plain set.
+pub const SECRET_ATTRIBUTE: &str = "__secret";
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attribute {
     pub name: String,
@@ -108,8 +113,13 @@ impl Space {
 
     /// `first, last, friends`: for error messages that list what exists.
     pub fn attribute_names(&self) -> String {
-        let names: Vec<&str> = self.attributes.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = self.visible_attributes().map(|a| a.name.as_str()).collect();
         names.join(", ")
+    }
+
+    /// The attributes a client can read (all but the hidden secret).
+    pub fn visible_attributes(&self) -> impl Iterator<Item = &Attribute> {
+        self.attributes.iter().filter(|a| !is_hidden(&a.name))
     }
 }
 
@@ -117,10 +127,9 @@ impl fmt::Display for Space {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "space {}", self.name)?;
         writeln!(f, "key {} {}", self.key.datatype, self.key.name)?;
-        if !self.attributes.is_empty() {
+        if self.visible_attributes().next().is_some() {
             let attrs: Vec<String> = self
-                .attributes
-                .iter()
+                .visible_attributes()
                 .map(|a| format!("{} {}", a.datatype, a.name))
                 .collect();
             writeln!(f, "attributes {}", attrs.join(", "))?;
@@ -182,6 +191,11 @@ pub const RESERVED: &[&str] = &[
     "month",
 ];
 
+/// Whether `name` is an attribute clients never read (see [`SECRET_ATTRIBUTE`]).
+pub fn is_hidden(name: &str) -> bool {
+    name == SECRET_ATTRIBUTE
+}
+
 /// Parses a space description (see the module docs for the grammar and the rules).
 pub fn parse_space(text: &str) -> Result<Space, ParseError> {
     check::check(parse::parse(text)?)
@@ -217,7 +231,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.key.datatype, Datatype::Int);
-        assert_eq!(s.attributes.len(), 4);
+        assert_eq!(s.visible_attributes().count(), 4);
+        // With authorization, every object has a hidden secret.
+        assert_eq!(s.attributes.len(), 5);
+        assert_eq!(
+            s.attribute(SECRET_ATTRIBUTE).map(|a| a.datatype),
+            Some(Datatype::String)
+        );
         assert_eq!(s.subspaces.len(), 2);
         assert_eq!(s.indexes, vec!["d".to_string()]);
         assert_eq!((s.partitions, s.tolerate, s.authorization), (8, 2, true));

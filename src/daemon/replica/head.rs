@@ -9,6 +9,7 @@ use hyperdex_model::{Operation, Reply, ReturnCode};
 use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
+use crate::daemon::authorize::authorized;
 use crate::daemon::record::{absorb, load, stage, StoredObject};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
@@ -53,7 +54,7 @@ impl<W: Clone> Replica<W> {
     pub(super) fn on_op(
         &mut self,
         store: &mut dyn Store,
-        now: Instant,
+        (now, unix): (Instant, u64),
         waiter: W,
         req: OpRequest,
         out: &mut Outputs<W>,
@@ -73,8 +74,18 @@ impl<W: Clone> Replica<W> {
         };
         let stored = load(store, region, &kb)?;
         if !req.op.is_mutation() {
-            let pending = self.pending.get(&(region, kb));
-            let answer = read(space, &stored, pending, &req.op);
+            let answer = if authorized(
+                &space.schema,
+                stored.object.as_ref(),
+                &req.op,
+                &req.auth,
+                unix,
+            ) {
+                let pending = self.pending.get(&(region, kb));
+                read(space, &stored, pending, &req.op)
+            } else {
+                unauthorized()
+            };
             out.push(Output::Reply(waiter, reply(answer)));
             return Ok(());
         }
@@ -84,7 +95,7 @@ impl<W: Clone> Replica<W> {
             key: kb,
             stored,
         };
-        self.order_write(store, waiter, &req, ordered, out);
+        self.order_write(store, (waiter, unix), &req, ordered, out);
         Ok(())
     }
 
@@ -93,7 +104,7 @@ impl<W: Clone> Replica<W> {
     fn order_write(
         &mut self,
         store: &mut dyn Store,
-        waiter: W,
+        (waiter, unix): (W, u64),
         req: &OpRequest,
         o: Ordered<'_>,
         out: &mut Outputs<W>,
@@ -126,7 +137,11 @@ impl<W: Clone> Replica<W> {
             Some(p) => (p.write.version, p.write.object.as_ref()),
             None => (o.stored.version, o.stored.object.as_ref()),
         };
-        let (answer, change) = step_key(&o.space.schema, latest, &req.op);
+        let (answer, change) = if authorized(&o.space.schema, latest, &req.op, &req.auth, unix) {
+            step_key(&o.space.schema, latest, &req.op)
+        } else {
+            (unauthorized(), None)
+        };
         let Some(new) = change else {
             tracing::debug!(
                 server = self.me.0, region = %o.region, client = req.client, seq = req.seq,
@@ -207,4 +222,11 @@ fn read<W>(
         _ => stored.object.as_ref(),
     };
     step_key(&space.schema, current, op).0
+}
+
+fn unauthorized() -> Reply {
+    Reply::Error(
+        ReturnCode::Unauthorized,
+        "the server denied the request because it is unauthorized".into(),
+    )
 }

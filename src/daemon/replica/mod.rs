@@ -74,10 +74,12 @@ pub struct Lease {
 /// What the state machine is fed.
 #[derive(Debug)]
 pub enum Input<W> {
-    /// A single-key operation from a client; `waiter` identifies where to reply.
+    /// A single-key operation from a client; `waiter` identifies where to reply, `unix` is
+    /// the time it arrived (seconds since the Unix epoch, for macaroons' time caveats).
     Op {
         waiter: W,
         req: OpRequest,
+        unix: u64,
     },
     Search {
         waiter: W,
@@ -191,7 +193,9 @@ impl<W: Clone> Replica<W> {
     ) -> Result<Outputs<W>, StoreError> {
         let mut out = Vec::new();
         match input {
-            Input::Op { waiter, req } => self.on_op(store, now, waiter, req, &mut out)?,
+            Input::Op { waiter, req, unix } => {
+                self.on_op(store, (now, unix), waiter, req, &mut out)?
+            }
             Input::Search { waiter, req } => {
                 let answer = match self.admit(now, req.config_version, &mut out) {
                     Ok(()) => search::run(store, &self.config, self.me, &req)?,
