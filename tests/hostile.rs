@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hyperdex::client::{Client, ClientOptions};
 use hyperdex::config::{RegionId, ServerId, SpaceId};
+use hyperdex::macaroon::Macaroon;
 use hyperdex::net::{Credentials, RpcConn};
 use hyperdex::protocol::auth::{Role, Secret};
 use hyperdex::protocol::frame::{encode_frame, hello};
@@ -19,7 +20,8 @@ use hyperdex::protocol::{
     AdminCommand, ChainMessage, ChainWrite, ClientRequest, CoordRequest, Envelope, Message,
     OpRequest, DEFAULT_MAX_FRAME,
 };
-use hyperdex_model::{Operation, ReturnCode, Value};
+use hyperdex_model::schema::SECRET_ATTRIBUTE;
+use hyperdex_model::{NumOp, Operation, Reply, ReturnCode, Value};
 use support::ProcCluster;
 
 /// A `get` whose key is a list nested `depth` levels deep, as a whole frame.
@@ -307,4 +309,74 @@ async fn forged_messages_without_the_secret_change_nothing() {
         "the tail's copy was changed"
     );
     put_get_within(&client, "b", Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_a_space_with_authorization_need_their_macaroon() {
+    let cluster = ProcCluster::start("macaroon", 2);
+    let out = cluster.hyperdex(
+        &["add-space"],
+        Some("space accounts key account attributes string name, int balance with authorization"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = Client::connect_with(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("client");
+    let secret = "the password of this account";
+    client
+        .put(
+            "accounts",
+            "john",
+            vec![
+                ("balance", Value::Int(10)),
+                (SECRET_ATTRIBUTE, Value::string(secret)),
+            ],
+        )
+        .await
+        .expect("created with its secret");
+    let code = |r: Result<Option<hyperdex_model::Object>, hyperdex::client::ClientError>| {
+        r.err().map(|e| e.code)
+    };
+    assert_eq!(
+        code(client.get("accounts", "john").await),
+        Some(ReturnCode::Unauthorized),
+        "no macaroon"
+    );
+    let forged = Macaroon::create(b"", b"a guess at the password", b"").serialize();
+    assert_eq!(
+        code(client.with_auth(vec![forged]).get("accounts", "john").await),
+        Some(ReturnCode::Unauthorized),
+        "a macaroon from another secret"
+    );
+    let token = Macaroon::create(b"account john", secret.as_bytes(), b"").serialize();
+    let holder = client.with_auth(vec![token.clone()]);
+    let got = holder
+        .get("accounts", "john")
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got["balance"], Value::Int(10));
+    assert!(
+        !got.contains_key(SECRET_ATTRIBUTE),
+        "the secret is never read back"
+    );
+    let read_only = Macaroon::create(b"", secret.as_bytes(), b"")
+        .add_first_party_caveat(b"op = read")
+        .serialize();
+    let reader = client.with_auth(vec![read_only]);
+    let add = Operation::atomic(
+        NumOp::Add,
+        "accounts",
+        "john",
+        vec![("balance", Value::Int(5))],
+    );
+    assert!(matches!(
+        reader.call(add.clone()).await,
+        Reply::Error(ReturnCode::Unauthorized, _)
+    ));
+    assert_eq!(holder.call(add).await, Reply::Success);
 }

@@ -170,16 +170,25 @@ class Deferred(object):
 
 
 class SearchIterator(object):
-    """The objects a search found, each a dict with the key."""
+    """The objects a search finds, each a dict with the key. With `pages` (a function that
+    returns the next page, or None at the end), pages are fetched as the iterator reaches
+    them, so a search over any number of objects needs memory for one page only."""
 
-    def __init__(self, objects):
+    def __init__(self, objects, pages=None):
         self._objects = list(objects)
         self._pos = 0
+        self._pages = pages
 
     def __iter__(self):
         return self
 
     def hasNext(self):
+        while self._pos >= len(self._objects) and self._pages is not None:
+            page = self._pages()
+            if page is None:
+                self._pages = None
+            else:
+                self._objects, self._pos = list(page), 0
         return self._pos < len(self._objects)
 
     def __next__(self):
@@ -340,7 +349,8 @@ class Client(object):
         return self._start(self._op_count(space, checks), auth)
 
     def search(self, space, checks, auth=None):
-        return SearchIterator(self._call(self._op_search(space, checks), auth))
+        handle = self._native.search_start(self._op_search(space, checks))
+        return SearchIterator([], lambda: self._native.search_next(handle))
 
     def sorted_search(self, space, checks, sort_by, limit, maxmin, auth=None):
         return SearchIterator(self._call(self._op_sorted_search(space, checks, sort_by, limit, maxmin), auth))

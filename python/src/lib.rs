@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use hyperdex::admin::Admin;
-use hyperdex::client::{Client, ClientError, ClientOptions, Deferred};
+use hyperdex::client::{Client, ClientError, ClientOptions, Deferred, SearchStream};
 use hyperdex_model::{
     parse_space, Check, Document, Existence, Func, Funcall, KeyWrite, NumOp, Object, Operation,
     Predicate, Reply, ReturnCode, Value,
@@ -342,6 +342,9 @@ fn op_from(op: &Bound<'_, PyAny>) -> PyResult<Operation> {
 #[pyclass(module = "hyperdex._hyperdex")]
 struct NativeClient {
     client: Client,
+    /// Searches being iterated, by id.
+    searches: std::sync::Mutex<std::collections::BTreeMap<u64, SearchStream>>,
+    next_search: std::sync::atomic::AtomicU64,
 }
 
 impl NativeClient {
@@ -367,7 +370,11 @@ impl NativeClient {
         let client = py
             .detach(|| runtime().block_on(Client::connect_with(&addr, opts)))
             .map_err(|e| from_client_error(py, e))?;
-        Ok(NativeClient { client })
+        Ok(NativeClient {
+            client,
+            searches: Default::default(),
+            next_search: std::sync::atomic::AtomicU64::new(1),
+        })
     }
 
     /// Runs an operation and returns its Python result.
@@ -382,6 +389,46 @@ impl NativeClient {
         let client = self.with_auth(auth);
         let reply = py.detach(|| runtime().block_on(client.call(op)));
         reply_to(py, reply)
+    }
+
+    /// Starts a search whose results `search_next` fetches a page at a time; its id.
+    fn search_start(&self, op: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let Operation::Search { space, checks } = op_from(op)? else {
+            return Err(PyTypeError::new_err("search_start takes a search"));
+        };
+        let stream = self.client.search_stream(&space, &checks, false);
+        let id = self
+            .next_search
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.searches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, stream);
+        Ok(id)
+    }
+
+    /// The next page of search `id` (a list of dicts), or `None` when it is done.
+    fn search_next(&self, py: Python<'_>, id: u64) -> PyResult<Py<PyAny>> {
+        let taken = self
+            .searches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let Some(mut stream) = taken else {
+            return Ok(py.None());
+        };
+        let page = py.detach(|| runtime().block_on(stream.next_page()));
+        match page {
+            None => Ok(py.None()),
+            Some(Err(e)) => Err(from_client_error(py, e)),
+            Some(Ok(page)) => {
+                self.searches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, stream);
+                reply_to(py, Reply::Objects(page.objects))
+            }
+        }
     }
 
     /// Starts an operation; returns its id for `wait`.

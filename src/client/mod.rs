@@ -51,6 +51,7 @@ use crate::tls::TlsClient;
 pub use deferred::Deferred;
 use deferred::Outstanding;
 use retry::{Attempts, Next};
+pub use search::{SearchPage, SearchStream};
 use validate::validate;
 
 #[derive(Clone, Debug)]

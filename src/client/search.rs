@@ -3,11 +3,11 @@
 //! group call applies its change to each matching object through that object's chain, as a
 //! conditional write with the same checks, so objects that stopped matching are left alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use hyperdex_model::db::sort_results;
-use hyperdex_model::{Check, Funcall, Object, Operation, Predicate, Reply, ReturnCode, Value};
+use hyperdex_model::{Check, Funcall, Object, Operation, Predicate, Reply, ReturnCode};
 
 use super::{unexpected, Client, ClientError, ClientResult};
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
@@ -22,8 +22,8 @@ impl Client {
                 Ok(objs) => Reply::Objects(objs),
                 Err(e) => Reply::Error(e.code, e.message),
             },
-            Operation::Count { space, checks } => match self.search_all(&space, &checks).await {
-                Ok(objs) => Reply::Count(objs.len() as u64),
+            Operation::Count { space, checks } => match self.count_all(&space, &checks).await {
+                Ok(n) => Reply::Count(n),
                 Err(e) => Reply::Error(e.code, e.message),
             },
             Operation::SortedSearch {
@@ -83,87 +83,46 @@ impl Client {
         }
     }
 
-    /// Every object of `space` passing `checks`, in key order.
+    /// Every object of `space` passing `checks`, in key order (gathered in memory; see
+    /// [`Client::search_stream`] for one page at a time).
     pub async fn search_all(&self, space: &str, checks: &[Check]) -> ClientResult<Vec<Object>> {
-        let deadline = rt::now() + self.inner.opts.timeout;
-        loop {
-            let config = self.config();
-            let last = match self.search_once(&config, space, checks).await {
-                Ok(result) => return result,
-                Err(why) => why,
-            };
-            if rt::now() >= deadline {
-                return Err(ClientError::new(
-                    ReturnCode::Timeout,
-                    format!("search did not complete: {last}"),
-                ));
-            }
-            rt::sleep(Duration::from_millis(20)).await;
-            let _ = self.refresh().await;
+        let mut stream = self.search_stream(space, checks, false);
+        let mut all = Vec::new();
+        while let Some(page) = stream.next_page().await {
+            all.extend(page?.objects);
         }
+        let key_name = self
+            .config()
+            .space(space)
+            .map(|s| s.schema.key.name.clone())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.get(&key_name).cmp(&b.get(&key_name)));
+        Ok(all)
     }
 
-    /// One scatter-gather round: `Err` to retry, `Ok(Err)` for a final error.
-    async fn search_once(
-        &self,
-        config: &Config,
-        space: &str,
-        checks: &[Check],
-    ) -> Result<ClientResult<Vec<Object>>, String> {
-        let Some(sc) = config.space(space) else {
-            return Ok(Err(ClientError::new(
-                ReturnCode::UnknownSpace,
-                format!("unknown space \"{space}\""),
-            )));
-        };
-        let mut by_head: BTreeMap<ServerId, Vec<RegionId>> = BTreeMap::new();
-        for r in search_regions(sc, checks) {
-            let head = *config
-                .chain(r)
-                .first()
-                .ok_or_else(|| format!("region {r} has no servers"))?;
-            by_head.entry(head).or_default().push(r);
+    /// How many objects of `space` pass `checks`, counted by the daemons (no object is sent).
+    pub async fn count_all(&self, space: &str, checks: &[Check]) -> ClientResult<u64> {
+        let mut stream = self.search_stream(space, checks, true);
+        let mut n = 0;
+        while let Some(page) = stream.next_page().await {
+            n += page?.count;
         }
-        let mut calls = Vec::new();
-        for (head, regions) in by_head {
-            let addr = config
-                .server(head)
-                .ok_or_else(|| format!("unknown server {head}"))?
-                .addr
-                .clone();
-            let msg = Message::ToDaemon(ClientRequest::Search(SearchRequest {
-                config_version: config.version,
-                space: space.to_string(),
-                regions,
-                checks: checks.to_vec(),
-            }));
-            let this = self.clone();
-            calls.push(rt::spawn(async move {
-                let conn = this.conn(&addr).await.map_err(|e| e.to_string())?;
-                conn.call(msg, this.inner.opts.attempt_timeout)
-                    .await
-                    .map_err(|e| e.to_string())
-            }));
+        Ok(n)
+    }
+
+    /// A search that fetches its results a page at a time (of about 1 MiB at most), region
+    /// by region; with `count_only`, pages carry only how many matched.
+    pub fn search_stream(&self, space: &str, checks: &[Check], count_only: bool) -> SearchStream {
+        SearchStream {
+            client: self.clone(),
+            space: space.to_string(),
+            checks: checks.to_vec(),
+            count_only,
+            remaining: None,
+            queue: None,
+            cursor: None,
+            deadline: rt::now() + self.inner.opts.timeout,
         }
-        let key_name = &sc.schema.key.name;
-        let mut all: BTreeMap<Option<Value>, Object> = BTreeMap::new();
-        for c in calls {
-            match c.await.map_err(|e| e.to_string())? {
-                Ok(Message::FromDaemon(ClientResponse::Objects(objs))) => {
-                    for o in objs {
-                        all.insert(o.get(key_name).cloned(), o);
-                    }
-                }
-                Ok(Message::FromDaemon(ClientResponse::Reply(Reply::Error(
-                    ReturnCode::Reconfigure | ReturnCode::Offline,
-                    why,
-                )))) => return Err(why),
-                Ok(Message::FromDaemon(ClientResponse::Reply(r))) => return Ok(Err(unexpected(r))),
-                Ok(other) => return Err(format!("unexpected reply {}", other.name())),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Ok(all.into_values().collect()))
     }
 
     async fn group(&self, space: &str, checks: &[Check], funcs: Option<&Vec<Funcall>>) -> Reply {
@@ -198,6 +157,161 @@ impl Client {
     }
 }
 
+/// One page of a search's results.
+#[derive(Debug, Default)]
+pub struct SearchPage {
+    pub objects: Vec<Object>,
+    pub count: u64,
+}
+
+/// A search in progress (see [`Client::search_stream`]). Regions are visited head by head,
+/// each request naming every region left on that head; a page ends at a cursor (a region and
+/// a key) from which the next one goes on. After RECONFIGURE or a lost connection the
+/// remaining regions are planned again on the new configuration, the cursor's region first,
+/// so no object is skipped or returned twice.
+pub struct SearchStream {
+    client: Client,
+    space: String,
+    checks: Vec<Check>,
+    count_only: bool,
+    /// Regions not done yet (`None`: not started).
+    remaining: Option<BTreeSet<RegionId>>,
+    /// Requests still to make, each the sorted regions of one head (`None`: to plan).
+    queue: Option<VecDeque<Vec<RegionId>>>,
+    cursor: Option<(RegionId, Vec<u8>)>,
+    deadline: rt::Instant,
+}
+
+impl SearchStream {
+    /// The next page; `None` when every region is done.
+    pub async fn next_page(&mut self) -> Option<ClientResult<SearchPage>> {
+        loop {
+            let config = self.client.config();
+            if self.queue.is_none() {
+                match self.plan(&config) {
+                    Ok(q) => self.queue = Some(q),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let group = self.queue.as_ref()?.front()?.clone();
+            let problem = match self.request(&config, &group).await {
+                Ok(Ok(page)) => return Some(Ok(page)),
+                Ok(Err(e)) => return Some(Err(e)),
+                Err(why) => why,
+            };
+            if rt::now() >= self.deadline {
+                return Some(Err(ClientError::new(
+                    ReturnCode::Timeout,
+                    format!("search did not complete: {problem}"),
+                )));
+            }
+            rt::sleep(Duration::from_millis(20)).await;
+            let _ = self.client.refresh().await;
+            self.queue = None;
+        }
+    }
+
+    /// The requests for the regions left: the cursor's region alone first (its key applies
+    /// to it only), then the others grouped by their head.
+    fn plan(&mut self, config: &Config) -> ClientResult<VecDeque<Vec<RegionId>>> {
+        let Some(sc) = config.space(&self.space) else {
+            return Err(ClientError::new(
+                ReturnCode::UnknownSpace,
+                format!("unknown space \"{}\"", self.space),
+            ));
+        };
+        let remaining = self
+            .remaining
+            .get_or_insert_with(|| search_regions(sc, &self.checks).into_iter().collect());
+        let mut queue = VecDeque::new();
+        let mut by_head: BTreeMap<Option<ServerId>, Vec<RegionId>> = BTreeMap::new();
+        for r in remaining.iter() {
+            if self.cursor.as_ref().is_some_and(|(c, _)| c == r) {
+                queue.push_front(vec![*r]);
+            } else {
+                by_head
+                    .entry(config.chain(*r).first().copied())
+                    .or_default()
+                    .push(*r);
+            }
+        }
+        queue.extend(by_head.into_values());
+        Ok(queue)
+    }
+
+    /// One request to the head of `group`: `Err` to plan again and retry, `Ok(Err)` final.
+    async fn request(
+        &mut self,
+        config: &Config,
+        group: &[RegionId],
+    ) -> Result<ClientResult<SearchPage>, String> {
+        let head = *config
+            .chain(group[0])
+            .first()
+            .ok_or_else(|| format!("region {} has no servers", group[0]))?;
+        let addr = config
+            .server(head)
+            .ok_or_else(|| format!("unknown server {head}"))?
+            .addr
+            .clone();
+        let msg = Message::ToDaemon(ClientRequest::Search(SearchRequest {
+            config_version: config.version,
+            space: self.space.clone(),
+            regions: group.to_vec(),
+            checks: self.checks.clone(),
+            after: self.cursor.clone(),
+            count_only: self.count_only,
+        }));
+        let conn = self.client.conn(&addr).await.map_err(|e| e.to_string())?;
+        let answer = conn
+            .call(msg, self.client.inner.opts.attempt_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        match answer {
+            Message::FromDaemon(ClientResponse::Page {
+                objects,
+                count,
+                next,
+            }) => {
+                self.advance(next);
+                Ok(Ok(SearchPage { objects, count }))
+            }
+            Message::FromDaemon(ClientResponse::Reply(Reply::Error(
+                ReturnCode::Reconfigure | ReturnCode::Offline,
+                why,
+            ))) => Err(why),
+            Message::FromDaemon(ClientResponse::Reply(r)) => Ok(Err(unexpected(r))),
+            Message::Error { code, message } => Ok(Err(ClientError { code, message })),
+            other => Err(format!("unexpected reply {}", other.name())),
+        }
+    }
+
+    /// After a page: on from its cursor, or to the next request when the group is done.
+    fn advance(&mut self, next: Option<(RegionId, Vec<u8>)>) {
+        let (Some(queue), Some(remaining)) = (self.queue.as_mut(), self.remaining.as_mut()) else {
+            return;
+        };
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        // The daemon scans a request's regions in order: those before the cursor's are done.
+        let done_before = next.as_ref().map(|(r, _)| *r);
+        for r in front.iter().filter(|r| done_before.is_none_or(|c| **r < c)) {
+            remaining.remove(r);
+        }
+        match next {
+            Some(c) => {
+                front.retain(|r| *r >= c.0);
+                self.cursor = Some(c);
+            }
+            None => {
+                queue.pop_front();
+                self.cursor = None;
+            }
+        }
+    }
+}
+
 /// The regions a search must visit: the one region that can hold the object when a check
 /// pins the key with `Equals` (the daemon still validates every check), otherwise all.
 fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
@@ -220,6 +334,7 @@ fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
 mod tests {
     use super::*;
     use crate::coordinator::state::{Cluster, Command};
+    use hyperdex_model::Value;
 
     fn space() -> SpaceConfig {
         let mut cluster = Cluster::new(1);

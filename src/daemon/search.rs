@@ -1,5 +1,8 @@
 //! Search inside one daemon: scans the regions a request names and returns the live objects
-//! that pass its checks.
+//! that pass its checks, a page at a time (the client asks for the next page with the cursor
+//! the last one ended at), or only their number for a count. A page examines a bounded number
+//! of objects, so neither a search nor a count over a large region holds the daemon's actor
+//! for long or builds a large answer.
 
 use hyperdex_model::apply::{matches, validate_checks};
 use hyperdex_model::db::with_key;
@@ -12,30 +15,71 @@ use crate::storage::{Store, StoreError, Table};
 
 use super::record::{region_prefix, StoredObject, REGION_PREFIX_LEN};
 
-/// Every live object of `space` in `regions` that passes `checks` (validated), with its key.
+/// Most objects a page examines (one store scan per page, however many match).
+pub const PAGE_SCAN: usize = 8192;
+/// About the most bytes of objects one page returns (a page always holds at least one).
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// One page of a search: the matching objects (or only their number), and where the next
+/// page starts (`None`: the regions are done).
+#[derive(Debug, Default, PartialEq)]
+pub struct Page {
+    pub objects: Vec<Object>,
+    pub count: u64,
+    pub next: Option<(RegionId, Vec<u8>)>,
+}
+
+/// The live objects of `space` in `regions` (sorted, deduplicated) that pass `checks`
+/// (validated), starting after `after`: at most [`PAGE_SCAN`] objects examined and about
+/// [`PAGE_BYTES`] returned, so a page costs the same whatever the region's size.
 pub fn search_store(
     store: &dyn Store,
     space: &SpaceConfig,
     regions: &[RegionId],
-    checks: &[Check],
-) -> Result<Vec<Object>, StoreError> {
+    after: Option<&(RegionId, Vec<u8>)>,
+    (checks, count_only): (&[Check], bool),
+) -> Result<Page, StoreError> {
     let schema: &Space = &space.schema;
-    let mut found = Vec::new();
-    for region in regions {
-        for (k, v) in store.scan_prefix(Table::Objects, &region_prefix(*region))? {
+    let mut page = Page::default();
+    let (mut scanned, mut bytes) = (0usize, 0usize);
+    for region in regions
+        .iter()
+        .filter(|r| after.is_none_or(|(a, _)| *r >= a))
+    {
+        let prefix = region_prefix(*region);
+        let from = after
+            .filter(|(a, _)| a == region)
+            .map(|(_, k)| super::record::object_key(*region, k));
+        let entries = store.scan_from(
+            Table::Objects,
+            &prefix,
+            from.as_deref(),
+            PAGE_SCAN - scanned,
+        )?;
+        for (k, v) in &entries {
             let kb = &k[REGION_PREFIX_LEN..];
-            let Ok(stored) = postcard::from_bytes::<StoredObject>(&v) else {
-                continue;
-            };
-            let (Some(obj), Ok(key)) = (stored.object, decode(kb)) else {
-                continue;
-            };
-            if matches(schema, &key, &obj, checks) {
-                found.push(with_key(schema, &key, &obj));
+            scanned += 1;
+            if let Some(o) = matching(schema, kb, v, checks) {
+                page.count += 1;
+                if !count_only {
+                    bytes += v.len();
+                    page.objects.push(o);
+                }
+            }
+            if scanned >= PAGE_SCAN || bytes >= PAGE_BYTES {
+                page.next = Some((*region, kb.to_vec()));
+                return Ok(page);
             }
         }
     }
-    Ok(found)
+    Ok(page)
+}
+
+/// The object under `kb` as a search returns it, if it is live and passes `checks`.
+fn matching(schema: &Space, kb: &[u8], stored: &[u8], checks: &[Check]) -> Option<Object> {
+    let stored = postcard::from_bytes::<StoredObject>(stored).ok()?;
+    let (obj, key) = (stored.object?, decode(kb).ok()?);
+    matches(schema, &key, &obj, checks).then(|| with_key(schema, &key, &obj))
 }
 
 /// Answers a search request (whose configuration and lease the replica has checked): every
@@ -83,7 +127,88 @@ pub fn run(
         Ok(c) => c,
         Err(f) => return Ok(ClientResponse::Reply(f.into_reply())),
     };
-    Ok(ClientResponse::Objects(search_store(
-        store, space, &regions, &checks,
-    )?))
+    let page = search_store(
+        store,
+        space,
+        &regions,
+        req.after.as_ref(),
+        (&checks, req.count_only),
+    )?;
+    Ok(ClientResponse::Page {
+        objects: page.objects,
+        count: page.count,
+        next: page.next,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SpaceId;
+    use crate::daemon::record::stage;
+    use crate::storage::MemStore;
+    use hyperdex_model::{parse_space, Predicate, Value};
+
+    fn space() -> SpaceConfig {
+        SpaceConfig {
+            id: SpaceId(1),
+            schema: parse_space("space s key k attributes int n create 2 partitions").unwrap(),
+            chains: vec![Vec::new(); 2],
+            joining: vec![None; 2],
+        }
+    }
+
+    fn region(index: u32) -> RegionId {
+        RegionId {
+            space: SpaceId(1),
+            index,
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_object_once_and_counts_add_up() {
+        let mut store = MemStore::new();
+        let n = 20_000;
+        for i in 0..n {
+            let obj = StoredObject {
+                version: 1,
+                object: Some([("n".to_string(), Value::Int(i))].into()),
+                dedupe: Vec::new(),
+            };
+            let key = hyperdex_model::value::encode(&Value::string(format!("k{i:05}")));
+            stage(&mut store, region((i % 2) as u32), &key, &obj);
+        }
+        let sc = space();
+        let regions = [region(0), region(1)];
+        let even = [hyperdex_model::Check::new(
+            "n",
+            Predicate::LessThan(Value::Int(n)),
+        )];
+        let (mut seen, mut pages, mut after) = (std::collections::BTreeSet::new(), 0, None);
+        loop {
+            let page = search_store(&store, &sc, &regions, after.as_ref(), (&even, false)).unwrap();
+            pages += 1;
+            assert!(page.objects.len() <= PAGE_SCAN);
+            for o in &page.objects {
+                assert!(seen.insert(o["n"].clone()), "{:?} twice", o["n"]);
+            }
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), n as usize);
+        assert!(pages >= 3, "{pages} pages");
+        let (mut counted, mut after) = (0, None);
+        loop {
+            let page = search_store(&store, &sc, &regions, after.as_ref(), (&even, true)).unwrap();
+            assert!(page.objects.is_empty(), "a count ships no objects");
+            counted += page.count;
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(counted, n as u64);
+    }
 }

@@ -29,6 +29,11 @@ pub struct SearchRequest {
     pub space: String,
     pub regions: Vec<RegionId>,
     pub checks: Vec<Check>,
+    /// Resume after this region and key (the previous page's `next`); from the start when
+    /// `None`.
+    pub after: Option<(RegionId, Vec<u8>)>,
+    /// Count the matches only, without returning them.
+    pub count_only: bool,
 }
 
 /// What a client asks a daemon.
@@ -42,8 +47,13 @@ pub enum ClientRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientResponse {
     Reply(Reply),
-    /// Search results: matching objects with their keys.
-    Objects(Vec<Object>),
+    /// A page of search results: matching objects with their keys (none for a count), how
+    /// many matched, and where the next page starts (`None`: done).
+    Page {
+        objects: Vec<Object>,
+        count: u64,
+        next: Option<(RegionId, Vec<u8>)>,
+    },
 }
 
 impl ClientRequest {
@@ -59,7 +69,7 @@ impl ClientResponse {
     pub fn name(&self) -> &'static str {
         match self {
             ClientResponse::Reply(_) => "Reply",
-            ClientResponse::Objects(_) => "Objects",
+            ClientResponse::Page { .. } => "Page",
         }
     }
 }

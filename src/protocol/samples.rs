@@ -108,9 +108,15 @@ pub fn sample_envelopes() -> Vec<Envelope> {
             space: "space".into(),
             regions: vec![region()],
             checks: vec![Check::new("i", Predicate::Equals(Value::Int(1)))],
+            after: Some((region(), b"k".to_vec())),
+            count_only: false,
         })),
         Message::FromDaemon(ClientResponse::Reply(Reply::Found(object.clone()))),
-        Message::FromDaemon(ClientResponse::Objects(vec![object])),
+        Message::FromDaemon(ClientResponse::Page {
+            objects: vec![object],
+            count: 1,
+            next: Some((region(), b"k".to_vec())),
+        }),
         Message::Chain(ChainMessage::Write(write)),
         Message::Chain(ChainMessage::Ack(ChainAck {
             config_version: 5,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::parse::{Named, Syntax};
 use super::{
     Attribute, ParseError, Space, Subspace, DEFAULT_PARTITIONS, DEFAULT_TOLERATE, MAX_PARTITIONS,
-    MAX_TOLERATE, SECRET_ATTRIBUTE,
+    MAX_TOLERATE,
 };
 use crate::value::Datatype;
 
@@ -48,7 +48,7 @@ pub(super) fn check(s: Syntax) -> Result<Space, ParseError> {
         Some((n, _)) => n as u32,
         None => DEFAULT_TOLERATE,
     };
-    let mut attributes: Vec<Attribute> = s
+    let attributes: Vec<Attribute> = s
         .attributes
         .into_iter()
         .map(|(n, t)| Attribute {
@@ -56,12 +56,6 @@ pub(super) fn check(s: Syntax) -> Result<Space, ParseError> {
             datatype: t,
         })
         .collect();
-    if s.authorization {
-        attributes.push(Attribute {
-            name: SECRET_ATTRIBUTE.to_string(),
-            datatype: Datatype::String,
-        });
-    }
     Ok(Space {
         name: s.name.name,
         key: Attribute {
