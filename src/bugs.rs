@@ -20,15 +20,19 @@ pub enum Bug {
     /// Daemons take chain messages from any connection, introduced or not, and from any
     /// member, whatever the configuration says of the sender.
     TrustAnyPeer = 16,
+    /// A server that becomes the head of a region by a failover never answers its reads (a
+    /// liveness bug: nothing wrong is ever answered).
+    StallReads = 32,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
         Bug::ReadPending,
         Bug::TrustAnyPeer,
+        Bug::StallReads,
     ];
 }
 

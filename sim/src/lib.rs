@@ -10,6 +10,7 @@
 //! - `workload`: seeded client workloads that record a history;
 //! - `nemesis`: a seeded schedule of faults;
 //! - `rogue`: a node without the cluster secret that sends garbage and forged messages;
+//! - `liveness`: after healing, every operation must get a definite answer within a bound;
 //! - `run`: one whole run (start, workload under faults, heal, audit, check) and its report.
 //!
 //! `docs/simulation.md` explains running, replaying, reading a counterexample and adding a
@@ -17,6 +18,8 @@
 
 #[cfg(madsim)]
 pub mod cluster;
+#[cfg(madsim)]
+pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]

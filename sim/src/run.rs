@@ -13,16 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperdex::admin::Admin;
-use hyperdex::client::{fetch_config, Client, ClientOptions};
+use hyperdex::client::{fetch_config, ClientOptions};
 use hyperdex::config::Timing;
 use hyperdex::config::{Config, RegionId, ServerState};
 use hyperdex::daemon::record::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
 use hyperdex::rt;
 use hyperdex::storage::{Store, Table};
 use hyperdex_model::history::{check, CheckStats};
-use hyperdex_model::{Object, Operation, Value};
+use hyperdex_model::Object;
 
 use crate::cluster::{admin_options, SimCluster, COORDINATOR};
+use crate::liveness;
 use crate::nemesis::{self, Fault, NemesisLog};
 use crate::rogue::{self, RogueLog};
 use crate::workload::{run_client, Recorder, WorkloadOptions, SPACE};
@@ -66,6 +67,8 @@ pub struct RunReport {
     pub check: Result<CheckStats, String>,
     pub convergence: Result<usize, String>,
     pub stable: bool,
+    /// Whether every operation after healing got a definite answer in time.
+    pub liveness: Result<(), String>,
     /// The configuration at the end, rendered as `show-config` prints it.
     pub final_config: String,
     /// The whole recorded history.
@@ -74,7 +77,7 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn ok(&self) -> bool {
-        self.check.is_ok() && self.convergence.is_ok() && self.stable
+        self.check.is_ok() && self.convergence.is_ok() && self.stable && self.liveness.is_ok()
     }
 
     /// A human-readable account of a failed run.
@@ -85,6 +88,10 @@ impl RunReport {
             s.push_str(&self.final_config);
         }
         if let Err(e) = &self.check {
+            s.push_str(e);
+            s.push('\n');
+        }
+        if let Err(e) = &self.liveness {
             s.push_str(e);
             s.push('\n');
         }
@@ -150,8 +157,10 @@ pub async fn run(opts: RunOptions) -> RunReport {
     let stable = wait_until_stable(&cluster, opts.daemons).await;
     // Let retransmissions settle writes whose clients gave up.
     cluster.on_control(rt::sleep(Duration::from_secs(3))).await;
-    final_reads(&cluster, &opts, &rec).await;
-    report(&cluster, &rec, (log, rogue), stable).await
+    let liveness = liveness::check(&cluster, opts.workload.keys, &opts.workload.client, &rec).await;
+    let mut report = report(&cluster, &rec, (log, rogue), stable).await;
+    report.liveness = liveness;
+    report
 }
 
 async fn add_space(cluster: &SimCluster) {
@@ -208,29 +217,6 @@ async fn wait_until_stable(cluster: &SimCluster, daemons: usize) -> bool {
         .await
 }
 
-/// Reads every key once more; these reads are part of the checked history.
-async fn final_reads(cluster: &SimCluster, opts: &RunOptions, rec: &Recorder) {
-    let keys = opts.workload.keys;
-    let audit_rec = rec.clone();
-    let client_opts = ClientOptions {
-        timeout: Duration::from_secs(30),
-        ..opts.workload.client.clone()
-    };
-    cluster
-        .on_control(async move {
-            let Ok(client) = Client::connect_with(COORDINATOR, client_opts).await else {
-                return;
-            };
-            for k in 0..keys {
-                let op = Operation::get("sim", Value::string(format!("k{k}")));
-                let id = audit_rec.invoke(999, &op);
-                let reply = client.call(op).await;
-                audit_rec.complete(id, reply);
-            }
-        })
-        .await;
-}
-
 /// Audits the replicas and checks the history.
 async fn report(
     cluster: &SimCluster,
@@ -271,6 +257,7 @@ async fn report(
         check,
         convergence,
         stable,
+        liveness: Ok(()),
         final_config,
         history,
     }

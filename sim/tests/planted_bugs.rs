@@ -21,6 +21,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::ReadPending => vec![Fault::IsolateFromServers, Fault::KillDaemon],
         // The rogue node (always on) is the fault.
         Bug::TrustAnyPeer => vec![Fault::LatencySpike],
+        Bug::StallReads => vec![Fault::KillDaemon],
     }
 }
 

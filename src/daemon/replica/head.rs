@@ -74,6 +74,9 @@ impl<W: Clone> Replica<W> {
         };
         let stored = load(store, region, &kb)?;
         if !req.op.is_mutation() {
+            if planted(Bug::StallReads) && self.promoted.contains(&region) {
+                return Ok(());
+            }
             let answer = if authorized(
                 &space.schema,
                 stored.object.as_ref(),

@@ -132,6 +132,8 @@ pub struct Replica<W> {
     transfers: Transfers,
     lease: Option<Lease>,
     lease_length: Duration,
+    /// Regions this server came to head by a failover (kept only for a planted bug).
+    promoted: std::collections::BTreeSet<RegionId>,
 }
 
 fn reply(r: Reply) -> ClientResponse {
@@ -160,6 +162,7 @@ impl<W: Clone> Replica<W> {
             transfers: Transfers::new(me, TRANSFER_WINDOW),
             lease: None,
             lease_length: Timing::default().lease,
+            promoted: Default::default(),
         }
     }
 
@@ -273,6 +276,13 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         let old = std::mem::replace(&mut self.config, Arc::new(config));
+        if planted(Bug::StallReads) {
+            for (region, pos) in self.config.regions_of(self.me) {
+                if pos == 0 && old.chain(region).iter().skip(1).any(|m| *m == self.me) {
+                    self.promoted.insert(region);
+                }
+            }
+        }
         // Data of removed spaces goes.
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
