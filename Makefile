@@ -32,7 +32,7 @@ unit:
 sim:
 	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=$(SIM_SEEDS) $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
 	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
-	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance -- --nocapture
+	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance --test power -- --nocapture
 
 # The Python package, built into a virtualenv from ./python, tested against a real cluster
 # (including the seed chapter as a doctest).

@@ -23,16 +23,19 @@ pub enum Bug {
     /// A server that becomes the head of a region by a failover never answers its reads (a
     /// liveness bug: nothing wrong is ever answered).
     StallReads = 32,
+    /// The actor sends replies and acknowledgements before syncing the batch they vouch for.
+    ReplyBeforeSync = 64,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
         Bug::ReadPending,
         Bug::TrustAnyPeer,
         Bug::StallReads,
+        Bug::ReplyBeforeSync,
     ];
 }
 

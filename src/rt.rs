@@ -109,6 +109,17 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// Where a disk operation would take time: under the simulation, a pause of 50 µs to 5 ms
+/// of virtual time (so a crash can land between staging, syncing and replying); nothing in
+/// production, where the sync itself takes the time.
+pub async fn disk_pause() {
+    #[cfg(madsim)]
+    {
+        let micros = 50 + random_u64() % 4950;
+        sleep(Duration::from_micros(micros)).await;
+    }
+}
+
 /// Seconds since the Unix epoch (virtual under the simulation, which also intercepts the
 /// system clock).
 pub fn unix_now() -> u64 {

@@ -40,10 +40,13 @@ pub enum Fault {
     /// Raise the space's fault tolerance by one (new replicas join by state transfer) and
     /// lower it back later (the extra replicas leave from the tail).
     ChangeTolerance,
+    /// A power failure of every daemon at once: each loses its unsynced writes, and all come
+    /// back together later. Nothing acknowledged may be lost: it was synced everywhere.
+    PowerFailure,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -52,6 +55,7 @@ impl Fault {
         Fault::LatencySpike,
         Fault::RestartCoordinator,
         Fault::ChangeTolerance,
+        Fault::PowerFailure,
     ];
 }
 
@@ -66,6 +70,7 @@ impl fmt::Display for Fault {
             Fault::LatencySpike => "latency-spike",
             Fault::RestartCoordinator => "restart-coordinator",
             Fault::ChangeTolerance => "change-tolerance",
+            Fault::PowerFailure => "power-failure",
         };
         f.write_str(s)
     }
@@ -82,7 +87,12 @@ pub struct NemesisLog {
     pub start: Option<rt::Instant>,
     /// Whether the last tolerance change was acknowledged.
     tolerance_changed: bool,
+    /// When the daemons last came back from a power failure.
+    power_restored: Option<rt::Instant>,
 }
+
+/// How long after a power failure before another may happen (the cluster gets to recover).
+const POWER_QUIET: Duration = Duration::from_secs(5);
 
 impl NemesisLog {
     /// Records an event with its virtual time.
@@ -95,6 +105,7 @@ impl NemesisLog {
 
 enum Undo {
     RestartDaemon(usize),
+    RestartDaemons(Vec<usize>),
     RestartCoordinator,
     Heal,
     Network,
@@ -273,6 +284,20 @@ async fn inject_one(
             // Even an unanswered request may have been applied: always set it back.
             Some((now + hold, Undo::Tolerance(base)))
         }
+        Fault::PowerFailure
+            if down == 0 && log.power_restored.is_none_or(|t| now >= t + POWER_QUIET) =>
+        {
+            let all: Vec<usize> = (0..cluster.daemons.len()).collect();
+            let lost: usize = all.iter().map(|&i| cluster.crash_disk(i)).sum();
+            log.lost_unsynced += lost;
+            log.stamp(format!(
+                "power failure of every daemon ({lost} unsynced writes lost)"
+            ));
+            Some((
+                now + hold.min(Duration::from_millis(1500)),
+                Undo::RestartDaemons(all),
+            ))
+        }
         Fault::RestartCoordinator if cluster.coordinator.up => {
             cluster.kill_coordinator();
             log.stamp("kill coordinator".into());
@@ -290,6 +315,13 @@ async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> 
         Undo::RestartDaemon(i) => {
             cluster.restart_daemon(i);
             log.stamp(format!("restart daemon{}", i + 1));
+        }
+        Undo::RestartDaemons(all) => {
+            for i in all {
+                cluster.restart_daemon(i);
+            }
+            log.power_restored = Some(rt::now());
+            log.stamp("restart every daemon".into());
         }
         Undo::RestartCoordinator => {
             cluster.restart_coordinator();

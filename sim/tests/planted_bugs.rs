@@ -11,7 +11,7 @@ use hyperdex_sim::nemesis::Fault;
 use hyperdex_sim::run::RunOptions;
 use hyperdex_sim::sweep::run_seed;
 
-const MAX_SEEDS: u64 = 60;
+const MAX_SEEDS: u64 = 200;
 
 fn faults_for(bug: Bug) -> Vec<Fault> {
     match bug {
@@ -22,6 +22,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         // The rogue node (always on) is the fault.
         Bug::TrustAnyPeer => vec![Fault::LatencySpike],
         Bug::StallReads => vec![Fault::KillDaemon],
+        Bug::ReplyBeforeSync => vec![Fault::KillDaemon, Fault::PowerFailure],
     }
 }
 

@@ -64,10 +64,21 @@ impl Actor {
             }
             batches += 1;
             // The planted bug syncs only every 50th batch, acknowledging staged writes.
+            // The planted bug syncs only every 50th batch, acknowledging staged writes.
             let skip_sync = planted(Bug::AckBeforeSync) && !batches.is_multiple_of(50);
+            if planted(Bug::ReplyBeforeSync) {
+                self.deliver(outs);
+                rt::disk_pause().await;
+                self.store.sync()?;
+                continue;
+            }
+            // Staged, not yet durable: a crash here loses the batch, and nothing was sent.
+            rt::disk_pause().await;
             if !skip_sync {
                 self.store.sync()?;
             }
+            // Durable, not yet sent: a crash here loses only the replies.
+            rt::disk_pause().await;
             self.deliver(outs);
         }
     }
