@@ -25,10 +25,13 @@ pub enum Bug {
     StallReads = 32,
     /// The actor sends replies and acknowledgements before syncing the batch they vouch for.
     ReplyBeforeSync = 64,
+    /// The coordinator answers and publishes changes it has only staged, syncing one change
+    /// in four.
+    CoordinatorEarlyAnswer = 128,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -36,6 +39,7 @@ impl Bug {
         Bug::TrustAnyPeer,
         Bug::StallReads,
         Bug::ReplyBeforeSync,
+        Bug::CoordinatorEarlyAnswer,
     ];
 }
 

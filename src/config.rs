@@ -138,12 +138,29 @@ impl Default for Timing {
     }
 }
 
+/// The clock assumption: every server's clock runs at a rate within this fraction of real
+/// time (2%: far looser than any working quartz clock, NTP-disciplined or not). Clocks need
+/// not agree on the time, only on how long a lease lasts.
+pub const MAX_CLOCK_DRIFT: f64 = 0.02;
+
 impl Timing {
+    /// How long, on any server's clock, until a lease granted at an instant has surely
+    /// expired on the daemon's clock: `lease × (1 + ρ) / (1 − ρ)` for drift ρ
+    /// ([`MAX_CLOCK_DRIFT`]).
+    pub fn lease_bound(&self) -> Duration {
+        self.lease
+            .mul_f64((1.0 + MAX_CLOCK_DRIFT) / (1.0 - MAX_CLOCK_DRIFT))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        if self.failure_timeout <= self.lease + self.heartbeat_interval {
+        if self.failure_timeout <= self.lease_bound() + self.heartbeat_interval {
             return Err(format!(
-                "failure timeout {:?} must exceed the lease {:?} plus a heartbeat interval {:?}",
-                self.failure_timeout, self.lease, self.heartbeat_interval
+                "failure timeout {:?} must exceed the lease {:?} (allowing for clocks {}% apart \
+                 in rate) plus a heartbeat interval {:?}",
+                self.failure_timeout,
+                self.lease,
+                MAX_CLOCK_DRIFT * 100.0,
+                self.heartbeat_interval
             ));
         }
         Ok(())

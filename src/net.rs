@@ -380,7 +380,8 @@ impl ReplyTx {
 /// (checked against `secret`, see `protocol::auth`), then `handle(envelope, reply_tx, peer)`
 /// for every frame until the peer closes it or misbehaves (see [`Limits`]). The next frame is
 /// read only once `handle` has returned, so a handler that waits pushes back on the peer.
-/// Returns why it ended.
+/// The handler gets the peer and gives it back (a daemon that registers has the connection
+/// bound to its id). Returns why it ended.
 pub async fn serve<H, F>(
     stream: Stream,
     limits: Limits,
@@ -388,8 +389,8 @@ pub async fn serve<H, F>(
     mut handle: H,
 ) -> FrameError
 where
-    H: FnMut(Envelope, &ReplyTx, &mut Peer) -> F,
-    F: std::future::Future<Output = ()>,
+    H: FnMut(Envelope, &ReplyTx, Peer) -> F,
+    F: std::future::Future<Output = Peer>,
 {
     let mut stream = stream;
     match rt::timeout(limits.handshake_timeout, handshake(&mut stream)).await {
@@ -441,7 +442,7 @@ where
                 );
                 return FrameError::Decode("a handshake message out of place".into());
             }
-            (_, msg) => handle(Envelope { id: env.id, msg }, &replies, &mut peer).await,
+            (_, msg) => peer = handle(Envelope { id: env.id, msg }, &replies, peer).await,
         }
         first = false;
     }

@@ -187,6 +187,18 @@ def test_admin(cluster, c):
     assert "kv" in admin.list_spaces()
 
 
+def test_rm_space_is_in_force_when_it_returns(cluster):
+    admin = Admin(*cluster)
+    assert admin.add_space("space brief key k attributes n") is True
+    c = Client(*cluster)
+    assert c.put("brief", "a", {"n": "1"}) is True
+    assert c.get("brief", "a") == {"n": "1"}
+    assert admin.rm_space("brief") is True
+    with pytest.raises(HyperDexClientException) as e:
+        c.get("brief", "a")
+    assert e.value.symbol() == "HYPERDEX_CLIENT_UNKNOWNSPACE"
+
+
 def test_hyperclient_is_the_old_module(cluster):
     hc = hyperclient.Client(*cluster)
     hc.add_space("space hc key k attributes map(string, string) m")

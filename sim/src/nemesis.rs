@@ -37,6 +37,8 @@ pub enum Fault {
     LatencySpike,
     /// Kill the coordinator and restart it on its disk.
     RestartCoordinator,
+    /// Kill the coordinator, lose every write its disk had not synced, and restart it.
+    CrashCoordinatorDisk,
     /// Raise the space's fault tolerance by one (new replicas join by state transfer) and
     /// lower it back later (the extra replicas leave from the tail).
     ChangeTolerance,
@@ -46,7 +48,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -54,6 +56,7 @@ impl Fault {
         Fault::PacketLoss,
         Fault::LatencySpike,
         Fault::RestartCoordinator,
+        Fault::CrashCoordinatorDisk,
         Fault::ChangeTolerance,
         Fault::PowerFailure,
     ];
@@ -69,6 +72,7 @@ impl fmt::Display for Fault {
             Fault::PacketLoss => "packet-loss",
             Fault::LatencySpike => "latency-spike",
             Fault::RestartCoordinator => "restart-coordinator",
+            Fault::CrashCoordinatorDisk => "crash-coordinator-disk",
             Fault::ChangeTolerance => "change-tolerance",
             Fault::PowerFailure => "power-failure",
         };
@@ -298,9 +302,17 @@ async fn inject_one(
                 Undo::RestartDaemons(all),
             ))
         }
-        Fault::RestartCoordinator if cluster.coordinator.up => {
+        Fault::RestartCoordinator | Fault::CrashCoordinatorDisk if cluster.coordinator.up => {
             cluster.kill_coordinator();
-            log.stamp("kill coordinator".into());
+            if fault == Fault::CrashCoordinatorDisk {
+                let lost = cluster.coordinator.store.crash();
+                log.lost_unsynced += lost;
+                log.stamp(format!(
+                    "crash disk of the coordinator ({lost} unsynced writes lost)"
+                ));
+            } else {
+                log.stamp("kill coordinator".into());
+            }
             Some((
                 now + hold.min(Duration::from_millis(1500)),
                 Undo::RestartCoordinator,

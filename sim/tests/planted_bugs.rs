@@ -23,6 +23,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::TrustAnyPeer => vec![Fault::LatencySpike],
         Bug::StallReads => vec![Fault::KillDaemon],
         Bug::ReplyBeforeSync => vec![Fault::KillDaemon, Fault::PowerFailure],
+        Bug::CoordinatorEarlyAnswer => vec![Fault::CrashCoordinatorDisk, Fault::KillDaemon],
     }
 }
 
@@ -35,11 +36,19 @@ fn every_planted_bug_is_caught() {
             ..RunOptions::default()
         };
         plant(&[bug]);
-        let caught = (1..=MAX_SEEDS).find(|&seed| !run_seed(seed, &opts).ok());
+        let caught = (1..=MAX_SEEDS).find_map(|seed| {
+            let report = run_seed(seed, &opts);
+            (!report.ok()).then(|| (seed, report.explain()))
+        });
         plant(&[]);
         match caught {
-            Some(seed) => {
-                println!("{bug:?}: caught at seed {seed} (faults {:?})", opts.faults);
+            Some((seed, why)) => {
+                let why: Vec<&str> = why.lines().take(4).collect();
+                println!(
+                    "{bug:?}: caught at seed {seed} (faults {:?}):\n    {}",
+                    opts.faults,
+                    why.join("\n    ")
+                );
                 // The same seeds pass without the bug: it was the bug that was caught.
                 for seed in 1..=seed {
                     assert!(

@@ -285,10 +285,14 @@ impl Client {
     /// Sends the call's request once to the head of its key's region.
     async fn attempt(&self, config: &Config, attempts: &mut Attempts) -> Result<Reply, String> {
         let op = attempts.op();
-        let space = op
-            .space()
-            .and_then(|s| config.space(s))
-            .ok_or_else(|| "space vanished".to_string())?;
+        let name = op.space().unwrap_or_default();
+        let Some(space) = config.space(name) else {
+            // Removed since the call began (the configuration was refreshed): a definite answer.
+            return Ok(Reply::Error(
+                ReturnCode::UnknownSpace,
+                format!("space \"{name}\" was removed"),
+            ));
+        };
         let key = op.key().ok_or_else(|| "not a key operation".to_string())?;
         let region = space.region_of(key).ok_or_else(|| "bad key".to_string())?;
         let head = *config

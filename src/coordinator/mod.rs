@@ -14,18 +14,21 @@
 mod access;
 mod service;
 pub mod state;
+mod waits;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use hyperdex_model::ReturnCode;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use access::prepare;
-use service::Shared;
+use service::{Job, Service};
 
 use crate::config::Timing;
 use crate::net::{accept_loop, serve, Limits, ReplyTx};
 use crate::protocol::auth::{Peer, Secret};
-use crate::protocol::Envelope;
+use crate::protocol::{Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
 use crate::tls::TlsServer;
@@ -80,8 +83,6 @@ pub async fn run(
 ) -> Result<(), crate::Error> {
     opts.timing.validate().map_err(crate::Error::Config)?;
     let cluster = load(store.as_ref())?;
-    let now = rt::now();
-    let last_heard = cluster.config.servers.keys().map(|&id| (id, now)).collect();
     info!(
         version = cluster.config.version,
         servers = cluster.config.servers.len(),
@@ -89,20 +90,11 @@ pub async fn run(
         "coordinator listening on {}",
         opts.listen
     );
-    let shared = Arc::new(Mutex::new(Shared {
-        cluster,
-        store,
-        last_heard,
-    }));
-    let detector = shared.clone();
-    let timing = opts.timing;
-    rt::spawn(async move {
-        loop {
-            rt::sleep(timing.heartbeat_interval).await;
-            let mut s = detector.lock().unwrap_or_else(|e| e.into_inner());
-            s.detect_failures(timing.failure_timeout);
-        }
-    });
+    let (jobs, queue) = mpsc::channel(JOB_QUEUE);
+    rt::spawn_dedicated(
+        "coordinator",
+        Service::new(cluster, store, opts.timing).run(queue),
+    );
     let limits = opts.limits;
     let secret = opts.secret.clone().map(Arc::new);
     accept_loop(
@@ -111,26 +103,21 @@ pub async fn run(
         opts.tls.clone(),
         || false,
         move |stream, peer| {
-            let shared = shared.clone();
+            let jobs = jobs.clone();
             let secret = secret.clone();
             async move {
                 let why = serve(
                     stream,
                     limits,
                     secret.as_deref(),
-                    |env: Envelope, tx: &ReplyTx, peer: &mut Peer| {
-                        let reply = match prepare(env.msg, peer) {
-                            Ok(request) => shared
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .handle(request, peer),
-                            Err(refusal) => *refusal,
-                        };
-                        tx.send(Envelope {
-                            id: env.id,
-                            msg: reply,
-                        });
-                        std::future::ready(())
+                    |env: Envelope, tx: &ReplyTx, peer: Peer| {
+                        let tx = tx.clone();
+                        let jobs = jobs.clone();
+                        async move {
+                            let (msg, peer) = answer(&jobs, env.msg, peer).await;
+                            tx.send(Envelope { id: env.id, msg });
+                            peer
+                        }
                     },
                 )
                 .await;
@@ -140,4 +127,38 @@ pub async fn run(
     )
     .await;
     Ok(())
+}
+
+/// How many requests may wait for the coordinator's actor.
+const JOB_QUEUE: usize = 1024;
+
+/// Has the actor answer `msg` from `peer` (unless it is refused at once); returns the reply and
+/// the peer, bound to its id if it registered.
+async fn answer(jobs: &mpsc::Sender<Job>, msg: Message, mut peer: Peer) -> (Message, Peer) {
+    let request = match prepare(msg, &peer) {
+        Ok(request) => request,
+        Err(refusal) => return (*refusal, peer),
+    };
+    let (answer, wait) = oneshot::channel();
+    let job = Job {
+        request,
+        peer,
+        answer,
+    };
+    let stopped = || Message::Error {
+        code: ReturnCode::AdminServerError,
+        message: "the coordinator is stopping".into(),
+    };
+    if jobs.send(job).await.is_err() {
+        return (stopped(), peer);
+    }
+    match wait.await {
+        Ok(a) => {
+            if a.registered.is_some() {
+                peer.server = a.registered;
+            }
+            (a.msg, peer)
+        }
+        Err(_) => (stopped(), peer),
+    }
 }

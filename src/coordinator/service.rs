@@ -1,106 +1,246 @@
-//! The coordinator's state with its disk: applies commands, persisting before answering.
+//! The coordinator's actor: the only task that touches the state and its disk.
+//!
+//! Connections hand it [`Job`]s over a bounded channel and await the answer. A command that
+//! changes the state is applied to a copy, written and synced, and only then does the copy
+//! replace the state and the answer go out; the actor yields between staging, syncing and
+//! answering (see [`rt::disk_pause`]), so the simulation can crash it at each point. Between
+//! jobs it ticks: the failure detector runs, and answers held by [`Waits`] until a change is
+//! in force are released.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hyperdex_model::ReturnCode;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::access::Prepared;
 use super::state::{Cluster, Command, Outcome};
+use super::waits::{Event, Until, Waits};
 use super::{MAX_STATE_BYTES, STATE_KEY};
-use crate::config::{ServerId, ServerState};
+use crate::bugs::{planted, Bug};
+use crate::config::{ServerId, ServerState, Timing};
 use crate::protocol::auth::Peer;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
 
-pub struct Shared {
-    pub cluster: Cluster,
-    pub store: Box<dyn Store>,
-    pub last_heard: BTreeMap<ServerId, rt::Instant>,
+/// A request for the actor, with where its answer goes.
+pub struct Job {
+    pub request: Prepared,
+    pub peer: Peer,
+    pub answer: oneshot::Sender<Answer>,
 }
 
-impl Shared {
+/// The actor's answer: the reply, and the id to bind the connection to when a daemon
+/// registered on it.
+pub struct Answer {
+    pub msg: Message,
+    pub registered: Option<ServerId>,
+}
+
+type Failure = (ReturnCode, String);
+
+/// An answer held until a change is in force, and the command to apply first, if any.
+struct Held {
+    answer: oneshot::Sender<Answer>,
+    then: Option<Command>,
+}
+
+/// What a request comes to: an answer now, or one held until a change is in force.
+enum Step {
+    Reply(CoordResponse),
+    Hold(Until, Option<Command>),
+}
+
+pub struct Service {
+    pub cluster: Cluster,
+    store: Box<dyn Store>,
+    timing: Timing,
+    last_heard: BTreeMap<ServerId, rt::Instant>,
+    waits: Waits<Held>,
+    /// Changes applied, for the planted bug that syncs only some of them.
+    changes: u64,
+}
+
+impl Service {
+    /// The actor for `cluster` as loaded from `store`: every known server gets a full
+    /// failure timeout to be heard from.
+    pub fn new(cluster: Cluster, store: Box<dyn Store>, timing: Timing) -> Service {
+        let now = rt::now();
+        let last_heard = cluster.config.servers.keys().map(|&id| (id, now)).collect();
+        Service {
+            cluster,
+            store,
+            timing,
+            last_heard,
+            waits: Waits::default(),
+            changes: 0,
+        }
+    }
+
+    /// Serves jobs until every sender is gone.
+    pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let period = self.timing.heartbeat_interval / 2;
+        let mut next_tick = rt::now() + period;
+        loop {
+            let wait = next_tick.saturating_duration_since(rt::now());
+            tokio::select! {
+                biased;
+                () = rt::sleep(wait) => {
+                    self.tick().await;
+                    next_tick = rt::now() + period;
+                }
+                job = jobs.recv() => match job {
+                    Some(job) => self.job(job).await,
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn job(&mut self, job: Job) {
+        let Job {
+            request,
+            peer,
+            answer,
+        } = job;
+        let step = match request {
+            Prepared::Request(r) => self.request(r, peer).await,
+            Prepared::AddSpace(command) => match command {
+                Ok(c) => Ok(refused_in_reply(self.change(c).await)),
+                Err(e) => Ok(refused_in_reply(Err(e))),
+            },
+        };
+        match step {
+            Ok(Step::Hold(until, then)) => self.waits.push(until, Held { answer, then }),
+            Ok(Step::Reply(r)) => {
+                let registered = match &r {
+                    CoordResponse::Registered { id, .. } => Some(*id),
+                    _ => None,
+                };
+                let msg = Message::FromCoordinator(r);
+                let _ = answer.send(Answer { msg, registered });
+            }
+            Err(e) => {
+                let _ = answer.send(error(e));
+            }
+        }
+    }
+
     /// Applies a command, persisting the state before anything is answered.
-    pub fn apply(&mut self, cmd: Command) -> Result<Outcome, (ReturnCode, String)> {
+    pub async fn apply(&mut self, cmd: Command) -> Result<Outcome, Failure> {
         // The command is applied to a copy that replaces the state only once it is durable,
         // so a failed write to disk leaves the coordinator exactly as it was.
         let mut next = self.cluster.clone();
         let out = next.apply(&cmd)?;
-        if next.config.version != self.cluster.config.version
-            || matches!(out, Outcome::Registered(_))
+        if next.config.version == self.cluster.config.version
+            && !matches!(out, Outcome::Registered(_))
         {
-            let bytes = postcard::to_allocvec(&next).map_err(|e| {
-                (
-                    ReturnCode::AdminInternal,
-                    format!("cannot encode the configuration: {e}"),
-                )
-            })?;
-            if bytes.len() > MAX_STATE_BYTES {
-                return Err((
-                    ReturnCode::BadSpace,
-                    format!(
-                        "the configuration would take {} bytes, over the limit of {MAX_STATE_BYTES}",
-                        bytes.len()
-                    ),
-                ));
-            }
-            self.store.put(Table::Meta, STATE_KEY, Some(bytes));
-            if let Err(e) = self.store.sync() {
-                // Put the state that still holds back in place of the one that failed, so a
-                // later successful write cannot make the refused command durable.
-                if let Ok(current) = postcard::to_allocvec(&self.cluster) {
-                    self.store.put(Table::Meta, STATE_KEY, Some(current));
-                }
-                return Err((
-                    ReturnCode::AdminServerError,
-                    format!("cannot persist the configuration: {e}"),
-                ));
-            }
-            info!(version = next.config.version, command = ?cmd, "configuration changed");
-            tracing::debug!("{}", next.config);
+            return Ok(out);
         }
+        let bytes = postcard::to_allocvec(&next).map_err(|e| {
+            (
+                ReturnCode::AdminInternal,
+                format!("cannot encode the configuration: {e}"),
+            )
+        })?;
+        if bytes.len() > MAX_STATE_BYTES {
+            return Err((
+                ReturnCode::BadSpace,
+                format!(
+                    "the configuration would take {} bytes, over the limit of {MAX_STATE_BYTES}",
+                    bytes.len()
+                ),
+            ));
+        }
+        self.store.put(Table::Meta, STATE_KEY, Some(bytes));
+        self.changes += 1;
+        if planted(Bug::CoordinatorEarlyAnswer) && !self.changes.is_multiple_of(4) {
+            // The planted bug: the change is answered and published while only staged.
+            self.cluster = next;
+            return Ok(out);
+        }
+        rt::disk_pause().await;
+        if let Err(e) = self.store.sync() {
+            // Put the state that still holds back in place of the one that failed, so a
+            // later successful write cannot make the refused command durable.
+            if let Ok(current) = postcard::to_allocvec(&self.cluster) {
+                self.store.put(Table::Meta, STATE_KEY, Some(current));
+            }
+            return Err((
+                ReturnCode::AdminServerError,
+                format!("cannot persist the configuration: {e}"),
+            ));
+        }
+        rt::disk_pause().await;
+        info!(version = next.config.version, command = ?cmd, "configuration changed");
+        tracing::debug!("{}", next.config);
         self.cluster = next;
         Ok(out)
     }
 
-    /// Answers a prepared request (under the lock). A daemon that registers on this
-    /// connection has the connection bound to its new id.
-    pub fn handle(&mut self, request: Prepared, peer: &mut Peer) -> Message {
-        let answer = match request {
-            Prepared::Request(r) => self.request(r),
-            Prepared::AddSpace(command) => {
-                let done = command
-                    .and_then(|c| self.apply(c))
-                    .map(|_| AdminOutput::Done);
-                Ok(CoordResponse::AdminReply(done))
-            }
-        };
-        if let Ok(CoordResponse::Registered { id, .. }) = &answer {
-            peer.server = Some(*id);
+    /// Applies an administrative change and holds its answer until the change is in force
+    /// on every server that was available (or every lease on the old configuration expired).
+    async fn change(&mut self, cmd: Command) -> Result<Step, Failure> {
+        let before = self.cluster.config.version;
+        let mut missing = self.available();
+        self.apply(cmd).await?;
+        let version = self.cluster.config.version;
+        if version == before {
+            return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
+                AdminOutput::Done,
+            ))));
         }
-        match answer {
-            Ok(r) => Message::FromCoordinator(r),
-            Err((code, message)) => Message::Error { code, message },
-        }
+        missing.extend(self.available());
+        let deadline = rt::now() + self.timing.lease_bound();
+        Ok(Step::Hold(
+            Until::Everywhere {
+                version,
+                missing,
+                deadline,
+            },
+            None,
+        ))
     }
 
-    fn request(&mut self, request: CoordRequest) -> Result<CoordResponse, (ReturnCode, String)> {
-        Ok(match request {
-            CoordRequest::GetConfig => CoordResponse::Config(self.cluster.config.clone()),
+    fn available(&self) -> BTreeSet<ServerId> {
+        self.cluster
+            .config
+            .servers
+            .values()
+            .filter(|s| s.state == ServerState::Available)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    async fn request(&mut self, request: CoordRequest, peer: Peer) -> Result<Step, Failure> {
+        let reply = |r| Ok(Step::Reply(r));
+        match request {
+            CoordRequest::GetConfig => reply(CoordResponse::Config(self.cluster.config.clone())),
+            CoordRequest::Register { id: Some(id), .. }
+            | CoordRequest::Heartbeat { id, .. }
+            | CoordRequest::TransferComplete { id, .. }
+                if self.waits.fenced(id) =>
+            {
+                tracing::debug!(?peer, "refused a request of fenced server {id}");
+                Err((
+                    ReturnCode::AdminServerError,
+                    format!("server {id} is being removed by an operator"),
+                ))
+            }
             CoordRequest::Register { id, addr } => {
-                let Outcome::Registered(id) = self.apply(Command::Register { id, addr })? else {
+                let Outcome::Registered(id) = self.apply(Command::Register { id, addr }).await?
+                else {
                     return Err((
                         ReturnCode::AdminInternal,
                         "registration produced no id".into(),
                     ));
                 };
                 self.last_heard.insert(id, rt::now());
-                CoordResponse::Registered {
+                reply(CoordResponse::Registered {
                     id,
                     config: self.cluster.config.clone(),
-                }
+                })
             }
             CoordRequest::Heartbeat { id, config_version } => {
                 let known = self
@@ -111,78 +251,139 @@ impl Shared {
                 if known {
                     self.last_heard.insert(id, rt::now());
                 }
-                CoordResponse::HeartbeatReply {
+                let heard = Event::Heard {
+                    server: id,
+                    version: config_version,
+                };
+                let due = self.waits.step(heard);
+                self.release(due).await;
+                reply(CoordResponse::HeartbeatReply {
                     config: (config_version != self.cluster.config.version)
                         .then(|| self.cluster.config.clone()),
-                }
+                })
             }
-            CoordRequest::Admin(cmd) => CoordResponse::AdminReply(self.admin(cmd)),
+            CoordRequest::Admin(cmd) => Ok(refused_in_reply(self.admin(cmd).await)),
             CoordRequest::TransferComplete { id, region, since } => {
-                let done = self.apply(Command::TransferComplete {
-                    server: id,
-                    region,
-                    since,
-                });
-                CoordResponse::AdminReply(done.map(|_| AdminOutput::Done))
+                let done = self
+                    .apply(Command::TransferComplete {
+                        server: id,
+                        region,
+                        since,
+                    })
+                    .await;
+                reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
             }
-        })
+        }
     }
 
-    fn admin(&mut self, cmd: AdminCommand) -> Result<AdminOutput, (ReturnCode, String)> {
+    async fn admin(&mut self, cmd: AdminCommand) -> Result<Step, Failure> {
+        let done = |r: Result<Outcome, Failure>| {
+            Ok(Step::Reply(CoordResponse::AdminReply(
+                r.map(|_| AdminOutput::Done),
+            )))
+        };
         let command = match cmd {
             AdminCommand::ListSpaces => {
-                return Ok(AdminOutput::Spaces(
-                    self.cluster.config.spaces.keys().cloned().collect(),
-                ))
+                return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
+                    AdminOutput::Spaces(self.cluster.config.spaces.keys().cloned().collect()),
+                ))))
             }
             AdminCommand::WaitUntilStable => {
                 let unstable = self.cluster.unstable();
-                return Ok(if unstable.is_empty() {
-                    AdminOutput::Done
-                } else {
-                    AdminOutput::NotStable(unstable.join("; "))
-                });
+                return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
+                    if unstable.is_empty() {
+                        AdminOutput::Done
+                    } else {
+                        AdminOutput::NotStable(unstable.join("; "))
+                    },
+                ))));
+            }
+            AdminCommand::ServerKill(id) | AdminCommand::ServerForget(id)
+                if self.available().contains(&id) =>
+            {
+                // Fence it: its lease runs out, the failure detector declares it failed, and
+                // only then does the change happen.
+                warn!(server = id.0, "fencing the server at an operator's request");
+                let then = matches!(cmd, AdminCommand::ServerForget(_))
+                    .then_some(Command::ServerForget(id));
+                return Ok(Step::Hold(Until::Failed(id), then));
+            }
+            AdminCommand::ServerKill(id) => return done(self.apply(Command::ServerKill(id)).await),
+            AdminCommand::ServerForget(id) => {
+                return done(self.apply(Command::ServerForget(id)).await)
             }
             AdminCommand::AddSpace(text) => Command::add_space(&text)?,
             AdminCommand::RmSpace(name) => Command::RmSpace(name),
-            AdminCommand::ServerKill(id) => Command::ServerKill(id),
-            AdminCommand::ServerForget(id) => Command::ServerForget(id),
             AdminCommand::FaultTolerance { space, tolerate } => {
                 Command::FaultTolerance { space, tolerate }
             }
         };
-        self.apply(command).map(|_| AdminOutput::Done)
+        self.change(command).await
     }
 
-    /// Declares failed every available server not heard from within `timeout`.
-    pub fn detect_failures(&mut self, timeout: Duration) {
+    /// Sends answers that were held, applying first what each waited to apply.
+    async fn release(&mut self, due: Vec<Held>) {
+        for held in due {
+            let result = match held.then {
+                Some(cmd) => self.apply(cmd).await.map(|_| AdminOutput::Done),
+                None => Ok(AdminOutput::Done),
+            };
+            let msg = Message::FromCoordinator(CoordResponse::AdminReply(result));
+            let _ = held.answer.send(Answer {
+                msg,
+                registered: None,
+            });
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.detect_failures().await;
+        let due = self.waits.step(Event::Tick(rt::now()));
+        self.release(due).await;
+    }
+
+    /// Declares failed every available server not heard from within the failure timeout.
+    async fn detect_failures(&mut self) {
         let now = rt::now();
+        let timeout = self.timing.failure_timeout;
         let late: Vec<ServerId> = self
-            .cluster
-            .config
-            .servers
-            .values()
-            .filter(|s| s.state == ServerState::Available)
-            .filter(|s| {
+            .available()
+            .into_iter()
+            .filter(|id| {
                 self.last_heard
-                    .get(&s.id)
+                    .get(id)
                     .is_none_or(|t| now.duration_since(*t) > timeout)
             })
-            .map(|s| s.id)
             .collect();
         for id in late {
             warn!(
                 server = id.0,
                 "no heartbeat within {timeout:?}: declaring the server failed"
             );
-            if let Err((_, e)) = self.apply(Command::ServerFailed(id)) {
-                warn!(server = id.0, "could not record the failure: {e}");
+            match self.apply(Command::ServerFailed(id)).await {
+                Ok(_) => {
+                    let due = self.waits.step(Event::Failed(id));
+                    self.release(due).await;
+                }
+                Err((_, e)) => warn!(server = id.0, "could not record the failure: {e}"),
             }
         }
     }
 }
 
-#[cfg(test)]
+/// An administrative command's refusal goes in its reply, not as an error message.
+fn refused_in_reply(step: Result<Step, Failure>) -> Step {
+    step.unwrap_or_else(|e| Step::Reply(CoordResponse::AdminReply(Err(e))))
+}
+
+fn error((code, message): Failure) -> Answer {
+    Answer {
+        msg: Message::Error { code, message },
+        registered: None,
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
 mod tests {
     use super::super::load;
     use super::*;
@@ -219,29 +420,43 @@ mod tests {
         }
     }
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
     #[test]
     fn a_command_that_cannot_be_persisted_changes_nothing() {
+        block_on(persisting_fails());
+    }
+
+    async fn persisting_fails() {
         let disk = MemStore::new();
         let broken = Arc::new(Mutex::new(false));
-        let mut shared = Shared {
-            cluster: Cluster::new(7),
-            store: Box::new(FlakyDisk {
+        let mut shared = Service::new(
+            Cluster::new(7),
+            Box::new(FlakyDisk {
                 inner: disk.clone(),
                 broken: broken.clone(),
             }),
-            last_heard: BTreeMap::new(),
-        };
+            Timing::default(),
+        );
         shared
             .apply(Command::Register {
                 id: None,
                 addr: "127.0.0.1:2012".into(),
             })
+            .await
             .expect("register");
         let before = shared.cluster.clone();
 
         *broken.lock().unwrap() = true;
         let err = shared
             .apply(Command::add_space("space kv key k attributes v").expect("a valid space"))
+            .await
             .expect_err("the sync fails");
         assert_eq!(err.0, ReturnCode::AdminServerError);
         assert!(err.1.contains("disk full"), "{}", err.1);
@@ -254,6 +469,7 @@ mod tests {
                 id: None,
                 addr: "127.0.0.1:2013".into(),
             })
+            .await
             .expect("register");
         let reloaded = load(&disk).expect("load");
         assert_eq!(reloaded, shared.cluster);

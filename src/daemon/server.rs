@@ -42,13 +42,14 @@ pub async fn run(
                 stream,
                 limits,
                 secret.as_deref(),
-                |env: Envelope, tx: &ReplyTx, who: &mut Peer| {
-                    let input = input_of(env, tx, who);
+                |env: Envelope, tx: &ReplyTx, who: Peer| {
+                    let input = input_of(env, tx, &who);
                     let events = events.clone();
                     async move {
                         if let Some(input) = input {
                             let _ = events.send(input).await;
                         }
+                        who
                     }
                 },
             )

@@ -1,0 +1,82 @@
+//! Administrative changes are in force once acknowledged: after `rm-space` returns, a client
+//! that had the space gets UNKNOWNSPACE; `server-kill` of a live server returns only once the
+//! server is out of every chain, and the objects it held are served by the rest.
+#![cfg(not(madsim))]
+#![allow(clippy::disallowed_methods)] // wall-clock measurement of a real-process test
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hyperdex::admin::Admin;
+use hyperdex::client::{Client, ClientOptions};
+use hyperdex::config::ServerState;
+use hyperdex_model::{ReturnCode, Value};
+use support::ProcCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_are_in_force_when_acknowledged() {
+    let cluster = ProcCluster::start("admin-changes", 3);
+    let admin = Admin::connect_addr(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("admin");
+    admin
+        .add_space("space kv key k attributes int n create 4 partitions tolerate 1 failure")
+        .await
+        .expect("add space");
+    admin
+        .add_space("space gone key k attributes int n")
+        .await
+        .expect("add space");
+    let client = Client::connect_with(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("client");
+    for i in 0..40i64 {
+        client
+            .put("kv", format!("key{i}").as_str(), vec![("n", Value::Int(i))])
+            .await
+            .expect("put");
+    }
+    client
+        .put("gone", "a", vec![("n", Value::Int(1))])
+        .await
+        .expect("put");
+
+    // The client still has the configuration with the space in it.
+    admin.rm_space("gone").await.expect("rm space");
+    let err = client
+        .get("gone", "a")
+        .await
+        .expect_err("the space is gone");
+    assert_eq!(err.code, ReturnCode::UnknownSpace, "{err:?}");
+
+    // Kill the head of region 0 while it is running.
+    let config = admin.config().await.expect("config");
+    let head = config.space("kv").expect("kv").chains[0][0];
+    let started = Instant::now();
+    admin.server_kill(head.0).await.expect("server kill");
+    let took = started.elapsed();
+    let config = admin.config().await.expect("config");
+    assert_eq!(
+        config.server(head).map(|s| s.state),
+        Some(ServerState::Failed)
+    );
+    let space = config.space("kv").expect("kv");
+    assert!(
+        space.chains.iter().all(|c| !c.contains(&head)),
+        "server {head} is still in a chain: {config}"
+    );
+    // Fenced until its lease ran out: at least a lease, within a few failure timeouts.
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(10),
+        "server-kill took {took:?}"
+    );
+    for i in 0..40i64 {
+        let o = client
+            .get("kv", format!("key{i}").as_str())
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("key{i} lost"));
+        assert_eq!(o["n"], Value::Int(i));
+    }
+}
