@@ -28,10 +28,14 @@ pub enum Bug {
     /// The coordinator answers and publishes changes it has only staged, syncing one change
     /// in four.
     CoordinatorEarlyAnswer = 128,
+    /// A daemon's lease lasts four times as long as it should, longer than the coordinator
+    /// waits before replacing it: a head cut off from the coordinator answers reads after
+    /// another server has become head.
+    LongLease = 256,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -40,6 +44,7 @@ impl Bug {
         Bug::StallReads,
         Bug::ReplyBeforeSync,
         Bug::CoordinatorEarlyAnswer,
+        Bug::LongLease,
     ];
 }
 

@@ -15,13 +15,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hyperdex::client::ClientOptions;
-use hyperdex::config::Timing;
+use hyperdex::config::{Timing, MAX_CLOCK_DRIFT};
 use hyperdex::coordinator::{self, CoordinatorOptions};
 use hyperdex::daemon::{self, DaemonOptions};
 use hyperdex::protocol::auth::Secret;
 use hyperdex::rt;
 use hyperdex::storage::MemStore;
 use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
@@ -62,6 +63,9 @@ pub struct SimCluster {
     pub control: NodeHandle,
     /// A node that does not know the cluster secret (see `rogue`).
     pub rogue: NodeHandle,
+    /// Each server's clock rate (`0.01`: 1% fast), within the clock assumption.
+    pub clock_rates: Vec<(String, f64)>,
+    pub timing: Timing,
     clogged: BTreeSet<(NodeId, NodeId)>,
 }
 
@@ -131,6 +135,7 @@ impl SimCluster {
     /// every daemon has registered.
     pub async fn start(daemons: usize, clients: usize, timing: Timing) -> SimCluster {
         let handle = Handle::current();
+        rt::knobs::reset();
         let coord_store = MemStore::new();
         let coordinator = Server {
             name: "coordinator".into(),
@@ -171,6 +176,16 @@ impl SimCluster {
             .name("rogue")
             .ip(ip("10.0.4.1"))
             .build();
+        // Every server's clock runs at its own rate, anywhere within the clock assumption;
+        // clients and the control node keep real time (the history is stamped there).
+        let clock_rates = std::iter::once(&coordinator)
+            .chain(&daemons)
+            .map(|s| {
+                let rate = thread_rng().gen_range(-MAX_CLOCK_DRIFT..=MAX_CLOCK_DRIFT);
+                rt::knobs::set_clock_rate(s.node.id(), rate);
+                (s.name.clone(), rate)
+            })
+            .collect();
         let cluster = SimCluster {
             handle,
             coordinator,
@@ -178,6 +193,8 @@ impl SimCluster {
             clients,
             control,
             rogue,
+            clock_rates,
+            timing,
             clogged: BTreeSet::new(),
         };
         let n = cluster.daemons.len();
@@ -240,6 +257,15 @@ impl SimCluster {
     pub fn restart_daemon(&mut self, i: usize) {
         self.handle.restart(self.daemons[i].node.id());
         self.daemons[i].up = true;
+    }
+
+    /// Freezes every task of `node` (timers included) until [`resume`](Self::resume).
+    pub fn pause(&self, node: NodeId) {
+        self.handle.pause(node);
+    }
+
+    pub fn resume(&self, node: NodeId) {
+        self.handle.resume(node);
     }
 
     pub fn kill_coordinator(&mut self) {

@@ -39,6 +39,9 @@ pub enum Fault {
     RestartCoordinator,
     /// Kill the coordinator, lose every write its disk had not synced, and restart it.
     CrashCoordinatorDisk,
+    /// Freeze a server (daemon or coordinator) for up to three leases, then let it go on
+    /// with its old state and timers, as a long garbage collection or a stopped VM would.
+    Pause,
     /// Raise the space's fault tolerance by one (new replicas join by state transfer) and
     /// lower it back later (the extra replicas leave from the tail).
     ChangeTolerance,
@@ -48,7 +51,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -57,6 +60,7 @@ impl Fault {
         Fault::LatencySpike,
         Fault::RestartCoordinator,
         Fault::CrashCoordinatorDisk,
+        Fault::Pause,
         Fault::ChangeTolerance,
         Fault::PowerFailure,
     ];
@@ -73,6 +77,7 @@ impl fmt::Display for Fault {
             Fault::LatencySpike => "latency-spike",
             Fault::RestartCoordinator => "restart-coordinator",
             Fault::CrashCoordinatorDisk => "crash-coordinator-disk",
+            Fault::Pause => "pause",
             Fault::ChangeTolerance => "change-tolerance",
             Fault::PowerFailure => "power-failure",
         };
@@ -108,6 +113,7 @@ impl NemesisLog {
 }
 
 enum Undo {
+    Resume(madsim::task::NodeId),
     RestartDaemon(usize),
     RestartDaemons(Vec<usize>),
     RestartCoordinator,
@@ -149,6 +155,12 @@ pub async fn run(
         start: Some(rt::now()),
         ..NemesisLog::default()
     };
+    let rates: Vec<String> = cluster
+        .clock_rates
+        .iter()
+        .map(|(name, r)| format!("{name} {:+.2}%", r * 100.0))
+        .collect();
+    log.stamp(format!("clock rates: {}", rates.join(", ")));
     let mut undo: Vec<(rt::Instant, Undo)> = Vec::new();
     while !stop.load(Ordering::SeqCst) && !kinds.is_empty() {
         let wait = thread_rng().gen_range(200..1500);
@@ -288,6 +300,23 @@ async fn inject_one(
             // Even an unanswered request may have been applied: always set it back.
             Some((now + hold, Undo::Tolerance(base)))
         }
+        Fault::Pause if !undo.iter().any(|(_, u)| matches!(u, Undo::Resume(_))) => {
+            let servers: Vec<_> = std::iter::once(&cluster.coordinator)
+                .chain(&cluster.daemons)
+                .filter(|s| s.up)
+                .map(|s| (s.name.clone(), s.node.id()))
+                .collect();
+            if servers.is_empty() {
+                return None;
+            }
+            let (name, node) = servers[thread_rng().gen_range(0..servers.len())].clone();
+            let longest = cluster.timing.lease * 3;
+            let hold =
+                Duration::from_millis(thread_rng().gen_range(50..=longest.as_millis() as u64));
+            cluster.pause(node);
+            log.stamp(format!("pause {name} for {} ms", hold.as_millis()));
+            Some((now + hold, Undo::Resume(node)))
+        }
         Fault::PowerFailure
             if down == 0 && log.power_restored.is_none_or(|t| now >= t + POWER_QUIET) =>
         {
@@ -324,6 +353,10 @@ async fn inject_one(
 
 async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> Option<Undo> {
     match u {
+        Undo::Resume(node) => {
+            cluster.resume(node);
+            log.stamp(format!("resume node {node}"));
+        }
         Undo::RestartDaemon(i) => {
             cluster.restart_daemon(i);
             log.stamp(format!("restart daemon{}", i + 1));

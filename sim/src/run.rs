@@ -118,7 +118,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 pub async fn run(opts: RunOptions) -> RunReport {
     let mut cluster = SimCluster::start(opts.daemons, opts.clients, opts.timing).await;
     add_space(&cluster).await;
-    let rec = Recorder::new();
+    let rec = Recorder::new(opts.clients);
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = cluster
         .clients

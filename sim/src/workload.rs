@@ -64,14 +64,28 @@ impl Default for WorkloadOptions {
 pub struct Recorder {
     pub history: Arc<Mutex<History>>,
     pub start: rt::Instant,
+    /// Clients other than the reader still issuing operations.
+    writers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Recorder {
-    pub fn new() -> Recorder {
+    /// A recorder for `clients` clients.
+    pub fn new(clients: usize) -> Recorder {
+        let writers = (0..clients as u64).filter(|&i| i != READER).count();
         Recorder {
             history: Arc::new(Mutex::new(History::new(initial_model()))),
             start: rt::now(),
+            writers: Arc::new(writers.into()),
         }
+    }
+
+    fn writers_running(&self) -> bool {
+        self.writers.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    fn writer_done(&self) {
+        self.writers
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn now(&self) -> u64 {
@@ -110,12 +124,6 @@ impl Recorder {
     }
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
-        Recorder::new()
-    }
-}
-
 /// One random operation on one of `keys` keys.
 pub fn random_op(keys: usize) -> Operation {
     let mut rng = thread_rng();
@@ -145,6 +153,20 @@ pub fn random_op(keys: usize) -> Operation {
     }
 }
 
+/// The client that mostly reads.
+pub const READER: u64 = 2;
+
+/// One operation for client `index`: the [`READER`] mostly reads (nine in ten are `get`s), so
+/// it keeps reading through a head long after the writers have moved on, which is what
+/// exposes a head that answers reads it should not; the others issue the whole mix.
+fn op_for(index: u64, keys: usize) -> Operation {
+    if index == READER && thread_rng().gen_range(0..10) != 0 {
+        let key = Value::string(format!("k{}", thread_rng().gen_range(0..keys)));
+        return Operation::get(SPACE_NAME, key);
+    }
+    random_op(keys)
+}
+
 /// Runs one client: connects (retrying), then issues `opts.ops_per_client` operations,
 /// synchronously or with a window of outstanding asynchronous ones.
 pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordinator: String) {
@@ -159,9 +181,22 @@ pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordi
     } else {
         opts.window.max(1)
     };
+    if index == READER {
+        // Reads every 5–20 ms for as long as any writer runs (and at least the usual count).
+        let mut done = 0;
+        while done < opts.ops_per_client || rec.writers_running() {
+            let op = op_for(index, opts.keys);
+            let id = rec.invoke(index, &op);
+            let reply = client.call(op).await;
+            rec.complete(id, reply);
+            done += 1;
+            rt::sleep(Duration::from_millis(thread_rng().gen_range(5..20))).await;
+        }
+        return;
+    }
     let mut outstanding: Vec<(Deferred, OpId)> = Vec::new();
     for _ in 0..opts.ops_per_client {
-        let op = random_op(opts.keys);
+        let op = op_for(index, opts.keys);
         let id = rec.invoke(index, &op);
         if window == 1 {
             let reply = client.call(op).await;
@@ -176,6 +211,7 @@ pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordi
     while !outstanding.is_empty() {
         finish_one(&client, &rec, &mut outstanding).await;
     }
+    rec.writer_done();
 }
 
 /// Takes back whichever outstanding operation finishes next.

@@ -17,6 +17,8 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod knobs;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -94,19 +96,20 @@ impl Spawner {
     }
 }
 
-/// Sleeps for `d` (virtual time under the simulation).
+/// Sleeps for `d` on this node's clock (virtual time under the simulation, where clocks may
+/// run at their own rates: see [`knobs`]).
 pub async fn sleep(d: Duration) {
-    tokio::time::sleep(d).await
+    tokio::time::sleep(knobs::to_real(d)).await
 }
 
-/// Runs `future` for at most `d`; `None` when the time ran out.
+/// Runs `future` for at most `d` on this node's clock; `None` when the time ran out.
 pub async fn timeout<F: Future>(d: Duration, future: F) -> Option<F::Output> {
-    tokio::time::timeout(d, future).await.ok()
+    tokio::time::timeout(knobs::to_real(d), future).await.ok()
 }
 
-/// The current instant (virtual under the simulation).
+/// The current instant on this node's clock (virtual under the simulation).
 pub fn now() -> Instant {
-    Instant::now()
+    knobs::local_now()
 }
 
 /// Where a disk operation would take time: under the simulation, a pause of 50 µs to 5 ms

@@ -125,12 +125,14 @@ fn main() {
                 std::process::exit(2);
             }
         };
+        let mut last = next - 1;
         if let Some(out) = child.stdout.take() {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 if parts.len() < 5 || parts[0] != "seed" {
                     continue;
                 }
+                last = parts[1].parse().unwrap_or(last);
                 done += 1;
                 if parts[2] != "ok" {
                     failed.push(parts[1].to_string());
@@ -147,8 +149,19 @@ fn main() {
                 bar.inc(1);
             }
         }
-        let _ = child.wait();
-        next += n;
+        match child.wait() {
+            Ok(status) if status.success() => next += n,
+            _ => {
+                // The chunk died (a panic in the harness) on the seed after the last it
+                // reported: count that seed as failed and go on after it.
+                let seed = last + 1;
+                eprintln!("seed {seed} FAILED: the run panicked (output above)");
+                failed.push(format!("{seed} (panicked)"));
+                done += 1;
+                bar.inc(1);
+                next = seed + 1;
+            }
+        }
     }
     bar.finish();
     let secs = started.elapsed().as_secs_f64();

@@ -231,9 +231,14 @@ impl<W: Clone> Replica<W> {
 
     /// Whether this server holds a lease on its current configuration at `now`.
     pub fn leased(&self, now: Instant) -> bool {
+        let length = if planted(Bug::LongLease) {
+            self.lease_length * 4
+        } else {
+            self.lease_length
+        };
         self.lease.is_some_and(|l| {
             l.config_version == self.config.version
-                && now.saturating_duration_since(l.sent) < self.lease_length
+                && now.saturating_duration_since(l.sent) < length
         })
     }
 
