@@ -32,10 +32,16 @@ pub enum Bug {
     /// waits before replacing it: a head cut off from the coordinator answers reads after
     /// another server has become head.
     LongLease = 256,
+    /// Chain members take a write that skips versions (an earlier one was lost on the way),
+    /// storing its effect without the skipped writes' retry records.
+    AcceptGap = 512,
+    /// Chain members that store writes when they are acknowledged (every member but the
+    /// tail) drop each write's retry record: a retry after the head fails is applied again.
+    LostRecord = 1024,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 11] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -45,6 +51,8 @@ impl Bug {
         Bug::ReplyBeforeSync,
         Bug::CoordinatorEarlyAnswer,
         Bug::LongLease,
+        Bug::AcceptGap,
+        Bug::LostRecord,
     ];
 }
 

@@ -293,6 +293,21 @@ impl SimCluster {
         }
     }
 
+    /// Cuts the links between `a` and `b` in one direction: from `b` to `a` when `deaf`
+    /// (`a` hears nothing from `b`), else from `a` to `b`.
+    pub fn partition_one_way(&mut self, a: &[NodeId], b: &[NodeId], deaf: bool) {
+        let net = NetSim::current();
+        for &x in a {
+            for &y in b {
+                let (from, to) = if deaf { (y, x) } else { (x, y) };
+                if from != to {
+                    net.clog_link(from, to);
+                    self.clogged.insert((from, to));
+                }
+            }
+        }
+    }
+
     /// Restores every link cut by [`partition`](Self::partition).
     pub fn heal(&mut self) {
         let net = NetSim::current();

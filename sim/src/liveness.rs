@@ -15,10 +15,10 @@
 use std::time::Duration;
 
 use hyperdex::client::{fetch_config, Client, ClientOptions};
-use hyperdex_model::{Operation, Reply, ReturnCode, Value};
+use hyperdex_model::{Operation, Reply, ReturnCode};
 
 use crate::cluster::{SimCluster, COORDINATOR};
-use crate::workload::{random_op, Recorder};
+use crate::workload::{random_op, Keys, Recorder};
 
 /// How long any operation may take once the cluster is healed and stable.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -98,7 +98,7 @@ async fn connect(opts: ClientOptions) -> Result<Client, String> {
 /// The whole check (see the module docs); the first failure, if any.
 pub async fn check(
     cluster: &SimCluster,
-    keys: usize,
+    keys: Keys,
     base: &ClientOptions,
     rec: &Recorder,
 ) -> Result<(), String> {
@@ -107,8 +107,8 @@ pub async fn check(
     cluster
         .on_control(async move {
             let client = connect(control_opts).await?;
-            for k in 0..keys {
-                let op = Operation::get("sim", Value::string(format!("k{k}")));
+            for key in keys.all() {
+                let op = Operation::get("sim", key);
                 if let Some(e) = run_one(&client, &control_rec, 999, op).await {
                     return Err(e);
                 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperdex::rt;
+use madsim::rand::seq::SliceRandom;
 use madsim::rand::{thread_rng, Rng};
 
 use hyperdex::admin::Admin;
@@ -31,6 +32,16 @@ pub enum Fault {
     /// Cut one daemon off from the coordinator and the other daemons, but not from clients:
     /// a head that still hears clients but must stop answering them.
     IsolateFromServers,
+    /// Split the daemons into two groups that cannot reach each other; the coordinator and
+    /// the clients still reach all of them.
+    SplitDaemons,
+    /// Cut the links from one server to some others in one direction only: it hears them,
+    /// they do not hear it (or the reverse).
+    OneWay,
+    /// Make links between daemons fail on 0.5–5% of messages: the message is lost, or it and
+    /// whatever is queued behind it are lost and the connection is reset; either way what
+    /// follows arrives before what was lost is sent again.
+    LinkResets,
     /// Drop 2–10% of packets (the simulated TCP retransmits, so this is delay).
     PacketLoss,
     /// Latency of 10–80 ms on every message.
@@ -51,11 +62,14 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
         Fault::IsolateFromServers,
+        Fault::SplitDaemons,
+        Fault::OneWay,
+        Fault::LinkResets,
         Fault::PacketLoss,
         Fault::LatencySpike,
         Fault::RestartCoordinator,
@@ -73,6 +87,9 @@ impl fmt::Display for Fault {
             Fault::CrashDisk => "crash-disk",
             Fault::Isolate => "isolate",
             Fault::IsolateFromServers => "isolate-from-servers",
+            Fault::SplitDaemons => "split-daemons",
+            Fault::OneWay => "one-way",
+            Fault::LinkResets => "link-resets",
             Fault::PacketLoss => "packet-loss",
             Fault::LatencySpike => "latency-spike",
             Fault::RestartCoordinator => "restart-coordinator",
@@ -191,6 +208,7 @@ pub async fn run(
         }
     }
     cluster.heal();
+    rt::knobs::set_link_faults(0);
     cluster.set_packet_loss(0.0);
     cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
     if let Some(t) = tolerance {
@@ -277,6 +295,48 @@ async fn inject_one(
                 hold.as_millis()
             ));
             Some((now + hold, Undo::Heal))
+        }
+        Fault::SplitDaemons if !isolated => {
+            let mut daemons = cluster.daemon_ids();
+            daemons.shuffle(&mut thread_rng());
+            let cut = thread_rng().gen_range(1..daemons.len());
+            let (a, b) = daemons.split_at(cut);
+            cluster.partition(a, b);
+            log.stamp(format!(
+                "split daemons {a:?} from {b:?} for {} ms",
+                hold.as_millis()
+            ));
+            Some((now + hold, Undo::Heal))
+        }
+        Fault::OneWay if !isolated => {
+            let servers = cluster.server_ids();
+            let victim = servers[thread_rng().gen_range(0..servers.len())];
+            let others: Vec<_> = servers
+                .iter()
+                .copied()
+                .filter(|&n| n != victim && thread_rng().gen_bool(0.6))
+                .collect();
+            let deaf = thread_rng().gen_bool(0.5);
+            cluster.partition_one_way(&[victim], &others, deaf);
+            let how = if deaf {
+                "hears nothing from"
+            } else {
+                "is not heard by"
+            };
+            log.stamp(format!(
+                "node {victim} {how} {others:?} for {} ms",
+                hold.as_millis()
+            ));
+            Some((now + hold, Undo::Heal))
+        }
+        Fault::LinkResets => {
+            let per_million = thread_rng().gen_range(5_000..50_000);
+            rt::knobs::set_link_faults(per_million);
+            log.stamp(format!(
+                "links between daemons fail on {:.1}% of messages",
+                per_million as f64 / 10_000.0
+            ));
+            Some((now + hold, Undo::Network))
         }
         Fault::PacketLoss => {
             let rate = thread_rng().gen_range(0.02..0.10);
@@ -377,6 +437,7 @@ async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> 
             log.stamp("heal".into());
         }
         Undo::Network => {
+            rt::knobs::set_link_faults(0);
             cluster.set_packet_loss(0.0);
             cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
             log.stamp("network back to normal".into());

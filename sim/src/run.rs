@@ -4,10 +4,11 @@
 //! The checks after every run:
 //! 1. the history (the workload's operations plus a final read of every key) is
 //!    linearizable against the model, so no acknowledged write is missing at the end;
-//! 2. the replicas of every region hold the same objects at the same versions;
+//! 2. the replicas of every region hold the same objects at the same versions, with the same
+//!    retry records;
 //! 3. no node panicked (a panic in any simulated node fails the run).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,11 +264,13 @@ async fn report(
     }
 }
 
-/// One server's copy of a region: key → (version, object).
-type Replica = BTreeMap<Vec<u8>, (u64, Option<Object>)>;
+/// One server's copy of a region: key → (version, object, the (client, sequence number) of
+/// every retry record it keeps).
+type Replica = BTreeMap<Vec<u8>, (u64, Option<Object>, BTreeSet<(u64, u64)>)>;
 
-/// Every member of every chain holds the same objects at the same versions. Returns how
-/// many objects were compared.
+/// Every member of every chain holds the same objects at the same versions, with the same
+/// retry records (a member missing one would apply that write again if it became head and
+/// the client retried). Returns how many objects were compared.
 fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
     let mut compared = 0;
     for space in config.spaces.values() {
@@ -296,7 +299,8 @@ fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
                     let kb = k[REGION_PREFIX_LEN..].to_vec();
                     let stored: StoredObject =
                         load(&server.store, region, &kb).map_err(|e| e.to_string())?;
-                    objects.insert(kb, (stored.version, stored.object));
+                    let records = stored.dedupe.iter().map(|d| (d.client, d.seq)).collect();
+                    objects.insert(kb, (stored.version, stored.object, records));
                 }
                 copies.push((server.name.clone(), objects));
             }

@@ -35,10 +35,38 @@ pub fn initial_model() -> Model {
     m
 }
 
+/// The keys a workload touches: a few hot ones most operations contend on, and more cold
+/// ones (so regions hold enough objects that a state transfer takes many windows).
+#[derive(Clone, Copy, Debug)]
+pub struct Keys {
+    pub hot: usize,
+    pub cold: usize,
+}
+
+impl Keys {
+    /// A key: hot seven times in ten.
+    pub fn pick(&self) -> Value {
+        let mut rng = thread_rng();
+        if self.cold == 0 || rng.gen_range(0..10) < 7 {
+            Value::string(format!("k{}", rng.gen_range(0..self.hot.max(1))))
+        } else {
+            Value::string(format!("c{}", rng.gen_range(0..self.cold)))
+        }
+    }
+
+    /// Every key, hot ones first.
+    pub fn all(&self) -> Vec<Value> {
+        (0..self.hot)
+            .map(|i| Value::string(format!("k{i}")))
+            .chain((0..self.cold).map(|i| Value::string(format!("c{i}"))))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct WorkloadOptions {
     pub ops_per_client: usize,
-    pub keys: usize,
+    pub keys: Keys,
     /// Outstanding operations for asynchronous clients (every other client).
     pub window: usize,
     pub client: ClientOptions,
@@ -48,7 +76,7 @@ impl Default for WorkloadOptions {
     fn default() -> Self {
         WorkloadOptions {
             ops_per_client: 200,
-            keys: 6,
+            keys: Keys { hot: 6, cold: 48 },
             window: 4,
             client: ClientOptions {
                 timeout: Duration::from_secs(8),
@@ -124,10 +152,10 @@ impl Recorder {
     }
 }
 
-/// One random operation on one of `keys` keys.
-pub fn random_op(keys: usize) -> Operation {
+/// One random operation on one of `keys`.
+pub fn random_op(keys: Keys) -> Operation {
     let mut rng = thread_rng();
-    let key = Value::string(format!("k{}", rng.gen_range(0..keys)));
+    let key = keys.pick();
     let small = Value::Int(rng.gen_range(0..4));
     let space = "sim";
     match rng.gen_range(0..100) {
@@ -159,10 +187,9 @@ pub const READER: u64 = 2;
 /// One operation for client `index`: the [`READER`] mostly reads (nine in ten are `get`s), so
 /// it keeps reading through a head long after the writers have moved on, which is what
 /// exposes a head that answers reads it should not; the others issue the whole mix.
-fn op_for(index: u64, keys: usize) -> Operation {
+fn op_for(index: u64, keys: Keys) -> Operation {
     if index == READER && thread_rng().gen_range(0..10) != 0 {
-        let key = Value::string(format!("k{}", thread_rng().gen_range(0..keys)));
-        return Operation::get(SPACE_NAME, key);
+        return Operation::get(SPACE_NAME, keys.pick());
     }
     random_op(keys)
 }

@@ -26,6 +26,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::ReplyBeforeSync => vec![Fault::KillDaemon, Fault::PowerFailure],
         Bug::CoordinatorEarlyAnswer => vec![Fault::CrashCoordinatorDisk, Fault::KillDaemon],
         Bug::LongLease => vec![Fault::IsolateFromServers, Fault::Pause],
+        Bug::AcceptGap => vec![Fault::LinkResets],
+        Bug::LostRecord => vec![Fault::KillDaemon],
     }
 }
 

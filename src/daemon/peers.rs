@@ -17,6 +17,7 @@ use crate::limits::PEER_QUEUE;
 use crate::net::{Credentials, RpcConn};
 use crate::protocol::{ChainMessage, Message};
 use crate::rt;
+use crate::rt::knobs::LinkFault;
 
 use super::replica::Input;
 use super::{Event, RPC_TIMEOUT};
@@ -93,6 +94,11 @@ async fn peer_link(
                     return;
                 }
                 while let Some(msg) = rx.recv().await {
+                    match rt::knobs::link_fault() {
+                        Some(LinkFault::Drop) => continue,
+                        Some(LinkFault::Reset) => break,
+                        None => {}
+                    }
                     match conn.send(Message::Chain(msg)).await {
                         Ok(true) => {}
                         Ok(false) => break,

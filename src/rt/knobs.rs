@@ -38,8 +38,8 @@ mod sim {
         rates.get(&node).copied().unwrap_or(0.0)
     }
 
-    /// Makes a link between daemons fail (drop the message and reset the connection, losing
-    /// what is queued) on `per_million` of the messages it sends.
+    /// Makes links between daemons fail on `per_million` of the messages they send (see
+    /// [`LinkFault`](super::LinkFault)).
     pub fn set_link_faults(per_million: u32) {
         LINK_FAULTS.store(per_million, Ordering::Relaxed);
     }
@@ -52,15 +52,31 @@ mod sim {
 #[cfg(madsim)]
 pub use sim::{reset, set_clock_rate, set_link_faults};
 
-/// Whether the link sending a message between daemons should fail now (simulation only).
-pub fn link_fault() -> bool {
+/// How a link between daemons fails (simulation only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkFault {
+    /// This message is lost; what follows goes through (as when a full queue drops one).
+    Drop,
+    /// This message and everything queued behind it are lost, and the connection is reset.
+    Reset,
+}
+
+/// Whether the link sending a message between daemons should fail now, and how (never
+/// outside the simulation).
+pub fn link_fault() -> Option<LinkFault> {
     #[cfg(madsim)]
     {
         let rate = sim::link_faults();
-        rate > 0 && super::random_u64() % 1_000_000 < u64::from(rate)
+        let draw = super::random_u64();
+        if rate > 0 && draw % 1_000_000 < u64::from(rate) {
+            return Some(if draw & (1 << 32) == 0 {
+                LinkFault::Drop
+            } else {
+                LinkFault::Reset
+            });
+        }
     }
-    #[cfg(not(madsim))]
-    false
+    None
 }
 
 /// A duration on this node's clock as real (simulated) time.

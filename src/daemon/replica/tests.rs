@@ -320,3 +320,59 @@ fn a_late_answer_to_an_older_heartbeat_does_not_shorten_the_lease() {
     net.input(head, op(&config, 1, 1, Operation::get("s", "a")));
     assert_eq!(net.replies[0], (1, Reply::NotFound));
 }
+
+#[test]
+fn a_write_that_skips_a_lost_one_waits_for_it_so_every_retry_record_is_kept() {
+    let (mut net, config) = Net::new(
+        2,
+        "space s key k attributes int n create 1 partition tolerate 1 failure",
+    );
+    let (head, region) = head_of(&config, "a");
+    let tail = config.chain(region)[1];
+    let add = |n| {
+        Operation::atomic(
+            hyperdex_model::NumOp::Add,
+            "s",
+            "a",
+            vec![("n", Value::Int(n))],
+        )
+    };
+    net.input(head, op(&config, 1, 1, Operation::put("s", "a", vec![])));
+    net.deliver_all();
+    // Two increments in flight; the first is lost on the way to the tail.
+    net.input(head, op(&config, 2, 2, add(1)));
+    net.input(head, op(&config, 3, 3, add(10)));
+    assert_eq!(net.in_flight.len(), 2);
+    net.in_flight.remove(0);
+    net.deliver_all();
+    assert!(
+        net.replies.len() == 1,
+        "nothing more is acknowledged: {:?}",
+        net.replies
+    );
+    let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
+    assert_eq!(
+        load(&net.replicas[&tail].1, region, &kb).unwrap().version,
+        1
+    );
+    // The head resends what is pending; now both are stored, in order, with their records.
+    net.input(head, Input::Tick);
+    net.deliver_all();
+    assert_eq!(net.replies.len(), 3);
+    let stored = load(&net.replicas[&tail].1, region, &kb).unwrap();
+    assert_eq!(stored.version, 3);
+    let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+    assert!(seqs.contains(&2) && seqs.contains(&3), "{seqs:?}");
+    // The head fails; a retry of the first increment at the tail is answered, not applied.
+    let mut next = config.clone();
+    next.version += 1;
+    next.spaces.get_mut("s").unwrap().chains[0] = vec![tail];
+    net.install(tail, &next);
+    net.input(tail, op(&next, 4, 2, add(1)));
+    net.input(tail, op(&next, 5, 5, Operation::get("s", "a")));
+    assert_eq!(net.replies[3], (4, Reply::Success));
+    let Reply::Found(o) = &net.replies[4].1 else {
+        panic!("{:?}", net.replies)
+    };
+    assert_eq!(o["n"], Value::Int(11), "each increment applied once");
+}
