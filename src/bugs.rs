@@ -38,10 +38,14 @@ pub enum Bug {
     /// Chain members that store writes when they are acknowledged (every member but the
     /// tail) drop each write's retry record: a retry after the head fails is applied again.
     LostRecord = 1024,
+    /// The coordinator acknowledges administrative changes as soon as they are committed:
+    /// daemons that have not heard of them still answer for a removed space, and a killed
+    /// head keeps answering reads while its successor takes writes.
+    ChangeNotInForce = 2048,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -53,6 +57,7 @@ impl Bug {
         Bug::LongLease,
         Bug::AcceptGap,
         Bug::LostRecord,
+        Bug::ChangeNotInForce,
     ];
 }
 

@@ -17,6 +17,8 @@
 //! fault or a workload.
 
 #[cfg(madsim)]
+pub mod admin;
+#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod liveness;

@@ -5,7 +5,7 @@
 //! enabled [`Fault`] kinds. At most `tolerate` daemons are down at once. Each fault is logged
 //! with its virtual time, so a failing seed's report shows the schedule that broke it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use madsim::rand::{thread_rng, Rng};
 
 use hyperdex::admin::Admin;
 
+use crate::admin;
 use crate::cluster::{admin_options, SimCluster, COORDINATOR};
 use crate::workload::SPACE_NAME;
 
@@ -56,13 +57,22 @@ pub enum Fault {
     /// Raise the space's fault tolerance by one (new replicas join by state transfer) and
     /// lower it back later (the extra replicas leave from the tail).
     ChangeTolerance,
+    /// `server-kill` of a live daemon through the coordinator; it registers again by itself
+    /// and rejoins by state transfer.
+    AdminKill,
+    /// `server-forget` of a live daemon; it is rebuilt on an empty disk and joins as a new
+    /// server.
+    AdminForget,
+    /// A second space added, written, and removed while the workload runs, checking that
+    /// each change is in force once acknowledged.
+    SpaceChurn,
     /// A power failure of every daemon at once: each loses its unsynced writes, and all come
     /// back together later. Nothing acknowledged may be lost: it was synced everywhere.
     PowerFailure,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 17] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -76,6 +86,9 @@ impl Fault {
         Fault::CrashCoordinatorDisk,
         Fault::Pause,
         Fault::ChangeTolerance,
+        Fault::AdminKill,
+        Fault::AdminForget,
+        Fault::SpaceChurn,
         Fault::PowerFailure,
     ];
 }
@@ -96,6 +109,9 @@ impl fmt::Display for Fault {
             Fault::CrashCoordinatorDisk => "crash-coordinator-disk",
             Fault::Pause => "pause",
             Fault::ChangeTolerance => "change-tolerance",
+            Fault::AdminKill => "admin-kill",
+            Fault::AdminForget => "admin-forget",
+            Fault::SpaceChurn => "space-churn",
             Fault::PowerFailure => "power-failure",
         };
         f.write_str(s)
@@ -115,6 +131,10 @@ pub struct NemesisLog {
     tolerance_changed: bool,
     /// When the daemons last came back from a power failure.
     power_restored: Option<rt::Instant>,
+    /// Daemons taken out by an administrative change, counted as down until their hold ends.
+    out: BTreeSet<usize>,
+    /// Promises of acknowledged administrative changes that were broken.
+    pub violations: Vec<String>,
 }
 
 /// How long after a power failure before another may happen (the cluster gets to recover).
@@ -131,6 +151,8 @@ impl NemesisLog {
 
 enum Undo {
     Resume(madsim::task::NodeId),
+    BackIn(usize),
+    Nothing,
     RestartDaemon(usize),
     RestartDaemons(Vec<usize>),
     RestartCoordinator,
@@ -247,7 +269,9 @@ async fn inject_one(
     log: &mut NemesisLog,
 ) -> Option<(rt::Instant, Undo)> {
     let now = rt::now();
-    let down = cluster.daemons.iter().filter(|d| !d.up).count();
+    let down = (0..cluster.daemons.len())
+        .filter(|&i| !cluster.daemons[i].up || log.out.contains(&i))
+        .count();
     let isolated = undo.iter().any(|(_, u)| matches!(u, Undo::Heal));
     match fault {
         Fault::KillDaemon | Fault::CrashDisk if down < tolerate => {
@@ -377,6 +401,27 @@ async fn inject_one(
             log.stamp(format!("pause {name} for {} ms", hold.as_millis()));
             Some((now + hold, Undo::Resume(node)))
         }
+        Fault::AdminKill | Fault::AdminForget if down < tolerate => {
+            let up: Vec<usize> = (0..cluster.daemons.len())
+                .filter(|&i| cluster.daemons[i].up && !log.out.contains(&i))
+                .collect();
+            let i = up[thread_rng().gen_range(0..up.len())];
+            let forget = fault == Fault::AdminForget;
+            // Out of the count until it is back (it may be well before the hold ends).
+            log.out.insert(i);
+            let how = if forget { "forget" } else { "kill" };
+            match admin::remove_live(cluster, i, forget).await {
+                Some(id) => log.stamp(format!("server-{how} of daemon{} (server {id})", i + 1)),
+                None => log.stamp(format!("server-{how} of daemon{} not acknowledged", i + 1)),
+            }
+            Some((rt::now() + hold, Undo::BackIn(i)))
+        }
+        Fault::SpaceChurn => {
+            let (what, broken) = admin::churn_space(cluster).await;
+            log.stamp(what);
+            log.violations.extend(broken);
+            Some((rt::now(), Undo::Nothing))
+        }
         Fault::PowerFailure
             if down == 0 && log.power_restored.is_none_or(|t| now >= t + POWER_QUIET) =>
         {
@@ -413,6 +458,10 @@ async fn inject_one(
 
 async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> Option<Undo> {
     match u {
+        Undo::Nothing => {}
+        Undo::BackIn(i) => {
+            log.out.remove(&i);
+        }
         Undo::Resume(node) => {
             cluster.resume(node);
             log.stamp(format!("resume node {node}"));

@@ -78,7 +78,11 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn ok(&self) -> bool {
-        self.check.is_ok() && self.convergence.is_ok() && self.stable && self.liveness.is_ok()
+        self.check.is_ok()
+            && self.convergence.is_ok()
+            && self.stable
+            && self.liveness.is_ok()
+            && self.nemesis.violations.is_empty()
     }
 
     /// A human-readable account of a failed run.
@@ -100,6 +104,11 @@ impl RunReport {
             s.push_str(e);
             s.push_str("\nfinal configuration:\n");
             s.push_str(&self.final_config);
+        }
+        for v in &self.nemesis.violations {
+            s.push_str("an administrative change was not in force when acknowledged: ");
+            s.push_str(v);
+            s.push('\n');
         }
         s.push_str("fault schedule:\n");
         for e in &self.nemesis.events {

@@ -28,6 +28,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::LongLease => vec![Fault::IsolateFromServers, Fault::Pause],
         Bug::AcceptGap => vec![Fault::LinkResets],
         Bug::LostRecord => vec![Fault::KillDaemon],
+        Bug::ChangeNotInForce => vec![Fault::SpaceChurn, Fault::AdminKill],
     }
 }
 

@@ -214,6 +214,18 @@ impl Client {
         Ok(g.clone())
     }
 
+    /// [`refresh`](Self::refresh), retried for up to `patience`.
+    async fn refresh_within(&self, patience: Duration) -> ClientResult<Arc<Config>> {
+        let deadline = rt::now() + patience;
+        loop {
+            match self.refresh().await {
+                Ok(c) => return Ok(c),
+                Err(e) if rt::now() >= deadline => return Err(e),
+                Err(_) => rt::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     async fn conn(&self, addr: &str) -> Result<Arc<RpcConn>, RpcError> {
         let mut conns = self.inner.conns.lock().await;
         if let Some(c) = conns.get(addr) {
@@ -238,10 +250,18 @@ impl Client {
     /// the timeout).
     pub async fn call(&self, op: Operation) -> Reply {
         let mut config = self.config();
-        if config.space(op.space().unwrap_or_default()).is_none() {
-            // The space may be new: look again before saying it is unknown.
-            if let Ok(c) = self.refresh().await {
-                config = c;
+        let name = op.space().unwrap_or_default();
+        if config.space(name).is_none() && !name.is_empty() {
+            // The space may be new: look again before saying it is unknown, and say so only
+            // once the coordinator has answered.
+            match self.refresh_within(self.inner.opts.timeout).await {
+                Ok(c) => config = c,
+                Err(e) => {
+                    return Reply::Error(
+                        ReturnCode::CoordFail,
+                        format!("cannot look up space \"{name}\": {e}"),
+                    )
+                }
             }
         }
         if let Err(r) = validate(&config, &op) {

@@ -186,7 +186,7 @@ impl Service {
         let mut missing = self.available();
         self.apply(cmd).await?;
         let version = self.cluster.config.version;
-        if version == before {
+        if version == before || planted(Bug::ChangeNotInForce) {
             return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
                 AdminOutput::Done,
             ))));
@@ -299,8 +299,12 @@ impl Service {
                 ))));
             }
             AdminCommand::ServerKill(id) | AdminCommand::ServerForget(id)
-                if self.available().contains(&id) =>
+                if self.available().contains(&id) && !planted(Bug::ChangeNotInForce) =>
             {
+                if let AdminCommand::ServerForget(_) = cmd {
+                    // Refused now rather than after the fence if it would be refused then.
+                    self.cluster.clone().apply(&Command::ServerForget(id))?;
+                }
                 // Fence it: its lease runs out, the failure detector declares it failed, and
                 // only then does the change happen.
                 warn!(server = id.0, "fencing the server at an operator's request");

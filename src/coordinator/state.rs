@@ -170,6 +170,16 @@ impl Cluster {
             } => Ok(self.transfer_complete(*server, *region, *since)),
             Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
             Command::ServerForget(id) => {
+                if let Some(region) = self.only_copy(*id) {
+                    return Err((
+                        ReturnCode::AdminServerError,
+                        format!(
+                            "server {id} holds the only complete copy of region {region}; \
+                             forgetting it would lose that data (bring it back, or wait until \
+                             another server has joined the region)"
+                        ),
+                    ));
+                }
                 if self.config.servers.remove(id).is_none() {
                     return Err((
                         ReturnCode::AdminNotFound,
@@ -181,6 +191,20 @@ impl Cluster {
                 Ok(Outcome::Done)
             }
         }
+    }
+
+    /// A region whose chain holds no complete member but `id` (a joiner is not complete).
+    fn only_copy(&self, id: ServerId) -> Option<RegionId> {
+        self.config.spaces.values().find_map(|s| {
+            s.chains.iter().enumerate().find_map(|(i, chain)| {
+                let joiner = s.joining.get(i).copied().flatten().map(|j| j.server);
+                let complete: Vec<_> = chain.iter().filter(|m| Some(**m) != joiner).collect();
+                (complete == [&id]).then_some(RegionId {
+                    space: s.id,
+                    index: i as u32,
+                })
+            })
+        })
     }
 
     fn register(&mut self, id: Option<ServerId>, addr: &str) -> Result<Outcome, CommandError> {
@@ -578,6 +602,45 @@ mod tests {
         assert_eq!(chains[2], ids(&[3, 1]));
         assert_eq!(chains[3], ids(&[1, 2]));
         assert!(c.unstable().is_empty());
+    }
+
+    #[test]
+    fn the_only_copy_of_a_region_cannot_be_forgotten() {
+        let mut c = cluster(2);
+        c.apply(
+            &Command::add_space("space s key k create 2 partitions tolerate 0 failures")
+                .expect("a valid space"),
+        )
+        .unwrap();
+        let before = c.clone();
+        let (code, why) = c.apply(&Command::ServerForget(ServerId(1))).unwrap_err();
+        assert_eq!(code, ReturnCode::AdminServerError);
+        assert!(why.contains("only complete copy of region"), "{why}");
+        assert_eq!(c, before);
+        // With a second replica it can go.
+        c.apply(&Command::FaultTolerance {
+            space: "s".into(),
+            tolerate: 1,
+        })
+        .unwrap();
+        let regions: Vec<_> = (0..2)
+            .map(|index| RegionId {
+                space: c.config.spaces["s"].id,
+                index,
+            })
+            .collect();
+        for r in &regions {
+            if let Some(j) = c.config.joiner(*r) {
+                c.apply(&Command::TransferComplete {
+                    server: j.server,
+                    region: *r,
+                    since: j.since,
+                })
+                .unwrap();
+            }
+        }
+        c.apply(&Command::ServerForget(ServerId(1))).unwrap();
+        assert!(c.config.server(ServerId(1)).is_none());
     }
 
     #[test]

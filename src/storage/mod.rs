@@ -145,6 +145,13 @@ impl MemStore {
         lost
     }
 
+    /// The disk replaced by an empty one (a server rebuilt from scratch).
+    pub fn wipe(&self) {
+        let mut d = self.disk();
+        d.staged.clear();
+        d.durable.clear();
+    }
+
     /// How many syncs have happened (for tests and simulation statistics).
     pub fn syncs(&self) -> u64 {
         self.disk().syncs
