@@ -23,13 +23,15 @@
 //! linearized, and each operation that could have come next with the reply the model would
 //! have given instead of the recorded one.
 //!
-//! Only single-key operations (get, get_partial, writes) can be checked; the cluster runs
-//! searches and group operations object by object, so they are not linearizable as a whole.
+//! Searches and group operations are not linearizable as a whole (the cluster runs them
+//! object by object); [`crate::observe`] turns them into what they say about each key, and
+//! those observations are checked with the key's other operations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::db::{step_key, Model};
+use crate::observe::{observations, Accept};
 use crate::op::{Object, Operation, Reply};
 use crate::schema::Space;
 use crate::value::{coerce, Value};
@@ -131,7 +133,17 @@ struct KeyOp<'a> {
     id: OpId,
     entry: &'a Entry,
     ret: u64,
-    reply: Option<&'a Reply>,
+    accept: &'a Accept,
+}
+
+impl KeyOp<'_> {
+    fn accepts(&self, reply: &Reply) -> bool {
+        match self.accept {
+            Accept::Exactly(r) => r == reply,
+            Accept::Any => true,
+            Accept::NotMatching => matches!(reply, Reply::NotFound | Reply::CmpFail(_)),
+        }
+    }
 }
 
 fn describe(id: OpId, e: &Entry) -> String {
@@ -144,31 +156,34 @@ fn describe(id: OpId, e: &Entry) -> String {
 
 /// Checks a whole history (see the module docs).
 pub fn check(history: &History) -> Result<CheckStats, Violation> {
+    let observed = observations(history)?;
     let mut partitions: BTreeMap<(String, Value), Vec<KeyOp>> = BTreeMap::new();
-    for (id, entry) in history.entries.iter().enumerate() {
+    for o in &observed {
+        let (id, entry) = (o.id, &o.entry);
         let unsupported = |why: &str| Violation {
             space: entry.op.space().unwrap_or_default().to_string(),
             key: None,
             explanation: format!("cannot check {}: {why}", describe(id, entry)),
         };
         let (Some(space), Some(key)) = (entry.op.space(), entry.op.key()) else {
-            return Err(unsupported("only single-key operations can be checked"));
+            return Err(unsupported("it names no key"));
         };
         let schema = history
             .initial
             .space(space)
             .ok_or_else(|| unsupported("its space is not in the initial model"))?;
-        let (ret, reply) = match &entry.outcome {
-            Outcome::Returned { time, reply } => {
-                if *time < entry.invoke {
-                    return Err(unsupported("it returned before it was invoked"));
-                }
-                (*time, Some(reply))
+        let ret = match (&entry.outcome, &o.accept) {
+            (_, Accept::Any) if !entry.op.is_mutation() => {
+                // A read whose answer was never seen constrains nothing: leave it out (each
+                // operation of unknown outcome multiplies the orders the search must consider).
+                continue;
             }
-            // A read whose answer was never seen constrains nothing: leave it out (each
-            // operation of unknown outcome multiplies the orders the search must consider).
-            Outcome::Pending | Outcome::Unknown if !entry.op.is_mutation() => continue,
-            Outcome::Pending | Outcome::Unknown => (INFINITY, None),
+            (_, Accept::Any) => INFINITY,
+            (Outcome::Returned { time, .. }, _) if *time < entry.invoke => {
+                return Err(unsupported("it returned before it was invoked"));
+            }
+            (Outcome::Returned { time, .. }, _) => *time,
+            _ => INFINITY,
         };
         // Keys of the wrong type fail validation the same way wherever they go: give them
         // their own partition under their raw value.
@@ -180,7 +195,7 @@ pub fn check(history: &History) -> Result<CheckStats, Violation> {
                 id,
                 entry,
                 ret,
-                reply,
+                accept: &o.accept,
             });
     }
     let mut stats = CheckStats {
@@ -347,7 +362,7 @@ fn violation(
 pub const MAX_STATES: u64 = 2_000_000;
 
 fn budget_exceeded(schema: &Space, key: &Value, ops: &[KeyOp]) -> Violation {
-    let unknown = ops.iter().filter(|o| o.reply.is_none()).count();
+    let unknown = ops.iter().filter(|o| *o.accept == Accept::Any).count();
     Violation {
         space: schema.name.clone(),
         key: Some(key.clone()),
@@ -382,7 +397,7 @@ fn check_key(
     while list.first() != NONE {
         if let Some(i) = list.call(ev) {
             let (reply, change) = step_key(schema, state.as_ref(), &ops[i].entry.op);
-            if ops[i].reply.is_none_or(|r| *r == reply) {
+            if ops[i].accepts(&reply) {
                 let new_state = change.unwrap_or_else(|| state.clone());
                 linearized[i / 64] |= 1 << (i % 64);
                 visited += 1;
@@ -524,11 +539,138 @@ mod tests {
         assert!(v.explanation.contains("the object already exists"), "{v}");
     }
 
+    /// A search result: objects `(key, n)`, with the key attribute.
+    fn found(objects: &[(&str, i64)]) -> Reply {
+        Reply::Objects(
+            objects
+                .iter()
+                .map(|(k, n)| {
+                    [
+                        ("k".to_string(), Value::string(*k)),
+                        ("n".to_string(), Value::Int(*n)),
+                    ]
+                    .into()
+                })
+                .collect(),
+        )
+    }
+
+    fn n_is(n: i64) -> Vec<crate::op::Check> {
+        vec![crate::op::Check::new(
+            "n",
+            crate::op::Predicate::Equals(Value::Int(n)),
+        )]
+    }
+
+    fn put_at(key: &str, n: i64) -> Operation {
+        Operation::put("s", key, vec![("n", Value::Int(n))])
+    }
+
     #[test]
-    fn unsupported_operations_are_reported() {
+    fn a_search_sees_each_object_as_it_was_at_some_instant_of_the_search() {
+        let base = || {
+            let mut h = History::new(model());
+            h.record(1, put_at("a", 1), 0, ret(1, Reply::Success));
+            h.record(1, put_at("b", 1), 2, ret(3, Reply::Success));
+            // b changes while the search runs.
+            h.record(2, put_at("b", 2), 12, ret(18, Reply::Success));
+            h
+        };
+        // Both values of b are fine: the change overlaps the search.
+        for b in [1, 2] {
+            let mut h = base();
+            let all = Operation::search("s", vec![]);
+            h.record(3, all, 10, ret(20, found(&[("a", 1), ("b", b)])));
+            check(&h).unwrap_or_else(|v| panic!("b = {b}: {v}"));
+        }
+        // A value overwritten before the search began is stale.
+        let mut h = base();
+        h.record(1, put_at("a", 5), 4, ret(5, Reply::Success));
+        h.record(
+            3,
+            Operation::search("s", vec![]),
+            10,
+            ret(20, found(&[("a", 1)])),
+        );
+        let v = check(&h).unwrap_err();
+        assert!(v.explanation.contains("not linearizable: key 'a'"), "{v}");
+    }
+
+    #[test]
+    fn a_search_returns_every_object_that_matched_throughout() {
+        let mut h = History::new(model());
+        h.record(1, put_at("a", 1), 0, ret(1, Reply::Success));
+        h.record(1, put_at("b", 1), 2, ret(3, Reply::Success));
+        // b matched throughout and is missing.
+        h.record(
+            3,
+            Operation::search("s", n_is(1)),
+            10,
+            ret(20, found(&[("a", 1)])),
+        );
+        let v = check(&h).unwrap_err();
+        assert!(v.explanation.contains("key 'b'"), "{v}");
+        // Had b changed during the search, leaving it out would be fine.
+        let mut h = History::new(model());
+        h.record(1, put_at("a", 1), 0, ret(1, Reply::Success));
+        h.record(1, put_at("b", 1), 2, ret(3, Reply::Success));
+        h.record(2, put_at("b", 3), 15, ret(25, Reply::Success));
+        h.record(
+            3,
+            Operation::search("s", n_is(1)),
+            10,
+            ret(20, found(&[("a", 1)])),
+        );
+        check(&h).unwrap();
+    }
+
+    #[test]
+    fn a_search_never_returns_an_object_that_does_not_match() {
+        let mut h = History::new(model());
+        h.record(1, put_at("a", 2), 0, ret(1, Reply::Success));
+        h.record(
+            3,
+            Operation::search("s", n_is(1)),
+            10,
+            ret(20, found(&[("a", 2)])),
+        );
+        let v = check(&h).unwrap_err();
+        assert!(v.explanation.contains("does not match"), "{v}");
+    }
+
+    #[test]
+    fn a_group_write_changes_only_objects_that_matched() {
+        let add = vec![crate::op::Funcall::new(
+            "n",
+            crate::op::Func::Num(NumOp::Add, Value::Int(10)),
+        )];
+        let group = Operation::GroupWrite {
+            space: "s".into(),
+            checks: n_is(1),
+            funcs: add,
+        };
+        let run = |b_after: i64| {
+            let mut h = History::new(model());
+            h.record(1, put_at("a", 1), 0, ret(1, Reply::Success));
+            h.record(1, put_at("b", 2), 2, ret(3, Reply::Success));
+            h.record(2, group.clone(), 10, ret(20, Reply::Count(1)));
+            h.record(3, Operation::get("s", "a"), 30, ret(31, obj(11)));
+            h.record(3, Operation::get("s", "b"), 32, ret(33, obj(b_after)));
+            check(&h)
+        };
+        run(2).unwrap();
+        assert!(run(12).is_err(), "b did not match, and was changed");
+    }
+
+    #[test]
+    fn counts_say_nothing_about_any_key() {
         let mut h = History::new(model());
         h.record(1, Operation::count("s", vec![]), 0, ret(1, Reply::Count(0)));
-        assert!(check(&h).unwrap_err().explanation.contains("single-key"));
+        assert_eq!(check(&h).unwrap().keys, 0);
+    }
+
+    #[test]
+    fn unsupported_operations_are_reported() {
         let mut h = History::new(model());
         h.record(
             1,

@@ -10,11 +10,13 @@
 //! - [`op`]: every client call as data, predicates, return codes, replies;
 //! - [`mod@apply`]: the semantics of a write, all-or-nothing;
 //! - [`db`]: the model database on persistent maps;
-//! - [`history`]: recorded histories and the linearizability checker.
+//! - [`history`]: recorded histories and the linearizability checker;
+//! - [`observe`]: what searches and group operations say about each key, for the checker.
 
 pub mod apply;
 pub mod db;
 pub mod history;
+pub mod observe;
 pub mod op;
 pub mod schema;
 pub mod value;
