@@ -42,10 +42,13 @@ pub enum Bug {
     /// daemons that have not heard of them still answer for a removed space, and a killed
     /// head keeps answering reads while its successor takes writes.
     ChangeNotInForce = 2048,
+    /// Searches are answered without checking the lease or the configuration version, so a
+    /// server cut off from the coordinator answers them from data that has moved on.
+    SearchWithoutLease = 4096,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -58,6 +61,7 @@ impl Bug {
         Bug::AcceptGap,
         Bug::LostRecord,
         Bug::ChangeNotInForce,
+        Bug::SearchWithoutLease,
     ];
 }
 

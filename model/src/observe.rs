@@ -15,9 +15,10 @@
 //!   it returned fewer than its limit;
 //! - a **group operation** is, for every key, a conditional write of its functions (or a
 //!   delete) that applies where the key matched when it was changed, with an unknown outcome,
-//!   since the reply counts objects without naming them;
+//!   since the reply counts objects without naming them (and one that failed or timed out
+//!   may have changed some objects before it stopped);
 //! - a **count** says nothing about any one key and is left out;
-//! - multi-key operations that failed or whose outcome is unknown say nothing.
+//! - searches that failed or whose outcome is unknown say nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -136,7 +137,7 @@ pub fn observations(history: &History) -> Result<Vec<Observation>, Violation> {
                 )
                 .map(|obs| out.extend(obs))?
             }
-            (Operation::GroupDel { space, checks }, Outcome::Returned { .. }) => {
+            (Operation::GroupDel { space, checks }, _) => {
                 out.extend(grouped(&universe, (id, entry), space, checks, None))
             }
             (
@@ -145,7 +146,7 @@ pub fn observations(history: &History) -> Result<Vec<Observation>, Violation> {
                     checks,
                     funcs,
                 },
-                Outcome::Returned { .. },
+                _,
             ) => out.extend(grouped(
                 &universe,
                 (id, entry),

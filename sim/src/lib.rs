@@ -25,6 +25,8 @@ pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod ops;
+#[cfg(madsim)]
 pub mod rogue;
 #[cfg(madsim)]
 pub mod run;

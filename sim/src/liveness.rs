@@ -18,7 +18,8 @@ use hyperdex::client::{fetch_config, Client, ClientOptions};
 use hyperdex_model::{Operation, Reply, ReturnCode};
 
 use crate::cluster::{SimCluster, COORDINATOR};
-use crate::workload::{random_op, Keys, Recorder};
+use crate::ops::WIDE_NAME;
+use crate::workload::{random_op, Keys, Recorder, SPACE_NAME};
 
 /// How long any operation may take once the cluster is healed and stable.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -107,8 +108,11 @@ pub async fn check(
     cluster
         .on_control(async move {
             let client = connect(control_opts).await?;
-            for key in keys.all() {
-                let op = Operation::get("sim", key);
+            let every = [SPACE_NAME, WIDE_NAME]
+                .into_iter()
+                .flat_map(|space| keys.all().into_iter().map(move |k| (space, k)));
+            for (space, key) in every {
+                let op = Operation::get(space, key);
                 if let Some(e) = run_one(&client, &control_rec, 999, op).await {
                     return Err(e);
                 }

@@ -4,7 +4,7 @@
 //! Each step (every 20–200 ms of virtual time) it picks a server and one of:
 //! - garbage bytes after a correct handshake, a wrong handshake, a frame cut short;
 //! - a frame whose value nests far deeper than the decoder allows;
-//! - a well-formed chain message (a write of a key at a huge version, an ack, a transfer
+//! - a well-formed chain message (a write deleting a key at a low version, an ack, a transfer
 //!   window) from a connection that did not introduce itself, or introduced itself as a
 //!   daemon without the secret;
 //! - a well-formed Register, Heartbeat, TransferComplete or admin command to the coordinator
@@ -140,7 +140,7 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
     };
     let key = hyperdex::config::key_bytes(
         &space.schema,
-        &Value::string(format!("k{}", thread_rng().gen_range(0..6))),
+        &Value::string(format!("c{}", thread_rng().gen_range(0..48))),
     )
     .unwrap_or_default();
     let msg = match thread_rng().gen_range(0..3) {
@@ -148,7 +148,9 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
             config_version: config.version,
             region,
             key,
-            version: u64::MAX - thread_rng().gen_range(0..3),
+            // Low versions: members take only the next version of an object, and cold keys
+            // are written seldom.
+            version: thread_rng().gen_range(1..4),
             object: None,
             dedupe: None,
         }),

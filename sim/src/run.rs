@@ -26,6 +26,7 @@ use hyperdex_model::Object;
 use crate::cluster::{admin_options, SimCluster, COORDINATOR};
 use crate::liveness;
 use crate::nemesis::{self, Fault, NemesisLog};
+use crate::ops::WIDE;
 use crate::rogue::{self, RogueLog};
 use crate::workload::{run_client, Recorder, WorkloadOptions, SPACE};
 
@@ -176,13 +177,15 @@ pub async fn run(opts: RunOptions) -> RunReport {
 async fn add_space(cluster: &SimCluster) {
     cluster
         .on_control(async {
-            loop {
-                if let Ok(a) = Admin::connect_addr(COORDINATOR, admin_options()).await {
-                    if a.add_space(SPACE).await.is_ok() {
-                        return;
+            for space in [SPACE, WIDE] {
+                loop {
+                    if let Ok(a) = Admin::connect_addr(COORDINATOR, admin_options()).await {
+                        if a.add_space(space).await.is_ok() {
+                            break;
+                        }
                     }
+                    rt::sleep(Duration::from_millis(100)).await;
                 }
-                rt::sleep(Duration::from_millis(100)).await;
             }
         })
         .await;

@@ -14,10 +14,11 @@ use std::time::Duration;
 use hyperdex::client::{Client, ClientOptions, Deferred};
 use hyperdex::rt;
 use hyperdex_model::history::{History, OpId};
-use hyperdex_model::{
-    parse_space, Check, Func, Funcall, Model, NumOp, Operation, Predicate, Reply, ReturnCode, Value,
-};
+use hyperdex_model::{parse_space, Model, Operation, Reply, ReturnCode, Value};
 use madsim::rand::{thread_rng, Rng};
+
+pub use crate::ops::random_op;
+use crate::ops::WIDE;
 
 /// The name of the space every simulated run uses.
 pub const SPACE_NAME: &str = "sim";
@@ -29,9 +30,11 @@ pub const SPACE: &str =
 /// The model the history starts from: the space, no objects.
 pub fn initial_model() -> Model {
     let mut m = Model::new();
-    let space = parse_space(SPACE).expect("the simulation's space parses");
-    let r = m.apply(&Operation::AddSpace(space));
-    assert_eq!(r, Reply::Success);
+    for text in [SPACE, WIDE] {
+        let space = parse_space(text).expect("the simulation's spaces parse");
+        let r = m.apply(&Operation::AddSpace(space));
+        assert_eq!(r, Reply::Success);
+    }
     m
 }
 
@@ -152,44 +155,20 @@ impl Recorder {
     }
 }
 
-/// One random operation on one of `keys`.
-pub fn random_op(keys: Keys) -> Operation {
-    let mut rng = thread_rng();
-    let key = keys.pick();
-    let small = Value::Int(rng.gen_range(0..4));
-    let space = "sim";
-    match rng.gen_range(0..100) {
-        0..=14 => Operation::put(space, key, vec![("n", small), ("t", Value::string("x"))]),
-        15..=36 => Operation::get(space, key),
-        37..=39 => Operation::get_partial(space, key, &["n"]),
-        40..=47 => Operation::del(space, key),
-        48..=57 => Operation::put_if_not_exist(space, key, vec![("n", small)]),
-        58..=67 => Operation::cond_put(
-            space,
-            key,
-            vec![Check::new("n", Predicate::Equals(small))],
-            vec![("n", Value::Int(rng.gen_range(0..4)))],
-        ),
-        68..=84 => Operation::atomic(NumOp::Add, space, key, vec![("n", Value::Int(1))]),
-        85..=91 => Operation::funcs(space, key, vec![Funcall::new("s", Func::SetAdd(small))]),
-        92..=95 => Operation::funcs(
-            space,
-            key,
-            vec![Funcall::new("t", Func::StringAppend(Value::string("y")))],
-        ),
-        _ => Operation::funcs(space, key, vec![Funcall::new("s", Func::SetRemove(small))]),
-    }
-}
-
 /// The client that mostly reads.
 pub const READER: u64 = 2;
 
-/// One operation for client `index`: the [`READER`] mostly reads (nine in ten are `get`s), so
-/// it keeps reading through a head long after the writers have moved on, which is what
-/// exposes a head that answers reads it should not; the others issue the whole mix.
+/// One operation for client `index`: the [`READER`] mostly reads (six in ten are `get`s,
+/// three are searches), so it keeps reading through a head long after the writers have moved
+/// on, which is what exposes a head that answers reads it should not; the others issue the
+/// whole mix.
 fn op_for(index: u64, keys: Keys) -> Operation {
-    if index == READER && thread_rng().gen_range(0..10) != 0 {
-        return Operation::get(SPACE_NAME, keys.pick());
+    if index == READER {
+        match thread_rng().gen_range(0..10) {
+            0..=5 => return Operation::get(SPACE_NAME, keys.pick()),
+            6..=8 => return crate::ops::search(),
+            _ => {}
+        }
     }
     random_op(keys)
 }

@@ -29,6 +29,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::AcceptGap => vec![Fault::LinkResets],
         Bug::LostRecord => vec![Fault::KillDaemon],
         Bug::ChangeNotInForce => vec![Fault::SpaceChurn, Fault::AdminKill],
+        Bug::SearchWithoutLease => vec![Fault::IsolateFromServers],
     }
 }
 

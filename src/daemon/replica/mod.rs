@@ -200,7 +200,12 @@ impl<W: Clone> Replica<W> {
                 self.on_op(store, (now, unix), waiter, req, &mut out)?
             }
             Input::Search { waiter, req } => {
-                let answer = match self.admit(now, req.config_version, &mut out) {
+                let admitted = if planted(Bug::SearchWithoutLease) {
+                    Ok(())
+                } else {
+                    self.admit(now, req.config_version, &mut out)
+                };
+                let answer = match admitted {
                     Ok(()) => search::run(store, &self.config, self.me, &req)?,
                     Err(refusal) => refusal,
                 };
