@@ -100,10 +100,12 @@ pub fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
 /// reconfiguration or a retransmission; the value of an older one is already superseded, but
 /// its record must still be kept, or a retry of it would be applied again.
 pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
+    // Held already, or no longer needed: a later request of the same client said it has
+    // every answer below its low sequence number (a late retransmission brings such records).
     if stored
         .dedupe
         .iter()
-        .any(|r| r.client == d.client && r.seq == d.seq)
+        .any(|r| r.client == d.client && (r.seq == d.seq || d.seq < r.low_seq))
     {
         return false;
     }
@@ -172,5 +174,23 @@ mod tests {
             !merge_older_records(&mut stored, &older),
             "nothing new the second time"
         );
+    }
+
+    #[test]
+    fn a_late_record_the_client_no_longer_needs_is_not_added_back() {
+        let record = |seq, low_seq| Dedupe {
+            client: 7,
+            seq,
+            low_seq,
+            reply: Reply::Success,
+        };
+        let mut stored = StoredObject::default();
+        assert!(add_record(&mut stored, &record(138, 127)));
+        // A retransmission of an older write of the same client arrives late.
+        assert!(!add_record(&mut stored, &record(126, 120)));
+        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![138]);
+        // One it may still retry is kept.
+        assert!(add_record(&mut stored, &record(130, 127)));
     }
 }
