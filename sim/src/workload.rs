@@ -165,7 +165,8 @@ pub const READER: u64 = 2;
 fn op_for(index: u64, keys: Keys) -> Operation {
     if index == READER {
         match thread_rng().gen_range(0..10) {
-            0..=5 => return Operation::get(SPACE_NAME, keys.pick()),
+            // Hot keys only: those the writers change most.
+            0..=5 => return Operation::get(SPACE_NAME, Keys { cold: 0, ..keys }.pick()),
             6..=8 => return crate::ops::search(),
             _ => {}
         }
