@@ -131,9 +131,24 @@ const INFINITY: u64 = u64::MAX;
 /// One operation of a key's partition, as the search sees it.
 struct KeyOp<'a> {
     id: OpId,
-    entry: &'a Entry,
+    /// What it says of this key.
+    op: &'a Operation,
+    invoke: u64,
     ret: u64,
     accept: &'a Accept,
+    /// The recorded operation it comes from (for explanations).
+    shown: &'a Entry,
+}
+
+impl KeyOp<'_> {
+    fn describe(&self) -> String {
+        let d = describe(self.id, self.shown);
+        if *self.op == self.shown.op {
+            d
+        } else {
+            format!("{d}\n      as observed of this key: {:?}", self.op)
+        }
+    }
 }
 
 impl KeyOp<'_> {
@@ -159,31 +174,30 @@ pub fn check(history: &History) -> Result<CheckStats, Violation> {
     let observed = observations(history)?;
     let mut partitions: BTreeMap<(String, Value), Vec<KeyOp>> = BTreeMap::new();
     for o in &observed {
-        let (id, entry) = (o.id, &o.entry);
+        let (id, entry, op) = (o.id, &history.entries[o.id], &o.op);
         let unsupported = |why: &str| Violation {
-            space: entry.op.space().unwrap_or_default().to_string(),
+            space: op.space().unwrap_or_default().to_string(),
             key: None,
             explanation: format!("cannot check {}: {why}", describe(id, entry)),
         };
-        let (Some(space), Some(key)) = (entry.op.space(), entry.op.key()) else {
+        let (Some(space), Some(key)) = (op.space(), op.key()) else {
             return Err(unsupported("it names no key"));
         };
         let schema = history
             .initial
             .space(space)
             .ok_or_else(|| unsupported("its space is not in the initial model"))?;
-        let ret = match (&entry.outcome, &o.accept) {
-            (_, Accept::Any) if !entry.op.is_mutation() => {
+        let ret = match (o.ret, &o.accept) {
+            (_, Accept::Any) if !op.is_mutation() => {
                 // A read whose answer was never seen constrains nothing: leave it out (each
                 // operation of unknown outcome multiplies the orders the search must consider).
                 continue;
             }
-            (_, Accept::Any) => INFINITY,
-            (Outcome::Returned { time, .. }, _) if *time < entry.invoke => {
+            (_, Accept::Any) | (None, _) => INFINITY,
+            (Some(time), _) if time < o.invoke => {
                 return Err(unsupported("it returned before it was invoked"));
             }
-            (Outcome::Returned { time, .. }, _) => *time,
-            _ => INFINITY,
+            (Some(time), _) => time,
         };
         // Keys of the wrong type fail validation the same way wherever they go: give them
         // their own partition under their raw value.
@@ -193,9 +207,11 @@ pub fn check(history: &History) -> Result<CheckStats, Violation> {
             .or_default()
             .push(KeyOp {
                 id,
-                entry,
+                op,
+                invoke: o.invoke,
                 ret,
                 accept: &o.accept,
+                shown: entry,
             });
     }
     let mut stats = CheckStats {
@@ -236,7 +252,7 @@ impl Events {
         // instant count as concurrent (the permissive reading).
         let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
         for (i, op) in ops.iter().enumerate() {
-            events.push((op.entry.invoke, false, i));
+            events.push((op.invoke, false, i));
             events.push((op.ret, true, i));
         }
         events.sort();
@@ -309,10 +325,10 @@ fn candidates(schema: &Space, state: Option<&Object>, list: &Events, ops: &[KeyO
     let mut out = Vec::new();
     let mut c = list.first();
     while let Some(i) = list.call(c) {
-        let (reply, _) = step_key(schema, state, &ops[i].entry.op);
+        let (reply, _) = step_key(schema, state, ops[i].op);
         out.push(format!(
             "  {}\n      but the model answers {reply:?}",
-            describe(ops[i].id, ops[i].entry)
+            ops[i].describe()
         ));
         c = list.next[c];
     }
@@ -320,7 +336,7 @@ fn candidates(schema: &Space, state: Option<&Object>, list: &Events, ops: &[KeyO
         let i = list.events[c].2;
         out.push(format!(
             "  {}\n      must take effect before its return, and cannot",
-            describe(ops[i].id, ops[i].entry)
+            ops[i].describe()
         ));
     }
     out
@@ -342,7 +358,7 @@ fn violation(
         prefix.len()
     );
     for i in prefix.iter().rev().take(10).rev() {
-        let _ = writeln!(explanation, "  {}", describe(ops[*i].id, ops[*i].entry));
+        let _ = writeln!(explanation, "  {}", ops[*i].describe());
     }
     explanation.push_str("after it, no operation can come next:\n");
     for c in candidates {
@@ -396,7 +412,7 @@ fn check_key(
     let mut ev = list.first();
     while list.first() != NONE {
         if let Some(i) = list.call(ev) {
-            let (reply, change) = step_key(schema, state.as_ref(), &ops[i].entry.op);
+            let (reply, change) = step_key(schema, state.as_ref(), ops[i].op);
             if ops[i].accepts(&reply) {
                 let new_state = change.unwrap_or_else(|| state.clone());
                 linearized[i / 64] |= 1 << (i % 64);

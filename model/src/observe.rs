@@ -40,12 +40,15 @@ pub enum Accept {
     NotMatching,
 }
 
-/// One per-key observation: `entry.op` is a single-key operation.
+/// One per-key observation: `op` is a single-key operation.
 #[derive(Clone, Debug)]
 pub struct Observation {
     /// The recorded operation it comes from.
     pub id: OpId,
-    pub entry: Entry,
+    pub op: Operation,
+    pub invoke: u64,
+    /// When it returned (`None`: its outcome is unknown).
+    pub ret: Option<u64>,
     pub accept: Accept,
 }
 
@@ -89,13 +92,17 @@ pub fn observations(history: &History) -> Result<Vec<Observation>, Violation> {
         let single = entry.op.key().is_some();
         match (&entry.op, &entry.outcome) {
             _ if single => {
-                let accept = match &entry.outcome {
-                    Outcome::Returned { reply, .. } => Accept::Exactly(reply.clone()),
-                    _ => Accept::Any,
+                let (ret, accept) = match &entry.outcome {
+                    Outcome::Returned { time, reply } => {
+                        (Some(*time), Accept::Exactly(reply.clone()))
+                    }
+                    _ => (None, Accept::Any),
                 };
                 out.push(Observation {
                     id,
-                    entry: entry.clone(),
+                    op: entry.op.clone(),
+                    invoke: entry.invoke,
+                    ret,
                     accept,
                 });
             }
@@ -182,14 +189,15 @@ fn searched(
         .map_err(|f| violation(format!("its checks are invalid yet it succeeded: {f:?}")))?;
     let mut returned = BTreeSet::new();
     let mut out = Vec::new();
+    let ret = match entry.outcome {
+        Outcome::Returned { time, .. } => Some(time),
+        _ => None,
+    };
     let at = |op: Operation, accept: Accept| Observation {
         id,
-        entry: Entry {
-            client: entry.client,
-            op,
-            invoke: entry.invoke,
-            outcome: entry.outcome.clone(),
-        },
+        op,
+        invoke: entry.invoke,
+        ret,
         accept,
     };
     for object in found {
@@ -254,12 +262,9 @@ fn grouped(
             };
             Observation {
                 id,
-                entry: Entry {
-                    client: entry.client,
-                    op: Operation::write(space, write),
-                    invoke: entry.invoke,
-                    outcome: Outcome::Unknown,
-                },
+                op: Operation::write(space, write),
+                invoke: entry.invoke,
+                ret: None,
                 accept: Accept::Any,
             }
         })
