@@ -292,86 +292,13 @@ async fn inject_one(
             }
             Some((now + hold, Undo::RestartDaemon(i)))
         }
-        Fault::Isolate if !isolated => {
-            let servers = cluster.server_ids();
-            let victim = servers[thread_rng().gen_range(0..servers.len())];
-            let others: Vec<_> = servers
-                .iter()
-                .copied()
-                .chain(cluster.client_ids())
-                .filter(|&n| n != victim)
-                .collect();
-            cluster.partition(&[victim], &others);
-            log.stamp(format!("isolate node {victim} for {} ms", hold.as_millis()));
-            Some((now + hold, Undo::Heal))
+        Fault::Isolate | Fault::IsolateFromServers | Fault::SplitDaemons | Fault::OneWay
+            if !isolated =>
+        {
+            Some((now + hold, partition(cluster, fault, hold, log)))
         }
-        Fault::IsolateFromServers if !isolated => {
-            let daemons = cluster.daemon_ids();
-            let victim = daemons[thread_rng().gen_range(0..daemons.len())];
-            let servers: Vec<_> = cluster
-                .server_ids()
-                .into_iter()
-                .filter(|&n| n != victim)
-                .collect();
-            cluster.partition(&[victim], &servers);
-            log.stamp(format!(
-                "cut node {victim} off from the servers for {} ms",
-                hold.as_millis()
-            ));
-            Some((now + hold, Undo::Heal))
-        }
-        Fault::SplitDaemons if !isolated => {
-            let mut daemons = cluster.daemon_ids();
-            daemons.shuffle(&mut thread_rng());
-            let cut = thread_rng().gen_range(1..daemons.len());
-            let (a, b) = daemons.split_at(cut);
-            cluster.partition(a, b);
-            log.stamp(format!(
-                "split daemons {a:?} from {b:?} for {} ms",
-                hold.as_millis()
-            ));
-            Some((now + hold, Undo::Heal))
-        }
-        Fault::OneWay if !isolated => {
-            let servers = cluster.server_ids();
-            let victim = servers[thread_rng().gen_range(0..servers.len())];
-            let others: Vec<_> = servers
-                .iter()
-                .copied()
-                .filter(|&n| n != victim && thread_rng().gen_bool(0.6))
-                .collect();
-            let deaf = thread_rng().gen_bool(0.5);
-            cluster.partition_one_way(&[victim], &others, deaf);
-            let how = if deaf {
-                "hears nothing from"
-            } else {
-                "is not heard by"
-            };
-            log.stamp(format!(
-                "node {victim} {how} {others:?} for {} ms",
-                hold.as_millis()
-            ));
-            Some((now + hold, Undo::Heal))
-        }
-        Fault::LinkResets => {
-            let per_million = thread_rng().gen_range(5_000..50_000);
-            rt::knobs::set_link_faults(per_million);
-            log.stamp(format!(
-                "links between daemons fail on {:.1}% of messages",
-                per_million as f64 / 10_000.0
-            ));
-            Some((now + hold, Undo::Network))
-        }
-        Fault::PacketLoss => {
-            let rate = thread_rng().gen_range(0.02..0.10);
-            cluster.set_packet_loss(rate);
-            log.stamp(format!("packet loss {:.0}%", rate * 100.0));
-            Some((now + hold, Undo::Network))
-        }
-        Fault::LatencySpike => {
-            let hi = thread_rng().gen_range(10..80);
-            cluster.set_latency(Duration::from_millis(hi / 2)..Duration::from_millis(hi));
-            log.stamp(format!("latency up to {hi} ms"));
+        Fault::LinkResets | Fault::PacketLoss | Fault::LatencySpike => {
+            degrade(cluster, fault, log);
             Some((now + hold, Undo::Network))
         }
         Fault::ChangeTolerance if !undo.iter().any(|(_, u)| matches!(u, Undo::Tolerance(_))) => {
@@ -385,21 +312,7 @@ async fn inject_one(
             Some((now + hold, Undo::Tolerance(base)))
         }
         Fault::Pause if !undo.iter().any(|(_, u)| matches!(u, Undo::Resume(_))) => {
-            let servers: Vec<_> = std::iter::once(&cluster.coordinator)
-                .chain(&cluster.daemons)
-                .filter(|s| s.up)
-                .map(|s| (s.name.clone(), s.node.id()))
-                .collect();
-            if servers.is_empty() {
-                return None;
-            }
-            let (name, node) = servers[thread_rng().gen_range(0..servers.len())].clone();
-            let longest = cluster.timing.lease * 3;
-            let hold =
-                Duration::from_millis(thread_rng().gen_range(50..=longest.as_millis() as u64));
-            cluster.pause(node);
-            log.stamp(format!("pause {name} for {} ms", hold.as_millis()));
-            Some((now + hold, Undo::Resume(node)))
+            pause_one(cluster, log)
         }
         Fault::AdminKill | Fault::AdminForget if down < tolerate => {
             let up: Vec<usize> = (0..cluster.daemons.len())
@@ -454,6 +367,115 @@ async fn inject_one(
         }
         _ => None,
     }
+}
+
+/// Cuts the network in one of the partition shapes; healed by `Undo::Heal`.
+fn partition(cluster: &mut SimCluster, fault: Fault, hold: Duration, log: &mut NemesisLog) -> Undo {
+    match fault {
+        Fault::Isolate => {
+            let servers = cluster.server_ids();
+            let victim = servers[thread_rng().gen_range(0..servers.len())];
+            let others: Vec<_> = servers
+                .iter()
+                .copied()
+                .chain(cluster.client_ids())
+                .filter(|&n| n != victim)
+                .collect();
+            cluster.partition(&[victim], &others);
+            log.stamp(format!("isolate node {victim} for {} ms", hold.as_millis()));
+        }
+        Fault::IsolateFromServers => {
+            let daemons = cluster.daemon_ids();
+            let victim = daemons[thread_rng().gen_range(0..daemons.len())];
+            let servers: Vec<_> = cluster
+                .server_ids()
+                .into_iter()
+                .filter(|&n| n != victim)
+                .collect();
+            cluster.partition(&[victim], &servers);
+            log.stamp(format!(
+                "cut node {victim} off from the servers for {} ms",
+                hold.as_millis()
+            ));
+        }
+        Fault::SplitDaemons => {
+            let mut daemons = cluster.daemon_ids();
+            daemons.shuffle(&mut thread_rng());
+            let cut = thread_rng().gen_range(1..daemons.len());
+            let (a, b) = daemons.split_at(cut);
+            cluster.partition(a, b);
+            log.stamp(format!(
+                "split daemons {a:?} from {b:?} for {} ms",
+                hold.as_millis()
+            ));
+        }
+        Fault::OneWay => {
+            let servers = cluster.server_ids();
+            let victim = servers[thread_rng().gen_range(0..servers.len())];
+            let others: Vec<_> = servers
+                .iter()
+                .copied()
+                .filter(|&n| n != victim && thread_rng().gen_bool(0.6))
+                .collect();
+            let deaf = thread_rng().gen_bool(0.5);
+            cluster.partition_one_way(&[victim], &others, deaf);
+            let how = if deaf {
+                "hears nothing from"
+            } else {
+                "is not heard by"
+            };
+            log.stamp(format!(
+                "node {victim} {how} {others:?} for {} ms",
+                hold.as_millis()
+            ));
+        }
+        _ => unreachable!("not a partition: {fault:?}"),
+    }
+    Undo::Heal
+}
+
+/// Makes links lossy, resetting or slow; restored by `Undo::Network`.
+fn degrade(cluster: &mut SimCluster, fault: Fault, log: &mut NemesisLog) {
+    match fault {
+        Fault::LinkResets => {
+            let per_million = thread_rng().gen_range(5_000..50_000);
+            rt::knobs::set_link_faults(per_million);
+            log.stamp(format!(
+                "links between daemons fail on {:.1}% of messages",
+                per_million as f64 / 10_000.0
+            ));
+        }
+        Fault::PacketLoss => {
+            let rate = thread_rng().gen_range(0.02..0.10);
+            cluster.set_packet_loss(rate);
+            log.stamp(format!("packet loss {:.0}%", rate * 100.0));
+        }
+        Fault::LatencySpike => {
+            let hi = thread_rng().gen_range(10..80);
+            cluster.set_latency(Duration::from_millis(hi / 2)..Duration::from_millis(hi));
+            log.stamp(format!("latency up to {hi} ms"));
+        }
+        _ => unreachable!("not a link fault: {fault:?}"),
+    }
+}
+
+/// Pauses one running server (coordinator or daemon) for up to three leases.
+fn pause_one(cluster: &mut SimCluster, log: &mut NemesisLog) -> Option<(rt::Instant, Undo)> {
+    let now = rt::now();
+    let servers: Vec<_> = std::iter::once(&cluster.coordinator)
+        .chain(&cluster.daemons)
+        .filter(|s| s.up)
+        .map(|s| (s.name.clone(), s.node.id()))
+        .collect();
+    if servers.is_empty() {
+        return None;
+    }
+    let (name, node) = servers[thread_rng().gen_range(0..servers.len())].clone();
+    let longest = cluster.timing.lease * 3;
+    let hold = Duration::from_millis(thread_rng().gen_range(50..=longest.as_millis() as u64));
+    cluster.pause(node);
+    log.stamp(format!("pause {name} for {} ms", hold.as_millis()));
+    Some((now + hold, Undo::Resume(node)))
 }
 
 async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> Option<Undo> {
