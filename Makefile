@@ -30,7 +30,7 @@ unit:
 	$(CARGO) test --workspace
 
 sim:
-	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=$(SIM_SEEDS) $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
+	SIM_SEEDS=$(SIM_SEEDS) $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test ci_seeds -- --nocapture
 	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
 	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance --test power -- --nocapture
 

@@ -24,6 +24,7 @@ pub mod error;
 pub mod limits;
 pub mod macaroon;
 pub mod net;
+pub mod probe;
 pub mod protocol;
 pub mod rt;
 pub mod storage;

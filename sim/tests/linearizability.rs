@@ -1,6 +1,7 @@
-//! Whole-cluster runs under the full fault mix; every run's history must be linearizable,
-//! replicas must converge, and the cluster must recover. `MADSIM_TEST_NUM` sets how many
-//! seeds run (the README's test command runs 200), `MADSIM_TEST_SEED` the first seed.
+//! One whole-cluster run under the full fault mix, through madsim's test harness: for
+//! replaying a seed (`MADSIM_TEST_SEED`, with `RUST_LOG` for tracing) and for madsim's
+//! determinism check (`MADSIM_TEST_CHECK_DETERMINISM=1`). The history must be linearizable,
+//! replicas must converge, and the cluster must recover. The CI seeds run in `ci_seeds.rs`.
 #![cfg(madsim)]
 
 use hyperdex_sim::run::{run, RunOptions};

@@ -131,18 +131,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn coordfail(e: RpcError) -> ClientError {
+    ClientError::new(
+        ReturnCode::CoordFail,
+        format!("cannot reach the coordinator: {e}"),
+    )
+}
+
 /// Fetches the configuration from the coordinator at `addr`.
 pub async fn fetch_config(addr: &str, opts: &ClientOptions) -> ClientResult<Config> {
-    let coordfail = |e: RpcError| {
-        ClientError::new(
-            ReturnCode::CoordFail,
-            format!("cannot reach the coordinator: {e}"),
-        )
-    };
     let who = Credentials::client(opts.tls.clone());
     let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
         .await
         .map_err(coordfail)?;
+    config_over(&conn, opts).await
+}
+
+/// Asks for the configuration over a connection to the coordinator.
+async fn config_over(conn: &RpcConn, opts: &ClientOptions) -> ClientResult<Config> {
     match conn
         .call(
             Message::ToCoordinator(CoordRequest::GetConfig),
@@ -206,7 +212,23 @@ impl Client {
 
     /// Fetches the configuration again (after RECONFIGURE or a failure).
     pub async fn refresh(&self) -> ClientResult<Arc<Config>> {
-        let c = fetch_config(&self.inner.coordinator, &self.inner.opts).await?;
+        // Over the connection kept to the coordinator (opened again if it broke).
+        let conn = self
+            .conn(&self.inner.coordinator)
+            .await
+            .map_err(coordfail)?;
+        let c = match config_over(&conn, &self.inner.opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                // A stalled connection is not asked again: the next refresh opens a new one.
+                self.inner
+                    .conns
+                    .lock()
+                    .await
+                    .remove(&self.inner.coordinator);
+                return Err(e);
+            }
+        };
         let mut g = lock(&self.inner.config);
         if c.version >= g.version {
             *g = Arc::new(c);
@@ -257,10 +279,11 @@ impl Client {
             match self.refresh_within(self.inner.opts.timeout).await {
                 Ok(c) => config = c,
                 Err(e) => {
+                    crate::probe!("client.coordinator_unreachable");
                     return Reply::Error(
                         ReturnCode::CoordFail,
                         format!("cannot look up space \"{name}\": {e}"),
-                    )
+                    );
                 }
             }
         }
@@ -308,6 +331,7 @@ impl Client {
         let name = op.space().unwrap_or_default();
         let Some(space) = config.space(name) else {
             // Removed since the call began (the configuration was refreshed): a definite answer.
+            crate::probe!("client.space_removed_mid_call");
             return Ok(Reply::Error(
                 ReturnCode::UnknownSpace,
                 format!("space \"{name}\" was removed"),

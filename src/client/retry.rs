@@ -96,7 +96,10 @@ impl Attempts {
     /// What came back from an attempt (`Err`: no answer, and why), at `now`.
     pub fn outcome(&mut self, now: Instant, result: Result<Reply, String>) -> Next {
         let problem = match result {
-            Ok(Reply::Error(ReturnCode::Reconfigure | ReturnCode::Offline, why)) => why,
+            Ok(Reply::Error(ReturnCode::Reconfigure | ReturnCode::Offline, why)) => {
+                crate::probe!("client.retried_after_reconfigure");
+                why
+            }
             Ok(reply) => return Next::Done(reply),
             Err(why) => why,
         };

@@ -223,8 +223,9 @@ impl Service {
                 if self.waits.fenced(id) =>
             {
                 tracing::debug!(?peer, "refused a request of fenced server {id}");
+                crate::probe!("coordinator.heartbeat_fenced");
                 Err((
-                    ReturnCode::AdminServerError,
+                    crate::protocol::coordinator::FENCED,
                     format!("server {id} is being removed by an operator"),
                 ))
             }
@@ -366,6 +367,7 @@ impl Service {
             );
             match self.apply(Command::ServerFailed(id)).await {
                 Ok(_) => {
+                    crate::probe!("coordinator.server_failed");
                     let due = self.waits.step(Event::Failed(id));
                     self.release(due).await;
                 }

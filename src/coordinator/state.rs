@@ -171,6 +171,7 @@ impl Cluster {
             Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
             Command::ServerForget(id) => {
                 if let Some(region) = self.only_copy(*id) {
+                    crate::probe!("coordinator.only_copy_refused");
                     return Err((
                         ReturnCode::AdminServerError,
                         format!(

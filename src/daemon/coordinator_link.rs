@@ -24,6 +24,7 @@ use tracing::{debug, error, warn};
 use crate::config::{Config, RegionId, ServerId, ServerState};
 use crate::error::Error;
 use crate::net::RpcConn;
+use crate::protocol::coordinator::FENCED;
 use crate::protocol::{CoordRequest, CoordResponse, Message};
 use crate::rt;
 
@@ -104,6 +105,8 @@ use CallError::{Failed, Refused};
 async fn call(conn: &RpcConn, msg: Message, timeout: Duration) -> Result<CoordResponse, CallError> {
     match conn.call(msg, timeout).await {
         Ok(Message::FromCoordinator(r)) => Ok(r),
+        // Fenced: refused for now, not for good (see `FENCED`).
+        Ok(Message::Error { code, message }) if code == FENCED => Err(Failed(message)),
         Ok(Message::Error { message, .. }) => Err(Refused(message)),
         Ok(other) => Err(Failed(format!("unexpected reply {}", other.name()))),
         Err(e) => Err(Failed(e.to_string())),

@@ -105,7 +105,15 @@ pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
     if stored
         .dedupe
         .iter()
-        .any(|r| r.client == d.client && (r.seq == d.seq || d.seq < r.low_seq))
+        .any(|r| r.client == d.client && d.seq < r.low_seq)
+    {
+        crate::probe!("record.below_low_seq_skipped");
+        return false;
+    }
+    if stored
+        .dedupe
+        .iter()
+        .any(|r| r.client == d.client && r.seq == d.seq)
     {
         return false;
     }

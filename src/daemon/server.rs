@@ -83,6 +83,7 @@ fn input_of(env: Envelope, tx: &ReplyTx, who: &Peer) -> Option<Event> {
                 msg,
             }),
             _ => {
+                crate::probe!("daemon.chain_from_stranger_dropped");
                 warn!(
                     ?who,
                     "a {} from a connection that is not a daemon's: dropped",

@@ -235,6 +235,7 @@ impl Transfers {
         if t.last {
             if self.received.insert(t.region) {
                 tracing::info!(region = %t.region, "state transfer complete");
+                crate::probe!("transfer.completed");
             }
             if let Some(j) = config.joiner(t.region) {
                 out.push(Effect::Done(t.region, j.since));

@@ -61,6 +61,11 @@ pub enum CoordRequest {
 }
 
 /// What the coordinator answers.
+/// The code of the refusal a server gets while an operator's `server-kill` or `server-forget`
+/// fences it: not final, since a killed server registers again once the failure detector has
+/// declared it failed.
+pub const FENCED: ReturnCode = ReturnCode::AdminInterrupted;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CoordResponse {
     Config(Config),

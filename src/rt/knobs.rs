@@ -10,42 +10,42 @@
 
 #[cfg(madsim)]
 mod sim {
+    use std::cell::{Cell, RefCell};
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Mutex;
 
     use madsim::task::NodeId;
 
-    static RATES: Mutex<BTreeMap<NodeId, f64>> = Mutex::new(BTreeMap::new());
-    static LINK_FAULTS: AtomicU32 = AtomicU32::new(0);
+    // One simulation runs on one thread; several may run at once on different threads.
+    thread_local! {
+        static RATES: RefCell<BTreeMap<NodeId, f64>> = const { RefCell::new(BTreeMap::new()) };
+        static LINK_FAULTS: Cell<u32> = const { Cell::new(0) };
+    }
 
     /// Makes `node`'s clock run `rate` fast (negative: slow), e.g. `0.01` for 1%.
     pub fn set_clock_rate(node: NodeId, rate: f64) {
-        let mut rates = RATES.lock().unwrap_or_else(|e| e.into_inner());
-        rates.insert(node, rate);
+        RATES.with(|r| r.borrow_mut().insert(node, rate));
     }
 
     /// Every clock back to real time (a new simulation reuses node ids).
     pub fn reset() {
-        RATES.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        LINK_FAULTS.store(0, Ordering::Relaxed);
+        RATES.with(|r| r.borrow_mut().clear());
+        LINK_FAULTS.with(|l| l.set(0));
     }
 
     /// The current node's clock rate.
     pub(crate) fn clock_rate() -> f64 {
         let node = madsim::plugin::node();
-        let rates = RATES.lock().unwrap_or_else(|e| e.into_inner());
-        rates.get(&node).copied().unwrap_or(0.0)
+        RATES.with(|r| r.borrow().get(&node).copied().unwrap_or(0.0))
     }
 
     /// Makes links between daemons fail on `per_million` of the messages they send (see
     /// [`LinkFault`](super::LinkFault)).
     pub fn set_link_faults(per_million: u32) {
-        LINK_FAULTS.store(per_million, Ordering::Relaxed);
+        LINK_FAULTS.with(|l| l.set(per_million));
     }
 
     pub(crate) fn link_faults() -> u32 {
-        LINK_FAULTS.load(Ordering::Relaxed)
+        LINK_FAULTS.with(Cell::get)
     }
 }
 

@@ -27,15 +27,18 @@ impl<W: Clone> Replica<W> {
         let version = msg.config_version();
         if version > self.config.version {
             if self.early.len() < EARLY_MESSAGES {
+                crate::probe!("chain.early_message_held");
                 self.early.push((from, msg));
             }
             out.push(Output::FetchConfig);
             return Ok(());
         }
         if version < self.config.version {
+            crate::probe!("chain.stale_version_dropped");
             return Ok(());
         }
         if self.sender_of(&msg) != Some(from) && !planted(Bug::TrustAnyPeer) {
+            crate::probe!("chain.forged_sender_dropped");
             tracing::warn!(
                 server = self.me.0, from = from.0, region = %msg.region(),
                 "a {} from a server that is not its sender in this configuration: dropped",
@@ -116,6 +119,7 @@ impl<W: Clone> Replica<W> {
             .unwrap_or(0)
             .max(stored.version);
         if w.version > held + 1 && !planted(Bug::AcceptGap) {
+            crate::probe!("chain.gap_dropped");
             tracing::debug!(
                 server = self.me.0, region = %w.region, version = w.version, held,
                 "a write beyond the next version: dropped until the ones before it arrive"

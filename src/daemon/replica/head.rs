@@ -129,6 +129,7 @@ impl<W: Clone> Replica<W> {
             .find(|d| d.client == req.client && d.seq == req.seq)
         {
             tracing::debug!(server = self.me.0, region = %o.region, client = req.client, seq = req.seq, "retry answered from the record");
+            crate::probe!("head.retry_answered_from_record");
             out.push(Output::Reply(waiter, reply(d.reply.clone())));
             return;
         }
@@ -222,7 +223,11 @@ fn read<W>(
         .map(|p| p.write.object.as_ref());
     let current = match pending_latest {
         Some(latest) if planted(Bug::ReadPending) => latest,
-        _ => stored.object.as_ref(),
+        Some(_) => {
+            crate::probe!("head.read_past_pending");
+            stored.object.as_ref()
+        }
+        None => stored.object.as_ref(),
     };
     step_key(&space.schema, current, op).0
 }

@@ -207,7 +207,10 @@ impl<W: Clone> Replica<W> {
                 };
                 let answer = match admitted {
                     Ok(()) => search::run(store, &self.config, self.me, &req)?,
-                    Err(refusal) => refusal,
+                    Err(refusal) => {
+                        crate::probe!("replica.search_refused");
+                        refusal
+                    }
                 };
                 out.push(Output::Reply(waiter, answer));
             }
@@ -254,6 +257,7 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         if !self.leased(now) {
+            crate::probe!("replica.no_lease_refused");
             return Err(reply(Reply::Error(
                 ReturnCode::Offline,
                 format!("server {} has lost contact with the coordinator", self.me),
@@ -266,6 +270,7 @@ impl<W: Clone> Replica<W> {
         if theirs > mine {
             out.push(Output::FetchConfig);
         }
+        crate::probe!("replica.stale_config_refused");
         Err(reconfigure(format!(
             "the request carries configuration {theirs}, the server has {mine}"
         )))

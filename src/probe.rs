@@ -1,0 +1,121 @@
+//! Probes: marks on the rare branches of the protocol (a write refused for skipping a
+//! version, a lease that ran out, a retried write answered from its record...). Under the
+//! simulation each [`probe!`](crate::probe!) counts how often its branch ran, so a sweep can
+//! report which rare branches its seeds never reached and the CI seeds can be required to
+//! reach a listed set; a fault mix that stops reaching them has stopped testing them.
+//! Outside the simulation a probe compiles to nothing.
+
+/// Every probe in the code, by name. A unit test keeps this list and the code in step.
+pub const ALL: &[&str] = &[
+    "chain.gap_dropped",
+    "chain.forged_sender_dropped",
+    "chain.stale_version_dropped",
+    "chain.early_message_held",
+    "daemon.chain_from_stranger_dropped",
+    "head.read_past_pending",
+    "head.retry_answered_from_record",
+    "record.below_low_seq_skipped",
+    "replica.no_lease_refused",
+    "replica.stale_config_refused",
+    "replica.search_refused",
+    "transfer.completed",
+    "coordinator.server_failed",
+    "coordinator.only_copy_refused",
+    "coordinator.heartbeat_fenced",
+    "client.coordinator_unreachable",
+    "client.space_removed_mid_call",
+    "client.retried_after_reconfigure",
+];
+
+/// The probes the CI seeds (1..=200 under the full fault mix) must all reach. The others are
+/// reached by longer sweeps (see docs/simulation.md).
+pub const REQUIRED_IN_CI: &[&str] = &[
+    "chain.gap_dropped",
+    "chain.stale_version_dropped",
+    "chain.early_message_held",
+    "daemon.chain_from_stranger_dropped",
+    "head.read_past_pending",
+    "head.retry_answered_from_record",
+    "replica.no_lease_refused",
+    "replica.stale_config_refused",
+    "replica.search_refused",
+    "transfer.completed",
+    "coordinator.server_failed",
+    "coordinator.only_copy_refused",
+    "coordinator.heartbeat_fenced",
+    "client.space_removed_mid_call",
+    "client.retried_after_reconfigure",
+];
+
+/// Marks a rare branch (see the [module docs](crate::probe)); the name must be in
+/// [`ALL`](crate::probe::ALL).
+#[macro_export]
+macro_rules! probe {
+    ($name:literal) => {
+        $crate::probe::hit($name)
+    };
+}
+
+#[cfg(madsim)]
+static HITS: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one pass through the probe `name` (simulation only; nothing otherwise).
+#[inline]
+pub fn hit(name: &'static str) {
+    #[cfg(madsim)]
+    {
+        let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+        *hits.entry(name).or_default() += 1;
+    }
+    #[cfg(not(madsim))]
+    let _ = name;
+}
+
+/// How often each probe ran in this process so far, every probe listed (zero if never).
+#[cfg(madsim)]
+pub fn counts() -> std::collections::BTreeMap<&'static str, u64> {
+    let hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+    ALL.iter()
+        .map(|&p| (p, hits.get(p).copied().unwrap_or(0)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn probes_in(dir: &Path, found: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                probes_in(&path, found);
+            } else if path.extension().is_some_and(|x| x == "rs") && !path.ends_with("probe.rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for part in text.split("probe!(\"").skip(1) {
+                    if let Some((name, _)) = part.split_once('"') {
+                        found.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_list_names_exactly_the_probes_in_the_code() {
+        let mut found = BTreeSet::new();
+        probes_in(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        let listed: BTreeSet<String> = super::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(found, listed, "probe!() uses and probe::ALL differ");
+        for p in super::REQUIRED_IN_CI {
+            assert!(listed.contains(*p), "{p} is required but not a probe");
+        }
+    }
+}
