@@ -57,7 +57,7 @@ fn the_ci_seeds_are_clean_and_reach_the_required_probes() {
 
     let counts = probe::counts();
     for (p, n) in &counts {
-        eprintln!("probe {p:<36} {n}");
+        eprintln!("probe {p:<42} {n}");
     }
     if first == 1 && count >= 200 {
         let missed: Vec<_> = probe::REQUIRED_IN_CI

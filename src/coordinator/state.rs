@@ -328,12 +328,14 @@ impl Cluster {
         let index = region.index as usize;
         match space.joining.get(index).copied().flatten() {
             Some(j) if j.server == server && j.since == since => {
+                crate::probe!("coordinator.joiner_promoted");
                 space.joining[index] = None;
                 // The member it replaces leaves, unless that would leave the region short of
                 // replicas (another member failed meanwhile).
                 let want = space.schema.tolerate as usize + 1;
                 if let (Some(gone), Some(chain)) = (j.replaces, space.chains.get_mut(index)) {
                     if chain.len() > want && chain.first() != Some(&gone) {
+                        crate::probe!("coordinator.member_replaced");
                         chain.retain(|&m| m != gone);
                     }
                 }

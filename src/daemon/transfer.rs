@@ -222,6 +222,7 @@ impl Transfers {
         let progress = self.progress.entry(t.region).or_default();
         if t.after != *progress {
             // Not the next window: tell the source where to resume.
+            crate::probe!("transfer.rewound");
             let upto = progress.clone();
             out.push(ack(config, pred, t.region, upto, false));
             return Ok(out);

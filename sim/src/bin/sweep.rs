@@ -159,7 +159,7 @@ impl Tally {
         }
         println!("probes:");
         for (p, n) in &self.probes {
-            println!("  {p:<36} {n}");
+            println!("  {p:<42} {n}");
         }
         let never: Vec<&String> = self
             .probes

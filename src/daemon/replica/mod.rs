@@ -341,6 +341,7 @@ impl<W: Clone> Replica<W> {
         match position {
             None => {
                 // We left this chain: clients retry elsewhere.
+                crate::probe!("replica.left_chain_with_pending");
                 for p in self
                     .pending
                     .remove(&slot)
@@ -361,6 +362,7 @@ impl<W: Clone> Replica<W> {
             }
             Some((pos, chain)) if pos + 1 == chain.len() => {
                 // We are the tail now: everything pending is stored and acknowledged.
+                crate::probe!("replica.became_tail_with_pending");
                 let top = self.pending[&slot].keys().next_back().copied().unwrap_or(0);
                 self.commit_through(store, region, &slot.1, top, out)?;
                 if pos > 0 {
@@ -369,6 +371,7 @@ impl<W: Clone> Replica<W> {
                 }
             }
             Some((pos, chain)) => {
+                crate::probe!("replica.pending_resent_after_reconfigure");
                 let version = self.config.version;
                 for p in self
                     .pending
