@@ -19,6 +19,8 @@ pub const ACTOR_BATCH: usize = 1024;
 /// messages to that peer are dropped and the replica resends them on its next tick; the actor
 /// never waits for a peer (two daemons waiting for each other would deadlock).
 pub const PEER_QUEUE: usize = 16_384;
+/// Most bytes (encoded) queued for one peer; a message beyond it is dropped and resent later.
+pub const PEER_QUEUE_BYTES: usize = 64 << 20;
 
 /// Frames waiting to be written on one connection. A server whose client does not read its
 /// replies until this many are queued closes the connection; a client waits to send.

@@ -1,19 +1,21 @@
 //! Outgoing connections to other daemons: one link task per peer, each with a bounded queue.
 //!
 //! The actor hands every chain message to [`Peers::send`], which never waits: a message to a
-//! peer whose queue is full ([`PEER_QUEUE`]) is dropped, and so are the messages queued while
-//! a link is down. That is safe because the replica resends what matters (pending writes,
+//! peer whose queue is full ([`PEER_QUEUE`] messages or [`PEER_QUEUE_BYTES`] bytes) is
+//! dropped, and so are the messages queued while a link is down. That is safe because the replica resends what matters (pending writes,
 //! the current transfer window) on every tick and whenever a link comes up again
 //! ([`Input::PeerUp`]), and receivers ignore what they already have.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::ServerId;
-use crate::limits::PEER_QUEUE;
+use crate::limits::{PEER_QUEUE, PEER_QUEUE_BYTES};
 use crate::net::{Credentials, RpcConn};
 use crate::protocol::{ChainMessage, Message};
 use crate::rt;
@@ -22,9 +24,19 @@ use crate::rt::knobs::LinkFault;
 use super::replica::Input;
 use super::{Event, RPC_TIMEOUT};
 
+/// A message queued for a peer, with its encoded size.
+type Queued = (usize, ChainMessage);
+
+/// The sending end of a link: where it goes, its queue, and the bytes queued.
+struct Link {
+    addr: String,
+    tx: mpsc::Sender<Queued>,
+    bytes: Arc<AtomicUsize>,
+}
+
 /// The links to every peer this daemon has sent to.
 pub struct Peers {
-    links: BTreeMap<ServerId, (String, mpsc::Sender<ChainMessage>)>,
+    links: BTreeMap<ServerId, Link>,
     events: mpsc::Sender<Event>,
     max_frame: usize,
     who: Credentials,
@@ -54,26 +66,45 @@ impl Peers {
         let stale = self
             .links
             .get(&to)
-            .is_none_or(|(a, tx)| a != addr || tx.is_closed());
+            .is_none_or(|l| l.addr != addr || l.tx.is_closed());
         if stale {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let bytes = Arc::new(AtomicUsize::new(0));
             let link = peer_link(
                 to,
                 addr.to_string(),
-                rx,
+                (rx, bytes.clone()),
                 self.events.clone(),
                 (self.max_frame, self.who.clone()),
             );
             self.spawner.spawn(link);
-            self.links.insert(to, (addr.to_string(), tx));
+            let addr = addr.to_string();
+            self.links.insert(to, Link { addr, tx, bytes });
         }
-        if let Some((_, tx)) = self.links.get(&to) {
-            if tx.try_send(msg).is_err() {
-                debug!(
-                    peer = to.0,
-                    "peer queue full: message dropped (resent on the next tick)"
-                );
-            }
+        let Some(link) = self.links.get(&to) else {
+            return;
+        };
+        // An unencodable message is the link's to report; count it as small.
+        let size = postcard::serialize_with_flavor::<_, _, usize>(
+            &msg,
+            postcard::ser_flavors::Size::default(),
+        )
+        .unwrap_or(0);
+        let queued = link.bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + size > PEER_QUEUE_BYTES {
+            debug!(
+                peer = to.0,
+                queued, size, "peer queue full (bytes): message dropped"
+            );
+            return;
+        }
+        link.bytes.fetch_add(size, Ordering::Relaxed);
+        if link.tx.try_send((size, msg)).is_err() {
+            link.bytes.fetch_sub(size, Ordering::Relaxed);
+            debug!(
+                peer = to.0,
+                "peer queue full: message dropped (resent on the next tick)"
+            );
         }
     }
 }
@@ -83,7 +114,7 @@ impl Peers {
 async fn peer_link(
     to: ServerId,
     addr: String,
-    mut rx: mpsc::Receiver<ChainMessage>,
+    (mut rx, bytes): (mpsc::Receiver<Queued>, Arc<AtomicUsize>),
     events: mpsc::Sender<Event>,
     (max_frame, who): (usize, Credentials),
 ) {
@@ -93,13 +124,15 @@ async fn peer_link(
                 if events.send(Input::PeerUp(to)).await.is_err() {
                     return;
                 }
-                while let Some(msg) = rx.recv().await {
-                    match rt::knobs::link_fault() {
-                        Some(LinkFault::Drop) => continue,
-                        Some(LinkFault::Reset) => break,
-                        None => {}
-                    }
-                    match conn.send(Message::Chain(msg)).await {
+                while let Some((size, msg)) = rx.recv().await {
+                    let fault = rt::knobs::link_fault();
+                    let sent = match fault {
+                        Some(_) => Ok(fault != Some(LinkFault::Reset)),
+                        None => conn.send(Message::Chain(msg)).await,
+                    };
+                    // Counted until the connection has taken it.
+                    bytes.fetch_sub(size, Ordering::Relaxed);
+                    match sent {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => warn!(peer = to.0, "a chain message was not sent: {e}"),
@@ -113,7 +146,9 @@ async fn peer_link(
         }
         // Messages queued while disconnected are dropped: the replica resends what matters
         // when the link is up again.
-        while rx.try_recv().is_ok() {}
+        while let Ok((size, _)) = rx.try_recv() {
+            bytes.fetch_sub(size, Ordering::Relaxed);
+        }
         rt::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -7,7 +7,11 @@
 //!
 //! - the source sends one [`TransferData`] window at a time (at most [`TRANSFER_WINDOW`]
 //!   objects and about [`TRANSFER_WINDOW_BYTES`] bytes) and the next one only when the joiner
-//!   acknowledges it, so at most one window per region is in flight;
+//!   acknowledges it, so at most one window per region is in flight; a window not
+//!   acknowledged within [`RESEND_TICKS`] ticks is sent again (it or its ack was lost);
+//! - a source sends at most [`ACTIVE_TRANSFERS`] transfers at once (the others wait in
+//!   region order), so the memory it spends on transfers is bounded however many regions it
+//!   serves and however large they are;
 //! - the joiner accepts a window only if it starts right after the last key it stored (its
 //!   *progress*); otherwise it tells the source where to resume. So a source that lost its
 //!   place (it restarted, or became the source anew) never skips a key;
@@ -39,6 +43,11 @@ pub const TRANSFER_WINDOW: usize = 4096;
 /// Most bytes per transfer window (a window always carries at least one object).
 pub const TRANSFER_WINDOW_BYTES: usize = 1 << 20;
 
+/// Ticks a window may go unacknowledged before it is sent again.
+pub const RESEND_TICKS: u32 = 5;
+/// Most transfers one server sends at once, each with one window in flight.
+pub const ACTIVE_TRANSFERS: usize = 4;
+
 /// What the transfer machine asks the daemon to do.
 #[derive(Debug, PartialEq)]
 pub enum Effect {
@@ -57,6 +66,8 @@ struct Outgoing {
     cursor: Option<Vec<u8>>,
     done: bool,
     windows: u64,
+    /// Ticks since the current window was sent (`None`: not sent yet).
+    waiting: Option<u32>,
 }
 
 /// One daemon's transfers, as source and as joiner.
@@ -123,6 +134,7 @@ impl Transfers {
         // acknowledged.
         for o in self.outgoing.values_mut() {
             o.done = false;
+            o.waiting = None;
         }
         self.send_windows(store, config, None)
     }
@@ -136,10 +148,7 @@ impl Transfers {
         self.received.remove(&region);
         self.progress.remove(&region);
         tracing::debug!(server = self.me.0, %region, ?join, "joining: dropping the old copy");
-        for (k, _) in store.scan_prefix(Table::Objects, &region_prefix(region))? {
-            store.put(Table::Objects, &k, None);
-        }
-        Ok(())
+        store.delete_prefix(Table::Objects, &region_prefix(region))
     }
 
     fn become_source(&mut self, old: &Config, region: RegionId, j: Joiner) {
@@ -163,13 +172,16 @@ impl Transfers {
                     cursor: None,
                     done: false,
                     windows: 0,
+                    waiting: None,
                 },
             );
         }
     }
 
-    /// Sends the current window of every transfer not yet done (to `only`, if given): after
-    /// a connection to the joiner came up again, or periodically in case one was lost.
+    /// Sends the current window of every active transfer (to `only`, if given) that has
+    /// not been sent since it last moved: after a configuration change or when a connection
+    /// to the joiner came up again (with `waiting` cleared by the caller), or when a transfer
+    /// becomes active.
     pub fn send_windows(
         &mut self,
         store: &mut dyn Store,
@@ -177,27 +189,61 @@ impl Transfers {
         only: Option<ServerId>,
     ) -> Effects {
         let mut out = Vec::new();
-        for (region, o) in &self.outgoing {
-            if o.done || only.is_some_and(|p| p != o.to) {
-                continue;
+        let active: Vec<RegionId> = self.active().collect();
+        for region in active {
+            let o = &self.outgoing[&region];
+            if o.waiting.is_none() && only.is_none_or(|p| p == o.to) {
+                out.push(self.window(store, config, region)?);
             }
-            let (entries, last) = read_window(store, *region, o.cursor.as_deref(), self.window)?;
-            tracing::debug!(
-                server = self.me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
-                last, config = config.version, "transfer window"
-            );
-            out.push(Effect::Send(
-                o.to,
-                ChainMessage::TransferData(TransferData {
-                    config_version: config.version,
-                    region: *region,
-                    after: o.cursor.clone(),
-                    entries,
-                    last,
-                }),
-            ));
         }
         Ok(out)
+    }
+
+    /// The transfers being sent now: the first [`ACTIVE_TRANSFERS`] not done.
+    fn active(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.outgoing
+            .iter()
+            .filter(|(_, o)| !o.done)
+            .take(ACTIVE_TRANSFERS)
+            .map(|(r, _)| *r)
+    }
+
+    /// The current window of the transfer of `region` (marked sent).
+    fn window(
+        &mut self,
+        store: &dyn Store,
+        config: &Config,
+        region: RegionId,
+    ) -> Result<Effect, StoreError> {
+        let me = self.me;
+        let o = self
+            .outgoing
+            .get_mut(&region)
+            .expect("a window only of a transfer in progress");
+        let (entries, last) = read_window(store, region, o.cursor.as_deref(), self.window)?;
+        tracing::debug!(
+            server = me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
+            last, config = config.version, "transfer window"
+        );
+        o.waiting = Some(0);
+        Ok(Effect::Send(
+            o.to,
+            ChainMessage::TransferData(TransferData {
+                config_version: config.version,
+                region,
+                after: o.cursor.clone(),
+                entries,
+                last,
+            }),
+        ))
+    }
+
+    /// A connection to `peer` came up again: what was in flight to it may be lost.
+    pub fn peer_up(&mut self, store: &mut dyn Store, config: &Config, peer: ServerId) -> Effects {
+        for o in self.outgoing.values_mut().filter(|o| o.to == peer) {
+            o.waiting = None;
+        }
+        self.send_windows(store, config, Some(peer))
     }
 
     /// The joiner's side: stores a window if it is the next one, and acknowledges.
@@ -261,16 +307,26 @@ impl Transfers {
             tracing::info!(region = %a.region, to = o.to.0, windows = o.windows, "state transfer in progress");
         }
         if a.done {
+            // Done: the next transfer waiting, if any, becomes active.
             o.done = true;
-            return Ok(Vec::new());
+            return self.send_windows(store, config, None);
         }
-        let to = o.to;
-        self.send_windows(store, config, Some(to))
+        Ok(vec![self.window(store, config, a.region)?])
     }
 
-    /// Periodically: resend current windows (one may have been lost) and report again the
+    /// Periodically: resend windows long unacknowledged (one may have been lost) and report again the
     /// regions received completely (the report may have been lost).
     pub fn tick(&mut self, store: &mut dyn Store, config: &Config) -> Effects {
+        let active: Vec<RegionId> = self.active().collect();
+        for region in active {
+            if let Some(o) = self.outgoing.get_mut(&region) {
+                match o.waiting {
+                    Some(t) if t + 1 >= RESEND_TICKS => o.waiting = None,
+                    Some(t) => o.waiting = Some(t + 1),
+                    None => {}
+                }
+            }
+        }
         let mut out = self.send_windows(store, config, None)?;
         for r in &self.received {
             if let Some(j) = config.joiner(*r).filter(|j| j.server == self.me) {
@@ -548,5 +604,87 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(src.tick(&mut store, &after).unwrap().is_empty());
+    }
+
+    fn windows_in(effects: &[Effect]) -> Vec<RegionId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(_, ChainMessage::TransferData(t)) => Some(t.region),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unacknowledged_window_is_sent_again_only_after_some_ticks() {
+        let before = config(1, &[1], None);
+        let during = config(2, &[1, 2], Some((2, 2)));
+        let mut src = Transfers::new(SOURCE, 10);
+        let mut store = MemStore::new();
+        fill(&mut store, 30);
+        let first = src.on_config(&mut store, &before, &during).unwrap();
+        assert_eq!(windows_in(&first), vec![REGION]);
+        for _ in 1..RESEND_TICKS {
+            let out = src.tick(&mut store, &during).unwrap();
+            assert!(windows_in(&out).is_empty(), "resent too soon: {out:?}");
+        }
+        let out = src.tick(&mut store, &during).unwrap();
+        assert_eq!(windows_in(&out), vec![REGION], "never resent");
+        // A connection that comes up again gets the window at once.
+        let out = src.peer_up(&mut store, &during, JOINER).unwrap();
+        assert_eq!(windows_in(&out), vec![REGION]);
+    }
+
+    #[test]
+    fn a_source_sends_a_bounded_number_of_transfers_at_once() {
+        let regions = ACTIVE_TRANSFERS as u32 * 2 + 1;
+        let many = |version: u64, joining: bool| {
+            let mut c = config(version, &[1], None);
+            let s = c.spaces.get_mut("s").expect("space");
+            s.chains = vec![
+                if joining {
+                    vec![SOURCE, JOINER]
+                } else {
+                    vec![SOURCE]
+                };
+                regions as usize
+            ];
+            s.joining = vec![
+                joining.then_some(Joiner {
+                    server: JOINER,
+                    since: 2,
+                    replaces: None,
+                });
+                regions as usize
+            ];
+            c
+        };
+        let (before, during) = (many(1, false), many(2, true));
+        let mut src = Transfers::new(SOURCE, 1000);
+        let mut store = MemStore::new();
+        for index in 0..regions {
+            let region = RegionId {
+                space: REGION.space,
+                index,
+            };
+            stage(&mut store, region, b"k", &object(index as i64));
+        }
+        store.sync().unwrap();
+        let mut in_flight = windows_in(&src.on_config(&mut store, &before, &during).unwrap());
+        let mut finished = 0;
+        while let Some(region) = in_flight.pop() {
+            assert!(in_flight.len() < ACTIVE_TRANSFERS, "{in_flight:?}");
+            // Every region holds one object: its first window is its last.
+            let ack = TransferAck {
+                config_version: during.version,
+                region,
+                upto: Some(b"k".to_vec()),
+                done: true,
+            };
+            in_flight.extend(windows_in(&src.on_ack(&mut store, &during, ack).unwrap()));
+            finished += 1;
+        }
+        assert_eq!(finished, regions, "every transfer ran in turn");
     }
 }

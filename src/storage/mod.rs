@@ -58,6 +58,22 @@ pub trait Store: Send + 'static {
     }
     /// Stages a write (`None` deletes).
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>);
+    /// Stages the deletion of every entry whose key starts with `prefix`, reading the keys a
+    /// page at a time (never the whole range at once).
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<(), StoreError> {
+        const PAGE: usize = 4096;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan_from(table, prefix, after.as_deref(), PAGE)?;
+            for (k, _) in &page {
+                self.put(table, k, None);
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
     /// Makes every staged write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 }

@@ -26,7 +26,9 @@ impl<W: Clone> Replica<W> {
     ) -> Result<(), StoreError> {
         let version = msg.config_version();
         if version > self.config.version {
-            if self.early.len() < EARLY_MESSAGES {
+            // Transfer windows are not kept: they are large, and sent again anyway.
+            let window = matches!(msg, ChainMessage::TransferData(_));
+            if self.early.len() < EARLY_MESSAGES && !window {
                 crate::probe!("chain.early_message_held");
                 self.early.push((from, msg));
             }

@@ -223,9 +223,7 @@ impl<W: Clone> Replica<W> {
             }
             Input::PeerUp(peer) => {
                 self.resend(Some(peer), &mut out);
-                let effects = self
-                    .transfers
-                    .send_windows(store, &self.config, Some(peer))?;
+                let effects = self.transfers.peer_up(store, &self.config, peer)?;
                 push_effects(effects, &mut out);
             }
             Input::Tick => {
@@ -301,9 +299,7 @@ impl<W: Clone> Replica<W> {
         // Data of removed spaces goes.
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
-                for (k, _) in store.scan_prefix(Table::Objects, &s.id.0.to_be_bytes())? {
-                    store.put(Table::Objects, &k, None);
-                }
+                store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes())?;
             }
         }
         let slots: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
