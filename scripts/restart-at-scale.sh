@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A routine restart at scale: loads N objects of 100 bytes into a 3-daemon cluster
+# (tolerate 1), SIGKILLs one daemon, restarts it (on its data directory, or on an empty one
+# with WIPE=1) under a light write load, and reports how long until the cluster is stable,
+# every daemon's peak RSS, whether any other server was declared failed, and whether any
+# acknowledged write was lost.
+#
+#   scripts/restart-at-scale.sh                 # N=1000000, DOWN=1 (seconds down)
+#   N=200000 DOWN=60 WIPE=1 scripts/restart-at-scale.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${N:-1000000}"
+DOWN="${DOWN:-1}"
+WIPE="${WIPE:-0}"
+PORT="${PORT:-19820}"
+cargo build --release --quiet
+BIN=$PWD/target/release/hyperdex
+DIR=$(mktemp -d /tmp/hyperdex-restart.XXXXXX)
+PIDS=()
+cleanup() {
+  kill "${PIDS[@]}" "${WRITER:-}" "${SAMPLER:-}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+start_daemon() { # index
+  mkdir -p "$DIR/d$1"
+  "$BIN" daemon -f -D "$DIR/d$1" -p $((PORT + 10 + $1)) -P "$PORT" >>"$DIR/d$1.log" 2>&1 &
+  DAEMON[$1]=$!
+}
+
+mkdir -p "$DIR/c"
+"$BIN" coordinator -f -D "$DIR/c" -p "$PORT" >"$DIR/c.log" 2>&1 &
+PIDS+=($!)
+declare -a DAEMON
+for i in 1 2 3; do start_daemon $i; PIDS+=("${DAEMON[$i]}"); done
+for _ in $(seq 100); do
+  [ "$("$BIN" show-config -p "$PORT" 2>/dev/null | grep -c AVAILABLE)" -ge 3 ] && break
+  sleep 0.2
+done
+
+echo "== load $N objects"
+t0=$(date +%s.%N)
+"$BIN" bench --port "$PORT" --workload put --records "$N" --ops 1 --fields 1 \
+  --value-size 100 --clients 16 --window 16 --quiet >"$DIR/bench.txt"
+t1=$(date +%s.%N)
+echo "load: $(echo "$t1 - $t0" | bc) s"
+for i in 1 2 3; do
+  echo "daemon$i: disk $(du -sm "$DIR/d$i" | cut -f1) MB, RSS $(($(ps -o rss= -p "${DAEMON[$i]}") / 1024)) MB"
+done
+t0=$(date +%s.%N)
+echo "count: $("$BIN" count -p "$PORT" bench) objects in $(echo "$(date +%s.%N) - $t0" | bc) s"
+
+echo "== SIGKILL daemon2, down $DOWN s, wipe=$WIPE"
+kill -9 "${DAEMON[2]}"
+# A light write load throughout: one put at a time, each key recorded once acknowledged.
+( i=0
+  while :; do
+    i=$((i + 1))
+    if "$BIN" put -p "$PORT" bench "w$i" '{"f0": "restart"}' >/dev/null 2>&1; then
+      echo "w$i" >>"$DIR/acked"
+    fi
+    sleep 0.05
+  done ) &
+WRITER=$!
+sleep "$DOWN"
+[ "$WIPE" = 1 ] && rm -rf "$DIR/d2"
+start_daemon 2
+PIDS+=("${DAEMON[2]}")
+restarted=$(date +%s.%N)
+# Peak RSS of every daemon, sampled twice a second.
+( declare -A peak
+  while :; do
+    for i in 1 2 3; do
+      r=$(ps -o rss= -p "${DAEMON[$i]}" 2>/dev/null || echo 0)
+      [ "${r:-0}" -gt "${peak[$i]:-0}" ] && peak[$i]=$r
+    done
+    echo "${peak[1]:-0} ${peak[2]:-0} ${peak[3]:-0}" >"$DIR/peak"
+    sleep 0.5
+  done ) &
+SAMPLER=$!
+sleep 2 # let the coordinator see it back
+if "$BIN" wait-until-stable -p "$PORT" --timeout 600 >/dev/null; then
+  echo "stable $(echo "$(date +%s.%N) - $restarted" | bc) s after the restart"
+else
+  echo "NOT stable within 600 s of the restart"
+fi
+kill "$WRITER" "$SAMPLER" 2>/dev/null || true
+wait "$WRITER" "$SAMPLER" 2>/dev/null || true
+read -r p1 p2 p3 <"$DIR/peak"
+echo "peak RSS: daemon1 $((p1 / 1024)) MB, daemon2 $((p2 / 1024)) MB, daemon3 $((p3 / 1024)) MB"
+failed=$(grep -hc "declaring the server failed" "$DIR/c.log" || true)
+echo "servers declared failed (the coordinator's log): $failed"
+lost=0
+while read -r k; do
+  "$BIN" get -p "$PORT" bench "$k" 2>/dev/null | grep -q restart || lost=$((lost + 1))
+done <"$DIR/acked"
+echo "acknowledged writes during the restart: $(wc -l <"$DIR/acked"), lost: $lost"
+echo "count after: $("$BIN" count -p "$PORT" bench)"
