@@ -59,7 +59,7 @@ pub const REQUIRED_IN_CI: &[&str] = &[
     "client.retried_after_reconfigure",
 ];
 
-/// Marks a rare branch (see the [module docs](crate::probe)); the name must be in
+/// Marks a rare branch (see the [module docs](mod@crate::probe)); the name must be in
 /// [`ALL`](crate::probe::ALL).
 #[macro_export]
 macro_rules! probe {

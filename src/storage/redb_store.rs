@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{merge_scan, staged_range, KeyValues, Staged, Store, StoreError, Table};
+use super::overlay::{merge_scan, staged_range, Staged};
+use super::{KeyValues, Store, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
