@@ -6,7 +6,7 @@
 //! ```
 //! Seeds run in child processes of 100 seeds each, as many at once as there are cores
 //! (`--jobs`), so memory stays flat however long the sweep. The summary counts every
-//! [probe](hyperdex::probe) and names those no seed reached. A failing seed is printed with
+//! [probe](mod@hyperdex::probe) and names those no seed reached. A failing seed is printed with
 //! its explanation and the command that replays it.
 
 #[cfg(madsim)]
