@@ -418,6 +418,9 @@ mod tests {
         fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
             self.inner.put(table, key, value)
         }
+        fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+            self.inner.delete_prefix(table, prefix)
+        }
         fn sync(&mut self) -> Result<(), StoreError> {
             if *self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
                 return Err(StoreError::Io("disk full".into()));

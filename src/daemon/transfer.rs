@@ -110,7 +110,7 @@ impl Transfers {
             // A join is identified by (server, since): the member it replaces may change
             // while it runs (that member failed) without starting it over.
             if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
-                self.start_joining(store, region, mine)?;
+                self.start_joining(store, region, mine);
             }
             let joiner = config
                 .joiner(region)
@@ -139,16 +139,11 @@ impl Transfers {
         self.send_windows(store, config, None)
     }
 
-    fn start_joining(
-        &mut self,
-        store: &mut dyn Store,
-        region: RegionId,
-        join: Option<Joiner>,
-    ) -> Result<(), StoreError> {
+    fn start_joining(&mut self, store: &mut dyn Store, region: RegionId, join: Option<Joiner>) {
         self.received.remove(&region);
         self.progress.remove(&region);
         tracing::debug!(server = self.me.0, %region, ?join, "joining: dropping the old copy");
-        store.delete_prefix(Table::Objects, &region_prefix(region))
+        store.delete_prefix(Table::Objects, &region_prefix(region));
     }
 
     fn become_source(&mut self, old: &Config, region: RegionId, j: Joiner) {

@@ -19,7 +19,7 @@ pub mod redb_store;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use overlay::{merge_scan, staged_range, Staged};
+use overlay::{prefix_end, Overlay};
 pub use redb_store::RedbStore;
 
 /// The tables a store holds.
@@ -60,22 +60,9 @@ pub trait Store: Send + 'static {
     }
     /// Stages a write (`None` deletes).
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>);
-    /// Stages the deletion of every entry whose key starts with `prefix`, reading the keys a
-    /// page at a time (never the whole range at once).
-    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<(), StoreError> {
-        const PAGE: usize = 4096;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.scan_from(table, prefix, after.as_deref(), PAGE)?;
-            for (k, _) in &page {
-                self.put(table, k, None);
-            }
-            match page.last() {
-                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
-                _ => return Ok(()),
-            }
-        }
-    }
+    /// Stages the deletion of every entry whose key starts with `prefix`, without reading
+    /// them (memory independent of how many there are).
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]);
     /// Makes every staged write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -83,7 +70,7 @@ pub trait Store: Send + 'static {
 #[derive(Debug, Default)]
 struct MemDisk {
     durable: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
-    staged: Staged,
+    staged: Overlay,
     syncs: u64,
 }
 
@@ -106,15 +93,13 @@ impl MemStore {
     /// A power failure: every write not yet synced is lost. Returns how many were lost.
     pub fn crash(&self) -> usize {
         let mut d = self.disk();
-        let lost = d.staged.len();
-        d.staged.clear();
-        lost
+        std::mem::take(&mut d.staged).len()
     }
 
     /// The disk replaced by an empty one (a server rebuilt from scratch).
     pub fn wipe(&self) {
         let mut d = self.disk();
-        d.staged.clear();
+        d.staged = Overlay::default();
         d.durable.clear();
     }
 
@@ -127,11 +112,10 @@ impl MemStore {
 impl Store for MemStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let d = self.disk();
-        let k = (table, key.to_vec());
-        if let Some(v) = d.staged.get(&k) {
-            return Ok(v.clone());
+        match d.staged.get(table, key) {
+            Some(v) => Ok(v),
+            None => Ok(d.durable.get(&(table, key.to_vec())).cloned()),
         }
-        Ok(d.durable.get(&k).cloned())
     }
 
     fn scan_from(
@@ -152,20 +136,34 @@ impl Store for MemStore {
             .range((lower, Bound::Unbounded))
             .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
             .map(|((_, k), v)| (k.clone(), v.clone()));
-        Ok(merge_scan(
-            durable,
-            staged_range(&d.staged, table, prefix, after),
-            limit,
-        ))
+        Ok(d.staged.scan(table, (prefix, after), durable, limit))
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.disk().staged.insert((table, key.to_vec()), value);
+        self.disk().staged.put(table, key, value);
+    }
+
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        self.disk().staged.clear_prefix(table, prefix);
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
         let mut d = self.disk();
-        let staged = std::mem::take(&mut d.staged);
+        let Overlay { staged, cleared } = std::mem::take(&mut d.staged);
+        for (t, p) in cleared {
+            let end = prefix_end(&p).map(|e| (t, e));
+            let doomed: Vec<_> = match end {
+                Some(end) => d
+                    .durable
+                    .range((t, p)..end)
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                None => d.durable.range((t, p)..).map(|(k, _)| k.clone()).collect(),
+            };
+            for k in doomed {
+                d.durable.remove(&k);
+            }
+        }
         for ((t, k), v) in staged {
             match v {
                 Some(v) => d.durable.insert((t, k), v),
@@ -205,6 +203,31 @@ mod tests {
             1
         );
         assert_eq!(s.crash(), 3);
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
+        // A prefix deleted whole, then a key under it written again.
+        s.put(Table::Objects, b"a2", Some(b"y".to_vec()));
+        s.put(Table::Objects, b"b1", Some(b"w".to_vec()));
+        s.sync().unwrap();
+        s.delete_prefix(Table::Objects, b"a");
+        s.put(Table::Objects, b"a3", Some(b"z".to_vec()));
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), None);
+        assert_eq!(
+            s.scan_prefix(Table::Objects, b"").unwrap(),
+            vec![
+                (b"a3".to_vec(), b"z".to_vec()),
+                (b"b1".to_vec(), b"w".to_vec())
+            ]
+        );
+        s.sync().unwrap();
+        assert_eq!(s.scan_prefix(Table::Objects, b"a").unwrap().len(), 1);
+        s.delete_prefix(Table::Objects, b"a");
+        assert_eq!(s.crash(), 1, "a prefix deletion not synced is lost");
+        assert_eq!(s.get(Table::Objects, b"a3").unwrap(), Some(b"z".to_vec()));
+        s.delete_prefix(Table::Objects, b"");
+        s.sync().unwrap();
+        assert!(s.scan_prefix(Table::Objects, b"").unwrap().is_empty());
+        s.put(Table::Objects, b"a1", Some(b"x".to_vec()));
+        s.sync().unwrap();
         assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
         assert_eq!(s.get(Table::Objects, b"a2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"a1").unwrap(), None);

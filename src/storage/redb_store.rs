@@ -5,12 +5,11 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::overlay::{merge_scan, staged_range, Staged};
+use super::overlay::{prefix_end, Overlay};
 use super::{KeyValues, Store, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -29,7 +28,7 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 
 pub struct RedbStore {
     db: Database,
-    staged: Staged,
+    staged: Overlay,
 }
 
 impl RedbStore {
@@ -56,15 +55,15 @@ impl RedbStore {
         tx.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(RedbStore {
             db,
-            staged: BTreeMap::new(),
+            staged: Overlay::default(),
         })
     }
 }
 
 impl Store for RedbStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.staged.get(&(table, key.to_vec())) {
-            return Ok(v.clone());
+        if let Some(v) = self.staged.get(table, key) {
+            return Ok(v);
         }
         let tx = self.db.begin_read().map_err(io)?;
         let t = tx.open_table(def(table)).map_err(io)?;
@@ -96,11 +95,7 @@ impl Store for RedbStore {
                 }
             })
             .take_while(|(k, _)| k.starts_with(prefix));
-        let out = merge_scan(
-            durable,
-            staged_range(&self.staged, table, prefix, after),
-            limit,
-        );
+        let out = self.staged.scan(table, (prefix, after), durable, limit);
         match failure {
             Some(e) => Err(e),
             None => Ok(out),
@@ -108,7 +103,11 @@ impl Store for RedbStore {
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.staged.insert((table, key.to_vec()), value);
+        self.staged.put(table, key, value);
+    }
+
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        self.staged.clear_prefix(table, prefix);
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
@@ -119,7 +118,19 @@ impl Store for RedbStore {
         {
             let mut objects = tx.open_table(OBJECTS).map_err(io)?;
             let mut meta = tx.open_table(META).map_err(io)?;
-            for ((t, k), v) in &self.staged {
+            for (t, p) in &self.staged.cleared {
+                let table = match t {
+                    Table::Objects => &mut objects,
+                    Table::Meta => &mut meta,
+                };
+                let under = |k: &[u8], _: &[u8]| !k.starts_with(p);
+                match prefix_end(p) {
+                    Some(end) => table.retain_in::<&[u8], _>(p.as_slice()..end.as_slice(), under),
+                    None => table.retain_in::<&[u8], _>(p.as_slice().., under),
+                }
+                .map_err(io)?;
+            }
+            for ((t, k), v) in &self.staged.staged {
                 let table = match t {
                     Table::Objects => &mut objects,
                     Table::Meta => &mut meta,
@@ -135,7 +146,7 @@ impl Store for RedbStore {
             }
         }
         tx.commit().map_err(io)?;
-        self.staged.clear();
+        self.staged = Overlay::default();
         Ok(())
     }
 }
@@ -180,6 +191,33 @@ mod tests {
         assert_eq!(rest, vec![(vec![b'r', 20], vec![20])]);
         assert_eq!(s.get(Table::Objects, b"k2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"id").unwrap(), Some(b"7".to_vec()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_prefix_deleted_whole_is_gone_after_reopening() {
+        let dir = tempdir("prefix");
+        {
+            let mut s = RedbStore::open(&dir).unwrap();
+            for i in 0..=255u8 {
+                s.put(Table::Objects, &[1, i], Some(vec![i]));
+                s.put(Table::Objects, &[2, i], Some(vec![i]));
+            }
+            s.put(Table::Objects, &[0xff, 0xff, 1], Some(vec![9]));
+            s.sync().unwrap();
+            s.delete_prefix(Table::Objects, &[1]);
+            s.put(Table::Objects, &[1, 7], Some(b"again".to_vec()));
+            s.delete_prefix(Table::Objects, &[0xff, 0xff]);
+            assert_eq!(s.scan_prefix(Table::Objects, &[1]).unwrap().len(), 1);
+            s.sync().unwrap();
+        }
+        let s = RedbStore::open(&dir).unwrap();
+        assert_eq!(
+            s.scan_prefix(Table::Objects, &[1]).unwrap(),
+            vec![(vec![1, 7], b"again".to_vec())]
+        );
+        assert_eq!(s.scan_prefix(Table::Objects, &[2]).unwrap().len(), 256);
+        assert!(s.scan_prefix(Table::Objects, &[0xff]).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -299,7 +299,7 @@ impl<W: Clone> Replica<W> {
         // Data of removed spaces goes.
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
-                store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes())?;
+                store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
             }
         }
         let slots: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
