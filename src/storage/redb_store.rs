@@ -22,6 +22,11 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     }
 }
 
+/// redb's own page cache. The operating system caches the file too; a fixed cache keeps a
+/// server's memory independent of how much data it holds (redb's default is 1 GiB, which a
+/// daemon with a few hundred MB of data grows into during a state transfer).
+pub const CACHE_BYTES: usize = 64 << 20;
+
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -43,8 +48,10 @@ impl RedbStore {
         }
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let file: PathBuf = dir.join("hyperdex.redb");
-        let db =
-            Database::create(&file).map_err(|e| open_err(format!("{}: {e}", file.display())))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+            .map_err(|e| open_err(format!("{}: {e}", file.display())))?;
         // Create the tables up front so reads never meet a missing table.
         let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
