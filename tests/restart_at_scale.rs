@@ -1,0 +1,164 @@
+//! A routine restart with data (real processes): 200,000 objects on three daemons
+//! (tolerate 1), one daemon SIGKILLed and restarted on its data directory while a client
+//! writes. The cluster must be stable again within a minute, no daemon's memory may grow
+//! by more than a fixed bound during the rejoin (the bound does not depend on the data), no
+//! server other than the killed one may be declared failed, and no acknowledged write may
+//! be lost.
+//!
+//! `HYPERDEX_RESTART_TEST_OBJECTS=1000000 cargo test --release --test restart_at_scale`
+//! runs it larger; `scripts/restart-at-scale.sh` is the full benchmark.
+#![cfg(not(madsim))]
+#![allow(clippy::disallowed_methods)] // wall-clock pacing and /proc of a real-process test
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyperdex::admin::Admin;
+use hyperdex::client::{Client, ClientOptions};
+use hyperdex_model::Value;
+use support::ProcCluster;
+
+/// How much a daemon's resident memory may grow during the rejoin, whatever the data size:
+/// redb's page cache (64 MiB), a few transfer windows (1 MiB each) and queues.
+const GROWTH_BOUND_MB: u64 = 160;
+
+/// Resident memory of process `pid` in MiB (0 if it is gone).
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn pids(c: &ProcCluster) -> Vec<u32> {
+    c.daemons
+        .iter()
+        .map(|d| d.child.as_ref().map_or(0, |c| c.id()))
+        .collect()
+}
+
+/// Loads `objects` objects of 100 bytes into the space `bench` through `hyperdex bench`.
+fn load(port: &str, objects: u64) {
+    let load = std::process::Command::new(support::BIN)
+        .args(["bench", "--port", port, "--workload", "put", "--records"])
+        .arg(objects.to_string())
+        .args(["--ops", "1", "--fields", "1", "--value-size", "100"])
+        .args(["--clients", "8", "--window", "32", "--quiet"])
+        .output()
+        .expect("run hyperdex bench");
+    assert!(
+        load.status.success(),
+        "loading failed: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+}
+
+#[test]
+fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
+    let objects: u64 = std::env::var("HYPERDEX_RESTART_TEST_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let mut c = ProcCluster::start("restart-at-scale", 3);
+    let port = c.coord_port.to_string();
+    load(&port, objects);
+    let before: Vec<u64> = pids(&c).into_iter().map(rss_mb).collect();
+    eprintln!("{objects} objects loaded; RSS before the restart: {before:?} MiB");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let addr = c.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writer = {
+        let (stop, acked, addr) = (stop.clone(), acked.clone(), addr.clone());
+        rt.spawn(async move {
+            let client = Client::connect_with(&addr, ClientOptions::default())
+                .await
+                .expect("client");
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let key = format!("w{i}");
+                let put = client.put("bench", key.as_str(), vec![("n", Value::Int(i))]);
+                if put.await.is_ok() {
+                    acked.lock().expect("acked").push(key);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    c.kill_daemon(1);
+    std::thread::sleep(Duration::from_secs(1));
+    c.start_daemon(1);
+    let restarted = Instant::now();
+    let mut peak = before.clone();
+    let stable = rt.block_on(async {
+        let admin = Admin::connect_addr(&addr, Default::default())
+            .await
+            .expect("admin");
+        // Sample memory while waiting (the restarted daemon must first be seen back).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let wait = admin.wait_until_stable(Duration::from_secs(60));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                r = &mut wait => return r,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    for (p, pid) in peak.iter_mut().zip(pids(&c)) {
+                        *p = (*p).max(rss_mb(pid));
+                    }
+                }
+            }
+        }
+    });
+    let took = restarted.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(writer).expect("writer");
+    eprintln!("stable after {took:?}; peak RSS {peak:?} MiB");
+    stable.expect("the cluster is stable again within a minute of the restart");
+    for (i, (b, p)) in before.iter().zip(&peak).enumerate() {
+        // The restarted daemon starts from nothing: its bound is from zero.
+        let base = if i == 1 { 0 } else { *b };
+        assert!(
+            *p <= base + GROWTH_BOUND_MB,
+            "daemon{} grew from {b} MiB to {p} MiB during the rejoin",
+            i + 1
+        );
+    }
+    let log = std::fs::read_to_string(c.dir.join("coordinator.log")).unwrap_or_default();
+    let failed = log.matches("declaring the server failed").count();
+    assert_eq!(
+        failed, 1,
+        "only the killed daemon is declared failed:\n{log}"
+    );
+
+    let acked = acked.lock().expect("acked").clone();
+    assert!(!acked.is_empty(), "the writer wrote during the restart");
+    rt.block_on(async {
+        let client = Client::connect_with(&addr, ClientOptions::default())
+            .await
+            .expect("client");
+        for key in &acked {
+            let got = client.get("bench", key.as_str()).await;
+            assert!(
+                matches!(got, Ok(Some(_))),
+                "acknowledged write {key} lost: {got:?}"
+            );
+        }
+    });
+    let count = c.hyperdex(&["count", "bench"], None);
+    let n: u64 = String::from_utf8_lossy(&count.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        n >= objects + acked.len() as u64,
+        "count {n} after the restart"
+    );
+}
