@@ -80,3 +80,25 @@ async fn admin_changes_are_in_force_when_acknowledged() {
         assert_eq!(o["n"], Value::Int(i));
     }
 }
+
+/// A space the client does not know is looked up at the coordinator; when the coordinator
+/// cannot be reached, the answer is COORDFAIL (nothing known), never UNKNOWNSPACE (a
+/// definite answer about a space that may exist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_space_with_the_coordinator_down_is_coordfail() {
+    let mut cluster = ProcCluster::start("coordfail-lookup", 1);
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect_with(&cluster.addr(), opts)
+        .await
+        .expect("client");
+    cluster.kill_coordinator();
+    let err = client
+        .get("later", "k")
+        .await
+        .expect_err("no answer about a space nobody could look up");
+    assert_eq!(err.code, ReturnCode::CoordFail, "{err:?}");
+}

@@ -376,3 +376,35 @@ fn a_write_that_skips_a_lost_one_waits_for_it_so_every_retry_record_is_kept() {
     };
     assert_eq!(o["n"], Value::Int(11), "each increment applied once");
 }
+
+#[test]
+fn a_chain_write_from_a_server_that_is_not_the_predecessor_is_dropped() {
+    let (mut net, config) = Net::new(
+        3,
+        "space s key k attributes int n create 1 partition tolerate 2 failures",
+    );
+    let (head, region) = head_of(&config, "a");
+    net.input(
+        head,
+        op(
+            &config,
+            1,
+            1,
+            Operation::put("s", "a", vec![("n", Value::Int(5))]),
+        ),
+    );
+    // The write to the middle member arrives claiming to come from the tail instead.
+    let (_, to, msg) = net.in_flight.remove(0);
+    let chain = config.chain(region).to_vec();
+    let tail = *chain.last().expect("a chain");
+    net.input(to, Input::Chain { from: tail, msg });
+    assert!(
+        net.in_flight.is_empty(),
+        "the member did not act on it: {:?}",
+        net.in_flight
+    );
+    let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
+    for m in &chain[1..] {
+        assert_eq!(load(&net.replicas[m].1, region, &kb).unwrap().version, 0);
+    }
+}
