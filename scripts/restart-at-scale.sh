@@ -2,8 +2,9 @@
 # A routine restart at scale: loads N objects of 100 bytes into a 3-daemon cluster
 # (tolerate 1), SIGKILLs one daemon, restarts it (on its data directory, or on an empty one
 # with WIPE=1) under a light write load, and reports how long until the cluster is stable,
-# every daemon's peak RSS, whether any other server was declared failed, and whether any
-# acknowledged write was lost.
+# every daemon's peak RSS, whether any other server was declared failed, whether any
+# acknowledged write was lost, and client latency (YCSB-B: 95% reads, 4 clients) before and
+# during the rejoin.
 #
 #   scripts/restart-at-scale.sh                 # N=1000000, DOWN=1 (seconds down)
 #   N=200000 DOWN=60 WIPE=1 scripts/restart-at-scale.sh
@@ -51,6 +52,22 @@ for i in 1 2 3; do
 done
 t0=$(date +%s.%N)
 echo "count: $("$BIN" count -p "$PORT" bench) objects in $(echo "$(date +%s.%N) - $t0" | bc) s"
+OPS="${OPS:-20000}"
+latency() { # label json
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[2]))
+g = r["per_op"].get("read") or next(iter(r["per_op"].values()))
+print("%s: %.0f ops/s, read p50 %d us, p99 %d us, errors %d"
+      % (sys.argv[1], r["ops_per_sec"], g["p50_us"], g["p99_us"], r["errors"]))
+PY
+}
+ycsb_b() { # json
+  "$BIN" bench --port "$PORT" --existing --workload b --records "$N" --fields 1 \
+    --value-size 100 --clients 4 --ops "$OPS" --json "$1" --quiet >/dev/null
+}
+ycsb_b "$DIR/before.json"
+latency "client latency before" "$DIR/before.json"
 
 echo "== SIGKILL daemon2, down $DOWN s, wipe=$WIPE"
 kill -9 "${DAEMON[2]}"
@@ -80,12 +97,16 @@ restarted=$(date +%s.%N)
     sleep 0.5
   done ) &
 SAMPLER=$!
+ycsb_b "$DIR/during.json" &
+BENCH=$!
 sleep 2 # let the coordinator see it back
 if "$BIN" wait-until-stable -p "$PORT" --timeout 600 >/dev/null; then
   echo "stable $(echo "$(date +%s.%N) - $restarted" | bc) s after the restart"
 else
   echo "NOT stable within 600 s of the restart"
 fi
+wait "$BENCH"
+latency "client latency from the restart on ($OPS operations)" "$DIR/during.json"
 kill "$WRITER" "$SAMPLER" 2>/dev/null || true
 wait "$WRITER" "$SAMPLER" 2>/dev/null || true
 read -r p1 p2 p3 <"$DIR/peak"

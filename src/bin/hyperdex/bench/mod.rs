@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// Records loaded before the run.
     #[arg(long, default_value_t = 1000)]
     pub records: u64,
+    /// Run against the `bench` space and records an earlier run loaded (same --records and
+    /// --fields), without removing, adding or loading anything.
+    #[arg(long)]
+    pub existing: bool,
     /// String fields per record.
     #[arg(long, default_value_t = 10)]
     pub fields: usize,
@@ -254,23 +258,25 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
     let admin = Admin::connect_addr(addr, opts.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let _ = admin.rm_space("bench").await;
     let fields = args.fields.max(1);
-    admin
-        .add_space(&space_description(fields))
-        .await
-        .map_err(|e| e.to_string())?;
-    admin
-        .wait_until_stable(Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())?;
     let value = Value::String(vec![b'x'; args.value_size]);
     let records = args.records.max(1);
-    let loader = Client::connect_with(addr, opts.clone())
-        .await
-        .map_err(|e| e.to_string())?;
     let loading = Instant::now();
-    load(&loader, records, fields, &value).await;
+    if !args.existing {
+        let _ = admin.rm_space("bench").await;
+        admin
+            .add_space(&space_description(fields))
+            .await
+            .map_err(|e| e.to_string())?;
+        admin
+            .wait_until_stable(Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?;
+        let loader = Client::connect_with(addr, opts.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        load(&loader, records, fields, &value).await;
+    }
     let load_seconds = loading.elapsed().as_secs_f64();
 
     let ycsb = match args.workload {
