@@ -164,6 +164,7 @@ fn forged_coordinator_requests() -> Vec<CoordRequest> {
         CoordRequest::Heartbeat {
             id: ServerId(1),
             config_version: 1,
+            joining: Vec::new(),
         },
         CoordRequest::TransferComplete {
             id: ServerId(1),

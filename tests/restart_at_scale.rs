@@ -98,6 +98,7 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
     c.start_daemon(1);
     let restarted = Instant::now();
     let mut peak = before.clone();
+    let mut reported = 0u64;
     let stable = rt.block_on(async {
         let admin = Admin::connect_addr(&addr, Default::default())
             .await
@@ -113,6 +114,9 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
                     for (p, pid) in peak.iter_mut().zip(pids(&c)) {
                         *p = (*p).max(rss_mb(pid));
                     }
+                    // What show-config prints: the joiner's progress, through the heartbeats.
+                    let t = admin.transfers().await.unwrap_or_default();
+                    reported = reported.max(t.iter().map(|r| r.objects).sum());
                 }
             }
         }
@@ -122,6 +126,10 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
     rt.block_on(writer).expect("writer");
     eprintln!("stable after {took:?}; peak RSS {peak:?} MiB");
     stable.expect("the cluster is stable again within a minute of the restart");
+    assert!(
+        reported > 0,
+        "the coordinator reported the transfers' progress while they ran"
+    );
     for (i, (b, p)) in before.iter().zip(&peak).enumerate() {
         // The restarted daemon starts from nothing: its bound is from zero.
         let base = if i == 1 { 0 } else { *b };
@@ -139,12 +147,23 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
     );
 
     let acked = acked.lock().expect("acked").clone();
+    assert_nothing_lost(&rt, &c, &acked, objects);
+}
+
+/// Every write acknowledged during the restart is there, and so is every loaded object.
+fn assert_nothing_lost(
+    rt: &tokio::runtime::Runtime,
+    c: &ProcCluster,
+    acked: &[String],
+    objects: u64,
+) {
+    let addr = c.addr();
     assert!(!acked.is_empty(), "the writer wrote during the restart");
     rt.block_on(async {
         let client = Client::connect_with(&addr, ClientOptions::default())
             .await
             .expect("client");
-        for key in &acked {
+        for key in acked {
             let got = client.get("bench", key.as_str()).await;
             assert!(
                 matches!(got, Ok(Some(_))),

@@ -201,6 +201,7 @@ async fn forged_coordinator() -> &'static str {
         1 => CoordRequest::Heartbeat {
             id,
             config_version: 1,
+            joining: Vec::new(),
         },
         2 => CoordRequest::Admin(AdminCommand::ServerKill(id)),
         3 => CoordRequest::Admin(AdminCommand::RmSpace("sim".into())),

@@ -8,6 +8,7 @@ use crate::client::{ClientError, ClientOptions, ClientResult};
 use crate::config::{Config, ServerId};
 use crate::net::{Credentials, RpcConn};
 use crate::protocol::auth::Role;
+use crate::protocol::coordinator::TransferReport;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
 
@@ -79,6 +80,17 @@ impl Admin {
     pub async fn list_spaces(&self) -> ClientResult<Vec<String>> {
         match self.admin(AdminCommand::ListSpaces).await? {
             AdminOutput::Spaces(s) => Ok(s),
+            other => Err(ClientError::new(
+                ReturnCode::AdminInternal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
+    /// The state transfers in progress, as the joining daemons last reported them.
+    pub async fn transfers(&self) -> ClientResult<Vec<TransferReport>> {
+        match self.admin(AdminCommand::Transfers).await? {
+            AdminOutput::Transfers(t) => Ok(t),
             other => Err(ClientError::new(
                 ReturnCode::AdminInternal,
                 format!("unexpected {other:?}"),

@@ -568,6 +568,13 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
         }
         Command::ShowConfig { .. } => {
             print!("{}", admin.config().await?);
+            let transfers = admin.transfers().await?;
+            if !transfers.is_empty() {
+                println!("transfers in progress:");
+                for line in crate::coordinator::describe_transfers(&transfers) {
+                    println!("  {line}");
+                }
+            }
             Ok(())
         }
         Command::WaitUntilStable { timeout, .. } => {

@@ -40,7 +40,9 @@ pub fn allowed(request: &CoordRequest, peer: &Peer) -> Result<(), String> {
         CoordRequest::Heartbeat { id, .. } | CoordRequest::TransferComplete { id, .. } => {
             server(Some(*id))
         }
-        CoordRequest::Admin(AdminCommand::ListSpaces | AdminCommand::WaitUntilStable) => Ok(()),
+        CoordRequest::Admin(
+            AdminCommand::ListSpaces | AdminCommand::WaitUntilStable | AdminCommand::Transfers,
+        ) => Ok(()),
         CoordRequest::Admin(_) if peer.role == Role::Admin => Ok(()),
         CoordRequest::Admin(_) => {
             Err("administrative changes need an admin connection (and the cluster secret, if the cluster has one)".into())

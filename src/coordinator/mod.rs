@@ -12,6 +12,8 @@
 //! is refused with a clear message until a replicated log drives [`state::Cluster`].
 
 mod access;
+mod progress;
+pub use progress::describe as describe_transfers;
 mod service;
 pub mod state;
 mod waits;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::access::Prepared;
+use super::progress::{describe, Progress};
 use super::state::{Cluster, Command, Outcome};
 use super::waits::{Event, Until, Waits};
 use super::{MAX_STATE_BYTES, STATE_KEY};
@@ -58,6 +59,8 @@ pub struct Service {
     timing: Timing,
     last_heard: BTreeMap<ServerId, rt::Instant>,
     waits: Waits<Held>,
+    /// State transfers in progress, as the joiners report them.
+    progress: Progress,
     /// Changes applied, for the planted bug that syncs only some of them.
     changes: u64,
 }
@@ -74,6 +77,7 @@ impl Service {
             timing,
             last_heard,
             waits: Waits::default(),
+            progress: Progress::default(),
             changes: 0,
         }
     }
@@ -87,6 +91,15 @@ impl Service {
             tokio::select! {
                 biased;
                 () = rt::sleep(wait) => {
+                    // Jobs that arrived while the last one was being synced go first: a
+                    // heartbeat waiting in the queue is a server heard from, and must not
+                    // be missed by the failure detector because the coordinator was busy.
+                    for _ in 0..jobs.len() {
+                        match jobs.try_recv() {
+                            Ok(job) => self.job(job).await,
+                            Err(_) => break,
+                        }
+                    }
                     self.tick().await;
                     next_tick = rt::now() + period;
                 }
@@ -243,7 +256,11 @@ impl Service {
                     config: self.cluster.config.clone(),
                 })
             }
-            CoordRequest::Heartbeat { id, config_version } => {
+            CoordRequest::Heartbeat {
+                id,
+                config_version,
+                joining,
+            } => {
                 let known = self
                     .cluster
                     .config
@@ -251,6 +268,8 @@ impl Service {
                     .is_some_and(|s| s.state == ServerState::Available);
                 if known {
                     self.last_heard.insert(id, rt::now());
+                    self.progress
+                        .heard(&self.cluster.config, id, &joining, rt::now());
                 }
                 let heard = Event::Heard {
                     server: id,
@@ -290,13 +309,21 @@ impl Service {
                 ))))
             }
             AdminCommand::WaitUntilStable => {
-                let unstable = self.cluster.unstable();
+                let mut unstable = self.cluster.unstable();
+                if unstable.is_empty() {
+                    return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
+                        AdminOutput::Done,
+                    ))));
+                }
+                unstable.extend(describe(&self.progress.reports(&self.cluster.config)));
                 return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
-                    if unstable.is_empty() {
-                        AdminOutput::Done
-                    } else {
-                        AdminOutput::NotStable(unstable.join("; "))
-                    },
+                    AdminOutput::NotStable(unstable.join("; ")),
+                ))));
+            }
+            AdminCommand::Transfers => {
+                let reports = self.progress.reports(&self.cluster.config);
+                return Ok(Step::Reply(CoordResponse::AdminReply(Ok(
+                    AdminOutput::Transfers(reports),
                 ))));
             }
             AdminCommand::ServerKill(id) | AdminCommand::ServerForget(id)

@@ -21,6 +21,7 @@ use tracing::error;
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId};
 use crate::limits::ACTOR_BATCH;
+use crate::protocol::coordinator::JoinProgress;
 use crate::protocol::{Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, StoreError};
@@ -40,6 +41,8 @@ pub struct Actor {
     /// Wakes the coordinator link to fetch a newer configuration.
     pub fetch: Arc<Notify>,
     pub reports: mpsc::Sender<(RegionId, u64)>,
+    /// How far this server's joins are, for the coordinator link's heartbeats.
+    pub joining: watch::Sender<Vec<JoinProgress>>,
     pub tick: Duration,
     /// The last lease passed to the replica.
     pub last_lease: Option<Lease>,
@@ -62,6 +65,12 @@ impl Actor {
             for input in batch {
                 outs.extend(self.replica.step(self.store.as_mut(), rt::now(), input)?);
             }
+            let joining = self.replica.joining();
+            self.joining.send_if_modified(|j| {
+                let changed = *j != joining;
+                *j = joining;
+                changed
+            });
             batches += 1;
             // The planted bug syncs only every 50th batch, acknowledging staged writes.
             // The planted bug syncs only every 50th batch, acknowledging staged writes.

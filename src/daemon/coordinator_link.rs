@@ -12,7 +12,10 @@
 //! - **Declared failed while alive** (a partition, a pause): the link registers again, and the
 //!   coordinator brings the server back as a joiner.
 //! - **Reports**: regions received completely by state transfer are reported to the
-//!   coordinator, which then makes this server a full member of their chains.
+//!   coordinator, which then makes this server a full member of their chains. Each report
+//!   waits for the coordinator to commit a change, so reports go on a task and a connection
+//!   of their own ([`report_transfers`]): many regions completing at once must not hold up
+//!   the heartbeats (which would get this server declared failed while it is busy).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use tracing::{debug, error, warn};
 use crate::config::{Config, RegionId, ServerId, ServerState};
 use crate::error::Error;
 use crate::net::RpcConn;
-use crate::protocol::coordinator::FENCED;
+use crate::protocol::coordinator::{JoinProgress, FENCED};
 use crate::protocol::{CoordRequest, CoordResponse, Message};
 use crate::rt;
 
@@ -123,14 +126,15 @@ pub struct Link {
     pub lease: watch::Sender<Option<Lease>>,
     /// Woken when the actor wants a newer configuration at once.
     pub fetch: Arc<Notify>,
-    pub reports: mpsc::Receiver<(RegionId, u64)>,
+    /// How far this server's joins are (newest only), for the heartbeats.
+    pub joining: watch::Receiver<Vec<JoinProgress>>,
 }
 
 impl Link {
     /// Sends heartbeats and reports until the actor is gone.
     pub async fn run(mut self) {
         while !self.config.is_closed() {
-            let reports = self.wait().await;
+            self.wait().await;
             if self.conn.as_ref().is_none_or(|c| !c.is_alive()) {
                 let who = super::credentials(&self.opts, Some(self.me));
                 self.conn = RpcConn::connect_as(
@@ -145,33 +149,18 @@ impl Link {
             let Some(conn) = self.conn.take() else {
                 continue;
             };
-            for (region, since) in reports {
-                let msg = CoordRequest::TransferComplete {
-                    id: self.me,
-                    region,
-                    since,
-                };
-                let _ = call(&conn, Message::ToCoordinator(msg), RPC_TIMEOUT).await;
-            }
             self.heartbeat(&conn).await;
             self.conn = Some(conn);
         }
     }
 
-    /// Waits for the next heartbeat time, a fetch request or a report; returns every report
-    /// queued so far, once each.
-    async fn wait(&mut self) -> BTreeSet<(RegionId, u64)> {
-        let mut reports = BTreeSet::new();
+    /// Waits for the next heartbeat time or a fetch request.
+    async fn wait(&mut self) {
         tokio::select! {
             biased;
             _ = rt::sleep(self.opts.timing.heartbeat_interval) => {}
             _ = self.fetch.notified() => {}
-            r = self.reports.recv() => reports.extend(r),
         }
-        while let Ok(r) = self.reports.try_recv() {
-            reports.insert(r);
-        }
-        reports
     }
 
     async fn heartbeat(&mut self, conn: &RpcConn) {
@@ -180,6 +169,7 @@ impl Link {
         let hb = CoordRequest::Heartbeat {
             id: self.me,
             config_version: version,
+            joining: self.joining.borrow().clone(),
         };
         let config = match call(conn, Message::ToCoordinator(hb), self.opts.timing.lease).await {
             Ok(CoordResponse::HeartbeatReply { config }) => config,
@@ -235,6 +225,43 @@ impl Link {
                 None
             }
             _ => None,
+        }
+    }
+}
+
+/// Reports regions received completely to the coordinator, on a connection of its own, until
+/// the actor is gone. A report that gets no answer is sent again with the next one (the
+/// actor also repeats them on every tick while the join lasts).
+pub async fn report_transfers(
+    me: ServerId,
+    opts: DaemonOptions,
+    mut reports: mpsc::Receiver<(RegionId, u64)>,
+) {
+    let mut conn: Option<RpcConn> = None;
+    while let Some(first) = reports.recv().await {
+        let mut batch = BTreeSet::from([first]);
+        while let Ok(r) = reports.try_recv() {
+            batch.insert(r);
+        }
+        if conn.as_ref().is_none_or(|c| !c.is_alive()) {
+            let who = super::credentials(&opts, Some(me));
+            conn = RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who)
+                .await
+                .ok();
+        }
+        let Some(c) = conn.as_ref() else {
+            rt::sleep(opts.timing.heartbeat_interval).await;
+            continue;
+        };
+        for (region, since) in batch {
+            let msg = CoordRequest::TransferComplete {
+                id: me,
+                region,
+                since,
+            };
+            if let Err(Failed(e)) = call(c, Message::ToCoordinator(msg), RPC_TIMEOUT).await {
+                debug!("a transfer report got no answer: {e}");
+            }
         }
     }
 }

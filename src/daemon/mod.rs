@@ -128,6 +128,7 @@ pub async fn run(
     let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
     let (config_tx, config_rx) = watch::channel(Arc::new(registered.config));
     let (lease_tx, lease_rx) = watch::channel(Some(registered.lease));
+    let (joining_tx, joining_rx) = watch::channel(Vec::new());
     let fetch = Arc::new(Notify::new());
     let fatal = Arc::new(AtomicBool::new(false));
 
@@ -138,9 +139,14 @@ pub async fn run(
         config: config_tx,
         lease: lease_tx,
         fetch: fetch.clone(),
-        reports: reports_rx,
+        joining: joining_rx,
     };
     rt::spawn(link.run());
+    rt::spawn(coordinator_link::report_transfers(
+        me,
+        opts.clone(),
+        reports_rx,
+    ));
 
     // Start from an empty configuration and install the real one as an input, so that
     // joining, transfers and clean-up start exactly as for any later one.
@@ -161,6 +167,7 @@ pub async fn run(
         ),
         fetch,
         reports: reports_tx,
+        joining: joining_tx,
         tick: opts.timing.heartbeat_interval * 5,
         last_lease: None,
     };

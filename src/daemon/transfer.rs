@@ -32,6 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, Joiner, RegionId, ServerId};
+use crate::protocol::coordinator::JoinProgress;
 use crate::protocol::{ChainMessage, TransferAck, TransferData};
 use crate::storage::{KeyValues, Store, StoreError, Table};
 
@@ -43,6 +44,8 @@ pub const TRANSFER_WINDOW: usize = 4096;
 /// Most bytes per transfer window (a window always carries at least one object).
 pub const TRANSFER_WINDOW_BYTES: usize = 1 << 20;
 
+/// A joiner logs its progress every this many objects received.
+const PROGRESS_LOG_EVERY: u64 = 100_000;
 /// Ticks a window may go unacknowledged before it is sent again.
 pub const RESEND_TICKS: u32 = 5;
 /// Most transfers one server sends at once, each with one window in flight.
@@ -81,6 +84,8 @@ pub struct Transfers {
     /// For each region this server joins: the last key received in order (`None`: nothing
     /// yet). A window is accepted only if it starts right after it.
     progress: BTreeMap<RegionId, Option<Vec<u8>>>,
+    /// For each region this server joins: objects and bytes received so far.
+    received_counts: BTreeMap<RegionId, (u64, u64)>,
     /// Most objects per window.
     window: usize,
 }
@@ -94,6 +99,7 @@ impl Transfers {
             outgoing: BTreeMap::new(),
             received: BTreeSet::new(),
             progress: BTreeMap::new(),
+            received_counts: BTreeMap::new(),
             window: window.max(1),
         }
     }
@@ -105,6 +111,8 @@ impl Transfers {
         let me = self.me;
         self.received.retain(|r| config.joining(*r) == Some(me));
         self.progress.retain(|r, _| config.joining(*r) == Some(me));
+        self.received_counts
+            .retain(|r, _| config.joining(*r) == Some(me));
         for (region, pos) in config.regions_of(me) {
             let mine = config.joiner(region).filter(|j| j.server == me);
             // A join is identified by (server, since): the member it replaces may change
@@ -142,6 +150,7 @@ impl Transfers {
     fn start_joining(&mut self, store: &mut dyn Store, region: RegionId, join: Option<Joiner>) {
         self.received.remove(&region);
         self.progress.remove(&region);
+        self.received_counts.remove(&region);
         tracing::debug!(server = self.me.0, %region, ?join, "joining: dropping the old copy");
         store.delete_prefix(Table::Objects, &region_prefix(region));
     }
@@ -269,9 +278,19 @@ impl Transfers {
             return Ok(out);
         }
         let mut upto = t.after.clone();
+        let counts = self.received_counts.entry(t.region).or_default();
         for (kb, bytes) in &t.entries {
             store_transferred(store, t.region, kb, bytes)?;
             upto = Some(kb.clone());
+            counts.0 += 1;
+            counts.1 += (kb.len() + bytes.len()) as u64;
+        }
+        let before = counts.0 - t.entries.len() as u64;
+        if counts.0 / PROGRESS_LOG_EVERY > before / PROGRESS_LOG_EVERY {
+            tracing::info!(
+                region = %t.region, objects = counts.0, megabytes = counts.1 / 1_000_000,
+                "state transfer: receiving"
+            );
         }
         self.progress.insert(t.region, upto.clone());
         if t.last {
@@ -285,6 +304,22 @@ impl Transfers {
         }
         out.push(ack(config, pred, t.region, upto, t.last));
         Ok(out)
+    }
+
+    /// How far each join of this server has got (what its heartbeats report).
+    pub fn joining(&self, config: &Config) -> Vec<JoinProgress> {
+        self.received_counts
+            .iter()
+            .filter_map(|(region, (objects, bytes))| {
+                let j = config.joiner(*region).filter(|j| j.server == self.me)?;
+                Some(JoinProgress {
+                    region: *region,
+                    since: j.since,
+                    objects: *objects,
+                    bytes: *bytes,
+                })
+            })
+            .collect()
     }
 
     /// The source's side: the joiner says where it is; resume from there (possibly back,

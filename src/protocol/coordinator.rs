@@ -22,6 +22,31 @@ pub enum AdminCommand {
         space: String,
         tolerate: u32,
     },
+    /// The state transfers in progress, as the joiners last reported them.
+    Transfers,
+}
+
+/// How far a daemon has got in filling a region it joins (sent with its heartbeats).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinProgress {
+    pub region: RegionId,
+    /// The join (`Joiner::since`).
+    pub since: u64,
+    /// Objects and bytes received so far in this join.
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// A state transfer in progress, as `show-config` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferReport {
+    pub region: RegionId,
+    /// The joining server.
+    pub server: ServerId,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects received per second since the coordinator first heard of this transfer.
+    pub objects_per_sec: f64,
 }
 
 /// What an admin request returns.
@@ -31,6 +56,7 @@ pub enum AdminOutput {
     Spaces(Vec<String>),
     /// Not stable yet: the caller should ask again.
     NotStable(String),
+    Transfers(Vec<TransferReport>),
 }
 
 /// What the coordinator is asked.
@@ -44,10 +70,11 @@ pub enum CoordRequest {
         id: Option<ServerId>,
         addr: String,
     },
-    /// A daemon is alive and has configuration `config_version`.
+    /// A daemon is alive and has configuration `config_version`; how far its joins are.
     Heartbeat {
         id: ServerId,
         config_version: u64,
+        joining: Vec<JoinProgress>,
     },
     Admin(AdminCommand),
     /// A daemon has received every object of a region it is joining.
@@ -60,12 +87,12 @@ pub enum CoordRequest {
     },
 }
 
-/// What the coordinator answers.
 /// The code of the refusal a server gets while an operator's `server-kill` or `server-forget`
 /// fences it: not final, since a killed server registers again once the failure detector has
 /// declared it failed.
 pub const FENCED: ReturnCode = ReturnCode::AdminInterrupted;
 
+/// What the coordinator answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CoordResponse {
     Config(Config),

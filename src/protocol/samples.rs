@@ -144,6 +144,12 @@ pub fn sample_envelopes() -> Vec<Envelope> {
         Message::ToCoordinator(CoordRequest::Heartbeat {
             id: ServerId(2),
             config_version: 5,
+            joining: vec![crate::protocol::coordinator::JoinProgress {
+                region: region(),
+                since: 4,
+                objects: 4096,
+                bytes: 1 << 20,
+            }],
         }),
         Message::ToCoordinator(CoordRequest::Admin(AdminCommand::AddSpace(
             "space s key k attributes int n".into(),
@@ -156,6 +162,15 @@ pub fn sample_envelopes() -> Vec<Envelope> {
         Message::FromCoordinator(CoordResponse::Config(Config::default())),
         Message::FromCoordinator(CoordResponse::AdminReply(Ok(AdminOutput::Spaces(vec![
             "s".into(),
+        ])))),
+        Message::FromCoordinator(CoordResponse::AdminReply(Ok(AdminOutput::Transfers(vec![
+            crate::protocol::coordinator::TransferReport {
+                region: region(),
+                server: ServerId(3),
+                objects: 10,
+                bytes: 1000,
+                objects_per_sec: 2.5,
+            },
         ])))),
         Message::Error {
             code: ReturnCode::Garbage,

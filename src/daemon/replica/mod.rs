@@ -178,6 +178,11 @@ impl<W: Clone> Replica<W> {
         self
     }
 
+    /// How far this server's joins are.
+    pub fn joining(&self) -> Vec<crate::protocol::coordinator::JoinProgress> {
+        self.transfers.joining(&self.config)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -1,0 +1,156 @@
+//! State transfers in progress, as the joiners report them with their heartbeats. Kept in
+//! memory only: a restarted coordinator hears every joiner again within a heartbeat.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Config, RegionId, ServerId};
+use crate::protocol::coordinator::{JoinProgress, TransferReport};
+use crate::rt::Instant;
+
+/// What was heard of one join: first and latest report.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    first: Instant,
+    first_objects: u64,
+    last: Instant,
+    objects: u64,
+    bytes: u64,
+}
+
+/// Every join heard of, by (region, joining server, join).
+#[derive(Debug, Default)]
+pub struct Progress {
+    seen: BTreeMap<(RegionId, ServerId, u64), Seen>,
+}
+
+impl Progress {
+    /// `server` reported `joining` at `now`; joins the configuration no longer has are
+    /// forgotten.
+    pub fn heard(
+        &mut self,
+        config: &Config,
+        server: ServerId,
+        joining: &[JoinProgress],
+        now: Instant,
+    ) {
+        for j in joining {
+            let entry = self
+                .seen
+                .entry((j.region, server, j.since))
+                .or_insert(Seen {
+                    first: now,
+                    first_objects: j.objects,
+                    last: now,
+                    objects: j.objects,
+                    bytes: j.bytes,
+                });
+            entry.last = now;
+            entry.objects = j.objects;
+            entry.bytes = j.bytes;
+        }
+        self.seen.retain(|(region, server, since), _| {
+            config
+                .joiner(*region)
+                .is_some_and(|j| j.server == *server && j.since == *since)
+        });
+    }
+
+    /// The transfers in progress in `config`, as last reported.
+    pub fn reports(&self, config: &Config) -> Vec<TransferReport> {
+        self.seen
+            .iter()
+            .filter(|((region, server, since), _)| {
+                config
+                    .joiner(*region)
+                    .is_some_and(|j| j.server == *server && j.since == *since)
+            })
+            .map(|((region, server, _), s)| {
+                let secs = s.last.saturating_duration_since(s.first).as_secs_f64();
+                let rate = if secs > 0.0 {
+                    (s.objects - s.first_objects.min(s.objects)) as f64 / secs
+                } else {
+                    0.0
+                };
+                TransferReport {
+                    region: *region,
+                    server: *server,
+                    objects: s.objects,
+                    bytes: s.bytes,
+                    objects_per_sec: rate,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One line per transfer, as `show-config` and `wait-until-stable` print them.
+pub fn describe(reports: &[TransferReport]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|r| {
+            format!(
+                "region {} to server {}: {} objects ({:.1} MB) received, {:.0} objects/s",
+                r.region,
+                r.server,
+                r.objects,
+                r.bytes as f64 / 1e6,
+                r.objects_per_sec
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Joiner, SpaceId};
+    use crate::coordinator::state::{Cluster, Command};
+
+    #[test]
+    fn a_join_is_reported_with_its_rate_until_it_ends() {
+        let mut c = Cluster::new(1);
+        c.apply(&Command::add_space("space s key k attributes int n").expect("space"))
+            .expect("add");
+        let mut config = c.config;
+        let region = RegionId {
+            space: SpaceId(1),
+            index: 0,
+        };
+        config.spaces.get_mut("s").expect("s").joining[0] = Some(Joiner {
+            server: ServerId(4),
+            since: 9,
+            replaces: None,
+        });
+        let t0 = crate::rt::now();
+        let report = |objects| JoinProgress {
+            region,
+            since: 9,
+            objects,
+            bytes: objects * 100,
+        };
+        let mut p = Progress::default();
+        p.heard(&config, ServerId(4), &[report(1000)], t0);
+        p.heard(
+            &config,
+            ServerId(4),
+            &[report(3000)],
+            t0 + Duration::from_secs(2),
+        );
+        let r = p.reports(&config);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].objects, r[0].bytes), (3000, 300_000));
+        assert!((r[0].objects_per_sec - 1000.0).abs() < 1e-6, "{r:?}");
+        assert!(
+            describe(&r)[0].contains("3000 objects (0.3 MB)"),
+            "{:?}",
+            describe(&r)
+        );
+        // A report of an earlier join is not this one; the join ending forgets it.
+        config.spaces.get_mut("s").expect("s").joining[0] = None;
+        assert!(p.reports(&config).is_empty());
+        p.heard(&config, ServerId(4), &[], t0 + Duration::from_secs(3));
+        assert!(p.seen.is_empty());
+    }
+}
