@@ -58,8 +58,8 @@ latency() { # label json
 import json, sys
 r = json.load(open(sys.argv[2]))
 g = r["per_op"].get("read") or next(iter(r["per_op"].values()))
-print("%s: %.0f ops/s, read p50 %d us, p99 %d us, errors %d"
-      % (sys.argv[1], r["ops_per_sec"], g["p50_us"], g["p99_us"], r["errors"]))
+print("%s: %.0f ops/s, read p50 %d us, p99 %d us, p99.9 %d us, errors %d"
+      % (sys.argv[1], r["ops_per_sec"], g["p50_us"], g["p99_us"], g["p999_us"], r["errors"]))
 PY
 }
 ycsb_b() { # json

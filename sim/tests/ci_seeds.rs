@@ -2,7 +2,7 @@
 //! (default 1), `SIM_SEEDS` of them (default 200), spread over the machine's cores. Every
 //! run's history must be linearizable, replicas must converge, and the cluster must recover
 //! (see `run.rs`); and the 200 CI seeds together must reach every probe of
-//! `hyperdex::probe::REQUIRED_IN_CI`, so a change that stops the fault mix from reaching a
+//! `hyperdex::probe::required_in_ci`, so a change that stops the fault mix from reaching a
 //! rare branch fails here instead of silently testing less.
 #![cfg(madsim)]
 
@@ -60,9 +60,8 @@ fn the_ci_seeds_are_clean_and_reach_the_required_probes() {
         eprintln!("probe {p:<42} {n}");
     }
     if first == 1 && count >= 200 {
-        let missed: Vec<_> = probe::REQUIRED_IN_CI
-            .iter()
-            .filter(|p| counts.get(*p).copied().unwrap_or(0) == 0)
+        let missed: Vec<_> = probe::required_in_ci()
+            .filter(|p| counts.get(p).copied().unwrap_or(0) == 0)
             .collect();
         assert!(
             missed.is_empty(),
