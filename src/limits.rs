@@ -33,6 +33,8 @@ pub const REPORT_QUEUE: usize = 64;
 /// Chain messages stamped with a configuration newer than the daemon's, kept until it has
 /// that configuration; beyond this many they are dropped (their senders resend them).
 pub const EARLY_MESSAGES: usize = 100_000;
+/// Most state-transfer windows (up to about 1 MiB each) among them.
+pub const EARLY_WINDOWS: usize = 8;
 
 /// Connections a server keeps open at once (clients, peers and admin tools together). A
 /// connection beyond it is closed as soon as it is accepted.

@@ -220,12 +220,15 @@ impl Client {
         let c = match config_over(&conn, &self.inner.opts).await {
             Ok(c) => c,
             Err(e) => {
-                // A stalled connection is not asked again: the next refresh opens a new one.
-                self.inner
-                    .conns
-                    .lock()
-                    .await
-                    .remove(&self.inner.coordinator);
+                // A stalled connection is not asked again: the next refresh opens a new one
+                // (unless another call has replaced it meanwhile).
+                let mut conns = self.inner.conns.lock().await;
+                if conns
+                    .get(&self.inner.coordinator)
+                    .is_some_and(|c| Arc::ptr_eq(c, &conn))
+                {
+                    conns.remove(&self.inner.coordinator);
+                }
                 return Err(e);
             }
         };
@@ -249,12 +252,13 @@ impl Client {
     }
 
     async fn conn(&self, addr: &str) -> Result<Arc<RpcConn>, RpcError> {
-        let mut conns = self.inner.conns.lock().await;
-        if let Some(c) = conns.get(addr) {
+        if let Some(c) = self.inner.conns.lock().await.get(addr) {
             if c.is_alive() {
                 return Ok(c.clone());
             }
         }
+        // Connect without holding the lock: a server that does not answer must not hold up
+        // calls to the others.
         let c = Arc::new(
             RpcConn::connect_as(
                 addr,
@@ -264,8 +268,15 @@ impl Client {
             )
             .await?,
         );
-        conns.insert(addr.to_string(), c.clone());
-        Ok(c)
+        let mut conns = self.inner.conns.lock().await;
+        match conns.get(addr) {
+            // Another call connected meanwhile: use that one.
+            Some(other) if other.is_alive() => Ok(other.clone()),
+            _ => {
+                conns.insert(addr.to_string(), c.clone());
+                Ok(c)
+            }
+        }
     }
 
     /// Runs any operation and returns the cluster's reply (never panics, never hangs past

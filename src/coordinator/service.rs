@@ -94,7 +94,7 @@ impl Service {
                     // Jobs that arrived while the last one was being synced go first: a
                     // heartbeat waiting in the queue is a server heard from, and must not
                     // be missed by the failure detector because the coordinator was busy.
-                    for _ in 0..jobs.len() {
+                    for _ in 0..super::JOB_QUEUE {
                         match jobs.try_recv() {
                             Ok(job) => self.job(job).await,
                             Err(_) => break,

@@ -139,9 +139,9 @@ impl Transfers {
             config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me)
         });
         // The joiners' configuration changed with ours: resend from the last window each
-        // acknowledged.
+        // acknowledged (a window sent in the old configuration is refused in the new one).
+        // A transfer the joiner finished stays finished: the same join needs nothing more.
         for o in self.outgoing.values_mut() {
-            o.done = false;
             o.waiting = None;
         }
         self.send_windows(store, config, None)
@@ -203,12 +203,18 @@ impl Transfers {
         Ok(out)
     }
 
-    /// The transfers being sent now: the first [`ACTIVE_TRANSFERS`] not done.
+    /// The transfers being sent now: for each joiner, the first [`ACTIVE_TRANSFERS`] not
+    /// done (so a joiner this server cannot reach holds up no other joiner's transfers).
     fn active(&self) -> impl Iterator<Item = RegionId> + '_ {
+        let mut per_joiner: BTreeMap<ServerId, usize> = BTreeMap::new();
         self.outgoing
             .iter()
             .filter(|(_, o)| !o.done)
-            .take(ACTIVE_TRANSFERS)
+            .filter(move |(_, o)| {
+                let n = per_joiner.entry(o.to).or_default();
+                *n += 1;
+                *n <= ACTIVE_TRANSFERS
+            })
             .map(|(r, _)| *r)
     }
 
@@ -329,6 +335,12 @@ impl Transfers {
             return Ok(Vec::new());
         };
         if a.done && a.upto.as_deref() < o.cursor.as_deref() {
+            return Ok(Vec::new());
+        }
+        // The same place again while a window after it is in flight: a duplicate (of an ack,
+        // or the joiner's answer to a duplicate window). Answering it would start a second
+        // stream of windows; a window really lost is sent again after `RESEND_TICKS`.
+        if !a.done && a.upto == o.cursor && o.waiting.is_some() {
             return Ok(Vec::new());
         }
         o.cursor = a.upto;
@@ -716,5 +728,83 @@ mod tests {
             finished += 1;
         }
         assert_eq!(finished, regions, "every transfer ran in turn");
+    }
+
+    #[test]
+    fn a_duplicate_ack_does_not_start_a_second_stream() {
+        let before = config(1, &[1], None);
+        let during = config(2, &[1, 2], Some((2, 2)));
+        let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+        let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+        fill(&mut s_store, 35);
+        dst.on_config(&mut d_store, &before, &during).unwrap();
+        let first = src.on_config(&mut s_store, &before, &during).unwrap();
+        let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+            panic!("{first:?}")
+        };
+        let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+        let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
+            panic!("{acked:?}")
+        };
+        assert_eq!(
+            windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).len(),
+            1
+        );
+        // The same ack again (or the joiner's answer to the first window sent twice).
+        assert!(windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).is_empty());
+        let again = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+        let Effect::Send(_, ChainMessage::TransferAck(rewound)) = &again[0] else {
+            panic!("{again:?}")
+        };
+        assert!(
+            windows_in(&src.on_ack(&mut s_store, &during, rewound.clone()).unwrap()).is_empty()
+        );
+    }
+
+    #[test]
+    fn each_joiner_gets_its_own_share_of_active_transfers() {
+        const OTHER: ServerId = ServerId(3);
+        let regions = ACTIVE_TRANSFERS as u32 * 2;
+        let joined = |version: u64, joining: bool| {
+            let mut c = config(version, &[1], None);
+            let s = c.spaces.get_mut("s").expect("space");
+            s.chains = (0..regions)
+                .map(|i| {
+                    let to = if i < regions / 2 { JOINER } else { OTHER };
+                    if joining {
+                        vec![SOURCE, to]
+                    } else {
+                        vec![SOURCE]
+                    }
+                })
+                .collect();
+            s.joining = (0..regions)
+                .map(|i| {
+                    let server = if i < regions / 2 { JOINER } else { OTHER };
+                    joining.then_some(Joiner {
+                        server,
+                        since: 2,
+                        replaces: None,
+                    })
+                })
+                .collect();
+            c
+        };
+        let mut src = Transfers::new(SOURCE, 1000);
+        let mut store = MemStore::new();
+        let sent = src
+            .on_config(&mut store, &joined(1, false), &joined(2, true))
+            .unwrap();
+        let to = |who: ServerId| {
+            sent.iter()
+                .filter(
+                    |e| matches!(e, Effect::Send(t, ChainMessage::TransferData(_)) if *t == who),
+                )
+                .count()
+        };
+        assert_eq!(
+            (to(JOINER), to(OTHER)),
+            (ACTIVE_TRANSFERS, ACTIVE_TRANSFERS)
+        );
     }
 }

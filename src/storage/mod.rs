@@ -158,7 +158,12 @@ impl Store for MemStore {
                     .range((t, p)..end)
                     .map(|(k, _)| k.clone())
                     .collect(),
-                None => d.durable.range((t, p)..).map(|(k, _)| k.clone()).collect(),
+                None => d
+                    .durable
+                    .range((t, p.clone())..)
+                    .take_while(|((table, k), _)| *table == t && k.starts_with(&p))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
             };
             for k in doomed {
                 d.durable.remove(&k);
@@ -223,9 +228,15 @@ mod tests {
         s.delete_prefix(Table::Objects, b"a");
         assert_eq!(s.crash(), 1, "a prefix deletion not synced is lost");
         assert_eq!(s.get(Table::Objects, b"a3").unwrap(), Some(b"z".to_vec()));
+        s.put(Table::Meta, b"id", Some(b"7".to_vec()));
         s.delete_prefix(Table::Objects, b"");
         s.sync().unwrap();
         assert!(s.scan_prefix(Table::Objects, b"").unwrap().is_empty());
+        assert_eq!(
+            s.get(Table::Meta, b"id").unwrap(),
+            Some(b"7".to_vec()),
+            "other tables kept"
+        );
         s.put(Table::Objects, b"a1", Some(b"x".to_vec()));
         s.sync().unwrap();
         assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));

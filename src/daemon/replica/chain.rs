@@ -9,7 +9,7 @@ use super::{push_effects, reply, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
 use crate::daemon::record::{absorb, add_record, load, stage};
-use crate::limits::EARLY_MESSAGES;
+use crate::limits::{EARLY_MESSAGES, EARLY_WINDOWS};
 use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
 use crate::storage::{Store, StoreError};
 
@@ -26,9 +26,15 @@ impl<W: Clone> Replica<W> {
     ) -> Result<(), StoreError> {
         let version = msg.config_version();
         if version > self.config.version {
-            // Transfer windows are not kept: they are large, and sent again anyway.
+            // Only a few transfer windows are kept: they are large, and sent again anyway.
             let window = matches!(msg, ChainMessage::TransferData(_));
-            if self.early.len() < EARLY_MESSAGES && !window {
+            let windows = || {
+                self.early
+                    .iter()
+                    .filter(|(_, m)| matches!(m, ChainMessage::TransferData(_)))
+                    .count()
+            };
+            if self.early.len() < EARLY_MESSAGES && (!window || windows() < EARLY_WINDOWS) {
                 crate::probe!("chain.early_message_held");
                 self.early.push((from, msg));
             }
