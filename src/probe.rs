@@ -25,6 +25,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("replica.pending_resent_after_reconfigure", true),
     ("transfer.completed", true),
     ("transfer.rewound", true),
+    ("transfer.abandoned_mid_way", true),
     ("coordinator.server_failed", true),
     ("coordinator.only_copy_refused", true),
     ("coordinator.heartbeat_fenced", true),

@@ -51,6 +51,14 @@ pub const RESEND_TICKS: u32 = 5;
 /// Most transfers one server sends at once, each with one window in flight.
 pub const ACTIVE_TRANSFERS: usize = 4;
 
+/// A transfer this server was sending ends before the joiner had everything: the joiner
+/// failed, or this server is no longer its source.
+fn abandoned(o: &Outgoing) {
+    if !o.done && o.cursor.is_some() {
+        crate::probe!("transfer.abandoned_mid_way");
+    }
+}
+
 /// What the transfer machine asks the daemon to do.
 #[derive(Debug, PartialEq)]
 pub enum Effect {
@@ -126,7 +134,9 @@ impl Transfers {
             match joiner {
                 Some(j) => self.become_source(old, region, j),
                 None => {
-                    self.outgoing.remove(&region);
+                    if let Some(o) = self.outgoing.remove(&region) {
+                        abandoned(&o);
+                    }
                 }
             }
         }
@@ -136,7 +146,12 @@ impl Transfers {
                 .iter()
                 .position(|&m| m == o.to)
                 .and_then(|p| p.checked_sub(1));
-            config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me)
+            let keep =
+                config.joining(*r) == Some(o.to) && pred.and_then(|p| chain.get(p)) == Some(&me);
+            if !keep {
+                abandoned(o);
+            }
+            keep
         });
         // The joiners' configuration changed with ours: resend from the last window each
         // acknowledged (a window sent in the old configuration is refused in the new one).
