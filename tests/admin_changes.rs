@@ -102,3 +102,45 @@ async fn an_unknown_space_with_the_coordinator_down_is_coordfail() {
         .expect_err("no answer about a space nobody could look up");
     assert_eq!(err.code, ReturnCode::CoordFail, "{err:?}");
 }
+
+/// A live daemon that an operator forgets stops, saying why, instead of running on outside
+/// the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_daemon_stops_and_says_why() {
+    let mut cluster = ProcCluster::start("forget-live", 3);
+    let admin = Admin::connect_addr(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("admin");
+    admin
+        .add_space("space kv key k attributes int n create 4 partitions tolerate 1 failure")
+        .await
+        .expect("add space");
+    admin
+        .wait_until_stable(Duration::from_secs(30))
+        .await
+        .expect("stable");
+    let addr = cluster.daemon_addr(0);
+    let config = admin.config().await.expect("config");
+    let id = config
+        .servers
+        .values()
+        .find(|s| s.addr == addr)
+        .expect("the daemon is registered")
+        .id;
+    admin.server_forget(id.0).await.expect("server-forget");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let child = cluster.daemons[0].child.as_mut().expect("running");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the forgotten daemon is still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(cluster.dir.join("daemon1.log")).unwrap_or_default();
+    assert!(
+        log.contains("not part of this cluster (was it forgotten?)"),
+        "the log says why:\n{log}"
+    );
+}

@@ -163,13 +163,13 @@ impl Actor {
     }
 }
 
-/// Runs `actor` where it may block on its disk (its own thread in production); sets `fatal`
-/// if it stops on a storage failure.
-pub fn spawn(actor: Actor, fatal: Arc<std::sync::atomic::AtomicBool>) {
+/// Runs `actor` where it may block on its disk (its own thread in production); stops the
+/// daemon if it stops on a storage failure.
+pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
     rt::spawn_dedicated("hyperdex-actor", async move {
         if let Err(e) = actor.run().await {
             error!("storage failed, stopping: {e}");
-            fatal.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.now(format!("a storage failure: {e}"));
         }
     });
 }

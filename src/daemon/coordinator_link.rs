@@ -128,6 +128,8 @@ pub struct Link {
     pub fetch: Arc<Notify>,
     /// How far this server's joins are (newest only), for the heartbeats.
     pub joining: watch::Receiver<Vec<JoinProgress>>,
+    /// Set when the coordinator refuses this server for good (it was forgotten).
+    pub stop: Arc<super::Stop>,
 }
 
 impl Link {
@@ -221,7 +223,11 @@ impl Link {
         {
             Ok(CoordResponse::Registered { config, .. }) => Some(config),
             Err(Refused(message)) => {
-                error!("the coordinator refused this server: {message}");
+                // Not transient (a fenced server gets FENCED, a failure to answer is retried):
+                // forgotten, its address taken, or not proving the cluster secret.
+                error!("the coordinator refused this server, stopping: {message}");
+                self.stop
+                    .now(format!("the coordinator refused this server: {message}"));
                 None
             }
             _ => None,

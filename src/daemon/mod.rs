@@ -30,7 +30,6 @@ mod server;
 mod testnet;
 pub mod transfer;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +101,22 @@ fn credentials(opts: &DaemonOptions, me: Option<ServerId>) -> Credentials {
     }
 }
 
+/// Why the daemon must stop, once one of its tasks has decided it must (the store failed, the
+/// coordinator refused it for good).
+#[derive(Debug, Default)]
+pub struct Stop(std::sync::OnceLock<String>);
+
+impl Stop {
+    /// Stops the daemon for `why` (the first reason given is kept).
+    pub fn now(&self, why: String) {
+        let _ = self.0.set(why);
+    }
+
+    pub fn why(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
 /// Runs a daemon that accepts connections on `listener` and keeps its data in `store`.
 /// Returns only on a fatal error (the coordinator refused it, the store failed).
 pub async fn run(
@@ -130,7 +145,7 @@ pub async fn run(
     let (lease_tx, lease_rx) = watch::channel(Some(registered.lease));
     let (joining_tx, joining_rx) = watch::channel(Vec::new());
     let fetch = Arc::new(Notify::new());
-    let fatal = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
 
     let link = coordinator_link::Link {
         me,
@@ -140,6 +155,7 @@ pub async fn run(
         lease: lease_tx,
         fetch: fetch.clone(),
         joining: joining_rx,
+        stop: stop.clone(),
     };
     rt::spawn(link.run());
     rt::spawn(coordinator_link::report_transfers(
@@ -173,8 +189,8 @@ pub async fn run(
     };
     // The actor blocks on fsync: it gets a thread of its own so that heartbeats and
     // connections never wait behind a disk.
-    actor::spawn(actor, fatal.clone());
+    actor::spawn(actor, stop.clone());
 
     let security = (opts.secret.clone(), opts.tls.accept.clone());
-    server::run(listener, events_tx, opts.limits, security, fatal).await
+    server::run(listener, events_tx, opts.limits, security, stop).await
 }

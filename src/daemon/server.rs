@@ -5,7 +5,6 @@
 //! over TCP. Messages a daemon does not handle (those meant for the coordinator) are answered
 //! with GARBAGE and change nothing. Connection limits and accept errors are `net`'s.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
@@ -22,17 +21,17 @@ use crate::rt;
 use crate::tls::TlsServer;
 
 use super::replica::Input;
-use super::Event;
+use super::{Event, Stop};
 
-/// Accepts connections until the actor stops (`fatal`).
+/// Accepts connections until a task of the daemon stops it (`stop`).
 pub async fn run(
     listener: rt::TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
     (secret, tls): (Option<Secret>, Option<TlsServer>),
-    fatal: Arc<AtomicBool>,
+    fatal: Arc<Stop>,
 ) -> Result<(), Error> {
-    let stop = || fatal.load(Ordering::SeqCst);
+    let stop = || fatal.why().is_some();
     let secret = secret.map(Arc::new);
     accept_loop(listener, limits, tls, stop, move |stream, peer| {
         let events = events.clone();
@@ -58,9 +57,10 @@ pub async fn run(
         }
     })
     .await;
-    Err(Error::Config(
-        "the daemon stopped after a storage failure".into(),
-    ))
+    Err(Error::Config(format!(
+        "the daemon stopped: {}",
+        fatal.why().unwrap_or("no reason given")
+    )))
 }
 
 /// The actor's input for a frame, or `None` (after answering GARBAGE) for a message a daemon
