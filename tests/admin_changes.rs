@@ -134,7 +134,10 @@ async fn a_forgotten_daemon_stops_and_says_why() {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "the forgotten daemon is still running");
+        assert!(
+            Instant::now() < deadline,
+            "the forgotten daemon is still running"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!status.success(), "{status:?}");
