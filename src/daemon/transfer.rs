@@ -585,17 +585,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_window_out_of_place_is_answered_with_where_to_resume() {
+    /// A source holding `objects` objects and a joiner, after the first window crossed and
+    /// before its acknowledgement is delivered: (configuration, source, joiner, their stores,
+    /// the window, the acknowledgement).
+    fn first_window(
+        objects: usize,
+    ) -> (
+        Config,
+        Transfers,
+        Transfers,
+        MemStore,
+        MemStore,
+        TransferData,
+        TransferAck,
+    ) {
         let before = config(1, &[1], None);
         let during = config(2, &[1, 2], Some((2, 2)));
         let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
         let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
-        fill(&mut s_store, 25);
+        fill(&mut s_store, objects);
         dst.on_config(&mut d_store, &before, &during).unwrap();
         let first = src.on_config(&mut s_store, &before, &during).unwrap();
-        // The first window arrives; its ack is lost; the source, restarted, sends a window
-        // from a later place. The joiner refuses it and says where it is.
         let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
             panic!("{first:?}")
         };
@@ -603,6 +613,15 @@ mod tests {
         let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
             panic!("{acked:?}")
         };
+        let (w1, a1) = (w1.clone(), a1.clone());
+        (during, src, dst, s_store, d_store, w1, a1)
+    }
+
+    #[test]
+    fn a_window_out_of_place_is_answered_with_where_to_resume() {
+        let (during, mut src, mut dst, mut s_store, mut d_store, w1, a1) = first_window(25);
+        // The first window has arrived; its ack is lost; the source, restarted, sends a window
+        // from a later place. The joiner refuses it and says where it is.
         let mut skipping = w1.clone();
         skipping.after = Some(b"k015".to_vec());
         let answer = dst.on_data(&mut d_store, &during, skipping).unwrap();
@@ -747,20 +766,7 @@ mod tests {
 
     #[test]
     fn a_duplicate_ack_does_not_start_a_second_stream() {
-        let before = config(1, &[1], None);
-        let during = config(2, &[1, 2], Some((2, 2)));
-        let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
-        let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
-        fill(&mut s_store, 35);
-        dst.on_config(&mut d_store, &before, &during).unwrap();
-        let first = src.on_config(&mut s_store, &before, &during).unwrap();
-        let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-            panic!("{first:?}")
-        };
-        let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-        let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
-            panic!("{acked:?}")
-        };
+        let (during, mut src, mut dst, mut s_store, mut d_store, w1, a1) = first_window(35);
         assert_eq!(
             windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).len(),
             1
