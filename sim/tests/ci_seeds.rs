@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use hyperdex::probe;
 use hyperdex_sim::run::RunOptions;
-use hyperdex_sim::sweep::run_seed;
+use hyperdex_sim::sweep::{replay_command, run_seed};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,13 +42,11 @@ fn the_ci_seeds_are_clean_and_reach_the_required_probes() {
                     Ok(report) => report.explain(),
                     Err(_) => "the run panicked (output above)".to_string(),
                 };
-                let replay = format!(
-                    "replay with: MADSIM_TEST_SEED={seed} RUST_LOG=hyperdex=debug \
-                     RUSTFLAGS=\"--cfg madsim\" cargo test -p hyperdex-sim --target-dir \
-                     target/sim --test linearizability -- --nocapture"
-                );
                 let mut f = failures.lock().unwrap_or_else(|e| e.into_inner());
-                f.push(format!("seed {seed} failed:\n{why}\n{replay}"));
+                f.push(format!(
+                    "seed {seed} failed:\n{why}\n{}",
+                    replay_command(seed)
+                ));
             });
         }
     });

@@ -5,14 +5,7 @@
 #![cfg(madsim)]
 
 use hyperdex_sim::run::{run, RunOptions};
-
-fn replay_hint() -> String {
-    let seed = madsim::runtime::Handle::current().seed();
-    format!(
-        "replay with: MADSIM_TEST_SEED={seed} RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" \
-         cargo test -p hyperdex-sim --target-dir target/sim --test linearizability -- --nocapture"
-    )
-}
+use hyperdex_sim::sweep::replay_command;
 
 #[madsim::test]
 async fn every_run_is_linearizable_under_faults() {
@@ -22,6 +15,6 @@ async fn every_run_is_linearizable_under_faults() {
         report.ok(),
         "seed failed:\n{}\n{}",
         report.explain(),
-        replay_hint()
+        replay_command(madsim::runtime::Handle::current().seed())
     );
 }

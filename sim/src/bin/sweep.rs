@@ -64,15 +64,15 @@ fn parse_args(args: &[String]) -> Args {
 #[cfg(madsim)]
 fn run_chunk(from: u64, seeds: u64) {
     use hyperdex_sim::run::RunOptions;
-    use hyperdex_sim::sweep::run_seed;
+    use hyperdex_sim::sweep::{replay_command, run_seed};
     let opts = RunOptions::default();
     for seed in from..from + seeds {
         let report = run_seed(seed, &opts);
         if !report.ok() {
             eprintln!(
-                "seed {seed} FAILED:\n{}\nreplay: MADSIM_TEST_SEED={seed} RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" \
-                 cargo test -p hyperdex-sim --target-dir target/sim --test linearizability -- --nocapture",
-                report.explain()
+                "seed {seed} FAILED:\n{}\n{}",
+                report.explain(),
+                replay_command(seed)
             );
         }
         let faults: Vec<String> = report
