@@ -48,22 +48,14 @@ impl Progress {
             entry.objects = j.objects;
             entry.bytes = j.bytes;
         }
-        self.seen.retain(|(region, server, since), _| {
-            config
-                .joiner(*region)
-                .is_some_and(|j| j.server == *server && j.since == *since)
-        });
+        self.seen.retain(|join, _| current(config, join));
     }
 
     /// The transfers in progress in `config`, as last reported.
     pub fn reports(&self, config: &Config) -> Vec<TransferReport> {
         self.seen
             .iter()
-            .filter(|((region, server, since), _)| {
-                config
-                    .joiner(*region)
-                    .is_some_and(|j| j.server == *server && j.since == *since)
-            })
+            .filter(|(join, _)| current(config, join))
             .map(|((region, server, _), s)| {
                 let secs = s.last.saturating_duration_since(s.first).as_secs_f64();
                 let rate = if secs > 0.0 {
@@ -81,6 +73,13 @@ impl Progress {
             })
             .collect()
     }
+}
+
+/// Whether `config` still has the join (region, joining server, start version).
+fn current(config: &Config, (region, server, since): &(RegionId, ServerId, u64)) -> bool {
+    config
+        .joiner(*region)
+        .is_some_and(|j| j.server == *server && j.since == *since)
 }
 
 /// One line per transfer, as `show-config` and `wait-until-stable` print them.

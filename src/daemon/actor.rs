@@ -73,7 +73,6 @@ impl Actor {
             });
             batches += 1;
             // The planted bug syncs only every 50th batch, acknowledging staged writes.
-            // The planted bug syncs only every 50th batch, acknowledging staged writes.
             let skip_sync = planted(Bug::AckBeforeSync) && !batches.is_multiple_of(50);
             if planted(Bug::ReplyBeforeSync) {
                 self.deliver(outs);

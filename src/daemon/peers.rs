@@ -2,9 +2,10 @@
 //!
 //! The actor hands every chain message to [`Peers::send`], which never waits: a message to a
 //! peer whose queue is full ([`PEER_QUEUE`] messages or [`PEER_QUEUE_BYTES`] bytes) is
-//! dropped, and so are the messages queued while a link is down. That is safe because the replica resends what matters (pending writes,
-//! the current transfer window) on every tick and whenever a link comes up again
-//! ([`Input::PeerUp`]), and receivers ignore what they already have.
+//! dropped, and so are the messages queued while a link is down. That is safe because the
+//! replica resends what matters (pending writes on every tick, a transfer window left
+//! unacknowledged for a few ticks) and whenever a link comes up again ([`Input::PeerUp`]),
+//! and receivers ignore what they already have.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,9 +126,9 @@ async fn peer_link(
                     return;
                 }
                 while let Some((size, msg)) = rx.recv().await {
-                    let fault = rt::knobs::link_fault();
-                    let sent = match fault {
-                        Some(_) => Ok(fault != Some(LinkFault::Reset)),
+                    let sent = match rt::knobs::link_fault() {
+                        Some(LinkFault::Drop) => Ok(true),
+                        Some(LinkFault::Reset) => Ok(false),
                         None => conn.send(Message::Chain(msg)).await,
                     };
                     // Counted until the connection has taken it.

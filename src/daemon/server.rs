@@ -29,11 +29,11 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     limits: Limits,
     (secret, tls): (Option<Secret>, Option<TlsServer>),
-    fatal: Arc<Stop>,
+    stop: Arc<Stop>,
 ) -> Result<(), Error> {
-    let stop = || fatal.why().is_some();
+    let stopped = || stop.why().is_some();
     let secret = secret.map(Arc::new);
-    accept_loop(listener, limits, tls, stop, move |stream, peer| {
+    accept_loop(listener, limits, tls, stopped, move |stream, peer| {
         let events = events.clone();
         let secret = secret.clone();
         async move {
@@ -59,7 +59,7 @@ pub async fn run(
     .await;
     Err(Error::Config(format!(
         "the daemon stopped: {}",
-        fatal.why().unwrap_or("no reason given")
+        stop.why().unwrap_or("no reason given")
     )))
 }
 

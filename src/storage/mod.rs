@@ -19,7 +19,7 @@ pub mod redb_store;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use overlay::{prefix_end, Overlay};
+use overlay::Overlay;
 pub use redb_store::RedbStore;
 
 /// The tables a store holds.
@@ -151,20 +151,12 @@ impl Store for MemStore {
         let mut d = self.disk();
         let Overlay { staged, cleared } = std::mem::take(&mut d.staged);
         for (t, p) in cleared {
-            let end = prefix_end(&p).map(|e| (t, e));
-            let doomed: Vec<_> = match end {
-                Some(end) => d
-                    .durable
-                    .range((t, p)..end)
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                None => d
-                    .durable
-                    .range((t, p.clone())..)
-                    .take_while(|((table, k), _)| *table == t && k.starts_with(&p))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-            };
+            let doomed: Vec<_> = d
+                .durable
+                .range((t, p.clone())..)
+                .take_while(|((table, k), _)| *table == t && k.starts_with(&p))
+                .map(|(k, _)| k.clone())
+                .collect();
             for k in doomed {
                 d.durable.remove(&k);
             }
