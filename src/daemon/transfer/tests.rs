@@ -1,0 +1,359 @@
+use super::*;
+use crate::config::SpaceId;
+use crate::storage::MemStore;
+use hyperdex_model::{Object, Value};
+
+const REGION: RegionId = RegionId {
+    space: SpaceId(1),
+    index: 0,
+};
+const SOURCE: ServerId = ServerId(1);
+const JOINER: ServerId = ServerId(2);
+
+/// A configuration with one space of one region whose chain is `chain`, joined by
+/// `joining` since version `since`.
+fn config(version: u64, chain: &[u64], joining: Option<(u64, u64)>) -> Config {
+    let mut c = crate::coordinator::state::Cluster::new(1);
+    for i in 0..3 {
+        c.apply(&crate::coordinator::state::Command::Register {
+            id: None,
+            addr: format!("s{i}"),
+        })
+        .expect("register");
+    }
+    c.apply(
+        &crate::coordinator::state::Command::add_space(
+            "space s key k attributes int n create 1 partition",
+        )
+        .expect("a valid space"),
+    )
+    .expect("space");
+    let mut config = c.config;
+    config.version = version;
+    let s = config.spaces.get_mut("s").expect("space");
+    s.chains[0] = chain.iter().map(|&i| ServerId(i)).collect();
+    s.joining[0] = joining.map(|(server, since)| Joiner {
+        server: ServerId(server),
+        since,
+        replaces: None,
+    });
+    config
+}
+
+fn object(i: i64) -> StoredObject {
+    StoredObject {
+        version: 1,
+        object: Some(Object::from([("n".to_string(), Value::Int(i))])),
+        dedupe: Vec::new(),
+    }
+}
+
+fn fill(store: &mut MemStore, n: usize) {
+    for i in 0..n {
+        stage(
+            store,
+            REGION,
+            format!("k{i:03}").as_bytes(),
+            &object(i as i64),
+        );
+    }
+    store.sync().expect("sync");
+}
+
+/// Delivers effects between a source and a joiner until none are left; returns how many
+/// windows crossed and whether the joiner reported the region done.
+fn run(
+    src: (&mut Transfers, &mut MemStore),
+    dst: (&mut Transfers, &mut MemStore),
+    config: &Config,
+    mut effects: Vec<Effect>,
+) -> (usize, bool) {
+    let (mut windows, mut done) = (0, false);
+    while !effects.is_empty() {
+        let mut next = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Send(to, ChainMessage::TransferData(t)) if to == JOINER => {
+                    windows += 1;
+                    next.extend(dst.0.on_data(dst.1, config, t).expect("data"));
+                }
+                Effect::Send(to, ChainMessage::TransferAck(a)) if to == SOURCE => {
+                    next.extend(src.0.on_ack(src.1, config, a).expect("ack"));
+                }
+                Effect::Done(r, _) => done |= r == REGION,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        effects = next;
+    }
+    (windows, done)
+}
+
+#[test]
+fn a_joiner_receives_a_region_window_by_window() {
+    let before = config(1, &[1], None);
+    let during = config(2, &[1, 2], Some((2, 2)));
+    let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, 35);
+    // Stale data on the joiner from an earlier life is dropped.
+    stage(&mut d_store, REGION, b"zzz", &object(-1));
+    assert!(dst
+        .on_config(&mut d_store, &before, &during)
+        .unwrap()
+        .is_empty());
+    let first = src.on_config(&mut s_store, &before, &during).unwrap();
+    let (windows, done) = run(
+        (&mut src, &mut s_store),
+        (&mut dst, &mut d_store),
+        &during,
+        first,
+    );
+    assert_eq!(windows, 4, "35 objects in windows of 10");
+    assert!(done);
+    let prefix = region_prefix(REGION);
+    assert_eq!(
+        s_store.scan_prefix(Table::Objects, &prefix).unwrap(),
+        d_store.scan_prefix(Table::Objects, &prefix).unwrap()
+    );
+}
+
+/// A source holding `objects` objects and a joiner, after the first window crossed and
+/// before its acknowledgement is delivered: (configuration, source, joiner, their stores,
+/// the window, the acknowledgement).
+fn first_window(
+    objects: usize,
+) -> (
+    Config,
+    Transfers,
+    Transfers,
+    MemStore,
+    MemStore,
+    TransferData,
+    TransferAck,
+) {
+    let before = config(1, &[1], None);
+    let during = config(2, &[1, 2], Some((2, 2)));
+    let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, objects);
+    dst.on_config(&mut d_store, &before, &during).unwrap();
+    let first = src.on_config(&mut s_store, &before, &during).unwrap();
+    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+        panic!("{first:?}")
+    };
+    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
+        panic!("{acked:?}")
+    };
+    let (w1, a1) = (w1.clone(), a1.clone());
+    (during, src, dst, s_store, d_store, w1, a1)
+}
+
+#[test]
+fn a_window_out_of_place_is_answered_with_where_to_resume() {
+    let (during, mut src, mut dst, mut s_store, mut d_store, w1, a1) = first_window(25);
+    // The first window has arrived; its ack is lost; the source, restarted, sends a window
+    // from a later place. The joiner refuses it and says where it is.
+    let mut skipping = w1.clone();
+    skipping.after = Some(b"k015".to_vec());
+    let answer = dst.on_data(&mut d_store, &during, skipping).unwrap();
+    assert_eq!(
+        answer,
+        vec![Effect::Send(
+            SOURCE,
+            ChainMessage::TransferAck(TransferAck {
+                done: false,
+                ..a1.clone()
+            })
+        )]
+    );
+    let (_, done) = run(
+        (&mut src, &mut s_store),
+        (&mut dst, &mut d_store),
+        &during,
+        answer,
+    );
+    assert!(done);
+    assert_eq!(
+        d_store
+            .scan_prefix(Table::Objects, &region_prefix(REGION))
+            .unwrap()
+            .len(),
+        25,
+        "nothing skipped"
+    );
+}
+
+#[test]
+fn a_newer_object_on_the_joiner_keeps_its_value() {
+    let mut store = MemStore::new();
+    let mut newer = object(7);
+    newer.version = 5;
+    stage(&mut store, REGION, b"k", &newer);
+    let older = postcard::to_allocvec(&object(1)).unwrap();
+    store_transferred(&mut store, REGION, b"k", &older).unwrap();
+    assert_eq!(load(&store, REGION, b"k").unwrap(), newer);
+}
+
+#[test]
+fn a_server_that_stops_being_the_source_stops_sending() {
+    let before = config(1, &[1], None);
+    let during = config(2, &[1, 2], Some((2, 2)));
+    let after = config(3, &[1, 2], None);
+    let mut src = Transfers::new(SOURCE, 10);
+    let mut store = MemStore::new();
+    fill(&mut store, 30);
+    assert_eq!(
+        src.on_config(&mut store, &before, &during).unwrap().len(),
+        1
+    );
+    assert!(src
+        .on_config(&mut store, &during, &after)
+        .unwrap()
+        .is_empty());
+    assert!(src.tick(&mut store, &after).unwrap().is_empty());
+}
+
+fn windows_in(effects: &[Effect]) -> Vec<RegionId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(_, ChainMessage::TransferData(t)) => Some(t.region),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unacknowledged_window_is_sent_again_only_after_some_ticks() {
+    let before = config(1, &[1], None);
+    let during = config(2, &[1, 2], Some((2, 2)));
+    let mut src = Transfers::new(SOURCE, 10);
+    let mut store = MemStore::new();
+    fill(&mut store, 30);
+    let first = src.on_config(&mut store, &before, &during).unwrap();
+    assert_eq!(windows_in(&first), vec![REGION]);
+    for _ in 1..RESEND_TICKS {
+        let out = src.tick(&mut store, &during).unwrap();
+        assert!(windows_in(&out).is_empty(), "resent too soon: {out:?}");
+    }
+    let out = src.tick(&mut store, &during).unwrap();
+    assert_eq!(windows_in(&out), vec![REGION], "never resent");
+    // A connection that comes up again gets the window at once.
+    let out = src.peer_up(&mut store, &during, JOINER).unwrap();
+    assert_eq!(windows_in(&out), vec![REGION]);
+}
+
+#[test]
+fn a_source_sends_a_bounded_number_of_transfers_at_once() {
+    let regions = ACTIVE_TRANSFERS as u32 * 2 + 1;
+    let many = |version: u64, joining: bool| {
+        let mut c = config(version, &[1], None);
+        let s = c.spaces.get_mut("s").expect("space");
+        s.chains = vec![
+            if joining {
+                vec![SOURCE, JOINER]
+            } else {
+                vec![SOURCE]
+            };
+            regions as usize
+        ];
+        s.joining = vec![
+            joining.then_some(Joiner {
+                server: JOINER,
+                since: 2,
+                replaces: None,
+            });
+            regions as usize
+        ];
+        c
+    };
+    let (before, during) = (many(1, false), many(2, true));
+    let mut src = Transfers::new(SOURCE, 1000);
+    let mut store = MemStore::new();
+    for index in 0..regions {
+        let region = RegionId {
+            space: REGION.space,
+            index,
+        };
+        stage(&mut store, region, b"k", &object(index as i64));
+    }
+    store.sync().unwrap();
+    let mut in_flight = windows_in(&src.on_config(&mut store, &before, &during).unwrap());
+    let mut finished = 0;
+    while let Some(region) = in_flight.pop() {
+        assert!(in_flight.len() < ACTIVE_TRANSFERS, "{in_flight:?}");
+        // Every region holds one object: its first window is its last.
+        let ack = TransferAck {
+            config_version: during.version,
+            region,
+            upto: Some(b"k".to_vec()),
+            done: true,
+        };
+        in_flight.extend(windows_in(&src.on_ack(&mut store, &during, ack).unwrap()));
+        finished += 1;
+    }
+    assert_eq!(finished, regions, "every transfer ran in turn");
+}
+
+#[test]
+fn a_duplicate_ack_does_not_start_a_second_stream() {
+    let (during, mut src, mut dst, mut s_store, mut d_store, w1, a1) = first_window(35);
+    assert_eq!(
+        windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).len(),
+        1
+    );
+    // The same ack again (or the joiner's answer to the first window sent twice).
+    assert!(windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).is_empty());
+    let again = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferAck(rewound)) = &again[0] else {
+        panic!("{again:?}")
+    };
+    assert!(windows_in(&src.on_ack(&mut s_store, &during, rewound.clone()).unwrap()).is_empty());
+}
+
+#[test]
+fn each_joiner_gets_its_own_share_of_active_transfers() {
+    const OTHER: ServerId = ServerId(3);
+    let regions = ACTIVE_TRANSFERS as u32 * 2;
+    let joined = |version: u64, joining: bool| {
+        let mut c = config(version, &[1], None);
+        let s = c.spaces.get_mut("s").expect("space");
+        s.chains = (0..regions)
+            .map(|i| {
+                let to = if i < regions / 2 { JOINER } else { OTHER };
+                if joining {
+                    vec![SOURCE, to]
+                } else {
+                    vec![SOURCE]
+                }
+            })
+            .collect();
+        s.joining = (0..regions)
+            .map(|i| {
+                let server = if i < regions / 2 { JOINER } else { OTHER };
+                joining.then_some(Joiner {
+                    server,
+                    since: 2,
+                    replaces: None,
+                })
+            })
+            .collect();
+        c
+    };
+    let mut src = Transfers::new(SOURCE, 1000);
+    let mut store = MemStore::new();
+    let sent = src
+        .on_config(&mut store, &joined(1, false), &joined(2, true))
+        .unwrap();
+    let to = |who: ServerId| {
+        sent.iter()
+            .filter(|e| matches!(e, Effect::Send(t, ChainMessage::TransferData(_)) if *t == who))
+            .count()
+    };
+    assert_eq!(
+        (to(JOINER), to(OTHER)),
+        (ACTIVE_TRANSFERS, ACTIVE_TRANSFERS)
+    );
+}
