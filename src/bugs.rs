@@ -45,10 +45,16 @@ pub enum Bug {
     /// Searches are answered without checking the lease or the configuration version, so a
     /// server cut off from the coordinator answers them from data that has moved on.
     SearchWithoutLease = 4096,
+    /// A joiner trusts the copy of a region it held before the join: a write is judged
+    /// against a version that may never have been committed, or is older than the chain's.
+    TrustStaleCopy = 8192,
+    /// A joiner keeps keys it held before the join that the source does not have (writes
+    /// that were never committed).
+    KeepStaleKeys = 16384,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 15] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -62,6 +68,8 @@ impl Bug {
         Bug::LostRecord,
         Bug::ChangeNotInForce,
         Bug::SearchWithoutLease,
+        Bug::TrustStaleCopy,
+        Bug::KeepStaleKeys,
     ];
 }
 

@@ -36,6 +36,11 @@ pub const EARLY_MESSAGES: usize = 100_000;
 /// Most state-transfer windows (up to about 1 MiB each) among them.
 pub const EARLY_WINDOWS: usize = 8;
 
+/// Most keys a joining daemon remembers as written during its joins beyond where each
+/// transfer has got (see `daemon::transfer`); further writes to unverified keys wait for the
+/// transfer to pass them.
+pub const JOIN_LIVE_KEYS: usize = 65_536;
+
 /// Connections a server keeps open at once (clients, peers and admin tools together). A
 /// connection beyond it is closed as soon as it is accepted.
 pub const MAX_CONNECTIONS: usize = 10_000;

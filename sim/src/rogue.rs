@@ -25,7 +25,7 @@ use hyperdex::protocol::auth::{Role, Secret};
 use hyperdex::protocol::frame::{encode_frame, hello};
 use hyperdex::protocol::{
     AdminCommand, ChainAck, ChainMessage, ChainWrite, ClientRequest, CoordRequest, Envelope,
-    Message, OpRequest, TransferData, DEFAULT_MAX_FRAME,
+    Message, OpRequest, TransferData, TransferEntry, DEFAULT_MAX_FRAME,
 };
 use hyperdex::rt;
 use hyperdex_model::{Operation, Value};
@@ -164,8 +164,8 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
             config_version: config.version,
             region,
             after: None,
-            entries: vec![(key, vec![0; 8])],
-            last: true,
+            entries: vec![(key, TransferEntry::Object(vec![0; 8]))],
+            through: None,
         }),
     };
     let conn = if claim {

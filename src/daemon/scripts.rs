@@ -35,7 +35,7 @@ use super::replica::{Input, Replica};
 use super::testnet::{op, Net};
 use crate::config::{Config, RegionId, ServerId};
 use crate::coordinator::state::{Cluster, Command};
-use crate::protocol::ChainMessage;
+use crate::protocol::{ChainMessage, TransferEntry};
 use crate::storage::MemStore;
 
 /// One scenario being run.
@@ -89,23 +89,35 @@ fn message_text(m: &ChainMessage) -> String {
             a.config_version
         ),
         ChainMessage::TransferData(t) => {
-            let keys: Vec<String> = t.entries.iter().map(|(k, _)| key_text(k)).collect();
+            let keys: Vec<String> = t
+                .entries
+                .iter()
+                .map(|(k, e)| match e {
+                    TransferEntry::Object(_) => key_text(k),
+                    TransferEntry::Unchanged(_) => format!("={}", key_text(k)),
+                })
+                .collect();
             format!(
-                "TransferData r{} after {} [{}]{} @c{}",
+                "TransferData r{} after {} [{}] through {} @c{}",
                 t.region.index,
                 t.after.as_deref().map_or("the start".into(), key_text),
                 keys.join(" "),
-                if t.last { " last" } else { "" },
+                t.through.as_deref().map_or("the end".into(), key_text),
                 t.config_version
             )
         }
-        ChainMessage::TransferAck(a) => format!(
-            "TransferAck r{} upto {}{} @c{}",
-            a.region.index,
-            a.upto.as_deref().map_or("nothing".into(), key_text),
-            if a.done { " done" } else { "" },
-            a.config_version
-        ),
+        ChainMessage::TransferAck(a) => {
+            let held: Vec<String> = a.held.iter().map(|(k, _)| key_text(k)).collect();
+            format!(
+                "TransferAck r{} upto {}{} held [{}]{} @c{}",
+                a.region.index,
+                a.upto.as_deref().map_or("nothing".into(), key_text),
+                if a.done { " done" } else { "" },
+                held.join(" "),
+                if a.held_all { "" } else { "..." },
+                a.config_version
+            )
+        }
     }
 }
 

@@ -45,26 +45,46 @@ pub struct ChainAck {
     pub version: u64,
 }
 
-/// A window of a region's objects, streamed from a chain member to the server joining it.
+/// A short fingerprint of an object's stored bytes (the first 16 bytes of their SHA-256): a
+/// joiner's copy with the same digest as the source's is the same object, records included.
+pub type Digest = [u8; 16];
+
+/// One object of a transfer window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferEntry {
+    /// The encoded stored object.
+    Object(Vec<u8>),
+    /// The joiner said it holds a copy with this digest, and the source's copy has it too.
+    Unchanged(Digest),
+}
+
+/// A window of a region's objects, streamed from a chain member to the server joining it:
+/// every object the source holds with a key in `(after, through]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransferData {
     pub config_version: u64,
     pub region: RegionId,
-    /// Entries are the region's objects with keys after this one (all, when `None`).
+    /// The window starts after this key (at the region's start when `None`).
     pub after: Option<Vec<u8>>,
-    /// (key bytes, encoded stored object), in key order.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The region has no objects after these.
-    pub last: bool,
+    /// (key bytes, object), in key order.
+    pub entries: Vec<(Vec<u8>, TransferEntry)>,
+    /// The window ends with this key; `None`: at the region's end (the last window).
+    pub through: Option<Vec<u8>>,
 }
 
-/// The joiner has stored everything up to `upto`; `done` once the last window is in.
+/// The joiner holds the region up to `upto`; `done` once the last window is in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferAck {
     pub config_version: u64,
     pub region: RegionId,
     pub upto: Option<Vec<u8>>,
     pub done: bool,
+    /// What the joiner holds after `upto` (from an earlier life, or written during the
+    /// transfer): its next objects' keys and digests, in key order, so that the source sends
+    /// only what differs.
+    pub held: Vec<(Vec<u8>, Digest)>,
+    /// `held` lists everything the joiner holds after `upto`.
+    pub held_all: bool,
 }
 
 /// A message from one daemon to another.

@@ -26,7 +26,10 @@ pub mod samples;
 use hyperdex_model::ReturnCode;
 use serde::{Deserialize, Serialize};
 
-pub use chain::{ChainAck, ChainMessage, ChainWrite, ClientId, Dedupe, TransferAck, TransferData};
+pub use chain::{
+    ChainAck, ChainMessage, ChainWrite, ClientId, Dedupe, Digest, TransferAck, TransferData,
+    TransferEntry,
+};
 pub use client::{ClientRequest, ClientResponse, OpRequest, SearchRequest};
 pub use coordinator::{AdminCommand, AdminOutput, CoordRequest, CoordResponse};
 

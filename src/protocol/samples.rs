@@ -9,7 +9,7 @@ use hyperdex_model::{Check, Func, Funcall, NumOp, Operation, Predicate, Reply, R
 use super::{
     AdminCommand, AdminOutput, ChainAck, ChainMessage, ChainWrite, ClientRequest, ClientResponse,
     CoordRequest, CoordResponse, Dedupe, Envelope, Message, OpRequest, SearchRequest, TransferAck,
-    TransferData,
+    TransferData, TransferEntry,
 };
 use crate::config::{Config, RegionId, ServerId, SpaceId};
 
@@ -128,14 +128,19 @@ pub fn sample_envelopes() -> Vec<Envelope> {
             config_version: 5,
             region: region(),
             after: Some(b"a".to_vec()),
-            entries: vec![(b"b".to_vec(), vec![1, 2, 3])],
-            last: true,
+            entries: vec![
+                (b"b".to_vec(), TransferEntry::Object(vec![1, 2, 3])),
+                (b"c".to_vec(), TransferEntry::Unchanged([7; 16])),
+            ],
+            through: None,
         })),
         Message::Chain(ChainMessage::TransferAck(TransferAck {
             config_version: 5,
             region: region(),
             upto: None,
             done: false,
+            held: vec![(b"d".to_vec(), [9; 16])],
+            held_all: false,
         })),
         Message::ToCoordinator(CoordRequest::Register {
             id: Some(ServerId(2)),

@@ -8,7 +8,7 @@ use hyperdex_model::Reply;
 use super::{push_effects, reply, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
-use crate::daemon::record::{absorb, add_record, load, stage};
+use crate::daemon::record::{absorb, add_record, load, stage, StoredObject};
 use crate::limits::{EARLY_MESSAGES, EARLY_WINDOWS};
 use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
 use crate::storage::{Store, StoreError};
@@ -96,7 +96,15 @@ impl<W: Clone> Replica<W> {
         }
         let pred = chain[pos - 1];
         let succ = chain.get(pos + 1).copied();
-        let mut stored = load(store, w.region, &w.key)?;
+        // A joiner's copy of a key the transfer has not reached may be from an earlier life
+        // (missing writes, or holding one never committed): the key counts as new.
+        let unverified =
+            succ.is_none() && self.transfers.unverified(&self.config, w.region, &w.key);
+        let mut stored = if unverified {
+            StoredObject::default()
+        } else {
+            load(store, w.region, &w.key)?
+        };
         tracing::debug!(
             server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
             pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
@@ -118,7 +126,7 @@ impl<W: Clone> Replica<W> {
         // holds that write's effect) without that write's retry record, and a retry of it
         // would be applied again here once this server is head. The predecessor resends
         // every pending write, in order, on its next tick. A joiner too: for a key the
-        // transfer has not brought yet it takes only a first version, and waits for the
+        // transfer has not verified yet it takes only a first version, and waits for the
         // transfer (whose copy is committed, so older than any write it dropped) otherwise.
         let held = self
             .pending
@@ -136,6 +144,12 @@ impl<W: Clone> Replica<W> {
         }
         match succ {
             None => {
+                if unverified && !self.transfers.written_live(w.region, &w.key) {
+                    return Ok(());
+                }
+                if unverified {
+                    tracing::debug!(server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key), version = w.version, "joiner: write to an unverified key");
+                }
                 absorb(&mut stored, &w);
                 stage(store, w.region, &w.key, &stored);
                 let ack = self.ack(&w.key, w.region, w.version);

@@ -15,29 +15,31 @@
 //! - the joiner accepts a window only if it starts right after the last key it stored (its
 //!   *progress*); otherwise it tells the source where to resume. So a source that lost its
 //!   place (it restarted, or became the source anew) never skips a key;
-//! - an object the joiner already holds at a newer version (a write reached it first) keeps
-//!   its value, but takes the dedupe records of the older copy (retries are matched against
-//!   them, see `record::merge_older_records`);
+//! - a joiner keeps what it held of the region before (it restarted with its data, or served
+//!   the region once): its acknowledgements describe its next objects by digest, and the
+//!   source sends those it holds identically as "unchanged" rather than whole; the joiner's
+//!   copy is trusted only up to its progress (see `reconcile`), and a write reaching it for a
+//!   key beyond is applied as if the key were new;
 //! - after the last window the joiner reports the region done ([`Effect::Done`]); the daemon
 //!   tells the coordinator, which makes the joiner a full member.
 //!
 //! A join is identified by the joining server and the configuration version it started in
-//! (`Joiner::since`): a new join, even of the same server, starts from nothing, and a
-//! server that becomes a joiner drops whatever it held of the region, since stale versions
-//! from an earlier life must not shadow the transferred ones.
-//!
-//! Shortcut: a restarted server's data is dropped and sent again whole (no incremental
-//! rejoin).
+//! (`Joiner::since`): a new join, even of the same server, starts from the region's start.
+
+mod reconcile;
+mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId};
+use crate::limits::JOIN_LIVE_KEYS;
 use crate::protocol::coordinator::JoinProgress;
 use crate::protocol::{ChainMessage, TransferAck, TransferData};
-use crate::storage::{KeyValues, Store, StoreError, Table};
+use crate::storage::{Store, StoreError};
 
-use super::record::REGION_PREFIX_LEN;
-use super::record::{load, merge_older_records, object_key, region_prefix, stage, StoredObject};
+pub use reconcile::store_transferred;
+use window::{held_after, read_window, Held};
 
 /// Most objects per transfer window.
 pub const TRANSFER_WINDOW: usize = 4096;
@@ -79,6 +81,8 @@ struct Outgoing {
     windows: u64,
     /// Ticks since the current window was sent (`None`: not sent yet).
     waiting: Option<u32>,
+    /// What the joiner said it holds after `cursor` (`None`: not known yet).
+    held: Option<Held>,
 }
 
 /// One daemon's transfers, as source and as joiner.
@@ -94,6 +98,9 @@ pub struct Transfers {
     progress: BTreeMap<RegionId, Option<Vec<u8>>>,
     /// For each region this server joins: objects and bytes received so far.
     received_counts: BTreeMap<RegionId, (u64, u64)>,
+    /// For each region this server joins: the keys after its progress that writes reached
+    /// during the join (its copy of every other key there is unverified).
+    live: BTreeMap<RegionId, BTreeSet<Vec<u8>>>,
     /// Most objects per window.
     window: usize,
 }
@@ -108,6 +115,7 @@ impl Transfers {
             received: BTreeSet::new(),
             progress: BTreeMap::new(),
             received_counts: BTreeMap::new(),
+            live: BTreeMap::new(),
             window: window.max(1),
         }
     }
@@ -121,12 +129,13 @@ impl Transfers {
         self.progress.retain(|r, _| config.joining(*r) == Some(me));
         self.received_counts
             .retain(|r, _| config.joining(*r) == Some(me));
+        self.live.retain(|r, _| config.joining(*r) == Some(me));
         for (region, pos) in config.regions_of(me) {
             let mine = config.joiner(region).filter(|j| j.server == me);
             // A join is identified by (server, since): the member it replaces may change
             // while it runs (that member failed) without starting it over.
             if mine.is_some() && old.joiner(region).map(Joiner::id) != mine.map(Joiner::id) {
-                self.start_joining(store, region, mine);
+                self.start_joining(region, mine);
             }
             let joiner = config
                 .joiner(region)
@@ -162,12 +171,41 @@ impl Transfers {
         self.send_windows(store, config, None)
     }
 
-    fn start_joining(&mut self, store: &mut dyn Store, region: RegionId, join: Option<Joiner>) {
+    fn start_joining(&mut self, region: RegionId, join: Option<Joiner>) {
         self.received.remove(&region);
         self.progress.remove(&region);
         self.received_counts.remove(&region);
-        tracing::debug!(server = self.me.0, %region, ?join, "joining: dropping the old copy");
-        store.delete_prefix(Table::Objects, &region_prefix(region));
+        self.live.remove(&region);
+        tracing::debug!(server = self.me.0, %region, ?join, "joining: the old copy is unverified");
+    }
+
+    /// Whether this server's copy of `key` in `region` is to be taken as absent: it joins the
+    /// region, the transfer has not reached the key yet, and no write reached the key during
+    /// this join. What it holds there is from an earlier life and may never have been
+    /// committed, so a write must not be judged against it.
+    pub fn unverified(&self, config: &Config, region: RegionId, key: &[u8]) -> bool {
+        config.joining(region) == Some(self.me)
+            && !self.received.contains(&region)
+            && self
+                .progress
+                .get(&region)
+                .is_none_or(|p| p.as_deref().is_none_or(|p| key > p))
+            && !self.live.get(&region).is_some_and(|l| l.contains(key))
+            && !planted(Bug::TrustStaleCopy)
+    }
+
+    /// A write reached an unverified key (see [`Transfers::unverified`]) and is about to be
+    /// stored: remembers the key, so the transfer keeps the write. Returns `false` if too
+    /// many keys are remembered already; then the write must wait for the transfer to pass
+    /// the key (its sender resends it).
+    pub fn written_live(&mut self, region: RegionId, key: &[u8]) -> bool {
+        let total: usize = self.live.values().map(BTreeSet::len).sum();
+        if total >= JOIN_LIVE_KEYS {
+            crate::probe!("transfer.live_keys_full");
+            return false;
+        }
+        self.live.entry(region).or_default().insert(key.to_vec());
+        true
     }
 
     fn become_source(&mut self, old: &Config, region: RegionId, j: Joiner) {
@@ -192,6 +230,7 @@ impl Transfers {
                     done: false,
                     windows: 0,
                     waiting: None,
+                    held: None,
                 },
             );
         }
@@ -245,10 +284,16 @@ impl Transfers {
             .outgoing
             .get_mut(&region)
             .expect("a window only of a transfer in progress");
-        let (entries, last) = read_window(store, region, o.cursor.as_deref(), self.window)?;
+        let (entries, through) = read_window(
+            store,
+            region,
+            o.cursor.as_deref(),
+            self.window,
+            o.held.as_ref(),
+        )?;
         tracing::debug!(
             server = me.0, %region, to = o.to.0, after = ?o.cursor, objects = entries.len(),
-            last, config = config.version, "transfer window"
+            ?through, config = config.version, "transfer window"
         );
         o.waiting = Some(0);
         Ok(Effect::Send(
@@ -258,7 +303,7 @@ impl Transfers {
                 region,
                 after: o.cursor.clone(),
                 entries,
-                last,
+                through,
             }),
         ))
     }
@@ -288,33 +333,43 @@ impl Transfers {
         };
         tracing::debug!(
             server = self.me.0, region = %t.region, after = ?t.after, objects = t.entries.len(),
-            last = t.last, config = t.config_version, "transfer window received"
+            through = ?t.through, config = t.config_version, "transfer window received"
         );
-        let progress = self.progress.entry(t.region).or_default();
-        if t.after != *progress {
-            // Not the next window: tell the source where to resume.
-            crate::probe!("transfer.rewound");
-            let upto = progress.clone();
-            out.push(ack(config, pred, t.region, upto, false));
+        let progress = self.progress.entry(t.region).or_default().clone();
+        if self.received.contains(&t.region) {
+            // A window sent again after the last one was applied: applying it again would
+            // remove keys written since (it does not have them).
+            crate::probe!("transfer.window_after_done");
+            out.push(self.ack(store, config, pred, t.region, progress, true)?);
             return Ok(out);
         }
-        let mut upto = t.after.clone();
-        let counts = self.received_counts.entry(t.region).or_default();
-        for (kb, bytes) in &t.entries {
-            store_transferred(store, t.region, kb, bytes)?;
-            upto = Some(kb.clone());
-            counts.0 += 1;
-            counts.1 += (kb.len() + bytes.len()) as u64;
+        if t.after != progress {
+            // Not the next window: tell the source where to resume.
+            crate::probe!("transfer.rewound");
+            out.push(self.ack(store, config, pred, t.region, progress, false)?);
+            return Ok(out);
         }
-        let before = counts.0 - t.entries.len() as u64;
+        let live = self.live.entry(t.region).or_default();
+        let applied = reconcile::apply_window(store, &t, live)?;
+        if let Some(upto) = &applied.upto {
+            // Keys up to here are verified now.
+            let mut beyond = live.split_off(upto);
+            beyond.remove(upto);
+            *live = beyond;
+        }
+        let counts = self.received_counts.entry(t.region).or_default();
+        let before = counts.0;
+        counts.0 += applied.objects;
+        counts.1 += applied.bytes;
         if counts.0 / PROGRESS_LOG_EVERY > before / PROGRESS_LOG_EVERY {
             tracing::info!(
                 region = %t.region, objects = counts.0, megabytes = counts.1 / 1_000_000,
                 "state transfer: receiving"
             );
         }
-        self.progress.insert(t.region, upto.clone());
-        if t.last {
+        self.progress.insert(t.region, applied.upto.clone());
+        if applied.complete {
+            self.live.remove(&t.region);
             if self.received.insert(t.region) {
                 tracing::info!(region = %t.region, "state transfer complete");
                 crate::probe!("transfer.completed");
@@ -323,8 +378,43 @@ impl Transfers {
                 out.push(Effect::Done(t.region, j.since));
             }
         }
-        out.push(ack(config, pred, t.region, upto, t.last));
+        out.push(self.ack(
+            store,
+            config,
+            pred,
+            t.region,
+            applied.upto,
+            applied.complete,
+        )?);
         Ok(out)
+    }
+
+    /// The joiner's acknowledgement: where it is, and what it holds after that.
+    fn ack(
+        &self,
+        store: &dyn Store,
+        config: &Config,
+        to: ServerId,
+        region: RegionId,
+        upto: Option<Vec<u8>>,
+        done: bool,
+    ) -> Result<Effect, StoreError> {
+        let (held, held_all) = if done {
+            (Vec::new(), true)
+        } else {
+            held_after(store, region, upto.as_deref(), self.window)?
+        };
+        Ok(Effect::Send(
+            to,
+            ChainMessage::TransferAck(TransferAck {
+                config_version: config.version,
+                region,
+                upto,
+                done,
+                held,
+                held_all,
+            }),
+        ))
     }
 
     /// How far each join of this server has got (what its heartbeats report).
@@ -345,13 +435,19 @@ impl Transfers {
 
     /// The source's side: the joiner says where it is; resume from there (possibly back,
     /// if a window was not the one it expected).
-    pub fn on_ack(&mut self, store: &mut dyn Store, config: &Config, a: TransferAck) -> Effects {
+    pub fn on_ack(
+        &mut self,
+        store: &mut dyn Store,
+        config: &Config,
+        mut a: TransferAck,
+    ) -> Effects {
         let Some(o) = self.outgoing.get_mut(&a.region) else {
             return Ok(Vec::new());
         };
         if a.done && a.upto.as_deref() < o.cursor.as_deref() {
             return Ok(Vec::new());
         }
+        o.held = Some((std::mem::take(&mut a.held), a.held_all));
         // The same place again while a window after it is in flight: a duplicate (of an ack,
         // or the joiner's answer to a duplicate window). Answering it would start a second
         // stream of windows; a window really lost is sent again after `RESEND_TICKS`.
@@ -392,75 +488,6 @@ impl Transfers {
         }
         Ok(out)
     }
-}
-
-fn ack(
-    config: &Config,
-    to: ServerId,
-    region: RegionId,
-    upto: Option<Vec<u8>>,
-    done: bool,
-) -> Effect {
-    Effect::Send(
-        to,
-        ChainMessage::TransferAck(TransferAck {
-            config_version: config.version,
-            region,
-            upto,
-            done,
-        }),
-    )
-}
-
-/// The next window of `region` after key `after`: at most `max` objects and about
-/// [`TRANSFER_WINDOW_BYTES`] bytes (at least one object), and whether it is the last.
-fn read_window(
-    store: &dyn Store,
-    region: RegionId,
-    after: Option<&[u8]>,
-    max: usize,
-) -> Result<(KeyValues, bool), StoreError> {
-    let prefix = region_prefix(region);
-    let after = after.map(|c| object_key(region, c));
-    let mut entries: KeyValues = store
-        .scan_from(Table::Objects, &prefix, after.as_deref(), max + 1)?
-        .into_iter()
-        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
-        .collect();
-    let mut last = entries.len() <= max;
-    entries.truncate(max);
-    let mut bytes = 0;
-    if let Some(cut) = entries.iter().position(|(k, v)| {
-        bytes += k.len() + v.len();
-        bytes > TRANSFER_WINDOW_BYTES
-    }) {
-        entries.truncate(cut.max(1));
-        last = false;
-    }
-    Ok((entries, last))
-}
-
-/// Stores one transferred object, unless this server already holds a newer version (then
-/// only the older copy's dedupe records are merged in).
-fn store_transferred(
-    store: &mut dyn Store,
-    region: RegionId,
-    kb: &[u8],
-    bytes: &[u8],
-) -> Result<(), StoreError> {
-    let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
-        return Ok(());
-    };
-    let mut stored = load(store, region, kb)?;
-    if incoming.version > stored.version {
-        stage(store, region, kb, &incoming);
-    } else if merge_older_records(&mut stored, &incoming) {
-        // A write reached this joiner before the transfer did: the object is newer here, but
-        // the records of earlier writes (which retries are matched against) come only with
-        // the transfer.
-        stage(store, region, kb, &stored);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 use super::*;
 use crate::config::SpaceId;
-use crate::storage::MemStore;
+use crate::daemon::record::{load, region_prefix, stage, StoredObject, REGION_PREFIX_LEN};
+use crate::protocol::TransferEntry;
+use crate::storage::{MemStore, Table};
 use hyperdex_model::{Object, Value};
 
 const REGION: RegionId = RegionId {
@@ -96,7 +98,8 @@ fn a_joiner_receives_a_region_window_by_window() {
     let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
     let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
     fill(&mut s_store, 35);
-    // Stale data on the joiner from an earlier life is dropped.
+    // A key the joiner holds from an earlier life that the source lacks (a write never
+    // committed) is removed.
     stage(&mut d_store, REGION, b"zzz", &object(-1));
     assert!(dst
         .on_config(&mut d_store, &before, &during)
@@ -290,6 +293,8 @@ fn a_source_sends_a_bounded_number_of_transfers_at_once() {
             region,
             upto: Some(b"k".to_vec()),
             done: true,
+            held: Vec::new(),
+            held_all: true,
         };
         in_flight.extend(windows_in(&src.on_ack(&mut store, &during, ack).unwrap()));
         finished += 1;
@@ -355,5 +360,161 @@ fn each_joiner_gets_its_own_share_of_active_transfers() {
     assert_eq!(
         (to(JOINER), to(OTHER)),
         (ACTIVE_TRANSFERS, ACTIVE_TRANSFERS)
+    );
+}
+
+/// The stored objects of `REGION` in `store`.
+fn region_objects(store: &MemStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .scan_prefix(Table::Objects, &region_prefix(REGION))
+        .unwrap()
+}
+
+/// Starts a join of `JOINER` fed by `SOURCE`: (configuration, source, joiner, the source's
+/// first effects).
+fn start_join(
+    s_store: &mut MemStore,
+    d_store: &mut MemStore,
+) -> (Config, Transfers, Transfers, Vec<Effect>) {
+    let before = config(1, &[1], None);
+    let during = config(2, &[1, 2], Some((2, 2)));
+    let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
+    assert!(dst.on_config(d_store, &before, &during).unwrap().is_empty());
+    let first = src.on_config(s_store, &before, &during).unwrap();
+    (during, src, dst, first)
+}
+
+#[test]
+fn a_joiner_with_its_old_copy_receives_only_what_changed() {
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, 100);
+    fill(&mut d_store, 100);
+    // While the joiner was away, two objects changed and one was added; it holds a write
+    // that was never committed (a key the source lacks) and another at a version the chain
+    // then gave to a different write.
+    let mut changed = object(1000);
+    changed.version = 2;
+    stage(&mut s_store, REGION, b"k050", &changed);
+    stage(&mut s_store, REGION, b"k051", &changed);
+    stage(&mut s_store, REGION, b"k100", &object(100));
+    stage(&mut d_store, REGION, b"k050x", &object(-1));
+    let mut diverged = object(-2);
+    diverged.version = 2;
+    stage(&mut d_store, REGION, b"k051", &diverged);
+    let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
+    let (_, done) = run(
+        (&mut src, &mut s_store),
+        (&mut dst, &mut d_store),
+        &during,
+        first,
+    );
+    assert!(done);
+    let source = region_objects(&s_store);
+    assert_eq!(source, region_objects(&d_store));
+    // Whole: the first window (the source knew nothing of the joiner's copy yet) and the
+    // three objects that differ; every other object crossed as a digest.
+    let whole: u64 = source
+        .iter()
+        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v.len()))
+        .filter(|(k, _)| {
+            k.as_slice() < b"k010".as_slice()
+                || [&b"k050"[..], b"k051", b"k100"].contains(&k.as_slice())
+        })
+        .map(|(k, v)| (k.len() + v) as u64)
+        .sum();
+    let progress = dst.joining(&during);
+    assert_eq!((progress[0].objects, progress[0].bytes), (101, whole));
+}
+
+#[test]
+fn an_old_copy_counts_only_once_the_transfer_passes_it_and_writes_during_the_join_stay() {
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, 30);
+    fill(&mut d_store, 30);
+    let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
+    assert!(dst.unverified(&during, REGION, b"k000"));
+    // A write of a new key reaches the joiner; the source stores it only once the joiner
+    // has acknowledged it, so its windows do not have it yet.
+    assert!(dst.written_live(REGION, b"k025x"));
+    stage(&mut d_store, REGION, b"k025x", &object(7));
+    assert!(!dst.unverified(&during, REGION, b"k025x"));
+    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+        panic!("{first:?}")
+    };
+    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    assert!(!dst.unverified(&during, REGION, b"k009"), "passed");
+    assert!(dst.unverified(&during, REGION, b"k010"), "not yet");
+    let (_, done) = run(
+        (&mut src, &mut s_store),
+        (&mut dst, &mut d_store),
+        &during,
+        acked,
+    );
+    assert!(done);
+    assert!(!dst.unverified(&during, REGION, b"k029"));
+    assert_eq!(load(&d_store, REGION, b"k025x").unwrap(), object(7));
+    assert_eq!(region_objects(&d_store).len(), 31);
+}
+
+#[test]
+fn an_object_changed_after_the_joiner_described_it_is_sent_again() {
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, 30);
+    fill(&mut d_store, 30);
+    let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
+    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+        panic!("{first:?}")
+    };
+    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
+        panic!("{acked:?}")
+    };
+    assert_eq!(a1.held.len(), 10, "the joiner describes its next window");
+    let next = src.on_ack(&mut s_store, &during, a1.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferData(w2)) = &next[0] else {
+        panic!("{next:?}")
+    };
+    assert!(w2
+        .entries
+        .iter()
+        .all(|(_, e)| matches!(e, TransferEntry::Unchanged(_))));
+    // The joiner's copy of k012 changes before the window arrives.
+    stage(&mut d_store, REGION, b"k012", &object(-12));
+    let answer = dst.on_data(&mut d_store, &during, w2.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferAck(a2)) = &answer[0] else {
+        panic!("{answer:?}")
+    };
+    assert_eq!((a2.upto.as_deref(), a2.done), (Some(&b"k011"[..]), false));
+    let (_, done) = run(
+        (&mut src, &mut s_store),
+        (&mut dst, &mut d_store),
+        &during,
+        answer,
+    );
+    assert!(done);
+    assert_eq!(region_objects(&s_store), region_objects(&d_store));
+}
+
+#[test]
+fn a_window_sent_again_after_the_last_does_not_remove_later_writes() {
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    let (during, _, mut dst, first) = start_join(&mut s_store, &mut d_store);
+    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        w1.through, None,
+        "an empty region: the first window is the last"
+    );
+    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    assert!(acked.contains(&Effect::Done(REGION, 2)));
+    // A write reaches the joiner, now holding the whole region; then the window arrives
+    // again (the source resent it before the acknowledgement reached it).
+    stage(&mut d_store, REGION, b"new", &object(1));
+    let again = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    assert_eq!(load(&d_store, REGION, b"new").unwrap(), object(1));
+    assert!(
+        matches!(&again[..], [Effect::Send(SOURCE, ChainMessage::TransferAck(a))] if a.done),
+        "{again:?}"
     );
 }

@@ -1,0 +1,108 @@
+//! The source's side of a window: which of its objects it sends, and in what form.
+//!
+//! The joiner's last acknowledgement lists the digests of what it holds next (`held`); an
+//! object whose digest is among them is sent as [`TransferEntry::Unchanged`], so a server that
+//! rejoins with its data receives only what changed while it was away. Without that list (the
+//! first window of a transfer) every object is sent whole.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::config::RegionId;
+use crate::protocol::{Digest, TransferEntry};
+use crate::storage::{Store, StoreError, Table};
+
+use super::super::record::{object_key, region_prefix, REGION_PREFIX_LEN};
+use super::TRANSFER_WINDOW_BYTES;
+
+/// What the joiner said it holds after the current place: (key, digest) in key order, and
+/// whether that is all it holds there.
+pub type Held = (Vec<(Vec<u8>, Digest)>, bool);
+
+/// The digest of an object's stored bytes.
+pub fn digest(bytes: &[u8]) -> Digest {
+    let full = Sha256::digest(bytes);
+    let mut d = [0; 16];
+    d.copy_from_slice(&full[..16]);
+    d
+}
+
+/// The region's objects after key `after` (at most `max`), as stored: (key, bytes).
+pub fn objects_after(
+    store: &dyn Store,
+    region: RegionId,
+    after: Option<&[u8]>,
+    max: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let prefix = region_prefix(region);
+    let after = after.map(|c| object_key(region, c));
+    Ok(store
+        .scan_from(Table::Objects, &prefix, after.as_deref(), max)?
+        .into_iter()
+        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
+        .collect())
+}
+
+/// What a joiner holds after `after`: the digests of its next `max` objects, and whether
+/// there are no more.
+pub fn held_after(
+    store: &dyn Store,
+    region: RegionId,
+    after: Option<&[u8]>,
+    max: usize,
+) -> Result<Held, StoreError> {
+    let mut rows = objects_after(store, region, after, max + 1)?;
+    let all = rows.len() <= max;
+    rows.truncate(max);
+    Ok((
+        rows.into_iter().map(|(k, v)| (k, digest(&v))).collect(),
+        all,
+    ))
+}
+
+/// The next window of `region` after key `after`: its entries and the key it ends with
+/// (`None`: the region's end). At most `max` objects and about [`TRANSFER_WINDOW_BYTES`] bytes
+/// (at least one entry); it ends no later than the last key the joiner described in `held`,
+/// when there is more after it, so that every object in the window is compared with the
+/// joiner's copy.
+pub fn read_window(
+    store: &dyn Store,
+    region: RegionId,
+    after: Option<&[u8]>,
+    max: usize,
+    held: Option<&Held>,
+) -> Result<(Vec<(Vec<u8>, TransferEntry)>, Option<Vec<u8>>), StoreError> {
+    let mut rows = objects_after(store, region, after, max + 1)?;
+    let mut through = (rows.len() > max).then(|| rows[max - 1].0.clone());
+    rows.truncate(max);
+    if let Some((list, false)) = held {
+        if let Some((joiner_end, _)) = list.last() {
+            if through.as_ref().is_none_or(|t| joiner_end < t) {
+                through = Some(joiner_end.clone());
+                rows.retain(|(k, _)| k <= joiner_end);
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut bytes = 0;
+    for (key, value) in rows {
+        if bytes > TRANSFER_WINDOW_BYTES {
+            // Full: the window ends with the previous entry.
+            through = entries.last().map(|(k, _): &(Vec<u8>, _)| k.clone());
+            break;
+        }
+        let d = digest(&value);
+        let unchanged = held.is_some_and(|(list, _)| {
+            list.binary_search_by(|(k, _)| k.as_slice().cmp(&key))
+                .is_ok_and(|i| list[i].1 == d)
+        });
+        let entry = if unchanged {
+            bytes += key.len() + d.len();
+            TransferEntry::Unchanged(d)
+        } else {
+            bytes += key.len() + value.len();
+            TransferEntry::Object(value)
+        };
+        entries.push((key, entry));
+    }
+    Ok((entries, through))
+}
