@@ -89,19 +89,7 @@ pub fn sample_envelopes() -> Vec<Envelope> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    let write = ChainWrite {
-        config_version: 5,
-        region: region(),
-        key: b"key".to_vec(),
-        version: 12,
-        object: Some(object.clone()),
-        dedupe: Some(Dedupe {
-            client: 42,
-            seq: 9,
-            low_seq: 3,
-            reply: Reply::CmpFail("check failed".into()),
-        }),
-    };
+    let chain_object = object.clone();
     msgs.extend([
         Message::ToDaemon(ClientRequest::Search(SearchRequest {
             config_version: 5,
@@ -117,31 +105,6 @@ pub fn sample_envelopes() -> Vec<Envelope> {
             count: 1,
             next: Some((region(), b"k".to_vec())),
         }),
-        Message::Chain(ChainMessage::Write(write)),
-        Message::Chain(ChainMessage::Ack(ChainAck {
-            config_version: 5,
-            region: region(),
-            key: b"key".to_vec(),
-            version: 12,
-        })),
-        Message::Chain(ChainMessage::TransferData(TransferData {
-            config_version: 5,
-            region: region(),
-            after: Some(b"a".to_vec()),
-            entries: vec![
-                (b"b".to_vec(), TransferEntry::Object(vec![1, 2, 3])),
-                (b"c".to_vec(), TransferEntry::Unchanged([7; 16])),
-            ],
-            through: None,
-        })),
-        Message::Chain(ChainMessage::TransferAck(TransferAck {
-            config_version: 5,
-            region: region(),
-            upto: None,
-            done: false,
-            held: vec![(b"d".to_vec(), [9; 16])],
-            held_all: false,
-        })),
         Message::ToCoordinator(CoordRequest::Register {
             id: Some(ServerId(2)),
             addr: "127.0.0.1:2012".into(),
@@ -182,8 +145,53 @@ pub fn sample_envelopes() -> Vec<Envelope> {
             message: "no".into(),
         },
     ]);
+    msgs.extend(chain_messages(chain_object).into_iter().map(Message::Chain));
     msgs.into_iter()
         .enumerate()
         .map(|(i, msg)| Envelope { id: i as u64, msg })
         .collect()
+}
+
+/// One chain message of every kind.
+fn chain_messages(object: hyperdex_model::Object) -> Vec<ChainMessage> {
+    let write = ChainWrite {
+        config_version: 5,
+        region: region(),
+        key: b"key".to_vec(),
+        version: 12,
+        object: Some(object),
+        dedupe: Some(Dedupe {
+            client: 42,
+            seq: 9,
+            low_seq: 3,
+            reply: Reply::CmpFail("check failed".into()),
+        }),
+    };
+    vec![
+        ChainMessage::Write(write),
+        ChainMessage::Ack(ChainAck {
+            config_version: 5,
+            region: region(),
+            key: b"key".to_vec(),
+            version: 12,
+        }),
+        ChainMessage::TransferData(TransferData {
+            config_version: 5,
+            region: region(),
+            after: Some(b"a".to_vec()),
+            entries: vec![
+                (b"b".to_vec(), TransferEntry::Object(vec![1, 2, 3])),
+                (b"c".to_vec(), TransferEntry::Unchanged([7; 16])),
+            ],
+            through: None,
+        }),
+        ChainMessage::TransferAck(TransferAck {
+            config_version: 5,
+            region: region(),
+            upto: None,
+            done: false,
+            held: vec![(b"d".to_vec(), [9; 16])],
+            held_all: false,
+        }),
+    ]
 }

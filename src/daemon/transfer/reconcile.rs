@@ -61,7 +61,7 @@ pub fn apply_window(
     let mut mine = Mine::new(t.after.clone());
     let mut incoming = t.entries.iter().peekable();
     loop {
-        let own = mine.peek(store, region, &in_range)?.map(|(k, _)| k.clone());
+        let own = mine.peek(store, region, &in_range)?.map(<[u8]>::to_vec);
         let (key, theirs, held) = match (own, incoming.peek()) {
             (None, None) => break,
             (Some(k), Some((ik, _))) if k < *ik => (k, None, mine.pop()),
@@ -173,7 +173,7 @@ impl Mine {
         store: &dyn Store,
         region: RegionId,
         in_range: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<Option<&(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<&[u8]>, StoreError> {
         if self.rows.is_empty() && !self.exhausted {
             let rows = objects_after(store, region, self.after.as_deref(), CHUNK)?;
             self.exhausted = rows.len() < CHUNK;
@@ -187,7 +187,7 @@ impl Mine {
                 }
             }
         }
-        Ok(self.rows.front())
+        Ok(self.rows.front().map(|(k, _)| k.as_slice()))
     }
 
     fn pop(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {

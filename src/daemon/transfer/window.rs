@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::RegionId;
 use crate::protocol::{Digest, TransferEntry};
-use crate::storage::{Store, StoreError, Table};
+use crate::storage::{KeyValues, Store, StoreError, Table};
 
 use super::super::record::{object_key, region_prefix, REGION_PREFIX_LEN};
 use super::TRANSFER_WINDOW_BYTES;
@@ -17,6 +17,9 @@ use super::TRANSFER_WINDOW_BYTES;
 /// What the joiner said it holds after the current place: (key, digest) in key order, and
 /// whether that is all it holds there.
 pub type Held = (Vec<(Vec<u8>, Digest)>, bool);
+
+/// A window's entries: (key, object or digest), in key order.
+pub type Entries = Vec<(Vec<u8>, TransferEntry)>;
 
 /// The digest of an object's stored bytes.
 pub fn digest(bytes: &[u8]) -> Digest {
@@ -32,7 +35,7 @@ pub fn objects_after(
     region: RegionId,
     after: Option<&[u8]>,
     max: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<KeyValues, StoreError> {
     let prefix = region_prefix(region);
     let after = after.map(|c| object_key(region, c));
     Ok(store
@@ -70,7 +73,7 @@ pub fn read_window(
     after: Option<&[u8]>,
     max: usize,
     held: Option<&Held>,
-) -> Result<(Vec<(Vec<u8>, TransferEntry)>, Option<Vec<u8>>), StoreError> {
+) -> Result<(Entries, Option<Vec<u8>>), StoreError> {
     let mut rows = objects_after(store, region, after, max + 1)?;
     let mut through = (rows.len() > max).then(|| rows[max - 1].0.clone());
     rows.truncate(max);
