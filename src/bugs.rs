@@ -48,13 +48,10 @@ pub enum Bug {
     /// A joiner trusts the copy of a region it held before the join: a write is judged
     /// against a version that may never have been committed, or is older than the chain's.
     TrustStaleCopy = 8192,
-    /// A joiner keeps keys it held before the join that the source does not have (writes
-    /// that were never committed).
-    KeepStaleKeys = 16384,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 14] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -69,7 +66,6 @@ impl Bug {
         Bug::ChangeNotInForce,
         Bug::SearchWithoutLease,
         Bug::TrustStaleCopy,
-        Bug::KeepStaleKeys,
     ];
 }
 

@@ -30,6 +30,14 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::LostRecord => vec![Fault::KillDaemon],
         Bug::ChangeNotInForce => vec![Fault::SpaceChurn, Fault::AdminKill],
         Bug::SearchWithoutLease => vec![Fault::IsolateFromServers],
+        Bug::TrustStaleCopy => {
+            vec![
+                Fault::KillDaemon,
+                Fault::CrashDisk,
+                Fault::AdminKill,
+                Fault::Pause,
+            ]
+        }
     }
 }
 

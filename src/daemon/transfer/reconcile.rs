@@ -21,7 +21,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::protocol::{TransferData, TransferEntry};
 use crate::storage::{Store, StoreError, Table};
@@ -77,7 +76,7 @@ pub fn apply_window(
         };
         let written_live = live.contains(&key);
         match (theirs, held) {
-            (None, Some(_)) if written_live || planted(Bug::KeepStaleKeys) => {}
+            (None, Some(_)) if written_live => {}
             (None, Some(_)) => {
                 crate::probe!("transfer.stale_removed");
                 tracing::debug!(%region, key = %String::from_utf8_lossy(&key), "transfer: removing a key the source lacks");
