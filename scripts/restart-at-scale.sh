@@ -3,8 +3,9 @@
 # (tolerate 1), SIGKILLs one daemon, restarts it (on its data directory, or on an empty one
 # with WIPE=1) under a light write load, and reports how long until the cluster is stable,
 # every daemon's peak RSS, whether any other server was declared failed, whether any
-# acknowledged write was lost, and client latency (YCSB-B: 95% reads, 4 clients) before and
-# during the rejoin.
+# acknowledged write was lost, client latency (YCSB-B: 95% reads, 4 clients) before and
+# during the rejoin, and how much the rejoin sent whole (objects the restarted daemon still
+# held unchanged cross as digests).
 #
 #   scripts/restart-at-scale.sh                 # N=1000000, DOWN=1 (seconds down)
 #   N=200000 DOWN=60 WIPE=1 scripts/restart-at-scale.sh
@@ -119,3 +120,7 @@ while read -r k; do
 done <"$DIR/acked"
 echo "acknowledged writes during the restart: $(wc -l <"$DIR/acked"), lost: $lost"
 echo "count after: $("$BIN" count -p "$PORT" bench)"
+sed 's/\x1b\[[0-9;]*m//g' "$DIR/d2.log" | grep "state transfer complete" |
+  awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "=")
+           if (kv[1] == "objects") o += kv[2]; if (kv[1] == "whole_bytes") b += kv[2] } }
+       END { printf "rejoin: %d regions, %d objects compared, %.1f MB sent whole\n", NR, o, b / 1e6 }'

@@ -357,10 +357,12 @@ impl Transfers {
             beyond.remove(upto);
             *live = beyond;
         }
-        let counts = self.received_counts.entry(t.region).or_default();
-        let before = counts.0;
-        counts.0 += applied.objects;
-        counts.1 += applied.bytes;
+        let counts = *self
+            .received_counts
+            .entry(t.region)
+            .and_modify(|c| *c = (c.0 + applied.objects, c.1 + applied.bytes))
+            .or_insert((applied.objects, applied.bytes));
+        let before = counts.0 - applied.objects;
         if counts.0 / PROGRESS_LOG_EVERY > before / PROGRESS_LOG_EVERY {
             tracing::info!(
                 region = %t.region, objects = counts.0, megabytes = counts.1 / 1_000_000,
@@ -371,7 +373,10 @@ impl Transfers {
         if applied.complete {
             self.live.remove(&t.region);
             if self.received.insert(t.region) {
-                tracing::info!(region = %t.region, "state transfer complete");
+                tracing::info!(
+                    region = %t.region, objects = counts.0, whole_bytes = counts.1,
+                    "state transfer complete (objects compared; bytes of those sent whole)"
+                );
                 crate::probe!("transfer.completed");
             }
             if let Some(j) = config.joiner(t.region) {
