@@ -31,6 +31,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("transfer.unchanged_refused", false),
     ("transfer.live_keys_full", false),
     ("transfer.window_after_done", false),
+    ("transfer.rate_limited", false),
     ("coordinator.server_failed", true),
     ("coordinator.only_copy_refused", true),
     ("coordinator.heartbeat_fenced", true),

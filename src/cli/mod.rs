@@ -145,6 +145,10 @@ pub enum Command {
         /// Seconds to keep trying to reach the coordinator at start-up.
         #[arg(long = "coordinator-timeout", default_value_t = 10)]
         coordinator_timeout: u64,
+        /// Megabytes per second the state transfers this daemon sends may use, all
+        /// together (0: unlimited).
+        #[arg(long = "transfer-rate", default_value_t = 64)]
+        transfer_rate: u64,
         #[command(flatten)]
         security: security::SecurityFlags,
     },
@@ -400,6 +404,7 @@ pub async fn run(command: Command) -> ExitCode {
             data,
             threads: _,
             coordinator_timeout,
+            transfer_rate,
             security,
         } => {
             if !process.foreground {
@@ -423,6 +428,7 @@ pub async fn run(command: Command) -> ExitCode {
             let opts = DaemonOptions {
                 coordinator: format!("{coordinator}:{coordinator_port}"),
                 startup_timeout: Duration::from_secs(coordinator_timeout),
+                transfer_rate: transfer_rate << 20,
                 secret,
                 tls,
                 ..DaemonOptions::default()

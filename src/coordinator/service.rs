@@ -291,6 +291,9 @@ impl Service {
                         since,
                     })
                     .await;
+                if done.is_ok() {
+                    self.progress.completed(region, id, since);
+                }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
             }
         }

@@ -65,6 +65,8 @@ pub struct DaemonOptions {
     pub startup_timeout: Duration,
     /// Most objects per state-transfer window.
     pub transfer_window: usize,
+    /// Bytes per second the state transfers this daemon sends may use (0: unlimited).
+    pub transfer_rate: u64,
 }
 
 impl Default for DaemonOptions {
@@ -78,6 +80,7 @@ impl Default for DaemonOptions {
             timing: Timing::default(),
             startup_timeout: Duration::from_secs(10),
             transfer_window: transfer::TRANSFER_WINDOW,
+            transfer_rate: transfer::DEFAULT_TRANSFER_RATE,
         }
     }
 }
@@ -167,7 +170,7 @@ pub async fn run(
     // Start from an empty configuration and install the real one as an input, so that
     // joining, transfers and clean-up start exactly as for any later one.
     let replica = Replica::new(me, Config::default())
-        .with_transfer_window(opts.transfer_window)
+        .with_transfers(opts.transfer_window, opts.transfer_rate)
         .with_lease(opts.timing.lease);
     let actor = actor::Actor {
         replica,

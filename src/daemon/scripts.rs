@@ -273,7 +273,7 @@ impl Script {
         let (r, store): &mut (Replica<u32>, MemStore) =
             self.net.replicas.get_mut(&s).expect("a server");
         store.crash();
-        *r = Replica::new(s, Config::default()).with_transfer_window(2);
+        *r = Replica::new(s, Config::default()).with_transfers(2, 0);
         self.cluster
             .apply(&Command::Register {
                 id: Some(s),

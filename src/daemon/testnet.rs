@@ -54,7 +54,7 @@ impl Net {
             .servers
             .keys()
             .map(|&id| {
-                let r = Replica::new(id, c.config.clone()).with_transfer_window(window);
+                let r = Replica::new(id, c.config.clone()).with_transfers(window, 0);
                 (id, (r, MemStore::new()))
             })
             .collect();

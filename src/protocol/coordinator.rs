@@ -47,6 +47,9 @@ pub struct TransferReport {
     pub bytes: u64,
     /// Objects received per second since the coordinator first heard of this transfer.
     pub objects_per_sec: f64,
+    /// Estimated seconds left, from the size of the space's regions whose transfers have
+    /// completed (`None` until one has).
+    pub eta_secs: Option<f64>,
 }
 
 /// What an admin request returns.

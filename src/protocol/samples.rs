@@ -138,6 +138,7 @@ pub fn sample_envelopes() -> Vec<Envelope> {
                 objects: 10,
                 bytes: 1000,
                 objects_per_sec: 2.5,
+                eta_secs: Some(30.0),
             },
         ])))),
         Message::Error {

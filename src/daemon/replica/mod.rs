@@ -166,9 +166,10 @@ impl<W: Clone> Replica<W> {
         }
     }
 
-    /// Sets the most objects per transfer window (small windows exercise resumption).
-    pub fn with_transfer_window(mut self, objects: usize) -> Self {
-        self.transfers = Transfers::new(self.me, objects);
+    /// Sets the most objects per transfer window (small windows exercise resumption) and
+    /// the bytes per second transfer windows may use (0: unlimited).
+    pub fn with_transfers(mut self, objects: usize, bytes_per_sec: u64) -> Self {
+        self.transfers = Transfers::new(self.me, objects).with_rate(bytes_per_sec);
         self
     }
 
@@ -200,6 +201,7 @@ impl<W: Clone> Replica<W> {
         input: Input<W>,
     ) -> Result<Outputs<W>, StoreError> {
         let mut out = Vec::new();
+        self.transfers.advance(now);
         match input {
             Input::Op { waiter, req, unix } => {
                 self.on_op(store, (now, unix), waiter, req, &mut out)?

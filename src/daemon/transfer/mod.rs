@@ -26,6 +26,7 @@
 //! A join is identified by the joining server and the configuration version it started in
 //! (`Joiner::since`): a new join, even of the same server, starts from the region's start.
 
+mod rate;
 mod reconcile;
 mod window;
 
@@ -35,9 +36,11 @@ use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId};
 use crate::limits::JOIN_LIVE_KEYS;
 use crate::protocol::coordinator::JoinProgress;
-use crate::protocol::{ChainMessage, TransferAck, TransferData};
+use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferEntry};
 use crate::storage::{Store, StoreError};
 
+use rate::Rate;
+pub use rate::DEFAULT_TRANSFER_RATE;
 pub use reconcile::store_transferred;
 use window::{held_after, read_window, Held};
 
@@ -103,6 +106,8 @@ pub struct Transfers {
     live: BTreeMap<RegionId, BTreeSet<Vec<u8>>>,
     /// Most objects per window.
     window: usize,
+    /// The bytes per second the windows this server sends may use.
+    rate: Rate,
 }
 
 type Effects = Result<Vec<Effect>, StoreError>;
@@ -117,7 +122,19 @@ impl Transfers {
             received_counts: BTreeMap::new(),
             live: BTreeMap::new(),
             window: window.max(1),
+            rate: Rate::new(0),
         }
+    }
+
+    /// Limits the windows this server sends to `bytes_per_sec` (0: unlimited).
+    pub fn with_rate(mut self, bytes_per_sec: u64) -> Transfers {
+        self.rate = Rate::new(bytes_per_sec);
+        self
+    }
+
+    /// The time is `now` (the rate limit's bucket refills with time).
+    pub fn advance(&mut self, now: crate::rt::Instant) {
+        self.rate.advance(now);
     }
 
     /// A new configuration was installed (`old` → `config`): a server that has just become a
@@ -251,6 +268,11 @@ impl Transfers {
         for region in active {
             let o = &self.outgoing[&region];
             if o.waiting.is_none() && only.is_none_or(|p| p == o.to) {
+                if !self.rate.may_send() {
+                    // Sent on a later tick, once the rate allows.
+                    crate::probe!("transfer.rate_limited");
+                    break;
+                }
                 out.push(self.window(store, config, region)?);
             }
         }
@@ -296,6 +318,17 @@ impl Transfers {
             ?through, config = config.version, "transfer window"
         );
         o.waiting = Some(0);
+        let bytes: usize = entries
+            .iter()
+            .map(|(k, e)| {
+                k.len()
+                    + match e {
+                        TransferEntry::Object(v) => v.len(),
+                        TransferEntry::Unchanged(d) => d.len(),
+                    }
+            })
+            .sum();
+        self.rate.spend(bytes);
         Ok(Effect::Send(
             o.to,
             ChainMessage::TransferData(TransferData {
@@ -468,6 +501,12 @@ impl Transfers {
             // Done: the next transfer waiting, if any, becomes active.
             o.done = true;
             return self.send_windows(store, config, None);
+        }
+        if !self.rate.may_send() {
+            // The next window goes on a later tick, once the rate allows.
+            crate::probe!("transfer.rate_limited");
+            o.waiting = None;
+            return Ok(Vec::new());
         }
         Ok(vec![self.window(store, config, a.region)?])
     }

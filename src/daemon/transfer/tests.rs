@@ -518,3 +518,31 @@ fn a_window_sent_again_after_the_last_does_not_remove_later_writes() {
         "{again:?}"
     );
 }
+
+#[test]
+fn a_source_sends_windows_no_faster_than_its_rate() {
+    let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
+    fill(&mut s_store, 30);
+    let (during, src, mut dst, _) = start_join(&mut s_store, &mut d_store);
+    // One byte per second: every window overdraws the bucket.
+    let mut src = src.with_rate(1);
+    let t0 = crate::rt::now();
+    src.advance(t0);
+    let before = config(1, &[1], None);
+    let first = src.on_config(&mut s_store, &before, &during).unwrap();
+    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
+        panic!("{first:?}")
+    };
+    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
+    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
+        panic!("{acked:?}")
+    };
+    assert!(windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).is_empty());
+    assert!(windows_in(&src.tick(&mut s_store, &during).unwrap()).is_empty());
+    src.advance(t0 + std::time::Duration::from_secs(3600));
+    assert_eq!(
+        windows_in(&src.tick(&mut s_store, &during).unwrap()),
+        vec![REGION],
+        "sent once the bucket has refilled"
+    );
+}
