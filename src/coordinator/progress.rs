@@ -200,8 +200,8 @@ mod tests {
             index,
         };
         let joins = &mut config.spaces.get_mut("s").expect("s").joining;
-        for i in 0..2 {
-            joins[i] = Some(Joiner {
+        for join in joins.iter_mut().take(2) {
+            *join = Some(Joiner {
                 server: ServerId(4),
                 since: 9,
                 replaces: None,
