@@ -48,10 +48,13 @@ pub enum Bug {
     /// A joiner trusts the copy of a region it held before the join: a write is judged
     /// against a version that may never have been committed, or is older than the chain's.
     TrustStaleCopy = 8192,
+    /// A joiner keeps keys it held before the join that its source does not have (a write
+    /// the tail stored whose commit every other member lost in a power failure).
+    KeepStaleKeys = 16384,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -66,6 +69,7 @@ impl Bug {
         Bug::ChangeNotInForce,
         Bug::SearchWithoutLease,
         Bug::TrustStaleCopy,
+        Bug::KeepStaleKeys,
     ];
 }
 

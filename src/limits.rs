@@ -33,13 +33,13 @@ pub const REPORT_QUEUE: usize = 64;
 /// Chain messages stamped with a configuration newer than the daemon's, kept until it has
 /// that configuration; beyond this many they are dropped (their senders resend them).
 pub const EARLY_MESSAGES: usize = 100_000;
-/// Most state-transfer windows (up to about 1 MiB each) among them.
+/// Most state-transfer windows and acknowledgements (up to about 1 MiB each) among them.
 pub const EARLY_WINDOWS: usize = 8;
 
-/// Most keys a joining daemon remembers as written during its joins beyond where each
-/// transfer has got (see `daemon::transfer`); further writes to unverified keys wait for the
-/// transfer to pass them.
-pub const JOIN_LIVE_KEYS: usize = 65_536;
+/// Most bytes of keys a joining daemon remembers as written during its joins beyond where
+/// each transfer has got (see `daemon::transfer`); further writes to unverified keys wait
+/// for the transfer to pass them.
+pub const JOIN_LIVE_BYTES: usize = 4 << 20;
 
 /// Connections a server keeps open at once (clients, peers and admin tools together). A
 /// connection beyond it is closed as soon as it is accepted.

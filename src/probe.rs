@@ -32,6 +32,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("transfer.live_keys_full", false),
     ("transfer.window_after_done", false),
     ("transfer.rate_limited", false),
+    ("transfer.changed_live_kept", false),
     ("coordinator.server_failed", true),
     ("coordinator.only_copy_refused", true),
     ("coordinator.heartbeat_fenced", true),

@@ -14,6 +14,12 @@ use hyperdex_sim::sweep::run_seed;
 
 const MAX_SEEDS: u64 = 200;
 
+/// Bugs that take more seeds than `make test` can afford, with the seeds they may take: they
+/// run only when named (`PLANTED_BUG=KeepStaleKeys`). `KeepStaleKeys` needs a power failure
+/// that leaves a joiner a key no other member kept, and no later transfer that repairs it
+/// before the final audit (seed 533 of the full mix).
+const SLOW: &[(Bug, u64)] = &[(Bug::KeepStaleKeys, 1000)];
+
 fn faults_for(bug: Bug) -> Vec<Fault> {
     match bug {
         Bug::EarlyReply => Fault::ALL.to_vec(),
@@ -38,6 +44,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
                 Fault::Pause,
             ]
         }
+        Bug::KeepStaleKeys => Fault::ALL.to_vec(),
     }
 }
 
@@ -47,15 +54,19 @@ fn every_planted_bug_is_caught() {
     let only = std::env::var("PLANTED_BUG").ok();
     let mut missed = Vec::new();
     for bug in Bug::ALL {
-        if only.as_ref().is_some_and(|b| *b != format!("{bug:?}")) {
-            continue;
+        let slow = SLOW.iter().find(|(b, _)| *b == bug).map(|(_, n)| *n);
+        match &only {
+            Some(b) if *b != format!("{bug:?}") => continue,
+            None if slow.is_some() => continue,
+            _ => {}
         }
+        let max_seeds = slow.unwrap_or(MAX_SEEDS);
         let opts = RunOptions {
             faults: faults_for(bug),
             ..RunOptions::default()
         };
         plant(&[bug]);
-        let caught = (1..=MAX_SEEDS).find_map(|seed| {
+        let caught = (1..=max_seeds).find_map(|seed| {
             let report = run_seed(seed, &opts);
             (!report.ok()).then(|| (seed, report.explain()))
         });
@@ -79,6 +90,6 @@ fn every_planted_bug_is_caught() {
     }
     assert!(
         missed.is_empty(),
-        "not caught within {MAX_SEEDS} seeds: {missed:?}"
+        "not caught within the seeds allowed: {missed:?}"
     );
 }

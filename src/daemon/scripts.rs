@@ -106,6 +106,9 @@ fn message_text(m: &ChainMessage) -> String {
                 t.config_version
             )
         }
+        ChainMessage::TransferQuery(q) => {
+            format!("TransferQuery r{} @c{}", q.region.index, q.config_version)
+        }
         ChainMessage::TransferAck(a) => {
             let held: Vec<String> = a.held.iter().map(|(k, _)| key_text(k)).collect();
             format!(

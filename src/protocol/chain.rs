@@ -72,7 +72,16 @@ pub struct TransferData {
     pub through: Option<Vec<u8>>,
 }
 
-/// The joiner holds the region up to `upto`; `done` once the last window is in.
+/// The source of a transfer asks the joiner where it is and what it holds (before its
+/// first window, so that objects the joiner already holds cross as digests from the start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferQuery {
+    pub config_version: u64,
+    pub region: RegionId,
+}
+
+/// The joiner holds the region up to `upto`; `done` once the last window is in. The answer
+/// to a window and to a [`TransferQuery`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferAck {
     pub config_version: u64,
@@ -94,6 +103,7 @@ pub enum ChainMessage {
     Ack(ChainAck),
     TransferData(TransferData),
     TransferAck(TransferAck),
+    TransferQuery(TransferQuery),
 }
 
 impl ChainMessage {
@@ -104,6 +114,7 @@ impl ChainMessage {
             ChainMessage::Ack(a) => a.config_version,
             ChainMessage::TransferData(t) => t.config_version,
             ChainMessage::TransferAck(a) => a.config_version,
+            ChainMessage::TransferQuery(q) => q.config_version,
         }
     }
 
@@ -114,6 +125,7 @@ impl ChainMessage {
             ChainMessage::Ack(a) => a.region,
             ChainMessage::TransferData(t) => t.region,
             ChainMessage::TransferAck(a) => a.region,
+            ChainMessage::TransferQuery(q) => q.region,
         }
     }
 
@@ -123,6 +135,7 @@ impl ChainMessage {
             ChainMessage::Ack(_) => "ChainAck",
             ChainMessage::TransferData(_) => "TransferData",
             ChainMessage::TransferAck(_) => "TransferAck",
+            ChainMessage::TransferQuery(_) => "TransferQuery",
         }
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chain::{
     ChainAck, ChainMessage, ChainWrite, ClientId, Dedupe, Digest, TransferAck, TransferData,
-    TransferEntry,
+    TransferEntry, TransferQuery,
 };
 pub use client::{ClientRequest, ClientResponse, OpRequest, SearchRequest};
 pub use coordinator::{AdminCommand, AdminOutput, CoordRequest, CoordResponse};

@@ -9,7 +9,7 @@ use hyperdex_model::{Check, Func, Funcall, NumOp, Operation, Predicate, Reply, R
 use super::{
     AdminCommand, AdminOutput, ChainAck, ChainMessage, ChainWrite, ClientRequest, ClientResponse,
     CoordRequest, CoordResponse, Dedupe, Envelope, Message, OpRequest, SearchRequest, TransferAck,
-    TransferData, TransferEntry,
+    TransferData, TransferEntry, TransferQuery,
 };
 use crate::config::{Config, RegionId, ServerId, SpaceId};
 
@@ -193,6 +193,10 @@ fn chain_messages(object: hyperdex_model::Object) -> Vec<ChainMessage> {
             done: false,
             held: vec![(b"d".to_vec(), [9; 16])],
             held_all: false,
+        }),
+        ChainMessage::TransferQuery(TransferQuery {
+            config_version: 5,
+            region: region(),
         }),
     ]
 }

@@ -27,13 +27,15 @@ impl<W: Clone> Replica<W> {
         let version = msg.config_version();
         if version > self.config.version {
             // Only a few transfer windows are kept: they are large, and sent again anyway.
-            let window = matches!(msg, ChainMessage::TransferData(_));
-            let windows = || {
-                self.early
-                    .iter()
-                    .filter(|(_, m)| matches!(m, ChainMessage::TransferData(_)))
-                    .count()
+            // Windows and acknowledgements (which list what the joiner holds) can be large.
+            let large = |m: &ChainMessage| {
+                matches!(
+                    m,
+                    ChainMessage::TransferData(_) | ChainMessage::TransferAck(_)
+                )
             };
+            let window = large(&msg);
+            let windows = || self.early.iter().filter(|(_, m)| large(m)).count();
             if self.early.len() < EARLY_MESSAGES && (!window || windows() < EARLY_WINDOWS) {
                 crate::probe!("chain.early_message_held");
                 self.early.push((from, msg));
@@ -67,6 +69,11 @@ impl<W: Clone> Replica<W> {
                 push_effects(effects, out);
                 Ok(())
             }
+            ChainMessage::TransferQuery(q) => {
+                let effects = self.transfers.on_query(store, &self.config, q.region)?;
+                push_effects(effects, out);
+                Ok(())
+            }
         }
     }
 
@@ -75,9 +82,9 @@ impl<W: Clone> Replica<W> {
     fn sender_of(&self, msg: &ChainMessage) -> Option<ServerId> {
         let (pos, chain) = self.position(msg.region())?;
         match msg {
-            ChainMessage::Write(_) | ChainMessage::TransferData(_) => {
-                pos.checked_sub(1).map(|p| chain[p])
-            }
+            ChainMessage::Write(_)
+            | ChainMessage::TransferData(_)
+            | ChainMessage::TransferQuery(_) => pos.checked_sub(1).map(|p| chain[p]),
             ChainMessage::Ack(_) | ChainMessage::TransferAck(_) => chain.get(pos + 1).copied(),
         }
     }

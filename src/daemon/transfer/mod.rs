@@ -34,9 +34,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId};
-use crate::limits::JOIN_LIVE_KEYS;
+use crate::limits::JOIN_LIVE_BYTES;
 use crate::protocol::coordinator::JoinProgress;
-use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferEntry};
+use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferEntry, TransferQuery};
 use crate::storage::{Store, StoreError};
 
 use rate::Rate;
@@ -104,6 +104,8 @@ pub struct Transfers {
     /// For each region this server joins: the keys after its progress that writes reached
     /// during the join (its copy of every other key there is unverified).
     live: BTreeMap<RegionId, BTreeSet<Vec<u8>>>,
+    /// Bytes of the keys in `live`.
+    live_bytes: usize,
     /// Most objects per window.
     window: usize,
     /// The bytes per second the windows this server sends may use.
@@ -121,6 +123,7 @@ impl Transfers {
             progress: BTreeMap::new(),
             received_counts: BTreeMap::new(),
             live: BTreeMap::new(),
+            live_bytes: 0,
             window: window.max(1),
             rate: Rate::new(0),
         }
@@ -147,6 +150,7 @@ impl Transfers {
         self.received_counts
             .retain(|r, _| config.joining(*r) == Some(me));
         self.live.retain(|r, _| config.joining(*r) == Some(me));
+        self.recount_live();
         for (region, pos) in config.regions_of(me) {
             let mine = config.joiner(region).filter(|j| j.server == me);
             // A join is identified by (server, since): the member it replaces may change
@@ -193,6 +197,7 @@ impl Transfers {
         self.progress.remove(&region);
         self.received_counts.remove(&region);
         self.live.remove(&region);
+        self.recount_live();
         tracing::debug!(server = self.me.0, %region, ?join, "joining: the old copy is unverified");
     }
 
@@ -216,13 +221,18 @@ impl Transfers {
     /// many keys are remembered already; then the write must wait for the transfer to pass
     /// the key (its sender resends it).
     pub fn written_live(&mut self, region: RegionId, key: &[u8]) -> bool {
-        let total: usize = self.live.values().map(BTreeSet::len).sum();
-        if total >= JOIN_LIVE_KEYS {
+        if self.live_bytes + key.len() > JOIN_LIVE_BYTES {
             crate::probe!("transfer.live_keys_full");
             return false;
         }
-        self.live.entry(region).or_default().insert(key.to_vec());
+        if self.live.entry(region).or_default().insert(key.to_vec()) {
+            self.live_bytes += key.len();
+        }
         true
+    }
+
+    fn recount_live(&mut self) {
+        self.live_bytes = self.live.values().flatten().map(Vec::len).sum();
     }
 
     fn become_source(&mut self, old: &Config, region: RegionId, j: Joiner) {
@@ -306,6 +316,17 @@ impl Transfers {
             .outgoing
             .get_mut(&region)
             .expect("a window only of a transfer in progress");
+        if o.held.is_none() {
+            // Not known yet what the joiner holds: ask first.
+            o.waiting = Some(0);
+            return Ok(Effect::Send(
+                o.to,
+                ChainMessage::TransferQuery(TransferQuery {
+                    config_version: config.version,
+                    region,
+                }),
+            ));
+        }
         let (entries, through) = read_window(
             store,
             region,
@@ -352,16 +373,7 @@ impl Transfers {
     /// The joiner's side: stores a window if it is the next one, and acknowledges.
     pub fn on_data(&mut self, store: &mut dyn Store, config: &Config, t: TransferData) -> Effects {
         let mut out = Vec::new();
-        if config.joining(t.region) != Some(self.me) {
-            return Ok(out);
-        }
-        let chain = config.chain(t.region);
-        let Some(pred) = chain
-            .iter()
-            .position(|&m| m == self.me)
-            .and_then(|p| p.checked_sub(1))
-            .map(|p| chain[p])
-        else {
+        let Some(pred) = self.source_of(config, t.region) else {
             return Ok(out);
         };
         tracing::debug!(
@@ -387,8 +399,9 @@ impl Transfers {
         if let Some(upto) = &applied.upto {
             // Keys up to here are verified now.
             let mut beyond = live.split_off(upto);
-            beyond.remove(upto);
-            *live = beyond;
+            let at = beyond.take(upto);
+            let passed = std::mem::replace(live, beyond);
+            self.live_bytes -= passed.iter().chain(&at).map(Vec::len).sum::<usize>();
         }
         let counts = *self
             .received_counts
@@ -405,6 +418,7 @@ impl Transfers {
         self.progress.insert(t.region, applied.upto.clone());
         if applied.complete {
             self.live.remove(&t.region);
+            self.recount_live();
             if self.received.insert(t.region) {
                 tracing::info!(
                     region = %t.region, objects = counts.0, whole_bytes = counts.1,
@@ -425,6 +439,31 @@ impl Transfers {
             applied.complete,
         )?);
         Ok(out)
+    }
+
+    /// The source of this server's join of `region` (`None`: it does not join it).
+    fn source_of(&self, config: &Config, region: RegionId) -> Option<ServerId> {
+        if config.joining(region) != Some(self.me) {
+            return None;
+        }
+        let chain = config.chain(region);
+        let pos = chain.iter().position(|&m| m == self.me)?;
+        pos.checked_sub(1).map(|p| chain[p])
+    }
+
+    /// The joiner's side: the source asks where it is and what it holds.
+    pub fn on_query(
+        &mut self,
+        store: &mut dyn Store,
+        config: &Config,
+        region: RegionId,
+    ) -> Effects {
+        let Some(pred) = self.source_of(config, region) else {
+            return Ok(Vec::new());
+        };
+        let upto = self.progress.get(&region).cloned().flatten();
+        let done = self.received.contains(&region);
+        Ok(vec![self.ack(store, config, pred, region, upto, done)?])
     }
 
     /// The joiner's acknowledgement: where it is, and what it holds after that.
@@ -485,11 +524,12 @@ impl Transfers {
         if a.done && a.upto.as_deref() < o.cursor.as_deref() {
             return Ok(Vec::new());
         }
+        let answers_query = o.held.is_none();
         o.held = Some((std::mem::take(&mut a.held), a.held_all));
         // The same place again while a window after it is in flight: a duplicate (of an ack,
         // or the joiner's answer to a duplicate window). Answering it would start a second
         // stream of windows; a window really lost is sent again after `RESEND_TICKS`.
-        if !a.done && a.upto == o.cursor && o.waiting.is_some() {
+        if !a.done && a.upto == o.cursor && o.waiting.is_some() && !answers_query {
             return Ok(Vec::new());
         }
         o.cursor = a.upto;

@@ -16,11 +16,13 @@
 //!   to the key before it, and the source resends from there;
 //! - a key the joiner holds that the source does not is removed, unless it was written
 //!   during this join (the source stores a write only when the joiner has acknowledged it,
-//!   so it may not have it yet). Every key ever written is on the source, as an object or a
-//!   tombstone: a key it lacks was never committed.
+//!   so it may not have it yet). Every key ever committed is on the source, as an object or
+//!   a tombstone: a key it lacks was never committed (a write the joiner stored as tail whose
+//!   commit the other members lost in a power failure, before anyone was answered).
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::protocol::{TransferData, TransferEntry};
 use crate::storage::{Store, StoreError, Table};
@@ -76,7 +78,7 @@ pub fn apply_window(
         };
         let written_live = live.contains(&key);
         match (theirs, held) {
-            (None, Some(_)) if written_live => {}
+            (None, Some(_)) if written_live || planted(Bug::KeepStaleKeys) => {}
             (None, Some(_)) => {
                 crate::probe!("transfer.stale_removed");
                 tracing::debug!(%region, key = %String::from_utf8_lossy(&key), "transfer: removing a key the source lacks");
@@ -90,8 +92,14 @@ pub fn apply_window(
             (Some(TransferEntry::Unchanged(d)), Some((_, v))) if digest(&v) == *d => {
                 crate::probe!("transfer.unchanged_kept");
             }
+            (Some(TransferEntry::Unchanged(_)), Some(_)) if written_live => {
+                // Written since the joiner described it: its copy is the source's plus later
+                // writes of the chain, so it stays.
+                crate::probe!("transfer.changed_live_kept");
+            }
             (Some(TransferEntry::Unchanged(_)), _) => {
-                // Changed since the joiner described it: resume before it.
+                // Held no longer (not possible without a write, which makes the key live):
+                // resume before it.
                 crate::probe!("transfer.unchanged_refused");
                 return Ok(done);
             }
@@ -120,10 +128,11 @@ fn store_object(
     if written_live {
         return store_transferred(store, region, key, bytes);
     }
-    let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
-        return Ok(());
-    };
-    stage(store, region, key, &incoming);
+    match postcard::from_bytes::<StoredObject>(bytes) {
+        Ok(incoming) => stage(store, region, key, &incoming),
+        // Unreadable: the joiner's copy is not the source's, so it goes.
+        Err(_) => store.put(Table::Objects, &object_key(region, key), None),
+    }
     Ok(())
 }
 

@@ -14,6 +14,9 @@ use crate::storage::{KeyValues, Store, StoreError, Table};
 use super::super::record::{object_key, region_prefix, REGION_PREFIX_LEN};
 use super::TRANSFER_WINDOW_BYTES;
 
+/// Most bytes of keys an acknowledgement lists (long keys make for fewer).
+const HELD_BYTES: usize = TRANSFER_WINDOW_BYTES / 4;
+
 /// What the joiner said it holds after the current place: (key, digest) in key order, and
 /// whether that is all it holds there.
 pub type Held = (Vec<(Vec<u8>, Digest)>, bool);
@@ -45,21 +48,27 @@ pub fn objects_after(
         .collect())
 }
 
-/// What a joiner holds after `after`: the digests of its next `max` objects, and whether
-/// there are no more.
+/// What a joiner holds after `after`: the digests of its next objects (at most `max`, with
+/// keys of at most [`HELD_BYTES`] together), and whether there are no more.
 pub fn held_after(
     store: &dyn Store,
     region: RegionId,
     after: Option<&[u8]>,
     max: usize,
 ) -> Result<Held, StoreError> {
-    let mut rows = objects_after(store, region, after, max + 1)?;
-    let all = rows.len() <= max;
-    rows.truncate(max);
-    Ok((
-        rows.into_iter().map(|(k, v)| (k, digest(&v))).collect(),
-        all,
-    ))
+    let rows = objects_after(store, region, after, max + 1)?;
+    let mut all = rows.len() <= max;
+    let mut held = Vec::with_capacity(rows.len().min(max));
+    let mut bytes = 0;
+    for (k, v) in rows.into_iter().take(max) {
+        if bytes > HELD_BYTES {
+            all = false;
+            break;
+        }
+        bytes += k.len() + 16;
+        held.push((k, digest(&v)));
+    }
+    Ok((held, all))
 }
 
 /// The next window of `region` after key `after`: its entries and the key it ends with
