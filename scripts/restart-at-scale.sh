@@ -7,13 +7,15 @@
 # during the rejoin, and how much the rejoin sent whole (objects the restarted daemon still
 # held unchanged cross as digests).
 #
-#   scripts/restart-at-scale.sh                 # N=1000000, DOWN=1 (seconds down)
-#   N=200000 DOWN=60 WIPE=1 scripts/restart-at-scale.sh
+# RUNS lists the restarts to make, one after the other on the same data: DOWN:WIPE pairs
+# (seconds the daemon stays down, and 1 to delete its data directory first).
+#
+#   scripts/restart-at-scale.sh                 # N=1000000, RUNS="1:0" (1 s down, data kept)
+#   N=200000 RUNS="1:0 60:0 1:1" scripts/restart-at-scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000000}"
-DOWN="${DOWN:-1}"
-WIPE="${WIPE:-0}"
+RUNS="${RUNS:-${DOWN:-1}:${WIPE:-0}}"
 PORT="${PORT:-19820}"
 cargo build --release --quiet
 BIN=$PWD/target/release/hyperdex
@@ -70,57 +72,67 @@ ycsb_b() { # json
 ycsb_b "$DIR/before.json"
 latency "client latency before" "$DIR/before.json"
 
-echo "== SIGKILL daemon2, down $DOWN s, wipe=$WIPE"
-kill -9 "${DAEMON[2]}"
-# A light write load throughout: one put at a time, each key recorded once acknowledged.
-( i=0
-  while :; do
-    i=$((i + 1))
-    if "$BIN" put -p "$PORT" bench "w$i" '{"f0": "restart"}' >/dev/null 2>&1; then
-      echo "w$i" >>"$DIR/acked"
-    fi
-    sleep 0.05
-  done ) &
-WRITER=$!
-sleep "$DOWN"
-[ "$WIPE" = 1 ] && rm -rf "$DIR/d2"
-start_daemon 2
-PIDS+=("${DAEMON[2]}")
-restarted=$(date +%s.%N)
-# Peak RSS of every daemon, sampled twice a second.
-( declare -A peak
-  while :; do
-    for i in 1 2 3; do
-      r=$(ps -o rss= -p "${DAEMON[$i]}" 2>/dev/null || echo 0)
-      [ "${r:-0}" -gt "${peak[$i]:-0}" ] && peak[$i]=$r
-    done
-    echo "${peak[1]:-0} ${peak[2]:-0} ${peak[3]:-0}" >"$DIR/peak"
-    sleep 0.5
-  done ) &
-SAMPLER=$!
-ycsb_b "$DIR/during.json" &
-BENCH=$!
-sleep 2 # let the coordinator see it back
-if "$BIN" wait-until-stable -p "$PORT" --timeout 600 >/dev/null; then
-  echo "stable $(echo "$(date +%s.%N) - $restarted" | bc) s after the restart"
-else
-  echo "NOT stable within 600 s of the restart"
-fi
-wait "$BENCH"
-latency "client latency from the restart on ($OPS operations)" "$DIR/during.json"
-kill "$WRITER" "$SAMPLER" 2>/dev/null || true
-wait "$WRITER" "$SAMPLER" 2>/dev/null || true
-read -r p1 p2 p3 <"$DIR/peak"
-echo "peak RSS: daemon1 $((p1 / 1024)) MB, daemon2 $((p2 / 1024)) MB, daemon3 $((p3 / 1024)) MB"
-failed=$(grep -hc "declaring the server failed" "$DIR/c.log" || true)
-echo "servers declared failed (the coordinator's log): $failed"
-lost=0
-while read -r k; do
-  "$BIN" get -p "$PORT" bench "$k" 2>/dev/null | grep -q restart || lost=$((lost + 1))
-done <"$DIR/acked"
-echo "acknowledged writes during the restart: $(wc -l <"$DIR/acked"), lost: $lost"
-echo "count after: $("$BIN" count -p "$PORT" bench)"
-sed 's/\x1b\[[0-9;]*m//g' "$DIR/d2.log" | grep "state transfer complete" |
-  awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "=")
-           if (kv[1] == "objects") o += kv[2]; if (kv[1] == "whole_bytes") b += kv[2] } }
-       END { printf "rejoin: %d regions, %d objects compared, %.1f MB sent whole\n", NR, o, b / 1e6 }'
+restart() { # down wipe
+  DOWN=$1 WIPE=$2
+  : >"$DIR/acked"
+  touch "$DIR/d2.log"
+  local failed0 log0
+  failed0=$(grep -hc "declaring the server failed" "$DIR/c.log" || true)
+  log0=$(wc -l <"$DIR/d2.log")
+  echo "== SIGKILL daemon2, down $DOWN s, wipe=$WIPE"
+  kill -9 "${DAEMON[2]}"
+  # A light write load throughout: one put at a time, each key recorded once acknowledged.
+  ( i=0
+    while :; do
+      i=$((i + 1))
+      if "$BIN" put -p "$PORT" bench "w$i" '{"f0": "restart"}' >/dev/null 2>&1; then
+        echo "w$i" >>"$DIR/acked"
+      fi
+      sleep 0.05
+    done ) &
+  WRITER=$!
+  sleep "$DOWN"
+  [ "$WIPE" = 1 ] && rm -rf "$DIR/d2"
+  start_daemon 2
+  PIDS+=("${DAEMON[2]}")
+  restarted=$(date +%s.%N)
+  # Peak RSS of every daemon, sampled twice a second.
+  ( declare -A peak
+    while :; do
+      for i in 1 2 3; do
+        r=$(ps -o rss= -p "${DAEMON[$i]}" 2>/dev/null || echo 0)
+        [ "${r:-0}" -gt "${peak[$i]:-0}" ] && peak[$i]=$r
+      done
+      echo "${peak[1]:-0} ${peak[2]:-0} ${peak[3]:-0}" >"$DIR/peak"
+      sleep 0.5
+    done ) &
+  SAMPLER=$!
+  ycsb_b "$DIR/during.json" &
+  BENCH=$!
+  sleep 2 # let the coordinator see it back
+  if "$BIN" wait-until-stable -p "$PORT" --timeout 600 >/dev/null; then
+    echo "stable $(echo "$(date +%s.%N) - $restarted" | bc) s after the restart"
+  else
+    echo "NOT stable within 600 s of the restart"
+  fi
+  wait "$BENCH"
+  latency "client latency from the restart on ($OPS operations)" "$DIR/during.json"
+  kill "$WRITER" "$SAMPLER" 2>/dev/null || true
+  wait "$WRITER" "$SAMPLER" 2>/dev/null || true
+  read -r p1 p2 p3 <"$DIR/peak"
+  echo "peak RSS: daemon1 $((p1 / 1024)) MB, daemon2 $((p2 / 1024)) MB, daemon3 $((p3 / 1024)) MB"
+  failed=$(grep -hc "declaring the server failed" "$DIR/c.log" || true)
+  echo "servers declared failed (the coordinator's log): $((failed - failed0))"
+  lost=0
+  while read -r k; do
+    "$BIN" get -p "$PORT" bench "$k" 2>/dev/null | grep -q restart || lost=$((lost + 1))
+  done <"$DIR/acked"
+  echo "acknowledged writes during the restart: $(wc -l <"$DIR/acked"), lost: $lost"
+  echo "count after: $("$BIN" count -p "$PORT" bench)"
+  tail -n +$((log0 + 1)) "$DIR/d2.log" | sed 's/\x1b\[[0-9;]*m//g' | grep "state transfer complete" |
+    awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "=")
+             if (kv[1] == "objects") o += kv[2]; if (kv[1] == "whole_bytes") b += kv[2] } }
+         END { printf "rejoin: %d regions, %d objects compared, %.1f MB sent whole\n", NR, o, b / 1e6 }'
+}
+
+for run in $RUNS; do restart "${run%%:*}" "${run##*:}"; done
