@@ -11,13 +11,15 @@
 //!   acknowledged within [`RESEND_TICKS`] ticks is sent again (it or its ack was lost);
 //! - a source sends at most [`ACTIVE_TRANSFERS`] transfers at once (the others wait in
 //!   region order), so the memory it spends on transfers is bounded however many regions it
-//!   serves and however large they are;
+//!   serves and however large they are, and its windows together stay within a byte rate
+//!   (`rate`);
 //! - the joiner accepts a window only if it starts right after the last key it stored (its
 //!   *progress*); otherwise it tells the source where to resume. So a source that lost its
 //!   place (it restarted, or became the source anew) never skips a key;
 //! - a joiner keeps what it held of the region before (it restarted with its data, or served
-//!   the region once): its acknowledgements describe its next objects by digest, and the
-//!   source sends those it holds identically as "unchanged" rather than whole; the joiner's
+//!   the region once): the source first asks what it holds ([`TransferQuery`]), the joiner's
+//!   acknowledgements describe its next objects by digest, and the source sends those it holds
+//!   identically as "unchanged" rather than whole (`window`); the joiner's
 //!   copy is trusted only up to its progress (see `reconcile`), and a write reaching it for a
 //!   key beyond is applied as if the key were new;
 //! - after the last window the joiner reports the region done ([`Effect::Done`]); the daemon
