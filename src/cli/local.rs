@@ -55,7 +55,7 @@ pub async fn run(args: LocalArgs) -> ExitCode {
                 addr.rsplit(':').next().unwrap_or("1982")
             );
             println!("press Ctrl-C to stop");
-            stopped().await;
+            super::process::stopped().await;
             println!("stopping");
             if temporary {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -70,23 +70,6 @@ pub async fn run(args: LocalArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn stopped() {
-    #[cfg(all(unix, not(madsim)))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                biased;
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Starts everything and waits until every daemon has registered; returns the
