@@ -95,6 +95,10 @@ pub struct ProcessFlags {
     /// Write the process id to this file.
     #[arg(long = "pidfile")]
     pub pidfile: Option<PathBuf>,
+    /// Created once the process listens (how a detaching start learns that its background
+    /// process is up).
+    #[arg(long = "ready-file", hide = true)]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +150,11 @@ pub enum Command {
         /// Seconds to keep trying to reach the coordinator at start-up.
         #[arg(long = "coordinator-timeout", default_value_t = 10)]
         coordinator_timeout: u64,
+        /// The address other servers and clients reach this daemon at (HOST:PORT), when it is
+        /// not the listening one (a wildcard listen address such as 0.0.0.0, a NAT, a
+        /// container).
+        #[arg(long = "advertise")]
+        advertise: Option<String>,
         /// Megabytes per second the state transfers this daemon sends may use, all
         /// together (0: unlimited).
         #[arg(long = "transfer-rate", default_value_t = 64)]
@@ -341,11 +350,12 @@ pub async fn run(command: Command) -> ExitCode {
             data,
             threads: _,
             coordinator_timeout,
+            advertise,
             transfer_rate,
             security,
         } => {
             if !process.foreground {
-                return detach(&process, &data, "daemon");
+                return detach(&process, &data, "daemon").await;
             }
             init_logging("info", None);
             if let Err(e) = write_pidfile(&process) {
@@ -370,7 +380,13 @@ pub async fn run(command: Command) -> ExitCode {
                 tls,
                 ..DaemonOptions::default()
             };
-            run_daemon(&listen, listen_port, &data, opts).await
+            run_daemon(
+                &process,
+                (&listen, listen_port, advertise.as_deref()),
+                &data,
+                opts,
+            )
+            .await
         }
         Command::ValidateSpace { file } => validate_space(file.as_deref()),
         Command::Data(cmd) => {

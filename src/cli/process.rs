@@ -12,7 +12,7 @@ use crate::{coordinator, daemon, rt};
 
 /// Without `-f`: start this same command again with `-f`, in the background, logging to a
 /// file, and return.
-pub(super) fn detach(process: &ProcessFlags, data: &Path, what: &str) -> ExitCode {
+pub(super) async fn detach(process: &ProcessFlags, data: &Path, what: &str) -> ExitCode {
     let log_dir = process.log.clone().unwrap_or_else(|| data.to_path_buf());
     if let Err(e) = std::fs::create_dir_all(&log_dir) {
         eprintln!(
@@ -41,7 +41,11 @@ pub(super) fn detach(process: &ProcessFlags, data: &Path, what: &str) -> ExitCod
         .skip(1)
         .filter(|a| a != "-d" && a != "--daemon")
         .collect();
+    let ready = log_dir.join(format!(".hyperdex-{what}-{}.ready", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
     args.push("--foreground".into());
+    args.push("--ready-file".into());
+    args.push(ready.display().to_string());
     let err_log = log.try_clone();
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&args)
@@ -51,17 +55,70 @@ pub(super) fn detach(process: &ProcessFlags, data: &Path, what: &str) -> ExitCod
         cmd.stderr(e);
     }
     match cmd.spawn() {
-        Ok(child) => {
-            println!(
-                "started {what} (pid {}), logging to {}",
-                child.id(),
-                log_path.display()
-            );
-            ExitCode::SUCCESS
-        }
+        Ok(child) => wait_ready(child, &ready, &log_path, what).await,
         Err(e) => {
             eprintln!("error: cannot start the {what} in the background: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// How long a detaching start waits for its background process to listen.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the background process listens (it creates `ready`) or exits (then reports
+/// why, from the end of its log).
+async fn wait_ready(
+    mut child: std::process::Child,
+    ready: &Path,
+    log: &Path,
+    what: &str,
+) -> ExitCode {
+    let start = rt::now();
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(ready) {
+            let _ = std::fs::remove_file(ready);
+            println!(
+                "started {what} (pid {}) on {addr}, logging to {}",
+                child.id(),
+                log.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                eprintln!(
+                    "error: the {what} stopped as it started ({status}); the end of {}:",
+                    log.display()
+                );
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for line in &lines[lines.len().saturating_sub(10)..] {
+                    eprintln!("  {line}");
+                }
+                return ExitCode::from(2);
+            }
+            Ok(None) if rt::now().duration_since(start) < READY_TIMEOUT => {
+                rt::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            _ => {
+                println!(
+                    "started {what} (pid {}), not listening yet after {} s; logging to {}",
+                    child.id(),
+                    READY_TIMEOUT.as_secs(),
+                    log.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+}
+
+/// Tells a detaching start that this process listens on `addr`.
+fn ready(process: &ProcessFlags, addr: &str) {
+    if let Some(p) = &process.ready_file {
+        if let Err(e) = std::fs::write(p, addr) {
+            tracing::warn!("cannot write {}: {e}", p.display());
         }
     }
 }
@@ -82,7 +139,7 @@ pub(super) async fn run_coordinator(
     opts: CoordinatorOptions,
 ) -> ExitCode {
     if !process.foreground {
-        return detach(process, data, "coordinator");
+        return detach(process, data, "coordinator").await;
     }
     init_logging("info", None);
     if let Err(e) = write_pidfile(process) {
@@ -104,22 +161,40 @@ pub(super) async fn run_coordinator(
             return ExitCode::from(2);
         }
     };
+    ready(process, &addr);
     let opts = CoordinatorOptions {
         listen: addr,
         ..opts
     };
-    match coordinator::run(listener, Box::new(store), opts).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+    tokio::select! {
+        biased;
+        r = coordinator::run(listener, Box::new(store), opts) => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        () = stopped() => {
+            // Every change the coordinator answered is on disk (it syncs before answering).
+            tracing::info!("coordinator stopping on a signal");
+            ExitCode::SUCCESS
         }
     }
 }
 
 /// Opens the data directory, binds, and runs a daemon with `opts` (its address filled in
-/// here) until it fails.
-pub async fn run_daemon(listen: &str, port: u16, data: &Path, opts: DaemonOptions) -> ExitCode {
+/// here: `advertise`, or the listening address) until it fails or a signal stops it.
+pub async fn run_daemon(
+    process: &ProcessFlags,
+    (listen, port, advertise): (&str, u16, Option<&str>),
+    data: &Path,
+    opts: DaemonOptions,
+) -> ExitCode {
+    if let Err(e) = check_advertise(listen, advertise) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let store = match RedbStore::open(data) {
         Ok(s) => s,
         Err(e) => {
@@ -135,17 +210,48 @@ pub async fn run_daemon(listen: &str, port: u16, data: &Path, opts: DaemonOption
             return ExitCode::from(2);
         }
     };
-    let address = match listener.local_addr() {
-        Ok(a) => format!("{listen}:{}", a.port()),
-        Err(_) => bind,
+    let address = match (advertise, listener.local_addr()) {
+        (Some(a), _) => a.to_string(),
+        (None, Ok(a)) => format!("{listen}:{}", a.port()),
+        (None, Err(_)) => bind,
     };
+    ready(process, &address);
     let opts = DaemonOptions { address, ..opts };
-    match daemon::run(listener, Box::new(store), opts).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+    tokio::select! {
+        biased;
+        r = daemon::run(listener, Box::new(store), opts) => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        () = stopped() => {
+            // Every acknowledgement and reply left after the write it vouches for was synced:
+            // stopping loses nothing acknowledged; requests in flight are retried by clients.
+            tracing::info!("daemon stopping on a signal");
+            ExitCode::SUCCESS
         }
+    }
+}
+
+/// A daemon listening on a wildcard address must be told which address to give others.
+fn check_advertise(listen: &str, advertise: Option<&str>) -> Result<(), String> {
+    match advertise {
+        Some(a) => match a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+            Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(()),
+            _ => Err(format!("--advertise {a}: expected HOST:PORT")),
+        },
+        None if listen
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified()) =>
+        {
+            Err(format!(
+                "listening on {listen} (every interface) needs --advertise HOST:PORT: the \
+                 address other servers and clients reach this daemon at"
+            ))
+        }
+        None => Ok(()),
     }
 }
 

@@ -198,6 +198,20 @@ impl ProcCluster {
         }
     }
 
+    /// Sends SIGTERM to the coordinator and waits for it to exit (at most `within`).
+    pub fn terminate_coordinator(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        terminate(self.coord.take()?, within)
+    }
+
+    /// Sends SIGTERM to daemon `i` and waits for it to exit (at most `within`).
+    pub fn terminate_daemon(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        terminate(self.daemons[i].child.take()?, within)
+    }
+
     /// SIGKILLs every process.
     pub fn kill_all(&mut self) {
         for i in 0..self.daemons.len() {
@@ -220,6 +234,26 @@ impl ProcCluster {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.coord_port)
     }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit; `None` (after a SIGKILL) if it has
+/// not within `within`.
+pub fn terminate(mut child: Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 impl Drop for ProcCluster {
