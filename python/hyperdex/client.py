@@ -211,6 +211,69 @@ _MUTATORS = (
 )
 
 
+# The calls a microtransaction takes, as HyperDex 1.8's (``uxact_*`` in its C client).
+_UXACT_CALLS = (
+    ["put", "string_prepend", "string_append", "string_ltrim", "string_rtrim", "list_lpush",
+     "list_rpush", "document_rename", "document_unset"]
+    + ["atomic_" + op for op in ("add", "sub", "mul", "div", "and", "or", "min", "max")]
+)
+
+
+class Microtransaction(object):
+    """Changes to one object collected call by call and applied together, atomically, by a
+    commit (HyperDex 1.8's microtransactions). Nothing is sent before the commit; a commit
+    applies every change or none (a change that cannot apply, such as a division by zero,
+    makes the commit return False and change nothing)."""
+
+    def __init__(self, client, space):
+        self._client = client
+        self._space = space
+        self._funcs = []
+
+    def _commit_op(self, key, checks):
+        return Client._write(self._space, key, _checks(checks), list(self._funcs), "any")
+
+    def commit(self, key, auth=None):
+        """Applies the changes to the object `key` (created if missing); True on success."""
+        return self._client._call(self._commit_op(key, None), auth)
+
+    def async_commit(self, key, auth=None):
+        return self._client._start(self._commit_op(key, None), auth)
+
+    def cond_commit(self, key, checks, auth=None):
+        """Applies the changes if the object matches `checks`; False if it does not."""
+        return self._client._call(self._commit_op(key, checks), auth)
+
+    def async_cond_commit(self, key, checks, auth=None):
+        return self._client._start(self._commit_op(key, checks), auth)
+
+    def _group_op(self, checks):
+        return ("group", self._space, _checks(checks), list(self._funcs))
+
+    def group_commit(self, checks, auth=None):
+        """Applies the changes to every object matching `checks`; the number changed."""
+        return self._client._call(self._group_op(checks), auth)
+
+    def async_group_commit(self, checks, auth=None):
+        return self._client._start(self._group_op(checks), auth)
+
+
+def _install_uxact_calls():
+    def collect(name):
+        def call(self, attrs):
+            self._funcs.extend(_funcs(name, attrs))
+            return True
+        call.__name__ = name
+        call.__doc__ = "Adds %s of `attrs` to the microtransaction." % name
+        return call
+
+    for name in _UXACT_CALLS:
+        setattr(Microtransaction, name, collect(name))
+
+
+_install_uxact_calls()
+
+
 class Client(object):
     """A connection to a HyperDex cluster through its coordinator."""
 
@@ -347,6 +410,10 @@ class Client(object):
 
     def async_count(self, space, checks, auth=None):
         return self._start(self._op_count(space, checks), auth)
+
+    def microtransaction_init(self, space):
+        """A new :class:`Microtransaction` on `space`."""
+        return Microtransaction(self, space)
 
     def search(self, space, checks, auth=None):
         handle = self._native.search_start(self._op_search(space, checks))

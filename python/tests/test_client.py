@@ -209,3 +209,46 @@ def test_hyperclient_is_the_old_module(cluster):
     assert hc.get("hc", "k") == {"m": {"b": "2"}}
     assert hyperclient.HyperClientException is hyperclient.HyperDexClientException
     hc.rm_space("hc")
+
+
+def test_microtransactions_apply_every_change_or_none(c):
+    assert c.put("kv", "tx", {"d": Document({"a": 1}), "n": 1}) is True
+    tx = c.microtransaction_init("kv")
+    tx.put({"d.b": 2})
+    tx.atomic_add({"n": 4})
+    tx.put({"d.c": Document({"x": "y"})})
+    assert c.get("kv", "tx")["n"] == 1, "nothing is sent before the commit"
+    assert tx.commit("tx") is True
+    obj = c.get("kv", "tx")
+    assert obj["d"] == Document({"a": 1, "b": 2, "c": {"x": "y"}}) and obj["n"] == 5
+    # One change fails (division by zero: CMPFAIL, as HyperDex answers a function that
+    # cannot apply): none of them is applied.
+    tx = c.microtransaction_init("kv")
+    tx.atomic_add({"n": 1})
+    tx.atomic_div({"n": 0})
+    assert tx.commit("tx") is False
+    assert c.get("kv", "tx")["n"] == 5
+    # An empty microtransaction commits and changes nothing.
+    assert c.microtransaction_init("kv").commit("tx") is True
+    assert c.get("kv", "tx")["n"] == 5
+    # cond_commit: only if the object matches.
+    tx = c.microtransaction_init("kv")
+    tx.atomic_mul({"n": 2})
+    assert tx.cond_commit("tx", {"n": 4}) is False
+    assert tx.cond_commit("tx", {"n": 5}) is True
+    assert c.get("kv", "tx")["n"] == 10
+    # group_commit: every object that matches; the number changed.
+    c.put("kv", "tx", {"n": 1010})
+    c.put("kv", "tx2", {"n": 1010})
+    c.put("kv", "tx3", {"n": 1011})
+    tx = c.microtransaction_init("kv")
+    tx.atomic_sub({"n": 1010})
+    tx.string_append({"s": "!"})
+    assert tx.group_commit({"n": 1010}) == 2
+    assert [c.get("kv", k)["n"] for k in ("tx", "tx2", "tx3")] == [0, 0, 1011]
+    assert c.get("kv", "tx2")["s"] == "!"
+    # The asynchronous forms.
+    tx = c.microtransaction_init("kv")
+    tx.atomic_add({"n": 7})
+    assert tx.async_commit("tx3").wait() is True
+    assert c.get("kv", "tx3")["n"] == 1018
