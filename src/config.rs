@@ -114,6 +114,8 @@ pub struct Config {
     pub cluster: u64,
     pub servers: BTreeMap<ServerId, ServerInfo>,
     pub spaces: BTreeMap<String, SpaceConfig>,
+    /// Read-only mode: daemons refuse every write (READONLY) and go on serving reads.
+    pub read_only: bool,
 }
 
 /// Heartbeat, lease and failure-detection periods shared by coordinator and daemons.
@@ -173,8 +175,10 @@ impl fmt::Display for Config {
         let c = self;
         writeln!(
             f,
-            "cluster {:016x}, configuration version {}",
-            c.cluster, c.version
+            "cluster {:016x}, configuration version {}{}",
+            c.cluster,
+            c.version,
+            if c.read_only { ", read-only" } else { "" }
         )?;
         writeln!(f, "servers:")?;
         for s in c.servers.values() {

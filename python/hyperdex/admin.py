@@ -69,8 +69,8 @@ class Admin(object):
 
     def _unsupported(self, name):
         raise NotImplementedError(
-            "%s is not supported by this cluster: it has no secondary indexes, read-only mode "
-            "or backups yet" % name
+            "%s is not supported by this cluster: it has no secondary indexes or backups yet"
+            % name
         )
 
     def add_index(self, space, attribute):
@@ -80,7 +80,10 @@ class Admin(object):
         self._unsupported("rm_index")
 
     def read_only(self, ro):
-        self._unsupported("read_only")
+        """Read-only mode on (every write raises READONLY; reads go on) or off; in force on
+        every daemon when it returns."""
+        self._native.read_only(bool(ro))
+        return True
 
     def fault_tolerance(self, space, ft):
         """Makes each region of `space` keep ft + 1 replicas (new ones join by transfer)."""

@@ -544,6 +544,11 @@ impl NativeAdmin {
         admin_result(py, r)
     }
 
+    fn read_only(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.read_only(on)));
+        admin_result(py, r)
+    }
+
     fn server_forget(&self, py: Python<'_>, id: u64) -> PyResult<()> {
         let r = py.detach(|| runtime().block_on(self.admin.server_forget(id)));
         admin_result(py, r)

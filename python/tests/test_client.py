@@ -187,6 +187,23 @@ def test_admin(cluster, c):
     assert "kv" in admin.list_spaces()
 
 
+def test_read_only_mode_refuses_writes_and_serves_reads(cluster, c):
+    admin = Admin(*cluster)
+    assert c.put("kv", "ro", {"n": 1}) is True
+    assert admin.read_only(True) is True
+    try:
+        with pytest.raises(HyperDexClientException) as e:
+            c.put("kv", "ro", {"n": 2})
+        assert e.value.symbol() == "HYPERDEX_CLIENT_READONLY"
+        assert "read-only" in admin.dump_config().splitlines()[0]
+        assert c.get("kv", "ro")["n"] == 1
+        assert c.count("kv", {}) >= 1
+    finally:
+        assert admin.read_only(False) is True
+    assert c.put("kv", "ro", {"n": 3}) is True
+    assert c.get("kv", "ro")["n"] == 3
+
+
 def test_rm_space_is_in_force_when_it_returns(cluster):
     admin = Admin(*cluster)
     assert admin.add_space("space brief key k attributes n") is True

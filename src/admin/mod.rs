@@ -138,6 +138,12 @@ impl Admin {
         .map(|_| ())
     }
 
+    /// Switches read-only mode on (every write answers READONLY; reads go on) or off. In
+    /// force on every daemon when this returns.
+    pub async fn read_only(&self, on: bool) -> ClientResult<()> {
+        self.admin(AdminCommand::ReadOnly(on)).await.map(|_| ())
+    }
+
     /// The current configuration.
     pub async fn config(&self) -> ClientResult<Config> {
         match self

@@ -216,6 +216,18 @@ pub enum Command {
         space: String,
         tolerate: u32,
     },
+    /// Refuse every write (READONLY) until set-read-write; reads go on.
+    #[command(name = "set-read-only", disable_help_flag = true)]
+    SetReadOnly {
+        #[command(flatten)]
+        coord: AdminAddr,
+    },
+    /// End read-only mode.
+    #[command(name = "set-read-write", disable_help_flag = true)]
+    SetReadWrite {
+        #[command(flatten)]
+        coord: AdminAddr,
+    },
     /// Remove a server from the cluster.
     #[command(name = "server-forget", disable_help_flag = true)]
     ServerForget {
@@ -454,6 +466,8 @@ async fn run_admin(command: Command) -> ExitCode {
         | Command::WaitUntilStable { coord, .. }
         | Command::ServerKill { coord, .. }
         | Command::FaultTolerance { coord, .. }
+        | Command::SetReadOnly { coord }
+        | Command::SetReadWrite { coord }
         | Command::ServerForget { coord, .. } => coord.clone(),
         _ => return ExitCode::from(2),
     };
@@ -501,6 +515,8 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
             space, tolerate, ..
         } => admin.fault_tolerance(&space, tolerate).await,
         Command::ServerForget { id, .. } => admin.server_forget(id).await,
+        Command::SetReadOnly { .. } => admin.read_only(true).await,
+        Command::SetReadWrite { .. } => admin.read_only(false).await,
         _ => Ok(()),
     }
 }

@@ -352,6 +352,7 @@ impl Service {
             AdminCommand::FaultTolerance { space, tolerate } => {
                 Command::FaultTolerance { space, tolerate }
             }
+            AdminCommand::ReadOnly(on) => Command::ReadOnly(on),
         };
         self.change(command).await
     }

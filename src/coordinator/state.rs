@@ -53,6 +53,8 @@ pub enum Command {
         region: RegionId,
         since: u64,
     },
+    /// An operator switched read-only mode on or off.
+    ReadOnly(bool),
 }
 
 /// The longest space description the coordinator parses.
@@ -169,6 +171,11 @@ impl Cluster {
                 since,
             } => Ok(self.transfer_complete(*server, *region, *since)),
             Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
+            Command::ReadOnly(on) if self.config.read_only == *on => Ok(Outcome::Unchanged),
+            Command::ReadOnly(on) => {
+                self.config.read_only = *on;
+                Ok(Outcome::Done)
+            }
             Command::ServerForget(id) => {
                 if let Some(region) = self.only_copy(*id) {
                     crate::probe!("coordinator.only_copy_refused");
@@ -831,6 +838,24 @@ mod tests {
         let err = set(&mut c, MAX_TOLERATE + 1).unwrap_err();
         assert_eq!(err.0, ReturnCode::BadSpace);
         assert_eq!(c, before);
+    }
+
+    #[test]
+    fn read_only_mode_is_switched_by_a_new_configuration() {
+        let mut c = cluster(2);
+        let v = c.config.version;
+        assert_eq!(c.apply(&Command::ReadOnly(true)), Ok(Outcome::Done));
+        assert!(c.config.read_only && c.config.version == v + 1);
+        assert_eq!(c.apply(&Command::ReadOnly(true)), Ok(Outcome::Unchanged));
+        assert_eq!(c.config.version, v + 1);
+        assert_eq!(c.apply(&Command::ReadOnly(false)), Ok(Outcome::Done));
+        assert!(!c.config.read_only);
+        assert!(c
+            .config
+            .to_string()
+            .lines()
+            .next()
+            .is_some_and(|l| !l.contains("read-only")));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum AdminCommand {
     },
     /// The state transfers in progress, as the joiners last reported them.
     Transfers,
+    /// Read-only mode on (writes refused with READONLY) or off; in force once answered.
+    ReadOnly(bool),
 }
 
 /// How far a daemon has got in filling a region it joins (sent with its heartbeats).

@@ -133,6 +133,12 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Reply(waiter, reply(d.reply.clone())));
             return;
         }
+        if self.config.read_only {
+            // After the retry checks: a write done before the mode was switched on is
+            // answered as it was.
+            out.push(Output::Reply(waiter, reply(read_only())));
+            return;
+        }
         let latest_pending = self
             .pending
             .get_mut(&slot)
@@ -230,6 +236,13 @@ fn read<W>(
         None => stored.object.as_ref(),
     };
     step_key(&space.schema, current, op).0
+}
+
+fn read_only() -> Reply {
+    Reply::Error(
+        ReturnCode::ReadOnly,
+        "the cluster is in read-only mode (hyperdex set-read-write ends it)".into(),
+    )
 }
 
 fn unauthorized() -> Reply {

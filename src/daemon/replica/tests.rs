@@ -408,3 +408,34 @@ fn a_chain_write_from_a_server_that_is_not_the_predecessor_is_dropped() {
         assert_eq!(load(&net.replicas[m].1, region, &kb).unwrap().version, 0);
     }
 }
+
+#[test]
+fn in_read_only_mode_writes_are_refused_and_reads_and_retries_answered() {
+    let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+    let (head, _) = head_of(&config, "a");
+    let put = |n| Operation::put("s", "a", vec![("n", Value::Int(n))]);
+    net.input(head, op(&config, 1, 1, put(1)));
+    net.deliver_all();
+    let mut ro = config.clone();
+    ro.version += 1;
+    ro.read_only = true;
+    for s in net.replicas.keys().copied().collect::<Vec<_>>() {
+        net.install(s, &ro);
+    }
+    net.input(head, op(&ro, 2, 2, put(2)));
+    // A retry of the write made before the mode was switched on is answered as it was.
+    net.input(head, op(&ro, 3, 1, put(1)));
+    net.input(head, op(&ro, 4, 3, Operation::get("s", "a")));
+    net.deliver_all();
+    let replies: BTreeMap<u32, Reply> = net.replies.drain(..).collect();
+    assert!(
+        matches!(&replies[&2], Reply::Error(ReturnCode::ReadOnly, _)),
+        "{:?}",
+        replies[&2]
+    );
+    assert_eq!(replies[&3], Reply::Success);
+    let Reply::Found(o) = &replies[&4] else {
+        panic!("{:?}", replies[&4])
+    };
+    assert_eq!(o["n"], Value::Int(1), "the refused write changed nothing");
+}
