@@ -195,6 +195,7 @@ pub async fn run_daemon(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    let opening = rt::now();
     let store = match RedbStore::open(data) {
         Ok(s) => s,
         Err(e) => {
@@ -202,6 +203,12 @@ pub async fn run_daemon(
             return ExitCode::from(2);
         }
     };
+    // After an unclean stop the store checks itself on opening, which takes time with size.
+    tracing::info!(
+        path = %data.display(),
+        millis = rt::now().duration_since(opening).as_millis() as u64,
+        "data directory opened"
+    );
     let bind = format!("{listen}:{port}");
     let listener = match rt::listen(&bind).await {
         Ok(l) => l,
