@@ -109,13 +109,14 @@ restart() { # down wipe
   SAMPLER=$!
   ycsb_b "$DIR/during.json" &
   BENCH=$!
-  # Rejoined: the restarted daemon is AVAILABLE again, no region is being filled by state
+  # Rejoined: the restarted daemon has registered and is AVAILABLE, no region is being filled by state
   # transfer (its own joins, and any the coordinator started while it was away), and
   # wait-until-stable agrees.
   local addr2="127.0.0.1:$((PORT + 12))" rejoined=""
   for _ in $(seq 1200); do
     cfg=$("$BIN" show-config -p "$PORT" 2>/dev/null || true)
-    if grep -q "$addr2 AVAILABLE" <<<"$cfg" && ! grep -q "joining by state transfer" <<<"$cfg" &&
+    if tail -n +$((log0 + 1)) "$DIR/d2.log" | grep -q "daemon registered" &&
+      grep -q "$addr2 AVAILABLE" <<<"$cfg" && ! grep -q "joining by state transfer" <<<"$cfg" &&
       "$BIN" wait-until-stable -p "$PORT" --timeout 1 >/dev/null 2>&1; then
       rejoined=$(date +%s.%N)
       break
