@@ -12,6 +12,7 @@
 //! is refused with a clear message until a replicated log drives [`state::Cluster`].
 
 mod access;
+mod affinity;
 mod progress;
 pub use progress::describe as describe_transfers;
 mod service;

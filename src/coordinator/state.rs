@@ -15,7 +15,7 @@
 //! transfer. Chains that are empty because the space was created before any daemon existed
 //! are filled as soon as daemons register.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hyperdex_model::schema::MAX_TOLERATE;
 use hyperdex_model::{parse_space, ReturnCode, Space};
@@ -110,6 +110,8 @@ pub struct Cluster {
     pub config: Config,
     next_server: u64,
     next_space: u64,
+    /// For each server that failed: the regions it held completely then (see `affinity`).
+    pub(super) departed: BTreeMap<ServerId, BTreeSet<RegionId>>,
 }
 
 impl Cluster {
@@ -122,6 +124,7 @@ impl Cluster {
             },
             next_server: 1,
             next_space: 1,
+            departed: BTreeMap::new(),
         }
     }
 
@@ -194,6 +197,7 @@ impl Cluster {
                         format!("there is no server {id}"),
                     ));
                 }
+                self.departed.remove(id);
                 self.remove_from_chains(*id);
                 self.refill();
                 Ok(Outcome::Done)
@@ -257,6 +261,7 @@ impl Cluster {
         // its data is the region's only copy and it keeps serving.
         self.remove_from_chains(id);
         self.restart_joins_behind(id);
+        self.take_back(id);
         self.refill();
         Ok(Outcome::Registered(id))
     }
@@ -318,6 +323,7 @@ impl Cluster {
             return Ok(Outcome::Unchanged);
         }
         server.state = ServerState::Failed;
+        self.note_departure(id);
         self.remove_from_chains(id);
         self.refill();
         Ok(Outcome::Done)
@@ -519,31 +525,50 @@ impl Cluster {
             if high <= low + 1 {
                 return;
             }
-            let mut moved = false;
-            'spaces: for space in self.config.spaces.values_mut() {
-                for (chain, joining) in space.chains.iter_mut().zip(space.joining.iter_mut()) {
-                    // Never the head: a live head that is replaced keeps serving until it
-                    // learns of the change, while the new head already serves.
-                    let moves_head = chain.first() == Some(&most);
-                    if joining.is_none()
-                        && chain.contains(&most)
-                        && !chain.contains(&least)
-                        && !moves_head
-                    {
-                        chain.push(least);
-                        *joining = Some(Joiner {
-                            server: least,
-                            since: next_version,
-                            replaces: Some(most),
-                        });
-                        moved = true;
-                        break 'spaces;
-                    }
-                }
-            }
-            if !moved {
+            // Never the head: a live head that is replaced keeps serving until it learns of
+            // the change, while the new head already serves. A region the least loaded server
+            // held before it failed goes first: it rejoins that one with its data.
+            let movable = |chain: &[ServerId], joining: &Option<Joiner>| {
+                joining.is_none()
+                    && chain.contains(&most)
+                    && !chain.contains(&least)
+                    && chain.first() != Some(&most)
+            };
+            let mut candidates = self.config.spaces.values().flat_map(|space| {
+                space
+                    .chains
+                    .iter()
+                    .zip(&space.joining)
+                    .enumerate()
+                    .filter(|(_, (chain, joining))| movable(chain, joining))
+                    .map(|(i, _)| RegionId {
+                        space: space.id,
+                        index: i as u32,
+                    })
+            });
+            let first = candidates.next();
+            let Some(region) = candidates
+                .chain(first)
+                .find(|r| self.held_before(least, *r))
+                .or(first)
+            else {
                 return;
-            }
+            };
+            let Some(space) = self
+                .config
+                .spaces
+                .values_mut()
+                .find(|s| s.id == region.space)
+            else {
+                return;
+            };
+            let i = region.index as usize;
+            space.chains[i].push(least);
+            space.joining[i] = Some(Joiner {
+                server: least,
+                since: next_version,
+                replaces: Some(most),
+            });
         }
     }
 
