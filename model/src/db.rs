@@ -446,4 +446,26 @@ mod tests {
             ReturnCode::UnknownSpace
         );
     }
+
+    #[test]
+    fn a_conditional_microtransaction_creates_a_missing_object_as_hyperdex_does() {
+        use crate::op::{Check, Microtransaction};
+        let mut m = model();
+        let mut tx = Microtransaction::init("p");
+        tx.add("age", Func::Num(NumOp::Add, Value::Int(1)));
+        let older = vec![Check::new("age", Predicate::GreaterEqual(Value::Int(30)))];
+        assert!(matches!(
+            m.apply(&tx.cond_commit("bob", older.clone())),
+            Reply::CmpFail(_)
+        ));
+        assert_eq!(
+            m.apply(&tx.cond_commit("ann", older.clone())),
+            Reply::Success
+        );
+        assert_eq!(m.apply(&tx.cond_commit("dan", older)), Reply::Success);
+        let Reply::Found(dan) = m.apply(&Operation::get("p", "dan")) else {
+            panic!("dan was not created")
+        };
+        assert_eq!(dan["age"], Value::Int(1));
+    }
 }

@@ -16,7 +16,7 @@
 //! | `atomic_*`, `string_*`, `list_*`, `set_*`, `map_*`, `document_*` | must exist | – | one per attribute |
 //! | `cond_X` | as X | given | as X |
 //! | microtransaction `commit` | any (creates, like put) | – | all collected |
-//! | microtransaction `cond_commit` | must exist | given | all collected |
+//! | microtransaction `cond_commit` | any: checks apply only to an existing object (HyperDex 1.8) | given | all collected |
 //!
 //! `group_X(checks, ...)` applies X's functions to every object matching the checks and
 //! returns how many objects changed; `count` and `search` read; `group_del` erases.
@@ -512,11 +512,15 @@ impl Microtransaction {
         )
     }
 
-    /// Applies everything collected to `key` if it exists and passes `checks`.
+    /// Applies everything collected to `key` if it passes `checks`; a missing object is
+    /// created, as HyperDex 1.8 does (its microtransactions never require the object).
     pub fn cond_commit(&self, key: impl Into<Value>, checks: Vec<Check>) -> Operation {
         Operation::write(
             &self.space,
-            KeyWrite::new(key.into(), Existence::MustExist, self.funcs.clone()).with_checks(checks),
+            KeyWrite {
+                checks,
+                ..KeyWrite::new(key.into(), Existence::Any, self.funcs.clone())
+            },
         )
     }
 

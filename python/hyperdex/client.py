@@ -241,7 +241,8 @@ class Microtransaction(object):
         return self._client._start(self._commit_op(key, None), auth)
 
     def cond_commit(self, key, checks, auth=None):
-        """Applies the changes if the object matches `checks`; False if it does not."""
+        """Applies the changes if the object matches `checks` (False if it does not); a
+        missing object is created, as in HyperDex 1.8."""
         return self._client._call(self._commit_op(key, checks), auth)
 
     def async_cond_commit(self, key, checks, auth=None):
