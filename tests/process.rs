@@ -146,3 +146,24 @@ fn a_daemon_on_every_interface_advertises_the_address_it_is_given() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn advertised_addresses_are_host_and_port() {
+    let dir = temp_dir("advertise-syntax");
+    let data = dir.display().to_string();
+    for bad in [
+        "localhost",
+        "::1:2012",
+        "host:0",
+        ":2012",
+        "[]:2012",
+        "[::1:2012",
+    ] {
+        let args = ["daemon", "-f", "-p", "0", "-D", &data, "--advertise", bad];
+        let out = hyperdex(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("expected HOST:PORT"), "{bad}: {said}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

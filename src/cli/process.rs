@@ -2,7 +2,10 @@
 //! pid file, binding, and signals.
 
 use std::path::Path;
+use std::sync::Arc;
+
 use std::process::ExitCode;
+use tokio::sync::Notify;
 
 use super::{init_logging, ProcessFlags};
 use crate::coordinator::CoordinatorOptions;
@@ -114,13 +117,23 @@ async fn wait_ready(
     }
 }
 
-/// Tells a detaching start that this process listens on `addr`.
-fn ready(process: &ProcessFlags, addr: &str) {
-    if let Some(p) = &process.ready_file {
-        if let Err(e) = std::fs::write(p, addr) {
-            tracing::warn!("cannot write {}: {e}", p.display());
-        }
+/// Tells a detaching start that this process serves on `addr` once the returned `Notify`
+/// is notified (the coordinator has read its state; the daemon has registered). The file is
+/// written whole under another name and renamed, so it is never read half-written.
+fn ready_when_notified(process: &ProcessFlags, addr: String) -> Arc<Notify> {
+    let notify = Arc::new(Notify::new());
+    if let Some(path) = process.ready_file.clone() {
+        let n = notify.clone();
+        rt::spawn(async move {
+            n.notified().await;
+            let tmp = path.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, &addr).and_then(|()| std::fs::rename(&tmp, &path))
+            {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        });
     }
+    notify
 }
 
 pub(super) fn write_pidfile(process: &ProcessFlags) -> Result<(), String> {
@@ -161,8 +174,8 @@ pub(super) async fn run_coordinator(
             return ExitCode::from(2);
         }
     };
-    ready(process, &addr);
     let opts = CoordinatorOptions {
+        ready: Some(ready_when_notified(process, addr.clone())),
         listen: addr,
         ..opts
     };
@@ -191,7 +204,7 @@ pub async fn run_daemon(
     data: &Path,
     opts: DaemonOptions,
 ) -> ExitCode {
-    if let Err(e) = check_advertise(listen, advertise) {
+    if let Err(e) = check_advertise(advertise) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -219,11 +232,21 @@ pub async fn run_daemon(
     };
     let address = match (advertise, listener.local_addr()) {
         (Some(a), _) => a.to_string(),
+        (None, Ok(a)) if a.ip().is_unspecified() => {
+            eprintln!(
+                "error: listening on {listen} (every interface) needs --advertise HOST:PORT: \
+                 the address other servers and clients reach this daemon at"
+            );
+            return ExitCode::from(2);
+        }
         (None, Ok(a)) => format!("{listen}:{}", a.port()),
         (None, Err(_)) => bind,
     };
-    ready(process, &address);
-    let opts = DaemonOptions { address, ..opts };
+    let opts = DaemonOptions {
+        registered: Some(ready_when_notified(process, address.clone())),
+        address,
+        ..opts
+    };
     tokio::select! {
         biased;
         r = daemon::run(listener, Box::new(store), opts) => match r {
@@ -242,23 +265,22 @@ pub async fn run_daemon(
     }
 }
 
-/// A daemon listening on a wildcard address must be told which address to give others.
-fn check_advertise(listen: &str, advertise: Option<&str>) -> Result<(), String> {
-    match advertise {
-        Some(a) => match a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
-            Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(()),
-            _ => Err(format!("--advertise {a}: expected HOST:PORT")),
-        },
-        None if listen
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified()) =>
-        {
-            Err(format!(
-                "listening on {listen} (every interface) needs --advertise HOST:PORT: the \
-                 address other servers and clients reach this daemon at"
-            ))
-        }
-        None => Ok(()),
+/// `--advertise` must be `HOST:PORT`, an IPv6 host in brackets (`[::1]:2012`).
+fn check_advertise(advertise: Option<&str>) -> Result<(), String> {
+    let Some(a) = advertise else {
+        return Ok(());
+    };
+    let valid = a.rsplit_once(':').is_some_and(|(host, port)| {
+        let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+        let plain = !host.contains([':', '[', ']']);
+        !host.is_empty() && (bracketed || plain) && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "--advertise {a}: expected HOST:PORT (an IPv6 address in brackets: [::1]:2012)"
+        ))
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod access;
 mod affinity;
+mod legacy;
 mod progress;
 pub use progress::describe as describe_transfers;
 mod service;
@@ -22,7 +23,7 @@ mod waits;
 use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::info;
 
 use access::prepare;
@@ -48,6 +49,8 @@ pub struct CoordinatorOptions {
     pub secret: Option<Secret>,
     /// The certificate it presents, if connections to it are TLS.
     pub tls: Option<TlsServer>,
+    /// Notified once the coordinator has read its state and serves.
+    pub ready: Option<Arc<Notify>>,
 }
 
 impl Default for CoordinatorOptions {
@@ -58,11 +61,13 @@ impl Default for CoordinatorOptions {
             timing: Timing::default(),
             secret: None,
             tls: None,
+            ready: None,
         }
     }
 }
 
-const STATE_KEY: &[u8] = b"coordinator-state";
+/// The key of the coordinator's state in its current layout (see `legacy` for earlier ones).
+const STATE_KEY: &[u8] = b"coordinator-state-2";
 
 /// The largest state (configuration included) the coordinator keeps: a configuration goes to
 /// every daemon in heartbeat replies and must fit comfortably in a frame.
@@ -70,10 +75,13 @@ pub const MAX_STATE_BYTES: usize = 8 << 20;
 
 /// Loads the persisted state, or starts a new cluster.
 fn load(store: &dyn Store) -> Result<Cluster, crate::Error> {
-    match store.get(Table::Meta, STATE_KEY)? {
-        Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| {
-            crate::Error::Config(format!("the coordinator's saved state is unreadable: {e}"))
-        }),
+    let unreadable =
+        |e| crate::Error::Config(format!("the coordinator's saved state is unreadable: {e}"));
+    if let Some(bytes) = store.get(Table::Meta, STATE_KEY)? {
+        return postcard::from_bytes(&bytes).map_err(unreadable);
+    }
+    match store.get(Table::Meta, legacy::STATE_KEY_1)? {
+        Some(bytes) => legacy::decode_1(&bytes).map_err(unreadable),
         None => Ok(Cluster::new(rt::random_u64())),
     }
 }
@@ -93,6 +101,9 @@ pub async fn run(
         "coordinator listening on {}",
         opts.listen
     );
+    if let Some(n) = &opts.ready {
+        n.notify_one();
+    }
     let (jobs, queue) = mpsc::channel(JOB_QUEUE);
     rt::spawn_dedicated(
         "coordinator",

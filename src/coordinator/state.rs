@@ -128,6 +128,22 @@ impl Cluster {
         }
     }
 
+    /// A cluster from a saved configuration and its id counters (see `legacy`).
+    pub(super) fn from_parts(config: Config, next_server: u64, next_space: u64) -> Cluster {
+        Cluster {
+            config,
+            next_server,
+            next_space,
+            departed: BTreeMap::new(),
+        }
+    }
+
+    /// The next server and space ids.
+    #[cfg(test)]
+    pub(super) fn counters(&self) -> (u64, u64) {
+        (self.next_server, self.next_space)
+    }
+
     fn available(&self) -> Vec<ServerId> {
         self.config
             .servers

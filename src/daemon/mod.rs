@@ -67,6 +67,8 @@ pub struct DaemonOptions {
     pub transfer_window: usize,
     /// Bytes per second the state transfers this daemon sends may use (0: unlimited).
     pub transfer_rate: u64,
+    /// Notified once the daemon has registered with the coordinator (it serves from then).
+    pub registered: Option<Arc<Notify>>,
 }
 
 impl Default for DaemonOptions {
@@ -81,6 +83,7 @@ impl Default for DaemonOptions {
             startup_timeout: Duration::from_secs(10),
             transfer_window: transfer::TRANSFER_WINDOW,
             transfer_rate: transfer::DEFAULT_TRANSFER_RATE,
+            registered: None,
         }
     }
 }
@@ -141,6 +144,9 @@ pub async fn run(
     );
     store.sync()?;
     info!(server = me.0, address = %opts.address, config = registered.config.version, "daemon registered");
+    if let Some(n) = &opts.registered {
+        n.notify_one();
+    }
 
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
