@@ -251,6 +251,10 @@ impl Config {
         self.spaces.values().find(|s| s.id == id)
     }
 
+    pub fn space_by_id_mut(&mut self, id: SpaceId) -> Option<&mut SpaceConfig> {
+        self.spaces.values_mut().find(|s| s.id == id)
+    }
+
     pub fn server(&self, id: ServerId) -> Option<&ServerInfo> {
         self.servers.get(&id)
     }

@@ -36,12 +36,7 @@ impl Cluster {
         let since = self.config.version + 1;
         let mut rest = BTreeSet::new();
         for region in held {
-            let Some(space) = self
-                .config
-                .spaces
-                .values_mut()
-                .find(|s| s.id == region.space)
-            else {
+            let Some(space) = self.config.space_by_id_mut(region.space) else {
                 continue;
             };
             let i = region.index as usize;

@@ -346,12 +346,7 @@ impl Cluster {
     }
 
     fn transfer_complete(&mut self, server: ServerId, region: RegionId, since: u64) -> Outcome {
-        let Some(space) = self
-            .config
-            .spaces
-            .values_mut()
-            .find(|s| s.id == region.space)
-        else {
+        let Some(space) = self.config.space_by_id_mut(region.space) else {
             return Outcome::Unchanged;
         };
         let index = region.index as usize;
@@ -570,12 +565,7 @@ impl Cluster {
             else {
                 return;
             };
-            let Some(space) = self
-                .config
-                .spaces
-                .values_mut()
-                .find(|s| s.id == region.space)
-            else {
+            let Some(space) = self.config.space_by_id_mut(region.space) else {
                 return;
             };
             let i = region.index as usize;

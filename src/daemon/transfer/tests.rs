@@ -62,6 +62,22 @@ fn fill(store: &mut MemStore, n: usize) {
     store.sync().expect("sync");
 }
 
+/// The window among `effects` (the first effect).
+fn window_of(effects: &[Effect]) -> TransferData {
+    match effects.first() {
+        Some(Effect::Send(_, ChainMessage::TransferData(w))) => w.clone(),
+        _ => panic!("not a window: {effects:?}"),
+    }
+}
+
+/// The acknowledgement among `effects` (the first effect).
+fn ack_of(effects: &[Effect]) -> TransferAck {
+    match effects.first() {
+        Some(Effect::Send(_, ChainMessage::TransferAck(a))) => a.clone(),
+        _ => panic!("not an acknowledgement: {effects:?}"),
+    }
+}
+
 /// Delivers the source's query (the first thing it sends a joiner) and the joiner's answer:
 /// returns what the source sends next (the first window).
 fn queried(
@@ -156,27 +172,11 @@ fn first_window(
     TransferData,
     TransferAck,
 ) {
-    let before = config(1, &[1], None);
-    let during = config(2, &[1, 2], Some((2, 2)));
-    let (mut src, mut dst) = (Transfers::new(SOURCE, 10), Transfers::new(JOINER, 10));
     let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
     fill(&mut s_store, objects);
-    dst.on_config(&mut d_store, &before, &during).unwrap();
-    let first = src.on_config(&mut s_store, &before, &during).unwrap();
-    let first = queried(
-        (&mut src, &mut s_store),
-        (&mut dst, &mut d_store),
-        &during,
-        first,
-    );
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
-    let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
-        panic!("{acked:?}")
-    };
-    let (w1, a1) = (w1.clone(), a1.clone());
+    let (during, src, mut dst, first) = start_join(&mut s_store, &mut d_store);
+    let w1 = window_of(&first);
+    let a1 = ack_of(&dst.on_data(&mut d_store, &during, w1.clone()).unwrap());
     (during, src, dst, s_store, d_store, w1, a1)
 }
 
@@ -342,9 +342,7 @@ fn a_duplicate_ack_does_not_start_a_second_stream() {
     // The same ack again (or the joiner's answer to the first window sent twice).
     assert!(windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).is_empty());
     let again = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(rewound)) = &again[0] else {
-        panic!("{again:?}")
-    };
+    let rewound = &ack_of(&again);
     assert!(windows_in(&src.on_ack(&mut s_store, &during, rewound.clone()).unwrap()).is_empty());
 }
 
@@ -465,9 +463,7 @@ fn an_old_copy_counts_only_once_the_transfer_passes_it_and_writes_during_the_joi
     assert!(dst.written_live(REGION, b"k025x"));
     stage(&mut d_store, REGION, b"k025x", &object(7));
     assert!(!dst.unverified(&during, REGION, b"k025x"));
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
+    let w1 = &window_of(&first);
     let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
     assert!(!dst.unverified(&during, REGION, b"k009"), "passed");
     assert!(dst.unverified(&during, REGION, b"k010"), "not yet");
@@ -489,18 +485,12 @@ fn an_object_changed_after_the_joiner_described_it_is_sent_again() {
     fill(&mut s_store, 30);
     fill(&mut d_store, 30);
     let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
+    let w1 = &window_of(&first);
     let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
-        panic!("{acked:?}")
-    };
+    let a1 = &ack_of(&acked);
     assert_eq!(a1.held.len(), 10, "the joiner describes its next window");
     let next = src.on_ack(&mut s_store, &during, a1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferData(w2)) = &next[0] else {
-        panic!("{next:?}")
-    };
+    let w2 = &window_of(&next);
     assert!(w2
         .entries
         .iter()
@@ -508,9 +498,7 @@ fn an_object_changed_after_the_joiner_described_it_is_sent_again() {
     // The joiner's copy of k012 changes before the window arrives.
     stage(&mut d_store, REGION, b"k012", &object(-12));
     let answer = dst.on_data(&mut d_store, &during, w2.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a2)) = &answer[0] else {
-        panic!("{answer:?}")
-    };
+    let a2 = &ack_of(&answer);
     assert_eq!((a2.upto.as_deref(), a2.done), (Some(&b"k011"[..]), false));
     let (_, done) = run(
         (&mut src, &mut s_store),
@@ -526,9 +514,7 @@ fn an_object_changed_after_the_joiner_described_it_is_sent_again() {
 fn a_window_sent_again_after_the_last_does_not_remove_later_writes() {
     let (mut s_store, mut d_store) = (MemStore::new(), MemStore::new());
     let (during, _, mut dst, first) = start_join(&mut s_store, &mut d_store);
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
+    let w1 = &window_of(&first);
     assert_eq!(
         w1.through, None,
         "an empty region: the first window is the last"
@@ -563,13 +549,9 @@ fn a_source_sends_windows_no_faster_than_its_rate() {
         &during,
         first,
     );
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
+    let w1 = &window_of(&first);
     let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
-        panic!("{acked:?}")
-    };
+    let a1 = &ack_of(&acked);
     assert!(windows_in(&src.on_ack(&mut s_store, &during, a1.clone()).unwrap()).is_empty());
     assert!(windows_in(&src.tick(&mut s_store, &during).unwrap()).is_empty());
     src.advance(t0 + std::time::Duration::from_secs(3600));
@@ -586,17 +568,11 @@ fn an_object_written_after_the_joiner_described_it_stays() {
     fill(&mut s_store, 30);
     fill(&mut d_store, 30);
     let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
-    let Effect::Send(_, ChainMessage::TransferData(w1)) = &first[0] else {
-        panic!("{first:?}")
-    };
+    let w1 = &window_of(&first);
     let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a1)) = &acked[0] else {
-        panic!("{acked:?}")
-    };
+    let a1 = &ack_of(&acked);
     let next = src.on_ack(&mut s_store, &during, a1.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferData(w2)) = &next[0] else {
-        panic!("{next:?}")
-    };
+    let w2 = &window_of(&next);
     // The chain writes a newer version of k012 to both before the window arrives (the
     // source stores it once the joiner has acknowledged it).
     let mut newer = object(12);
@@ -604,9 +580,7 @@ fn an_object_written_after_the_joiner_described_it_stays() {
     assert!(dst.written_live(REGION, b"k012"));
     stage(&mut d_store, REGION, b"k012", &newer);
     let answer = dst.on_data(&mut d_store, &during, w2.clone()).unwrap();
-    let Effect::Send(_, ChainMessage::TransferAck(a2)) = &answer[0] else {
-        panic!("{answer:?}")
-    };
+    let a2 = &ack_of(&answer);
     assert_eq!(
         a2.upto.as_deref(),
         w2.through.as_deref(),
