@@ -64,7 +64,13 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let mut c = ProcCluster::start("restart-at-scale", 3);
+    // Transfers at 1 MB/s in windows of 200 objects: the rejoin takes long enough for its
+    // progress to be reported, and the rate limit is exercised.
+    let mut c = ProcCluster::start_with_daemon_args(
+        "restart-at-scale",
+        3,
+        &["--transfer-rate=1", "--transfer-window=200"],
+    );
     let port = c.coord_port.to_string();
     load(&port, objects);
     let before: Vec<u64> = pids(&c).into_iter().map(rss_mb).collect();
@@ -139,6 +145,37 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
             i + 1
         );
     }
+    // The restarted daemon kept its data: its transfers compared its objects and received
+    // only what changed whole (its share sent whole is about 9 MB).
+    let log = std::fs::read_to_string(c.dir.join("daemon2.log")).unwrap_or_default();
+    let field = |line: &str, name: &str| -> u64 {
+        let plain: String = line
+            .split('\x1b')
+            .map(|p| p.split_once('m').map_or(p, |(_, r)| r))
+            .collect();
+        plain
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or(0)
+    };
+    let done: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("state transfer complete"))
+        .collect();
+    let compared: u64 = done.iter().map(|l| field(l, "objects")).sum();
+    let whole: u64 = done.iter().map(|l| field(l, "whole_bytes")).sum();
+    eprintln!(
+        "rejoin: {} regions, {compared} objects compared, {whole} bytes sent whole",
+        done.len()
+    );
+    assert!(
+        compared > objects / 2,
+        "the restarted daemon compared its share: {compared}"
+    );
+    assert!(
+        whole < 5_000_000,
+        "the restarted daemon received {whole} bytes whole"
+    );
     let log = std::fs::read_to_string(c.dir.join("coordinator.log")).unwrap_or_default();
     let failed = log.matches("declaring the server failed").count();
     assert_eq!(

@@ -159,6 +159,9 @@ pub enum Command {
         /// together (0: unlimited).
         #[arg(long = "transfer-rate", default_value_t = 64)]
         transfer_rate: u64,
+        /// Most objects per state-transfer window (each window also stops at about 1 MB).
+        #[arg(long = "transfer-window", default_value_t = crate::daemon::transfer::TRANSFER_WINDOW)]
+        transfer_window: usize,
         #[command(flatten)]
         security: security::SecurityFlags,
     },
@@ -364,6 +367,7 @@ pub async fn run(command: Command) -> ExitCode {
             coordinator_timeout,
             advertise,
             transfer_rate,
+            transfer_window,
             security,
         } => {
             if !process.foreground {
@@ -388,6 +392,7 @@ pub async fn run(command: Command) -> ExitCode {
                 coordinator: format!("{coordinator}:{coordinator_port}"),
                 startup_timeout: Duration::from_secs(coordinator_timeout),
                 transfer_rate: transfer_rate << 20,
+                transfer_window,
                 secret,
                 tls,
                 ..DaemonOptions::default()

@@ -40,6 +40,8 @@ pub struct ProcCluster {
     pub secret: Option<PathBuf>,
     /// Environment every process of this cluster (servers and command-line tools) gets.
     pub env: Vec<(String, String)>,
+    /// Extra arguments every daemon is started with.
+    pub daemon_args: Vec<String>,
 }
 
 fn spawn(args: &[String], log: &Path, env: &[(String, String)]) -> Child {
@@ -71,7 +73,22 @@ impl ProcCluster {
         name: &str,
         n: usize,
         secret: Option<&str>,
+        env: Vec<(String, String)>,
+    ) -> ProcCluster {
+        ProcCluster::start_full(name, n, secret, env, &[])
+    }
+
+    /// Starts a coordinator and `n` daemons, each daemon also given `daemon_args`.
+    pub fn start_with_daemon_args(name: &str, n: usize, daemon_args: &[&str]) -> ProcCluster {
+        ProcCluster::start_full(name, n, None, Vec::new(), daemon_args)
+    }
+
+    fn start_full(
+        name: &str,
+        n: usize,
+        secret: Option<&str>,
         mut env: Vec<(String, String)>,
+        daemon_args: &[&str],
     ) -> ProcCluster {
         let dir = temp_dir(name);
         let secret = secret.map(|s| {
@@ -92,6 +109,7 @@ impl ProcCluster {
             daemons: Vec::new(),
             secret,
             env,
+            daemon_args: daemon_args.iter().map(|a| a.to_string()).collect(),
         };
         c.start_coordinator();
         for i in 0..n {
@@ -125,7 +143,7 @@ impl ProcCluster {
     /// Starts daemon `i` with the seed's flag spelling.
     pub fn start_daemon(&mut self, i: usize) {
         let d = &self.daemons[i];
-        let args = vec![
+        let mut args = vec![
             "daemon".into(),
             "-f".into(),
             "--listen=127.0.0.1".into(),
@@ -134,6 +152,7 @@ impl ProcCluster {
             format!("--coordinator-port={}", self.coord_port),
             format!("--data={}", d.data.display()),
         ];
+        args.extend(self.daemon_args.iter().cloned());
         let log = self.dir.join(format!("daemon{}.log", i + 1));
         let child = spawn(&args, &log, &self.env);
         self.daemons[i].child = Some(child);
