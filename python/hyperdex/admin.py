@@ -1,7 +1,51 @@
-"""hyperdex.admin: administration through the coordinator."""
+"""hyperdex.admin: administration through the coordinator.
+
+Failures raise :class:`HyperDexAdminException` (a :class:`HyperDexClientException`, so code
+that catches either works). Every call has an ``async_`` form returning an object whose
+``wait()`` gives the result, as HyperDex 1.8's admin has; the call is made when the
+``async_`` form is called.
+"""
+
+import functools
 
 from . import _hyperdex
-from .client import HyperDexClientException  # noqa: F401  (raised by the native half)
+from .client import HyperDexClientException
+
+
+class HyperDexAdminException(HyperDexClientException):
+    """An administrative call failed; ``status()``, ``symbol()`` and ``message()`` say why."""
+
+
+def _admin_errors(call):
+    """Re-raises the native half's failures as HyperDexAdminException."""
+
+    @functools.wraps(call)
+    def wrapped(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except HyperDexAdminException:
+            raise
+        except HyperDexClientException as e:
+            raise HyperDexAdminException(e.status(), e.symbol(), e.message()) from e
+
+    return wrapped
+
+
+class AdminDeferred(object):
+    """The outcome of an ``async_`` admin call: ``wait()`` returns it or raises its error."""
+
+    def __init__(self, call, *args):
+        self._result = None
+        self._error = None
+        try:
+            self._result = call(*args)
+        except HyperDexClientException as e:
+            self._error = e
+
+    def wait(self):
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 class Subspace(object):
@@ -92,3 +136,27 @@ class Admin(object):
 
     def backup(self, name):
         self._unsupported("backup")
+
+
+_ADMIN_CALLS = (
+    "add_space", "rm_space", "list_spaces", "list_subspaces", "list_indices",
+    "wait_until_stable", "dump_config", "server_kill", "server_forget", "read_only",
+    "fault_tolerance",
+)
+
+
+def _install_admin_calls():
+    Admin.__init__ = _admin_errors(Admin.__init__)
+    for name in _ADMIN_CALLS:
+        call = _admin_errors(getattr(Admin, name))
+        setattr(Admin, name, call)
+
+        def asynchronous(self, *args, _call=call):
+            return AdminDeferred(functools.partial(_call, self), *args)
+
+        asynchronous.__name__ = "async_" + name
+        asynchronous.__doc__ = "The asynchronous form of %s: wait() gives its result." % name
+        setattr(Admin, "async_" + name, asynchronous)
+
+
+_install_admin_calls()

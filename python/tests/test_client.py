@@ -6,7 +6,7 @@ import time
 import pytest
 
 import hyperclient
-from hyperdex.admin import Admin
+from hyperdex.admin import Admin, HyperDexAdminException
 from hyperdex.client import (
     Client,
     Contains,
@@ -185,6 +185,19 @@ def test_admin(cluster, c):
         admin.add_index("kv", "v")
     assert "add_index" in str(e.value)
     assert "kv" in admin.list_spaces()
+
+
+def test_admin_errors_and_asynchronous_calls(cluster):
+    admin = Admin(*cluster)
+    with pytest.raises(HyperDexAdminException) as e:
+        admin.server_forget(987654321)
+    assert isinstance(e.value, HyperDexClientException), "old handlers still catch it"
+    assert e.value.symbol().startswith("HYPERDEX_ADMIN_"), e.value.symbol()
+    assert "kv" in admin.async_list_spaces().wait()
+    assert admin.async_wait_until_stable().wait() is True
+    d = admin.async_fault_tolerance("no_such_space", 1)
+    with pytest.raises(HyperDexAdminException):
+        d.wait()
 
 
 def test_read_only_mode_refuses_writes_and_serves_reads(cluster, c):
