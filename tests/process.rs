@@ -88,6 +88,7 @@ fn a_signal_stops_the_daemon_and_the_coordinator_with_success() {
     assert!(status.is_some_and(|s| s.success()), "daemon: {status:?}");
     let log = std::fs::read_to_string(c.dir.join("daemon1.log")).unwrap_or_default();
     assert!(log.contains("daemon stopping on a signal"), "{log}");
+    assert!(log.contains("data directory closed"), "{log}");
     let status = c.terminate_coordinator(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

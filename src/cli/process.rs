@@ -242,14 +242,18 @@ pub async fn run_daemon(
         (None, Ok(a)) => format!("{listen}:{}", a.port()),
         (None, Err(_)) => bind,
     };
+    let (shutdown, asked) = tokio::sync::watch::channel(false);
     let opts = DaemonOptions {
         registered: Some(ready_when_notified(process, address.clone())),
+        shutdown: Some(asked),
         address,
         ..opts
     };
+    let run = daemon::run(listener, Box::new(store), opts);
+    tokio::pin!(run);
     tokio::select! {
         biased;
-        r = daemon::run(listener, Box::new(store), opts) => match r {
+        r = &mut run => match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -257,13 +261,21 @@ pub async fn run_daemon(
             }
         },
         () = stopped() => {
-            // Every acknowledgement and reply left after the write it vouches for was synced:
-            // stopping loses nothing acknowledged; requests in flight are retried by clients.
+            // The actor finishes its batch (replies and acknowledgements leave only after the
+            // writes they vouch for are synced) and closes the store, so the next start does
+            // not have to check it; requests still in flight are retried by their clients.
             tracing::info!("daemon stopping on a signal");
+            let _ = shutdown.send(true);
+            if rt::timeout(STOP_TIMEOUT, &mut run).await.is_none() {
+                tracing::warn!("the daemon did not stop within {STOP_TIMEOUT:?}; exiting");
+            }
             ExitCode::SUCCESS
         }
     }
 }
+
+/// How long a daemon asked to stop waits for its store to close.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `--advertise` must be `HOST:PORT`, an IPv6 host in brackets (`[::1]:2012`).
 fn check_advertise(advertise: Option<&str>) -> Result<(), String> {

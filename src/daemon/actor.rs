@@ -46,10 +46,12 @@ pub struct Actor {
     pub tick: Duration,
     /// The last lease passed to the replica.
     pub last_lease: Option<Lease>,
+    /// `true` when the daemon is asked to stop (see `DaemonOptions::shutdown`).
+    pub shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Actor {
-    /// Runs until every event sender is gone, or the store fails.
+    /// Runs until every event sender is gone, the daemon is asked to stop, or the store fails.
     pub async fn run(mut self) -> Result<(), StoreError> {
         let mut batches = 0u64;
         let mut next_tick = rt::now() + self.tick;
@@ -111,6 +113,9 @@ impl Actor {
     /// Waits for something to do (or the next tick) and takes a batch; `None` when every
     /// event sender is gone.
     async fn next_batch(&mut self, next_tick: rt::Instant) -> Option<Vec<Event>> {
+        if self.shutdown.as_ref().is_some_and(|s| *s.borrow()) {
+            return None;
+        }
         let mut batch = self.control_inputs();
         if batch.is_empty() && self.events.is_empty() {
             let wait = next_tick.saturating_duration_since(rt::now());
@@ -123,6 +128,7 @@ impl Actor {
                     None => return None,
                 },
                 _ = rt::sleep(wait) => {}
+                _ = asked_to_stop(self.shutdown.as_mut()) => return None,
             }
             let mut control = self.control_inputs();
             control.append(&mut batch);
@@ -163,12 +169,29 @@ impl Actor {
 }
 
 /// Runs `actor` where it may block on its disk (its own thread in production); stops the
-/// daemon if it stops on a storage failure.
+/// daemon when it ends: on a storage failure, or asked to (its store closed by then).
 pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
     rt::spawn_dedicated("hyperdex-actor", async move {
-        if let Err(e) = actor.run().await {
-            error!("storage failed, stopping: {e}");
-            stop.now(format!("a storage failure: {e}"));
+        match actor.run().await {
+            Ok(()) => {
+                tracing::info!("data directory closed");
+                stop.now("asked to stop".into());
+            }
+            Err(e) => {
+                error!("storage failed, stopping: {e}");
+                stop.now(format!("a storage failure: {e}"));
+            }
         }
     });
+}
+
+/// Resolves once `shutdown` says to stop (never, without one).
+async fn asked_to_stop(shutdown: Option<&mut watch::Receiver<bool>>) {
+    if let Some(rx) = shutdown {
+        if rx.wait_for(|stop| *stop).await.is_ok() {
+            return;
+        }
+    }
+    // No receiver, or its sender is gone: nobody will ask.
+    std::future::pending().await
 }

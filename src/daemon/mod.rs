@@ -69,6 +69,9 @@ pub struct DaemonOptions {
     pub transfer_rate: u64,
     /// Notified once the daemon has registered with the coordinator (it serves from then).
     pub registered: Option<Arc<Notify>>,
+    /// Set to `true` to stop the daemon: the actor finishes its batch and closes the store,
+    /// and [`run`] returns.
+    pub shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Default for DaemonOptions {
@@ -84,6 +87,7 @@ impl Default for DaemonOptions {
             transfer_window: transfer::TRANSFER_WINDOW,
             transfer_rate: transfer::DEFAULT_TRANSFER_RATE,
             registered: None,
+            shutdown: None,
         }
     }
 }
@@ -195,6 +199,7 @@ pub async fn run(
         joining: joining_tx,
         tick: opts.timing.heartbeat_interval * 5,
         last_lease: None,
+        shutdown: opts.shutdown.clone(),
     };
     // The actor blocks on fsync: it gets a thread of its own so that heartbeats and
     // connections never wait behind a disk.
