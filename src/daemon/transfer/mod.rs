@@ -38,13 +38,13 @@ use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId};
 use crate::limits::JOIN_LIVE_BYTES;
 use crate::protocol::coordinator::JoinProgress;
-use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferEntry, TransferQuery};
+use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferQuery};
 use crate::storage::{Store, StoreError};
 
 use rate::Rate;
 pub use rate::DEFAULT_TRANSFER_RATE;
 pub use reconcile::store_transferred;
-use window::{held_after, read_window, Held};
+use window::{held_after, read_window, Held, Window};
 
 /// Most objects per transfer window.
 pub const TRANSFER_WINDOW: usize = 4096;
@@ -143,8 +143,8 @@ impl Transfers {
     }
 
     /// A new configuration was installed (`old` → `config`): a server that has just become a
-    /// joiner drops its old copy of the region, and the predecessor of each joiner starts (or
-    /// resumes) sending.
+    /// joiner starts its join (its old copy unverified), and the predecessor of each joiner
+    /// starts (or resumes) sending.
     pub fn on_config(&mut self, store: &mut dyn Store, old: &Config, config: &Config) -> Effects {
         let me = self.me;
         self.received.retain(|r| config.joining(*r) == Some(me));
@@ -329,7 +329,11 @@ impl Transfers {
                 }),
             ));
         }
-        let (entries, through) = read_window(
+        let Window {
+            entries,
+            through,
+            bytes,
+        } = read_window(
             store,
             region,
             o.cursor.as_deref(),
@@ -341,16 +345,6 @@ impl Transfers {
             ?through, config = config.version, "transfer window"
         );
         o.waiting = Some(0);
-        let bytes: usize = entries
-            .iter()
-            .map(|(k, e)| {
-                k.len()
-                    + match e {
-                        TransferEntry::Object(v) => v.len(),
-                        TransferEntry::Unchanged(d) => d.len(),
-                    }
-            })
-            .sum();
         self.rate.spend(bytes);
         Ok(Effect::Send(
             o.to,
@@ -385,16 +379,14 @@ impl Transfers {
         let progress = self.progress.entry(t.region).or_default().clone();
         if self.received.contains(&t.region) {
             // A window sent again after the last one was applied: applying it again would
-            // remove keys written since (it does not have them).
+            // remove keys written since (it does not have them). Answered as a query is.
             crate::probe!("transfer.window_after_done");
-            out.push(self.ack(store, config, pred, t.region, progress, true)?);
-            return Ok(out);
+            return self.on_query(store, config, t.region);
         }
         if t.after != progress {
             // Not the next window: tell the source where to resume.
             crate::probe!("transfer.rewound");
-            out.push(self.ack(store, config, pred, t.region, progress, false)?);
-            return Ok(out);
+            return self.on_query(store, config, t.region);
         }
         let live = self.live.entry(t.region).or_default();
         let applied = reconcile::apply_window(store, &t, live)?;

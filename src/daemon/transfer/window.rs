@@ -71,8 +71,16 @@ pub fn held_after(
     Ok((held, all))
 }
 
-/// The next window of `region` after key `after`: its entries and the key it ends with
-/// (`None`: the region's end). At most `max` objects and about [`TRANSFER_WINDOW_BYTES`] bytes
+/// A window as the source reads it.
+pub struct Window {
+    pub entries: Entries,
+    /// The key it ends with (`None`: the region's end).
+    pub through: Option<Vec<u8>>,
+    /// Bytes of its keys and of its objects or digests (what the rate limit counts).
+    pub bytes: usize,
+}
+
+/// The next window of `region` after key `after`. At most `max` objects and about [`TRANSFER_WINDOW_BYTES`] bytes
 /// (at least one entry); it ends no later than the last key the joiner described in `held`,
 /// when there is more after it, so that every object in the window is compared with the
 /// joiner's copy.
@@ -82,7 +90,7 @@ pub fn read_window(
     after: Option<&[u8]>,
     max: usize,
     held: Option<&Held>,
-) -> Result<(Entries, Option<Vec<u8>>), StoreError> {
+) -> Result<Window, StoreError> {
     let mut rows = objects_after(store, region, after, max + 1)?;
     let mut through = (rows.len() > max).then(|| rows[max - 1].0.clone());
     rows.truncate(max);
@@ -102,19 +110,28 @@ pub fn read_window(
             through = entries.last().map(|(k, _): &(Vec<u8>, _)| k.clone());
             break;
         }
-        let d = digest(&value);
-        let unchanged = held.is_some_and(|(list, _)| {
+        // Only an object the joiner described is hashed (none, in a transfer to an empty
+        // joiner).
+        let described = held.and_then(|(list, _)| {
             list.binary_search_by(|(k, _)| k.as_slice().cmp(&key))
-                .is_ok_and(|i| list[i].1 == d)
+                .ok()
+                .map(|i| list[i].1)
         });
-        let entry = if unchanged {
-            bytes += key.len() + d.len();
-            TransferEntry::Unchanged(d)
-        } else {
-            bytes += key.len() + value.len();
-            TransferEntry::Object(value)
+        let entry = match described {
+            Some(d) if d == digest(&value) => {
+                bytes += key.len() + d.len();
+                TransferEntry::Unchanged(d)
+            }
+            _ => {
+                bytes += key.len() + value.len();
+                TransferEntry::Object(value)
+            }
         };
         entries.push((key, entry));
     }
-    Ok((entries, through))
+    Ok(Window {
+        entries,
+        through,
+        bytes,
+    })
 }
