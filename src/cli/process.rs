@@ -144,6 +144,22 @@ pub(super) fn write_pidfile(process: &ProcessFlags) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the data directory (logging how long it took: after an unclean stop the store
+/// checks itself on opening, which takes time with size) and binds `bind`.
+async fn open_and_bind(data: &Path, bind: &str) -> Result<(RedbStore, rt::TcpListener), String> {
+    let opening = rt::now();
+    let store = RedbStore::open(data).map_err(|e| e.to_string())?;
+    tracing::info!(
+        path = %data.display(),
+        millis = rt::now().duration_since(opening).as_millis() as u64,
+        "data directory opened"
+    );
+    let listener = rt::listen(bind)
+        .await
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    Ok((store, listener))
+}
+
 /// `hyperdex coordinator`: detaches unless `-f`, then serves until it fails.
 pub(super) async fn run_coordinator(
     process: &ProcessFlags,
@@ -159,18 +175,11 @@ pub(super) async fn run_coordinator(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let store = match RedbStore::open(data) {
-        Ok(s) => s,
+    let addr = format!("{listen}:{listen_port}");
+    let (store, listener) = match open_and_bind(data, &addr).await {
+        Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let addr = format!("{listen}:{listen_port}");
-    let listener = match rt::listen(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -208,25 +217,11 @@ pub async fn run_daemon(
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let opening = rt::now();
-    let store = match RedbStore::open(data) {
-        Ok(s) => s,
+    let bind = format!("{listen}:{port}");
+    let (store, listener) = match open_and_bind(data, &bind).await {
+        Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // After an unclean stop the store checks itself on opening, which takes time with size.
-    tracing::info!(
-        path = %data.display(),
-        millis = rt::now().duration_since(opening).as_millis() as u64,
-        "data directory opened"
-    );
-    let bind = format!("{listen}:{port}");
-    let listener = match rt::listen(&bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {bind}: {e}");
             return ExitCode::from(2);
         }
     };
