@@ -51,10 +51,13 @@ pub enum Bug {
     /// A joiner keeps keys it held before the join that its source does not have (a write
     /// the tail stored whose commit every other member lost in a power failure).
     KeepStaleKeys = 16384,
+    /// A write that changes an indexed value removes the old index entry and adds no new one:
+    /// a search through the index misses the object.
+    IndexMissesUpdate = 32768,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 16] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -70,6 +73,7 @@ impl Bug {
         Bug::SearchWithoutLease,
         Bug::TrustStaleCopy,
         Bug::KeepStaleKeys,
+        Bug::IndexMissesUpdate,
     ];
 }
 

@@ -88,6 +88,58 @@ pub struct SpaceConfig {
     pub joining: Vec<Option<Joiner>>,
 }
 
+/// The identifier of a secondary index, as `list_indices` shows it and `rm_index` takes it:
+/// the space's id times 65,536 plus the attribute's position among its non-key attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexId {
+    pub space: SpaceId,
+    pub attribute: u16,
+}
+
+impl From<u64> for IndexId {
+    fn from(id: u64) -> IndexId {
+        IndexId {
+            space: SpaceId(id >> 16),
+            attribute: id as u16,
+        }
+    }
+}
+
+impl From<IndexId> for u64 {
+    fn from(id: IndexId) -> u64 {
+        (id.space.0 << 16) | u64::from(id.attribute)
+    }
+}
+
+impl SpaceConfig {
+    /// The space's indexes: identifier and attribute, in the order they were added.
+    pub fn indexes(&self) -> Vec<(u64, String)> {
+        let schema = &self.schema;
+        schema
+            .indexes
+            .iter()
+            .filter_map(|name| {
+                let pos = schema.attributes.iter().position(|a| &a.name == name)?;
+                let id = IndexId {
+                    space: self.id,
+                    attribute: pos as u16,
+                };
+                Some((u64::from(id), name.clone()))
+            })
+            .collect()
+    }
+
+    /// The space's subspaces: identifier and attributes, the key's (subspace 0) first.
+    pub fn subspaces(&self) -> Vec<(u64, Vec<String>)> {
+        let schema = &self.schema;
+        std::iter::once(vec![schema.key.name.clone()])
+            .chain(schema.subspaces.iter().map(|s| s.attributes.clone()))
+            .enumerate()
+            .map(|(i, attrs)| ((self.id.0 << 16) | i as u64, attrs))
+            .collect()
+    }
+}
+
 /// A server being filled by state transfer, and the configuration version in which it
 /// started: a new start (even of the same server) means a new, complete transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

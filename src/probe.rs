@@ -42,6 +42,8 @@ pub const ALL: &[(&str, bool)] = &[
     ("client.coordinator_unreachable", false),
     ("client.space_removed_mid_call", true),
     ("client.retried_after_reconfigure", true),
+    ("index.built", true),
+    ("search.read_through_index", true),
 ];
 
 /// The probes the CI seeds must all reach.

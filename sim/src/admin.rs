@@ -3,7 +3,8 @@
 //! them; a killed daemon registers again by itself, a forgotten one is rebuilt on an empty disk
 //! and joins as a new server), and a space added, written, and removed while the workload
 //! runs (after `add-space` returns, a write to it is not refused as an unknown space; after
-//! `rm-space` returns, no server answers for it).
+//! `rm-space` returns, no server answers for it), and the index of the simulated space removed
+//! and added back (rebuilt under load while searches go on).
 
 use std::time::Duration;
 
@@ -15,10 +16,39 @@ use hyperdex_model::{ReturnCode, Value};
 use madsim::rand::{thread_rng, Rng};
 
 use crate::cluster::{admin_options, SimCluster, COORDINATOR};
+use crate::workload::SPACE_NAME;
 
 /// How long an administrative call may take before the nemesis gives up on it (fencing a
 /// live server takes about a failure timeout).
 const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Adds (`on`) or removes the index on `n` of the simulated space, trying for up to
+/// `patience` of virtual time; whether it was done.
+pub async fn set_index(cluster: &SimCluster, on: bool, patience: Duration) -> bool {
+    cluster
+        .on_control(async move {
+            let deadline = rt::now() + patience;
+            while rt::now() < deadline {
+                let left = deadline.saturating_duration_since(rt::now());
+                let attempt = async {
+                    let a = Admin::connect_addr(COORDINATOR, admin_options()).await?;
+                    if on {
+                        return a.add_index(SPACE_NAME, "n").await;
+                    }
+                    for (id, _) in a.list_indices(SPACE_NAME).await? {
+                        a.rm_index(id).await?;
+                    }
+                    Ok(())
+                };
+                if let Some(Ok(())) = rt::timeout(left, attempt).await {
+                    return true;
+                }
+                rt::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+        .await
+}
 
 /// The id the coordinator gives daemon `i`, if it is available.
 async fn id_of(cluster: &SimCluster, i: usize) -> Option<u64> {

@@ -69,10 +69,13 @@ pub enum Fault {
     /// A power failure of every daemon at once: each loses its unsynced writes, and all come
     /// back together later. Nothing acknowledged may be lost: it was synced everywhere.
     PowerFailure,
+    /// The index searches read removed, and added back later: daemons forget it, scan
+    /// meanwhile, and rebuild it under load.
+    IndexChurn,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 17] = [
+    pub const ALL: [Fault; 18] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -90,6 +93,7 @@ impl Fault {
         Fault::AdminForget,
         Fault::SpaceChurn,
         Fault::PowerFailure,
+        Fault::IndexChurn,
     ];
 }
 
@@ -112,6 +116,7 @@ impl fmt::Display for Fault {
             Fault::AdminKill => "admin-kill",
             Fault::AdminForget => "admin-forget",
             Fault::SpaceChurn => "space-churn",
+            Fault::IndexChurn => "index-churn",
             Fault::PowerFailure => "power-failure",
         };
         f.write_str(s)
@@ -159,6 +164,7 @@ enum Undo {
     Heal,
     Network,
     Tolerance(u32),
+    Index,
 }
 
 /// Asks the coordinator (from the control node) to set the simulated space's tolerance,
@@ -220,10 +226,11 @@ pub async fn run(
         }
         undo.extend(scheduled);
     }
-    let mut tolerance = None;
+    let (mut tolerance, mut index) = (None, false);
     for (_, u) in undo {
         match u {
             Undo::Tolerance(t) => tolerance = Some(t),
+            Undo::Index => index = true,
             u => {
                 let _ = apply_undo(cluster, u, &mut log).await;
             }
@@ -238,6 +245,11 @@ pub async fn run(
         let done = set_tolerance(cluster, t, Duration::from_secs(30)).await;
         assert!(done, "the coordinator never took the tolerance back to {t}");
         log.stamp(format!("tolerance back to {t}"));
+    }
+    if index {
+        let done = admin::set_index(cluster, true, Duration::from_secs(30)).await;
+        assert!(done, "the coordinator never took the index back");
+        log.stamp("index added back".into());
     }
     log
 }
@@ -328,6 +340,13 @@ async fn inject_one(
                 None => log.stamp(format!("server-{how} of daemon{} not acknowledged", i + 1)),
             }
             Some((rt::now() + hold, Undo::BackIn(i)))
+        }
+        Fault::IndexChurn if !undo.iter().any(|(_, u)| matches!(u, Undo::Index)) => {
+            if admin::set_index(cluster, false, Duration::from_millis(500)).await {
+                log.stamp("index removed".into());
+            }
+            // Even an unanswered request may have been applied: always add it back.
+            Some((now + hold, Undo::Index))
         }
         Fault::SpaceChurn => {
             let (what, broken) = admin::churn_space(cluster).await;
@@ -512,6 +531,13 @@ async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> 
             cluster.set_packet_loss(0.0);
             cluster.set_latency(Duration::from_millis(1)..Duration::from_millis(10));
             log.stamp("network back to normal".into());
+        }
+        Undo::Index => {
+            if admin::set_index(cluster, true, Duration::from_millis(500)).await {
+                log.stamp("index added back".into());
+            } else {
+                return Some(Undo::Index);
+            }
         }
         Undo::Tolerance(t) => {
             // A failed attempt is retried at the next step (or at the end, patiently).

@@ -23,9 +23,10 @@ use crate::ops::WIDE;
 /// The name of the space every simulated run uses.
 pub const SPACE_NAME: &str = "sim";
 
-/// The space every simulated run uses.
-pub const SPACE: &str =
-    "space sim key k attributes int n, set(int) s, string t create 4 partitions tolerate 1 failure";
+/// The space every simulated run uses; searches on `n` read its index where a daemon has
+/// built it.
+pub const SPACE: &str = "space sim key k attributes int n, set(int) s, string t index n \
+     create 4 partitions tolerate 1 failure";
 
 /// The model the history starts from: the space, no objects.
 pub fn initial_model() -> Model {

@@ -45,6 +45,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
             ]
         }
         Bug::KeepStaleKeys => Fault::ALL.to_vec(),
+        // No fault needed: any update of an indexed value hides the object from searches.
+        Bug::IndexMissesUpdate => vec![Fault::IndexChurn],
     }
 }
 

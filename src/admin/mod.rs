@@ -144,6 +144,42 @@ impl Admin {
         self.admin(AdminCommand::ReadOnly(on)).await.map(|_| ())
     }
 
+    /// Adds a secondary index on `attribute` of `space`. Daemons build it in the background;
+    /// searches use it where it is built and scan elsewhere, with the same results.
+    pub async fn add_index(&self, space: &str, attribute: &str) -> ClientResult<()> {
+        self.admin(AdminCommand::AddIndex {
+            space: space.to_string(),
+            attribute: attribute.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes the index with identifier `id` (from [`Admin::list_indices`]).
+    pub async fn rm_index(&self, id: u64) -> ClientResult<()> {
+        self.admin(AdminCommand::RmIndex(id)).await.map(|_| ())
+    }
+
+    /// The indexes of `space`: identifier and attribute.
+    pub async fn list_indices(&self, space: &str) -> ClientResult<Vec<(u64, String)>> {
+        Ok(self.space(space).await?.indexes())
+    }
+
+    /// The subspaces of `space`: identifier and attributes, the key's first.
+    pub async fn list_subspaces(&self, space: &str) -> ClientResult<Vec<(u64, Vec<String>)>> {
+        Ok(self.space(space).await?.subspaces())
+    }
+
+    async fn space(&self, space: &str) -> ClientResult<crate::config::SpaceConfig> {
+        let mut config = self.config().await?;
+        config.spaces.remove(space).ok_or_else(|| {
+            ClientError::new(
+                ReturnCode::AdminNotFound,
+                format!("there is no space \"{space}\""),
+            )
+        })
+    }
+
     /// The current configuration.
     pub async fn config(&self) -> ClientResult<Config> {
         match self

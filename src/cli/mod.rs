@@ -231,6 +231,32 @@ pub enum Command {
         #[command(flatten)]
         coord: AdminAddr,
     },
+    /// Add a secondary index on an attribute (built in the background).
+    #[command(name = "add-index", disable_help_flag = true)]
+    AddIndex {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// The space.
+        space: String,
+        /// The attribute to index.
+        attribute: String,
+    },
+    /// Remove an index, by the identifier list-indices prints.
+    #[command(name = "rm-index", disable_help_flag = true)]
+    RmIndex {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// The index's identifier.
+        id: u64,
+    },
+    /// Print a space's indexes: identifier and attribute, one per line.
+    #[command(name = "list-indices", disable_help_flag = true)]
+    ListIndices {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// The space.
+        space: String,
+    },
     /// Remove a server from the cluster.
     #[command(name = "server-forget", disable_help_flag = true)]
     ServerForget {
@@ -473,6 +499,9 @@ async fn run_admin(command: Command) -> ExitCode {
         | Command::FaultTolerance { coord, .. }
         | Command::SetReadOnly { coord }
         | Command::SetReadWrite { coord }
+        | Command::AddIndex { coord, .. }
+        | Command::RmIndex { coord, .. }
+        | Command::ListIndices { coord, .. }
         | Command::ServerForget { coord, .. } => coord.clone(),
         _ => return ExitCode::from(2),
     };
@@ -522,6 +551,16 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
         Command::ServerForget { id, .. } => admin.server_forget(id).await,
         Command::SetReadOnly { .. } => admin.read_only(true).await,
         Command::SetReadWrite { .. } => admin.read_only(false).await,
+        Command::AddIndex {
+            space, attribute, ..
+        } => admin.add_index(&space, &attribute).await,
+        Command::RmIndex { id, .. } => admin.rm_index(id).await,
+        Command::ListIndices { space, .. } => {
+            for (id, attribute) in admin.list_indices(&space).await? {
+                println!("{id} {attribute}");
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

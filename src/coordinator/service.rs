@@ -354,6 +354,8 @@ impl Service {
                 Command::FaultTolerance { space, tolerate }
             }
             AdminCommand::ReadOnly(on) => Command::ReadOnly(on),
+            AdminCommand::AddIndex { space, attribute } => Command::AddIndex { space, attribute },
+            AdminCommand::RmIndex(id) => Command::RmIndex(id),
         };
         self.change(command).await
     }

@@ -22,7 +22,7 @@ use hyperdex_model::{parse_space, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    Config, Joiner, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId,
+    Config, IndexId, Joiner, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId,
 };
 
 /// Everything that can change the cluster.
@@ -55,6 +55,13 @@ pub enum Command {
     },
     /// An operator switched read-only mode on or off.
     ReadOnly(bool),
+    /// An operator added a secondary index (daemons build it in the background).
+    AddIndex {
+        space: String,
+        attribute: String,
+    },
+    /// An operator removed the index with this identifier ([`crate::config::IndexId`]).
+    RmIndex(u64),
 }
 
 /// The longest space description the coordinator parses.
@@ -190,6 +197,8 @@ impl Cluster {
                 since,
             } => Ok(self.transfer_complete(*server, *region, *since)),
             Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
+            Command::AddIndex { space, attribute } => self.add_index(space, attribute),
+            Command::RmIndex(id) => self.rm_index(*id),
             Command::ReadOnly(on) if self.config.read_only == *on => Ok(Outcome::Unchanged),
             Command::ReadOnly(on) => {
                 self.config.read_only = *on;
@@ -325,6 +334,45 @@ impl Cluster {
                 chains,
             },
         );
+        Ok(Outcome::Done)
+    }
+
+    fn add_index(&mut self, space: &str, attribute: &str) -> Result<Outcome, CommandError> {
+        let Some(sc) = self.config.spaces.get_mut(space) else {
+            return Err((
+                ReturnCode::AdminNotFound,
+                format!("there is no space \"{space}\""),
+            ));
+        };
+        if let Some(why) = sc.schema.index_error(attribute) {
+            return Err((ReturnCode::BadSpace, why));
+        }
+        if sc.schema.indexes.iter().any(|i| i == attribute) {
+            return Ok(Outcome::Unchanged);
+        }
+        sc.schema.indexes.push(attribute.to_string());
+        Ok(Outcome::Done)
+    }
+
+    fn rm_index(&mut self, id: u64) -> Result<Outcome, CommandError> {
+        let not_found = || Err((ReturnCode::AdminNotFound, format!("there is no index {id}")));
+        let IndexId { space, attribute } = IndexId::from(id);
+        let Some(sc) = self.config.space_by_id_mut(space) else {
+            return not_found();
+        };
+        let Some(name) = sc
+            .schema
+            .attributes
+            .get(attribute as usize)
+            .map(|a| a.name.clone())
+        else {
+            return not_found();
+        };
+        let before = sc.schema.indexes.len();
+        sc.schema.indexes.retain(|i| *i != name);
+        if sc.schema.indexes.len() == before {
+            return not_found();
+        }
         Ok(Outcome::Done)
     }
 

@@ -6,7 +6,8 @@
 //!   write/ack/commit, reconfiguration, and the stale-configuration rule with its lease);
 //! - [`transfer`]: state transfer to joining servers, a pure state machine;
 //! - [`record`]: the stored object, the key layout, dedupe records;
-//! - [`search`]: scanning a region for a search;
+//! - [`search`]: reading a region for a search;
+//! - [`index`]: secondary indexes, kept in step with the objects by the store they go through;
 //! - [`actor`]: the task that owns the replica and the store: batch, step, sync once, deliver;
 //! - [`coordinator_link`]: registration, heartbeats, configurations, leases, reports;
 //! - `peers`: outgoing connections to other daemons;
@@ -19,6 +20,7 @@
 pub mod actor;
 pub mod authorize;
 pub mod coordinator_link;
+pub mod index;
 mod peers;
 pub mod record;
 pub mod replica;

@@ -26,6 +26,14 @@ pub enum AdminCommand {
     Transfers,
     /// Read-only mode on (writes refused with READONLY) or off; in force once answered.
     ReadOnly(bool),
+    /// A secondary index on an attribute; daemons build it in the background and searches use
+    /// it once built.
+    AddIndex {
+        space: String,
+        attribute: String,
+    },
+    /// Removes the index with this identifier (see `SpaceConfig::indexes`).
+    RmIndex(u64),
 }
 
 /// How far a daemon has got in filling a region it joins (sent with its heartbeats).

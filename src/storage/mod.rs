@@ -29,6 +29,8 @@ pub enum Table {
     Objects,
     /// Small facts about the node: its server id, the coordinator's state.
     Meta,
+    /// Secondary index entries (`daemon::index`): keys only.
+    Index,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub enum StoreError {
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Byte-keyed tables with staged writes and an explicit sync.
-pub trait Store: Send + 'static {
+pub trait Store: Send {
     /// The value under `key`, staged writes included.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `limit` entries whose keys start with `prefix` and come after `after` (all of

@@ -14,11 +14,13 @@ use super::{KeyValues, Store, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
 
 fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     match t {
         Table::Objects => OBJECTS,
         Table::Meta => META,
+        Table::Index => INDEX,
     }
 }
 
@@ -58,6 +60,7 @@ impl RedbStore {
             tx.open_table(OBJECTS)
                 .map_err(|e| open_err(e.to_string()))?;
             tx.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(INDEX).map_err(|e| open_err(e.to_string()))?;
         }
         tx.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(RedbStore {
@@ -125,10 +128,12 @@ impl Store for RedbStore {
         {
             let mut objects = tx.open_table(OBJECTS).map_err(io)?;
             let mut meta = tx.open_table(META).map_err(io)?;
+            let mut index = tx.open_table(INDEX).map_err(io)?;
             for (t, p) in &self.staged.cleared {
                 let table = match t {
                     Table::Objects => &mut objects,
                     Table::Meta => &mut meta,
+                    Table::Index => &mut index,
                 };
                 let under = |k: &[u8], _: &[u8]| !k.starts_with(p);
                 match prefix_end(p) {
@@ -141,6 +146,7 @@ impl Store for RedbStore {
                 let table = match t {
                     Table::Objects => &mut objects,
                     Table::Meta => &mut meta,
+                    Table::Index => &mut index,
                 };
                 match v {
                     Some(v) => {

@@ -125,6 +125,27 @@ impl Space {
         names.join(", ")
     }
 
+    /// Why `attr` cannot get an index (the rules of an `index` clause), or `None` if it can.
+    /// Indexing an attribute twice is not an error here: the caller decides.
+    pub fn index_error(&self, attr: &str) -> Option<String> {
+        if self.key.name == attr {
+            return Some(format!("the key \"{attr}\" is always indexed"));
+        }
+        let Some(a) = self.visible_attributes().find(|a| a.name == attr) else {
+            return Some(format!(
+                "space \"{}\" has no attribute \"{attr}\" (attributes: {})",
+                self.name,
+                self.attribute_names()
+            ));
+        };
+        (!a.datatype.is_indexable()).then(|| {
+            format!(
+                "attribute \"{attr}\" has type {}, which cannot be indexed",
+                a.datatype
+            )
+        })
+    }
+
     /// The attributes a client can read (all but the hidden secret).
     pub fn visible_attributes(&self) -> impl Iterator<Item = &Attribute> {
         self.attributes.iter().filter(|a| !is_hidden(&a.name))

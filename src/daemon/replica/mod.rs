@@ -56,6 +56,7 @@ use hyperdex_model::{Reply, ReturnCode};
 
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId, Timing};
+use crate::daemon::index::{Builds, Indexed, Specs};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, OpRequest, SearchRequest};
 use crate::rt::Instant;
 use crate::storage::{Store, StoreError, Table};
@@ -134,6 +135,9 @@ pub struct Replica<W> {
     lease_length: Duration,
     /// Regions this server came to head by a failover (kept only for a planted bug).
     promoted: std::collections::BTreeSet<RegionId>,
+    /// The indexes of the current configuration, and those being built.
+    indexes: Arc<Specs>,
+    builds: Builds,
 }
 
 fn reply(r: Reply) -> ClientResponse {
@@ -156,6 +160,7 @@ impl<W: Clone> Replica<W> {
     pub fn new(me: ServerId, config: Config) -> Replica<W> {
         Replica {
             me,
+            indexes: Arc::new(Specs::of(&config)),
             config: Arc::new(config),
             pending: BTreeMap::new(),
             early: Vec::new(),
@@ -163,6 +168,7 @@ impl<W: Clone> Replica<W> {
             lease: None,
             lease_length: Timing::default().lease,
             promoted: Default::default(),
+            builds: Default::default(),
         }
     }
 
@@ -200,6 +206,15 @@ impl<W: Clone> Replica<W> {
         now: Instant,
         input: Input<W>,
     ) -> Result<Outputs<W>, StoreError> {
+        // Every object written below keeps its index entries in step: the indexes of the
+        // configuration in force when it is written (a new one is installed first).
+        if let Input::Config(c) = &input {
+            if c.version > self.config.version {
+                self.indexes = Arc::new(Specs::of(c));
+            }
+        }
+        let mut indexed = Indexed::new(store, self.indexes.clone());
+        let store: &mut dyn Store = &mut indexed;
         let mut out = Vec::new();
         self.transfers.advance(now);
         match input {
@@ -234,6 +249,7 @@ impl<W: Clone> Replica<W> {
                 push_effects(effects, &mut out);
             }
             Input::Tick => {
+                self.builds.step(store, &self.indexes)?;
                 self.resend(None, &mut out);
                 let effects = self.transfers.tick(store, &self.config)?;
                 push_effects(effects, &mut out);
@@ -303,12 +319,13 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
-        // Data of removed spaces goes.
+        // Data of removed spaces goes (their index entries with it).
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
                 store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
             }
         }
+        self.builds.reconcile(store, &self.indexes)?;
         let slots: Vec<(RegionId, Vec<u8>)> = self.pending.keys().cloned().collect();
         for (region, key) in slots {
             self.reconfigure_pending(store, &old, region, key, out)?;
