@@ -49,20 +49,21 @@ class AdminDeferred(object):
 
 
 class Subspace(object):
-    def __init__(self, attributes):
+    def __init__(self, identifier, attributes):
+        self.identifier = int(identifier)
         self.attributes = attributes
 
     def __repr__(self):
-        return "Subspace(%r)" % (self.attributes,)
+        return "Subspace(%r, %r)" % (self.identifier, self.attributes)
 
 
 class Index(object):
-    def __init__(self, attribute, identifier):
+    def __init__(self, identifier, attribute):
+        self.identifier = int(identifier)
         self.attribute = attribute
-        self.identifier = identifier
 
     def __repr__(self):
-        return "Index(%r, %r)" % (self.attribute, self.identifier)
+        return "Index(%r, %r)" % (self.identifier, self.attribute)
 
 
 class Admin(object):
@@ -84,11 +85,11 @@ class Admin(object):
 
     def list_subspaces(self, space):
         subspaces, _ = self._native.space_layout(space)
-        return [Subspace(attrs) for attrs in subspaces]
+        return [Subspace(i, attrs) for i, attrs in subspaces]
 
     def list_indices(self, space):
         _, indexes = self._native.space_layout(space)
-        return [Index(attr, i + 1) for i, attr in enumerate(indexes)]
+        return [Index(i, attr) for i, attr in indexes]
 
     def validate_space(self, description):
         _hyperdex.validate_space(description)
@@ -112,16 +113,22 @@ class Admin(object):
         return True
 
     def _unsupported(self, name):
-        raise NotImplementedError(
-            "%s is not supported by this cluster: it has no secondary indexes or backups yet"
-            % name
-        )
+        raise NotImplementedError("%s is not supported by this cluster yet" % name)
 
     def add_index(self, space, attribute):
-        self._unsupported("add_index")
+        """Adds a secondary index on `attribute` of `space`; daemons build it in the
+        background and searches use it once built (with the same results meanwhile)."""
+        self._native.add_index(space, attribute)
+        return True
 
     def rm_index(self, idxid):
-        self._unsupported("rm_index")
+        """Removes an index, given as an Index from list_indices or its identifier."""
+        if isinstance(idxid, Index):
+            idxid = idxid.identifier
+        if not isinstance(idxid, int):
+            raise ValueError("Index ID must be an integer (or an instance of Index)")
+        self._native.rm_index(idxid)
+        return True
 
     def read_only(self, ro):
         """Read-only mode on (every write raises READONLY; reads go on) or off; in force on
@@ -141,7 +148,7 @@ class Admin(object):
 _ADMIN_CALLS = (
     "add_space", "rm_space", "list_spaces", "list_subspaces", "list_indices",
     "wait_until_stable", "dump_config", "server_kill", "server_forget", "read_only",
-    "fault_tolerance",
+    "fault_tolerance", "add_index", "rm_index",
 )
 
 

@@ -560,11 +560,14 @@ impl NativeAdmin {
     }
 
     /// (attributes of each subspace, indexed attributes) of a space.
+    /// The space's subspaces (identifier, attributes; the key's first) and indexes
+    /// (identifier, attribute).
+    #[allow(clippy::type_complexity)]
     fn space_layout(
         &self,
         py: Python<'_>,
         name: &str,
-    ) -> PyResult<(Vec<Vec<String>>, Vec<String>)> {
+    ) -> PyResult<(Vec<(u64, Vec<String>)>, Vec<(u64, String)>)> {
         let r = py.detach(|| runtime().block_on(self.admin.config()));
         let config = admin_result(py, r)?;
         let space = config.space(name).ok_or_else(|| {
@@ -574,9 +577,17 @@ impl NativeAdmin {
                 &format!("there is no space \"{name}\""),
             )
         })?;
-        let mut subspaces = vec![vec![space.schema.key.name.clone()]];
-        subspaces.extend(space.schema.subspaces.iter().map(|s| s.attributes.clone()));
-        Ok((subspaces, space.schema.indexes.clone()))
+        Ok((space.subspaces(), space.indexes()))
+    }
+
+    fn add_index(&self, py: Python<'_>, space: &str, attribute: &str) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.add_index(space, attribute)));
+        admin_result(py, r)
+    }
+
+    fn rm_index(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        let r = py.detach(|| runtime().block_on(self.admin.rm_index(id)));
+        admin_result(py, r)
     }
 }
 

@@ -181,10 +181,44 @@ def test_admin(cluster, c):
     with pytest.raises(HyperDexClientException) as e:
         admin.fault_tolerance("no_such_space", 1)
     assert "no_such_space" in str(e.value)
-    with pytest.raises(NotImplementedError) as e:
-        admin.add_index("kv", "v")
-    assert "add_index" in str(e.value)
     assert "kv" in admin.list_spaces()
+
+
+def test_indexes_as_hyperdex_admin_has_them(cluster, c):
+    admin = Admin(*cluster)
+    assert admin.add_space("space idx key key1 attributes a1, int a2") is True
+    try:
+        subspaces = admin.list_subspaces("idx")
+        assert [s.attributes for s in subspaces] == [["key1"]]
+        assert admin.list_indices("idx") == []
+        for i in range(300):
+            c.put("idx", "k%03d" % i, {"a1": "v%d" % (i % 7), "a2": i})
+        assert admin.add_index("idx", "a1") is True
+        assert admin.async_add_index("idx", "a2").wait() is True
+        indices = admin.list_indices("idx")
+        assert sorted(i.attribute for i in indices) == ["a1", "a2"]
+        # Searches give the same answers while the indexes are built and after.
+        for _ in range(2):
+            found = sorted(o["key1"] for o in c.search("idx", {"a1": "v3"}))
+            assert found == ["k%03d" % i for i in range(300) if i % 7 == 3]
+            assert c.count("idx", {"a2": Range(10, 19)}) == 10
+            time.sleep(0.5)
+        c.put("idx", "k003", {"a1": "moved"})
+        assert "k003" not in [o["key1"] for o in c.search("idx", {"a1": "v3"})]
+        assert [o["key1"] for o in c.search("idx", {"a1": "moved"})] == ["k003"]
+        with pytest.raises(HyperDexAdminException) as e:
+            admin.add_index("idx", "nope")
+        assert "nope" in str(e.value)
+        with pytest.raises(HyperDexAdminException):
+            admin.add_index("idx", "key1")
+        a1 = [i for i in indices if i.attribute == "a1"][0]
+        assert admin.rm_index(a1) is True
+        assert [i.attribute for i in admin.list_indices("idx")] == ["a2"]
+        with pytest.raises(HyperDexAdminException):
+            admin.rm_index(a1.identifier)
+        assert len(list(c.search("idx", {"a1": "v3"}))) == 42
+    finally:
+        admin.rm_space("idx")
 
 
 def test_admin_errors_and_asynchronous_calls(cluster):
