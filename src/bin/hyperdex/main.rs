@@ -29,6 +29,10 @@ enum Top {
     /// Measure throughput and latency (against a cluster, or a local one with --local).
     #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// Time selective searches through indexes against the same searches without one.
+    #[cfg(feature = "bench")]
+    #[command(name = "search-bench")]
+    SearchBench(bench::search::SearchBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,7 +40,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Top::Cluster(c) => hyperdex::cli::threads(c),
         #[cfg(feature = "bench")]
-        Top::Bench(_) => None,
+        Top::Bench(_) | Top::SearchBench(_) => None,
     };
     let rt = match hyperdex::cli::runtime(threads) {
         Ok(rt) => rt,
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
             Top::Cluster(c) => hyperdex::cli::run(c).await,
             #[cfg(feature = "bench")]
             Top::Bench(args) => bench::run(args).await,
+            #[cfg(feature = "bench")]
+            Top::SearchBench(args) => bench::search::run(args).await,
         }
     })
 }

@@ -31,6 +31,7 @@ use hyperdex::client::{Client, ClientOptions};
 use ycsb::{mix, pick, Distribution, KeyChooser, Rng, YcsbOp};
 
 mod peers;
+pub mod search;
 mod ycsb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

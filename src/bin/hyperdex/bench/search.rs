@@ -1,0 +1,215 @@
+//! `hyperdex search-bench`: selective searches through secondary indexes against the same
+//! searches on attributes without an index (every object of every region examined), on one
+//! data set.
+//!
+//! Each record has a category (`cat`, 10,000 values, about `--records / 10,000` objects each),
+//! a number (`num`, a permutation of `0..records`, so a range of 100 numbers matches 100
+//! objects) and 100 bytes of padding; `catx` and `numx` hold the same values without an index.
+//! The searches: equality on the category, a range of 100 numbers, each through the index and
+//! on the copy, `--repeat` times with a different value each time; and a count of everything.
+//! Prints the median and 90th percentile of each, and the ratio of scan to index.
+
+#![allow(clippy::disallowed_methods)] // the benchmark measures wall time on purpose
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hyperdex_model::{Check, Operation, Predicate, Value};
+
+use hyperdex::admin::Admin;
+use hyperdex::cli::local::{start, LocalArgs};
+use hyperdex::client::{Client, ClientOptions};
+
+#[derive(Args, Debug, Clone)]
+pub struct SearchBenchArgs {
+    /// Coordinator host (ignored with --local).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Coordinator port (ignored with --local).
+    #[arg(long, default_value_t = 1982)]
+    pub port: u16,
+    /// Start a local cluster (a coordinator and three daemons) for the run.
+    #[arg(long)]
+    pub local: bool,
+    /// Objects to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Times each search runs (with a different value each time).
+    #[arg(long, default_value_t = 20)]
+    pub repeat: u64,
+    /// Search the space a previous run loaded instead of loading it again.
+    #[arg(long)]
+    pub existing: bool,
+}
+
+const SPACE: &str = "space searchbench key k attributes string cat, int num, string pad, \
+     string catx, int numx index cat index num tolerate 1 failure";
+const CATEGORIES: u64 = 10_000;
+
+/// The category and number of record `i` (a fixed pseudo-random spread, reproducible).
+fn fields(i: u64, records: u64) -> (Value, i64) {
+    let cat = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % CATEGORIES;
+    // 2,654,435,761 is prime, so multiplying by it modulo `records` is a permutation.
+    let num = (u128::from(i) * 2_654_435_761 % u128::from(records)) as i64;
+    (Value::string(format!("c{cat:05}")), num)
+}
+
+async fn load(client: &Client, records: u64) {
+    let pad = Value::String(vec![b'p'; 100]);
+    let mut outstanding = 0;
+    for i in 0..records {
+        let (cat, num) = fields(i, records);
+        client.start(Operation::put(
+            "searchbench",
+            Value::string(format!("user{i:010}")),
+            vec![
+                ("cat", cat.clone()),
+                ("num", Value::Int(num)),
+                ("pad", pad.clone()),
+                ("catx", cat),
+                ("numx", Value::Int(num)),
+            ],
+        ));
+        outstanding += 1;
+        if outstanding >= 256 {
+            let _ = client.loop_next().await;
+            outstanding -= 1;
+        }
+    }
+    while client.loop_next().await.is_some() {}
+}
+
+/// Median and 90th percentile of the times `run` takes, and the results of the last one.
+async fn measure<F, Fut>(repeat: u64, mut run: F) -> Result<(Duration, Duration, u64), String>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, String>>,
+{
+    let mut times = Vec::new();
+    let mut found = 0;
+    for r in 0..repeat.max(1) {
+        let t = Instant::now();
+        found = run(r).await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.9), found))
+}
+
+async fn bench(addr: &str, args: &SearchBenchArgs) -> Result<String, String> {
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(600),
+        ..ClientOptions::default()
+    };
+    let admin = Admin::connect_addr(addr, opts.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = Client::connect_with(addr, opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let records = args.records.max(CATEGORIES);
+    let mut out = String::new();
+    if !args.existing {
+        let _ = admin.rm_space("searchbench").await;
+        admin.add_space(SPACE).await.map_err(|e| e.to_string())?;
+        admin
+            .wait_until_stable(Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        load(&client, records).await;
+        out += &format!(
+            "loaded {records} objects in {:.1} s\n",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    out += "search                               median ms    p90 ms   matches\n";
+    let mut medians = Vec::new();
+    for (name, attr, range) in [
+        ("equality, indexed (cat)", "cat", false),
+        ("equality, no index (catx)", "catx", false),
+        ("range of 100, indexed (num)", "num", true),
+        ("range of 100, no index (numx)", "numx", true),
+    ] {
+        let client = &client;
+        let (p50, p90, found) = measure(args.repeat, |r| async move {
+            let step = records / args.repeat.max(1);
+            let predicate = if range {
+                let lo = (r * step) as i64;
+                Predicate::Range(Value::Int(lo), Value::Int(lo + 99))
+            } else {
+                Predicate::Equals(Value::string(format!("c{:05}", (r * 37) % CATEGORIES)))
+            };
+            let objects = client
+                .search_all("searchbench", &[Check::new(attr, predicate)])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(objects.len() as u64)
+        })
+        .await?;
+        out += &format!(
+            "{name:<36} {:>9.2} {:>9.2} {found:>9}\n",
+            p50.as_secs_f64() * 1e3,
+            p90.as_secs_f64() * 1e3
+        );
+        medians.push(p50.as_secs_f64());
+    }
+    let (p50, p90, n) = measure(args.repeat.min(5), |_| async {
+        client
+            .count_all("searchbench", &[])
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    out += &format!(
+        "{:<36} {:>9.2} {:>9.2} {n:>9}\n",
+        "count of everything",
+        p50.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3
+    );
+    out += &format!(
+        "index speedup (median, scan / index): equality {:.1}x, range {:.1}x\n",
+        medians[1] / medians[0],
+        medians[3] / medians[2]
+    );
+    Ok(out)
+}
+
+pub async fn run(args: SearchBenchArgs) -> ExitCode {
+    hyperdex::cli::init_logging("warn", None);
+    let dir = std::env::temp_dir().join(format!("hyperdex-search-bench-{}", std::process::id()));
+    let addr = if args.local {
+        let local = LocalArgs {
+            daemons: 3,
+            data: Some(dir.clone()),
+            listen: "127.0.0.1".into(),
+            port: 0,
+            security: Default::default(),
+        };
+        match start(&local, &dir).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        format!("{}:{}", args.host, args.port)
+    };
+    let result = bench(&addr, &args).await;
+    if args.local {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
