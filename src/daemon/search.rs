@@ -18,8 +18,9 @@ use crate::storage::{Store, StoreError, Table};
 use super::index::{self, Plan};
 use super::record::{region_prefix, StoredObject, REGION_PREFIX_LEN};
 
-/// Most objects a page examines (one store scan per page, however many match).
-pub const PAGE_SCAN: usize = 8192;
+/// Most objects a page examines (one store scan per page, however many match). The simulation
+/// uses tiny pages, so that its searches span many pages and writes land between them.
+pub const PAGE_SCAN: usize = if cfg!(madsim) { 6 } else { 8192 };
 /// About the most bytes of objects one page returns (a page always holds at least one).
 pub const PAGE_BYTES: usize = 1 << 20;
 
@@ -32,40 +33,43 @@ pub struct Page {
     pub next: Option<(RegionId, Vec<u8>)>,
 }
 
-/// Where a page ended, as the client hands it back (opaque to it): a key of a region read in
-/// key order, or an index entry of a region read through an index (the attribute's position,
-/// then the entry), so the next page reads the same way.
+/// Where a page ended, as the client hands it back (opaque to it): after a key of a region
+/// read in key order, or at the start of a region (its first byte [`START`], which no key
+/// encoding is).
 #[derive(Debug, PartialEq)]
 enum Position<'a> {
+    Start,
     Key(&'a [u8]),
-    Index(u16, &'a [u8]),
 }
+
+const START: u8 = 0xff;
 
 impl Position<'_> {
-    fn parse(bytes: &[u8]) -> Option<Position<'_>> {
-        match bytes.split_first()? {
-            (0, key) => Some(Position::Key(key)),
-            (1, [a, b, entry @ ..]) => Some(Position::Index(u16::from_be_bytes([*a, *b]), entry)),
-            _ => None,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        match self {
-            Position::Key(k) => [&[0u8][..], k].concat(),
-            Position::Index(pos, e) => [&[1u8][..], &pos.to_be_bytes(), e].concat(),
+    fn parse(bytes: &[u8]) -> Position<'_> {
+        match bytes {
+            [START] => Position::Start,
+            key => Position::Key(key),
         }
     }
 }
 
-/// An object a page examines: the position after it, its key, its stored bytes, and (read
-/// through an index) the value its entry says it has.
-type Candidate = (Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+/// How much a page has examined, and the bytes of the objects it holds.
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    scanned: usize,
+    bytes: usize,
+}
 
 /// The live objects of `space` in `regions` (sorted, deduplicated) that pass `checks`
-/// (validated), read in key order or through `plan`'s index, starting after `after`: at most
-/// [`PAGE_SCAN`] objects or entries examined and about [`PAGE_BYTES`] returned, so a page
-/// costs the same whatever the region's size. `after` must be a position of the same plan.
+/// (validated), starting after `after`: at most [`PAGE_SCAN`] objects or index entries
+/// examined and about [`PAGE_BYTES`] returned, so a page costs the same whatever the region's
+/// size.
+///
+/// With a `plan`, a region whose index entries within the plan's bounds fit in what is left of
+/// the page is read through the index, all of it in this page; any other region is read in key
+/// order, a page at a time. A region is never paged in index order: an object whose indexed
+/// value changes between two pages would move across the page boundary and be seen twice or
+/// not at all, while keys do not move.
 pub fn search_store(
     store: &dyn Store,
     space: &SpaceConfig,
@@ -75,67 +79,87 @@ pub fn search_store(
 ) -> Result<Page, StoreError> {
     let schema: &Space = &space.schema;
     let mut page = Page::default();
-    let (mut scanned, mut bytes) = (0usize, 0usize);
+    let mut at = Mark::default();
+    let full = |at: &Mark| at.scanned >= PAGE_SCAN || at.bytes >= PAGE_BYTES;
     for region in regions
         .iter()
         .filter(|r| after.is_none_or(|(a, _)| *r >= a))
     {
+        if full(&at) {
+            page.next = Some((*region, vec![START]));
+            return Ok(page);
+        }
         let from = after
             .filter(|(a, _)| a == region)
-            .and_then(|(_, p)| Position::parse(p));
-        let budget = PAGE_SCAN - scanned;
-        let candidates: Vec<Candidate> = match plan {
-            None => {
-                let from = match from {
-                    Some(Position::Key(k)) => Some(super::record::object_key(*region, k)),
-                    _ => None,
-                };
-                let prefix = region_prefix(*region);
-                store
-                    .scan_from(Table::Objects, &prefix, from.as_deref(), budget)?
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let kb = k[REGION_PREFIX_LEN..].to_vec();
-                        (Position::Key(&kb).encode(), kb, v, None)
-                    })
-                    .collect()
-            }
-            Some(plan) => {
-                let from = match from {
-                    Some(Position::Index(_, e)) => Some(e),
-                    _ => None,
-                };
-                let mut out = Vec::new();
-                for suffix in index::scan_region(store, *region, plan, from, budget)? {
-                    let Some((value, key)) = index::split_entry(plan.spec.ty, &suffix) else {
+            .map_or(Position::Start, |(_, p)| Position::parse(p));
+        if let (Position::Start, Some(plan)) = (&from, plan) {
+            let budget = PAGE_SCAN - at.scanned;
+            let entries = index::scan_region(store, *region, plan, None, budget + 1)?;
+            if entries.len() <= budget {
+                let before = (at, page.objects.len(), page.count);
+                for suffix in &entries {
+                    at.scanned += 1;
+                    let Some((value, key)) = index::split_entry(plan.spec.ty, suffix) else {
                         continue;
                     };
                     let stored = store
                         .get(Table::Objects, &super::record::object_key(*region, key))?
                         .unwrap_or_default();
-                    let cursor = Position::Index(plan.spec.pos, &suffix).encode();
-                    out.push((cursor, key.to_vec(), stored, Some(value.to_vec())));
+                    let found = matching(schema, key, &stored, checks, Some((value, &plan.spec)));
+                    take(&mut page, &mut at, found, stored.len(), count_only);
                 }
-                out
+                if at.bytes < PAGE_BYTES {
+                    continue;
+                }
+                // Too much to send in one page: take the region back, and read it in key
+                // order (in the next page if this one holds anything else).
+                (at, _, page.count) = before;
+                page.objects.truncate(before.1);
+                if at.scanned > 0 {
+                    page.next = Some((*region, vec![START]));
+                    return Ok(page);
+                }
+            } else if at.scanned > 0 {
+                page.next = Some((*region, vec![START]));
+                return Ok(page);
             }
+        }
+        // In key order, from where the last page of this region ended.
+        let from = match from {
+            Position::Key(k) => Some(super::record::object_key(*region, k)),
+            Position::Start => None,
         };
-        for (cursor, kb, v, value) in &candidates {
-            scanned += 1;
-            let expect = value.as_deref().zip(plan.map(|p| &p.spec));
-            if let Some(o) = matching(schema, kb, v, checks, expect) {
-                page.count += 1;
-                if !count_only {
-                    bytes += v.len();
-                    page.objects.push(o);
-                }
-            }
-            if scanned >= PAGE_SCAN || bytes >= PAGE_BYTES {
-                page.next = Some((*region, cursor.clone()));
+        let prefix = region_prefix(*region);
+        let entries = store.scan_from(
+            Table::Objects,
+            &prefix,
+            from.as_deref(),
+            PAGE_SCAN.saturating_sub(at.scanned).max(1),
+        )?;
+        for (k, v) in &entries {
+            let kb = &k[REGION_PREFIX_LEN..];
+            at.scanned += 1;
+            let found = matching(schema, kb, v, checks, None);
+            take(&mut page, &mut at, found, v.len(), count_only);
+            if full(&at) {
+                page.next = Some((*region, kb.to_vec()));
                 return Ok(page);
             }
         }
     }
     Ok(page)
+}
+
+/// Adds an object a page found.
+fn take(page: &mut Page, at: &mut Mark, found: Option<Object>, size: usize, count_only: bool) {
+    let Some(o) = found else {
+        return;
+    };
+    page.count += 1;
+    if !count_only {
+        at.bytes += size;
+        page.objects.push(o);
+    }
 }
 
 /// The object under `kb` as a search returns it, if it is live and passes `checks` (and, read
@@ -203,26 +227,9 @@ pub fn run(
         Ok(c) => c,
         Err(f) => return Ok(ClientResponse::Reply(f.into_reply())),
     };
-    // A search reads the way its first page did: through the same index, or in key order.
-    let plan = match req.after.as_ref().map(|(_, p)| Position::parse(p)) {
-        None => index::plan(store, space, &checks)?,
-        Some(Some(Position::Key(_))) => None,
-        Some(Some(Position::Index(pos, _))) => match index::resume(store, space, &checks, pos)? {
-            Some(plan) => Some(plan),
-            None => {
-                return error(
-                    ReturnCode::Reconfigure,
-                    format!("server {me} has no complete index for this search's next page"),
-                )
-            }
-        },
-        Some(None) => {
-            return error(
-                ReturnCode::Garbage,
-                "the search's position is malformed".to_string(),
-            )
-        }
-    };
+    // Each page decides afresh: a region is read through an index all at once or in key
+    // order, so pages of one search need not read alike.
+    let plan = index::plan(store, space, &checks)?;
     if plan.is_some() {
         crate::probe!("search.read_through_index");
     }

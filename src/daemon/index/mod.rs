@@ -35,7 +35,7 @@ use crate::storage::{KeyValues, Store, StoreError, Table};
 
 use super::record::{StoredObject, REGION_PREFIX_LEN};
 
-pub use scan::{plan, resume, scan_region, split_entry, Plan};
+pub use scan::{plan, scan_region, split_entry, Plan};
 
 /// Objects indexed per tick by a build.
 pub const BUILD_BATCH: usize = 4096;

@@ -75,32 +75,6 @@ pub fn plan(
     Ok(best)
 }
 
-/// The plan for a search that goes on from an index cursor: the same attribute, which must
-/// still be indexed and built here.
-pub fn resume(
-    store: &dyn Store,
-    space: &SpaceConfig,
-    checks: &[Check],
-    pos: u16,
-) -> Result<Option<Plan>, StoreError> {
-    let Some(spec) = specs_of(&space.schema).into_iter().find(|s| s.pos == pos) else {
-        return Ok(None);
-    };
-    if !is_built(store, space.id, pos)? {
-        return Ok(None);
-    }
-    // Every check on the attribute narrows; with none usable, the whole index is read.
-    let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
-    if let Some((l, h)) = checks
-        .iter()
-        .filter(|c| c.attr == spec.attr)
-        .find_map(|c| bounds(&c.predicate, spec.ty))
-    {
-        (lo, hi) = (l, h);
-    }
-    Ok(Some(Plan { spec, lo, hi }))
-}
-
 impl Plan {
     fn is_equality(&self) -> bool {
         matches!((&self.lo, &self.hi), (Bound::Included(a), Bound::Included(b)) if a == b)
@@ -127,7 +101,8 @@ pub fn split_entry(ty: Datatype, suffix: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Up to `limit` entries of `region` within the plan's bounds after `after` (an entry suffix,
 /// exclusive), as suffixes (encoded value, then key), in value order; fewer than `limit` when
-/// the region has no more.
+/// the region has no more. (Searches read a region's entries all at once, never from a
+/// position: see `daemon::search`.)
 pub fn scan_region(
     store: &dyn Store,
     region: RegionId,
@@ -156,6 +131,7 @@ pub fn scan_region(
         for (k, _) in batch {
             let suffix = &k[prefix.len()..];
             let Some((value, _)) = split_entry(plan.spec.ty, suffix) else {
+                from = Some(k.clone());
                 continue;
             };
             let beyond = match &plan.hi {
