@@ -189,6 +189,19 @@ async fn set_tolerance(cluster: &SimCluster, tolerate: u32, patience: Duration) 
         .await
 }
 
+/// Removes the simulated space's index, to be added back at `until` (always: even an
+/// unanswered request may have been applied).
+async fn remove_index(
+    cluster: &SimCluster,
+    until: rt::Instant,
+    log: &mut NemesisLog,
+) -> Option<(rt::Instant, Undo)> {
+    if admin::set_index(cluster, false, Duration::from_millis(500)).await {
+        log.stamp("index removed".into());
+    }
+    Some((until, Undo::Index))
+}
+
 /// Injects faults from `kinds` until `stop` is set, then undoes everything.
 pub async fn run(
     cluster: &mut SimCluster,
@@ -342,11 +355,7 @@ async fn inject_one(
             Some((rt::now() + hold, Undo::BackIn(i)))
         }
         Fault::IndexChurn if !undo.iter().any(|(_, u)| matches!(u, Undo::Index)) => {
-            if admin::set_index(cluster, false, Duration::from_millis(500)).await {
-                log.stamp("index removed".into());
-            }
-            // Even an unanswered request may have been applied: always add it back.
-            Some((now + hold, Undo::Index))
+            remove_index(cluster, now + hold, log).await
         }
         Fault::SpaceChurn => {
             let (what, broken) = admin::churn_space(cluster).await;
