@@ -189,6 +189,27 @@ async fn set_tolerance(cluster: &SimCluster, tolerate: u32, patience: Duration) 
         .await
 }
 
+/// `server-kill` (or `server-forget`) of a live daemon, back in the count after `hold`.
+async fn admin_remove(
+    cluster: &mut SimCluster,
+    forget: bool,
+    hold: Duration,
+    log: &mut NemesisLog,
+) -> Option<(rt::Instant, Undo)> {
+    let up: Vec<usize> = (0..cluster.daemons.len())
+        .filter(|&i| cluster.daemons[i].up && !log.out.contains(&i))
+        .collect();
+    let i = up[thread_rng().gen_range(0..up.len())];
+    // Out of the count until it is back (it may be well before the hold ends).
+    log.out.insert(i);
+    let how = if forget { "forget" } else { "kill" };
+    match admin::remove_live(cluster, i, forget).await {
+        Some(id) => log.stamp(format!("server-{how} of daemon{} (server {id})", i + 1)),
+        None => log.stamp(format!("server-{how} of daemon{} not acknowledged", i + 1)),
+    }
+    Some((rt::now() + hold, Undo::BackIn(i)))
+}
+
 /// Removes the simulated space's index, to be added back at `until` (always: even an
 /// unanswered request may have been applied).
 async fn remove_index(
@@ -340,19 +361,7 @@ async fn inject_one(
             pause_one(cluster, log)
         }
         Fault::AdminKill | Fault::AdminForget if down < tolerate => {
-            let up: Vec<usize> = (0..cluster.daemons.len())
-                .filter(|&i| cluster.daemons[i].up && !log.out.contains(&i))
-                .collect();
-            let i = up[thread_rng().gen_range(0..up.len())];
-            let forget = fault == Fault::AdminForget;
-            // Out of the count until it is back (it may be well before the hold ends).
-            log.out.insert(i);
-            let how = if forget { "forget" } else { "kill" };
-            match admin::remove_live(cluster, i, forget).await {
-                Some(id) => log.stamp(format!("server-{how} of daemon{} (server {id})", i + 1)),
-                None => log.stamp(format!("server-{how} of daemon{} not acknowledged", i + 1)),
-            }
-            Some((rt::now() + hold, Undo::BackIn(i)))
+            admin_remove(cluster, fault == Fault::AdminForget, hold, log).await
         }
         Fault::IndexChurn if !undo.iter().any(|(_, u)| matches!(u, Undo::Index)) => {
             remove_index(cluster, now + hold, log).await
