@@ -420,6 +420,11 @@ class Client(object):
         handle = self._native.search_start(self._op_search(space, checks))
         return SearchIterator([], lambda: self._native.search_next(handle))
 
+    def search_describe(self, space, checks):
+        """How a search of `space` with `checks` would run: the regions and servers it asks,
+        and the index they read (a str; nothing is searched)."""
+        return self._native.search_describe(self._op_search(space, checks))
+
     def sorted_search(self, space, checks, sort_by, limit, maxmin, auth=None):
         return SearchIterator(self._call(self._op_sorted_search(space, checks, sort_by, limit, maxmin), auth))
 

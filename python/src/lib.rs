@@ -391,6 +391,15 @@ impl NativeClient {
         reply_to(py, reply)
     }
 
+    /// How a search would run (`Client.search_describe`).
+    fn search_describe(&self, py: Python<'_>, op: &Bound<'_, PyAny>) -> PyResult<String> {
+        let Operation::Search { space, checks } = op_from(op)? else {
+            return Err(PyTypeError::new_err("search_describe takes a search"));
+        };
+        let r = py.detach(|| runtime().block_on(self.client.search_describe(&space, &checks)));
+        r.map_err(|e| from_client_error(py, e))
+    }
+
     /// Starts a search whose results `search_next` fetches a page at a time; its id.
     fn search_start(&self, op: &Bound<'_, PyAny>) -> PyResult<u64> {
         let Operation::Search { space, checks } = op_from(op)? else {

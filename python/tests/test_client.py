@@ -203,6 +203,11 @@ def test_indexes_as_hyperdex_admin_has_them(cluster, c):
             assert found == ["k%03d" % i for i in range(300) if i % 7 == 3]
             assert c.count("idx", {"a2": Range(10, 19)}) == 10
             time.sleep(0.5)
+        described = c.search_describe("idx", {"a1": "v3"})
+        assert 'index on "a1"' in described, described
+        assert "of 64 regions" in described, described
+        assert 'index on' not in c.search_describe("idx", {"a1": Regex("v")})
+        assert "1 of 64 regions" in c.search_describe("idx", {"key1": "k001"})
         c.put("idx", "k003", {"a1": "moved"})
         assert "k003" not in [o["key1"] for o in c.search("idx", {"a1": "v3"})]
         assert [o["key1"] for o in c.search("idx", {"a1": "moved"})] == ["k003"]

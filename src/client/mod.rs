@@ -28,6 +28,7 @@
 //! `deferred` (asynchronous operations).
 
 mod deferred;
+mod describe;
 pub mod retry;
 mod search;
 mod validate;

@@ -314,7 +314,7 @@ impl SearchStream {
 
 /// The regions a search must visit: the one region that can hold the object when a check
 /// pins the key with `Equals` (the daemon still validates every check), otherwise all.
-fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
+pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
     let pinned = checks.iter().find_map(|c| match &c.predicate {
         Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
         _ => None,

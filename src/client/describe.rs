@@ -1,0 +1,69 @@
+//! `search_describe`: how a search would run, without running it.
+
+use std::collections::BTreeSet;
+
+use hyperdex_model::apply::validate_checks;
+use hyperdex_model::{Check, Predicate, ReturnCode};
+
+use super::search::search_regions;
+use super::{Client, ClientError, ClientResult};
+
+impl Client {
+    /// Describes how a search of `space` with `checks` would run: how many regions it asks and
+    /// on how many servers, and which index those servers read where they have built it.
+    pub async fn search_describe(&self, space: &str, checks: &[Check]) -> ClientResult<String> {
+        let mut config = self.config();
+        if config.space(space).is_none() {
+            config = self.refresh().await?;
+        }
+        let Some(sc) = config.space(space) else {
+            return Err(ClientError::new(
+                ReturnCode::UnknownSpace,
+                format!("unknown space \"{space}\""),
+            ));
+        };
+        let checks =
+            validate_checks(&sc.schema, checks).map_err(|f| ClientError::new(f.code, f.reason))?;
+        let regions = search_regions(sc, &checks);
+        let servers: BTreeSet<_> = regions
+            .iter()
+            .filter_map(|r| config.chain(*r).first())
+            .collect();
+        let how = if regions.len() == 1 && sc.chains.len() > 1 {
+            "the key is pinned by an equality"
+        } else {
+            "no check pins the key"
+        };
+        let indexed = |c: &&Check| sc.schema.indexes.contains(&c.attr);
+        let equality = checks
+            .iter()
+            .filter(indexed)
+            .find(|c| matches!(c.predicate, Predicate::Equals(_)));
+        let range = checks.iter().filter(indexed).find(|c| {
+            matches!(
+                c.predicate,
+                Predicate::LessThan(_)
+                    | Predicate::LessEqual(_)
+                    | Predicate::GreaterEqual(_)
+                    | Predicate::GreaterThan(_)
+                    | Predicate::Range(..)
+            )
+        });
+        let read = match equality.or(range) {
+            Some(c) => format!(
+                "each server reads the index on \"{}\" ({}) where it has built it, and scans \
+                 the region otherwise",
+                c.attr,
+                c.predicate.name()
+            ),
+            None => "each server scans its regions (no index serves these checks)".to_string(),
+        };
+        Ok(format!(
+            "search of space \"{space}\" with {} check(s): {} of {} regions on {} server(s) ({how}); {read}",
+            checks.len(),
+            regions.len(),
+            sc.chains.len(),
+            servers.len()
+        ))
+    }
+}
