@@ -34,13 +34,22 @@ sim:
 	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
 	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance --test power -- --nocapture
 
-# The Python package, built into a virtualenv from ./python, tested against a real cluster
-# (including the seed chapter as a doctest).
+# The Python package: one abi3 wheel built from ./python (distribution hyperdex-rs), installed
+# into a fresh virtualenv with no Rust toolchain on the PATH (it must not need one), then into
+# the test virtualenv and tested against a real cluster (including the seed chapter as a
+# doctest).
+WHEELS ?= target/wheels
 python:
 	$(CARGO) build
 	test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
 	$(PYENV)/bin/pip install -q --upgrade pip maturin pytest
-	$(PYENV)/bin/pip install -q ./python
+	rm -rf $(WHEELS) target/wheelenv
+	$(PYENV)/bin/maturin build -q --release -m python/Cargo.toml --out $(WHEELS)
+	ls $(WHEELS)/hyperdex_rs-*-cp39-abi3-*.whl
+	python3 -m venv target/wheelenv
+	env PATH=/usr/bin:/bin target/wheelenv/bin/pip install -q --no-index $(WHEELS)/hyperdex_rs-*.whl
+	env PATH=/usr/bin:/bin target/wheelenv/bin/python -c "import hyperdex.client, hyperdex.admin, hyperclient, macaroons; hyperdex.client.Client"
+	$(PYENV)/bin/pip install -q --force-reinstall --no-deps $(WHEELS)/hyperdex_rs-*.whl
 	HYPERDEX_BIN=target/debug/hyperdex $(PYENV)/bin/pytest -q python/tests
 
 # A long seed sweep with a progress bar and a summary: make sweep SEEDS=10000
