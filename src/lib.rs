@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod error;
 pub mod limits;
 pub mod macaroon;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod protocol;

@@ -29,6 +29,10 @@ pub struct LocalArgs {
     /// Coordinator port (0 picks a free one).
     #[arg(long, default_value_t = 1982)]
     pub port: u16,
+    /// Serve metrics: the coordinator's on http://HOST:PORT/metrics, daemon N's on port
+    /// PORT + N.
+    #[arg(long = "metrics-listen", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub security: super::security::SecurityFlags,
 }
@@ -90,6 +94,17 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
         tls: tls.accept.clone(),
         ..CoordinatorOptions::default()
     };
+    let metrics_at = |n: usize| -> Result<Option<String>, String> {
+        let Some(m) = &args.metrics_listen else {
+            return Ok(None);
+        };
+        let (host, port) = m
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("--metrics-listen {m}: expected HOST:PORT"))?;
+        Ok(Some(format!("{host}:{}", usize::from(port) + n)))
+    };
+    super::process::serve_metrics(metrics_at(0)?.as_deref(), opts.metrics.clone()).await?;
     rt::spawn(async move {
         if let Err(e) = coordinator::run(listener, Box::new(store), opts).await {
             eprintln!("error: coordinator stopped: {e}");
@@ -109,6 +124,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
             tls: tls.clone(),
             ..DaemonOptions::default()
         };
+        super::process::serve_metrics(metrics_at(i + 1)?.as_deref(), opts.metrics.clone()).await?;
         rt::spawn(async move {
             if let Err(e) = daemon::run(listener, Box::new(store), opts).await {
                 eprintln!("error: daemon stopped: {e}");

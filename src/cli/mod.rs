@@ -95,6 +95,9 @@ pub struct ProcessFlags {
     /// Write the process id to this file.
     #[arg(long = "pidfile")]
     pub pidfile: Option<PathBuf>,
+    /// Serve metrics in Prometheus's text format on http://HOST:PORT/metrics.
+    #[arg(long = "metrics-listen", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
     /// Created once the process listens (how a detaching start learns that its background
     /// process is up).
     #[arg(long = "ready-file", hide = true)]

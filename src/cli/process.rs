@@ -160,6 +160,22 @@ async fn open_and_bind(data: &Path, bind: &str) -> Result<(RedbStore, rt::TcpLis
     Ok((store, listener))
 }
 
+/// Serves `metrics` on `addr` (`--metrics-listen`), if given, or says why it cannot.
+pub(super) async fn serve_metrics(
+    addr: Option<&str>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<(), String> {
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    let listener = rt::listen(addr)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    tracing::info!("metrics at http://{addr}/metrics");
+    rt::spawn(crate::metrics::serve(listener, metrics));
+    Ok(())
+}
+
 /// `hyperdex coordinator`: detaches unless `-f`, then serves until it fails.
 pub(super) async fn run_coordinator(
     process: &ProcessFlags,
@@ -183,6 +199,10 @@ pub(super) async fn run_coordinator(
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = serve_metrics(process.metrics_listen.as_deref(), opts.metrics.clone()).await {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let opts = CoordinatorOptions {
         ready: Some(ready_when_notified(process, addr.clone())),
         listen: addr,
@@ -237,6 +257,10 @@ pub async fn run_daemon(
         (None, Ok(a)) => format!("{listen}:{}", a.port()),
         (None, Err(_)) => bind,
     };
+    if let Err(e) = serve_metrics(process.metrics_listen.as_deref(), opts.metrics.clone()).await {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let (shutdown, asked) = tokio::sync::watch::channel(false);
     let opts = DaemonOptions {
         registered: Some(ready_when_notified(process, address.clone())),

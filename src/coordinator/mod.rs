@@ -30,6 +30,7 @@ use access::prepare;
 use service::{Job, Service};
 
 use crate::config::Timing;
+use crate::metrics::Metrics;
 use crate::net::{accept_loop, serve, Limits, ReplyTx};
 use crate::protocol::auth::{Peer, Secret};
 use crate::protocol::{Envelope, Message};
@@ -51,6 +52,8 @@ pub struct CoordinatorOptions {
     pub tls: Option<TlsServer>,
     /// Notified once the coordinator has read its state and serves.
     pub ready: Option<Arc<Notify>>,
+    /// Where it records its metrics (served by `--metrics-listen`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for CoordinatorOptions {
@@ -62,6 +65,7 @@ impl Default for CoordinatorOptions {
             secret: None,
             tls: None,
             ready: None,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -107,10 +111,13 @@ pub async fn run(
     let (jobs, queue) = mpsc::channel(JOB_QUEUE);
     rt::spawn_dedicated(
         "coordinator",
-        Service::new(cluster, store, opts.timing).run(queue),
+        Service::new(cluster, store, opts.timing)
+            .with_metrics(opts.metrics.clone())
+            .run(queue),
     );
     let limits = opts.limits;
     let secret = opts.secret.clone().map(Arc::new);
+    let connections = opts.metrics.connections.clone();
     accept_loop(
         listener,
         limits,
@@ -119,7 +126,9 @@ pub async fn run(
         move |stream, peer| {
             let jobs = jobs.clone();
             let secret = secret.clone();
+            let open = connections.clone();
             async move {
+                open.inc();
                 let why = serve(
                     stream,
                     limits,
@@ -135,6 +144,7 @@ pub async fn run(
                     },
                 )
                 .await;
+                open.dec();
                 tracing::debug!(%peer, "connection ended: {why}");
             }
         },

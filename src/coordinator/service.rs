@@ -8,6 +8,7 @@
 //! in force are released.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +21,7 @@ use super::waits::{Event, Until, Waits};
 use super::{MAX_STATE_BYTES, STATE_KEY};
 use crate::bugs::{planted, Bug};
 use crate::config::{ServerId, ServerState, Timing};
+use crate::metrics::{Metrics, StateLabels};
 use crate::protocol::auth::Peer;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
@@ -63,6 +65,7 @@ pub struct Service {
     progress: Progress,
     /// Changes applied, for the planted bug that syncs only some of them.
     changes: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -79,7 +82,13 @@ impl Service {
             waits: Waits::default(),
             progress: Progress::default(),
             changes: 0,
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Records into `metrics` (the configuration version, servers by state, heartbeats).
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Service {
+        Service { metrics, ..self }
     }
 
     /// Serves jobs until every sender is gone.
@@ -267,6 +276,7 @@ impl Service {
                     .config
                     .server(id)
                     .is_some_and(|s| s.state == ServerState::Available);
+                self.metrics.heartbeats.inc();
                 if known {
                     self.last_heard.insert(id, rt::now());
                     self.progress
@@ -376,9 +386,24 @@ impl Service {
     }
 
     async fn tick(&mut self) {
+        self.record();
         self.detect_failures().await;
         let due = self.waits.step(Event::Tick(rt::now()));
         self.release(due).await;
+    }
+
+    fn record(&self) {
+        let config = &self.cluster.config;
+        self.metrics.config_version.set(config.version as i64);
+        for state in [ServerState::Available, ServerState::Failed] {
+            let n = config.servers.values().filter(|s| s.state == state).count();
+            self.metrics
+                .servers
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(n as i64);
+        }
     }
 
     /// Declares failed every available server not heard from within the failure timeout.

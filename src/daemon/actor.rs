@@ -21,8 +21,9 @@ use tracing::error;
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId};
 use crate::limits::ACTOR_BATCH;
+use crate::metrics::Metrics;
 use crate::protocol::coordinator::JoinProgress;
-use crate::protocol::{Envelope, Message};
+use crate::protocol::{ChainMessage, Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, StoreError};
 
@@ -48,6 +49,7 @@ pub struct Actor {
     pub last_lease: Option<Lease>,
     /// `true` when the daemon is asked to stop (see `DaemonOptions::shutdown`).
     pub shutdown: Option<watch::Receiver<bool>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Actor {
@@ -64,10 +66,15 @@ impl Actor {
                 next_tick = rt::now() + self.tick;
             }
             let mut outs = Vec::new();
+            self.metrics.batch_inputs.observe(batch.len() as f64);
             for input in batch {
+                let span = span_of(&input);
+                let _in = span.enter();
+                tracing::debug!("step");
                 outs.extend(self.replica.step(self.store.as_mut(), rt::now(), input)?);
             }
             let joining = self.replica.joining();
+            self.record(&joining);
             self.joining.send_if_modified(|j| {
                 let changed = *j != joining;
                 *j = joining;
@@ -85,12 +92,29 @@ impl Actor {
             // Staged, not yet durable: a crash here loses the batch, and nothing was sent.
             rt::disk_pause().await;
             if !skip_sync {
+                let started = rt::now();
                 self.store.sync()?;
+                let took = rt::now().saturating_duration_since(started);
+                self.metrics.sync_seconds.observe(took.as_secs_f64());
             }
             // Durable, not yet sent: a crash here loses only the replies.
             rt::disk_pause().await;
             self.deliver(outs);
         }
+    }
+
+    /// Records the state after a batch: writes in flight, configuration, lease, joins.
+    fn record(&self, joining: &[JoinProgress]) {
+        let m = &self.metrics;
+        m.queue_depth.set(self.events.len() as i64);
+        m.pending_writes.set(self.replica.pending_writes() as i64);
+        m.config_version.set(self.replica.config().version as i64);
+        m.lease_held.set(i64::from(self.replica.leased(rt::now())));
+        m.joining_regions.set(joining.len() as i64);
+        m.transfer_objects
+            .set(joining.iter().map(|j| j.objects as i64).sum());
+        m.transfer_bytes
+            .set(joining.iter().map(|j| j.bytes as i64).sum());
     }
 
     /// The newest configuration and lease, if they changed since last taken.
@@ -146,9 +170,15 @@ impl Actor {
     fn deliver(&mut self, outs: Vec<Output<Waiter>>) {
         for o in outs {
             match o {
-                Output::Reply((tx, id), answer) => {
-                    tx.send(Envelope {
-                        id,
+                Output::Reply(w, answer) => {
+                    let code = match &answer {
+                        crate::protocol::ClientResponse::Reply(r) => r.code().symbol(),
+                        crate::protocol::ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
+                    };
+                    let took = rt::now().saturating_duration_since(w.received);
+                    self.metrics.request(w.kind, code, took.as_secs_f64());
+                    w.tx.send(Envelope {
+                        id: w.id,
                         msg: Message::FromDaemon(answer),
                     });
                 }
@@ -165,6 +195,43 @@ impl Actor {
                 }
             }
         }
+    }
+}
+
+/// The span an input is handled in, so that one write can be followed through the logs of
+/// every daemon of its chain (`RUST_LOG=hyperdex=debug`): a client request by its client id
+/// and sequence number, a chain write by the same two (they travel with it), its region and
+/// version.
+fn span_of(input: &Event) -> tracing::Span {
+    match input {
+        Input::Op { waiter, req, .. } => tracing::debug_span!(
+            "request",
+            kind = waiter.kind,
+            client = req.client,
+            seq = req.seq
+        ),
+        Input::Search { req, .. } => tracing::debug_span!("search", space = %req.space),
+        Input::Chain {
+            from,
+            msg: ChainMessage::Write(w),
+        } => {
+            let (client, seq) = w.dedupe.as_ref().map_or((0, 0), |d| (d.client, d.seq));
+            tracing::debug_span!(
+                "chain_write",
+                from = from.0,
+                region = %w.region,
+                version = w.version,
+                client,
+                seq
+            )
+        }
+        Input::Chain { from, msg } => tracing::debug_span!(
+            "chain",
+            from = from.0,
+            msg = msg.name(),
+            region = %msg.region()
+        ),
+        _ => tracing::Span::none(),
     }
 }
 

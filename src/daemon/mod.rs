@@ -41,6 +41,7 @@ use tracing::info;
 use crate::config::{Config, ServerId, Timing};
 use crate::error::Error;
 use crate::limits::{EVENT_QUEUE, REPORT_QUEUE};
+use crate::metrics::Metrics;
 use crate::net::{Credentials, Limits, ReplyTx};
 use crate::protocol::auth::{Role, Secret};
 use crate::rt;
@@ -74,6 +75,8 @@ pub struct DaemonOptions {
     /// Set to `true` to stop the daemon: the actor finishes its batch and closes the store,
     /// and [`run`] returns.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Where the daemon records its metrics (served by `--metrics-listen`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for DaemonOptions {
@@ -90,6 +93,7 @@ impl Default for DaemonOptions {
             transfer_rate: transfer::DEFAULT_TRANSFER_RATE,
             registered: None,
             shutdown: None,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -97,8 +101,15 @@ impl Default for DaemonOptions {
 const SERVER_ID_KEY: &[u8] = b"server-id";
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where a reply goes: the connection and the request id.
-pub type Waiter = (ReplyTx, u64);
+/// Where a reply goes (the connection and the request id), and what to record when it does:
+/// the kind of request and when it arrived.
+#[derive(Clone, Debug)]
+pub struct Waiter {
+    pub tx: ReplyTx,
+    pub id: u64,
+    pub kind: &'static str,
+    pub received: rt::Instant,
+}
 
 /// An input of the actor.
 pub type Event = Input<Waiter>;
@@ -202,11 +213,21 @@ pub async fn run(
         tick: opts.timing.heartbeat_interval * 5,
         last_lease: None,
         shutdown: opts.shutdown.clone(),
+        metrics: opts.metrics.clone(),
     };
     // The actor blocks on fsync: it gets a thread of its own so that heartbeats and
     // connections never wait behind a disk.
     actor::spawn(actor, stop.clone());
 
     let security = (opts.secret.clone(), opts.tls.accept.clone());
-    server::run(listener, events_tx, opts.limits, security, stop).await
+    let connections = opts.metrics.connections.clone();
+    server::run(
+        listener,
+        events_tx,
+        opts.limits,
+        security,
+        stop,
+        connections,
+    )
+    .await
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -21,7 +22,7 @@ use crate::rt;
 use crate::tls::TlsServer;
 
 use super::replica::Input;
-use super::{Event, Stop};
+use super::{Event, Stop, Waiter};
 
 /// Accepts connections until a task of the daemon stops it (`stop`).
 pub async fn run(
@@ -30,13 +31,16 @@ pub async fn run(
     limits: Limits,
     (secret, tls): (Option<Secret>, Option<TlsServer>),
     stop: Arc<Stop>,
+    connections: Gauge,
 ) -> Result<(), Error> {
     let stopped = || stop.why().is_some();
     let secret = secret.map(Arc::new);
     accept_loop(listener, limits, tls, stopped, move |stream, peer| {
         let events = events.clone();
         let secret = secret.clone();
+        let open = connections.clone();
         async move {
+            open.inc();
             let why = serve(
                 stream,
                 limits,
@@ -53,6 +57,7 @@ pub async fn run(
                 },
             )
             .await;
+            open.dec();
             debug!(%peer, "connection ended: {why}");
         }
     })
@@ -68,14 +73,22 @@ pub async fn run(
 /// with their id (and proved the cluster secret, if there is one); whether the sender is the
 /// member the configuration names for that message is the replica's to check.
 fn input_of(env: Envelope, tx: &ReplyTx, who: &Peer) -> Option<Event> {
-    let waiter = (tx.clone(), env.id);
+    let waiter = |kind| Waiter {
+        tx: tx.clone(),
+        id: env.id,
+        kind,
+        received: rt::now(),
+    };
     match env.msg {
         Message::ToDaemon(ClientRequest::Op(req)) => Some(Input::Op {
-            waiter,
+            waiter: waiter(crate::metrics::kind(&req.op)),
             req,
             unix: rt::unix_now(),
         }),
-        Message::ToDaemon(ClientRequest::Search(req)) => Some(Input::Search { waiter, req }),
+        Message::ToDaemon(ClientRequest::Search(req)) => Some(Input::Search {
+            waiter: waiter(if req.count_only { "count" } else { "search" }),
+            req,
+        }),
         Message::Chain(msg) => match (who.role, who.server) {
             (Role::Server, Some(from)) => Some(Input::Chain { from, msg }),
             _ if planted(Bug::TrustAnyPeer) => Some(Input::Chain {

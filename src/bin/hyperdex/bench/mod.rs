@@ -686,6 +686,7 @@ async fn run_hyperdex(args: &BenchArgs, dir: &std::path::Path) -> Result<BenchRe
             listen: "127.0.0.1".into(),
             port: 0,
             security: Default::default(),
+            metrics_listen: None,
         };
         start(&local, dir).await?
     } else {

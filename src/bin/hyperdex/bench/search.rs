@@ -187,6 +187,7 @@ pub async fn run(args: SearchBenchArgs) -> ExitCode {
             listen: "127.0.0.1".into(),
             port: 0,
             security: Default::default(),
+            metrics_listen: None,
         };
         match start(&local, &dir).await {
             Ok(a) => a,
