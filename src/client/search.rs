@@ -122,6 +122,7 @@ impl Client {
             queue: None,
             cursor: None,
             deadline: rt::now() + self.inner.opts.timeout,
+            started: false,
         }
     }
 
@@ -180,13 +181,32 @@ pub struct SearchStream {
     queue: Option<VecDeque<Vec<RegionId>>>,
     cursor: Option<(RegionId, Vec<u8>)>,
     deadline: rt::Instant,
+    /// Whether a page has been returned (a space replaced after that is an error; before,
+    /// the search starts over on the new one).
+    started: bool,
 }
 
 impl SearchStream {
     /// The next page; `None` when every region is done.
     pub async fn next_page(&mut self) -> Option<ClientResult<SearchPage>> {
         loop {
-            let config = self.client.config();
+            let mut config = self.client.config();
+            if self.remaining.is_none() && config.space(&self.space).is_none() {
+                // The space may be new: look again before saying it is unknown.
+                match self
+                    .client
+                    .refresh_within(self.client.inner.opts.timeout)
+                    .await
+                {
+                    Ok(c) => config = c,
+                    Err(e) => {
+                        return Some(Err(ClientError::new(
+                            ReturnCode::CoordFail,
+                            format!("cannot look up space \"{}\": {e}", self.space),
+                        )))
+                    }
+                }
+            }
             if self.queue.is_none() {
                 match self.plan(&config) {
                     Ok(q) => self.queue = Some(q),
@@ -195,7 +215,10 @@ impl SearchStream {
             }
             let group = self.queue.as_ref()?.front()?.clone();
             let problem = match self.request(&config, &group).await {
-                Ok(Ok(page)) => return Some(Ok(page)),
+                Ok(Ok(page)) => {
+                    self.started = true;
+                    return Some(Ok(page));
+                }
                 Ok(Err(e)) => return Some(Err(e)),
                 Err(why) => why,
             };
@@ -220,6 +243,21 @@ impl SearchStream {
                 format!("unknown space \"{}\"", self.space),
             ));
         };
+        if self
+            .remaining
+            .as_ref()
+            .is_some_and(|rem| rem.iter().any(|r| r.space != sc.id))
+        {
+            // The space was removed and another of the same name added.
+            if self.started {
+                crate::probe!("client.space_removed_mid_call");
+                return Err(ClientError::new(
+                    ReturnCode::UnknownSpace,
+                    format!("space \"{}\" was removed during the search", self.space),
+                ));
+            }
+            (self.remaining, self.cursor) = (None, None);
+        }
         let remaining = self
             .remaining
             .get_or_insert_with(|| search_regions(sc, &self.checks).into_iter().collect());
