@@ -112,9 +112,6 @@ class Admin(object):
         self._native.server_forget(int(token))
         return True
 
-    def _unsupported(self, name):
-        raise NotImplementedError("%s is not supported by this cluster yet" % name)
-
     def add_index(self, space, attribute):
         """Adds a secondary index on `attribute` of `space`; daemons build it in the
         background and searches use it once built (with the same results meanwhile)."""
@@ -142,13 +139,16 @@ class Admin(object):
         return True
 
     def backup(self, name):
-        self._unsupported("backup")
+        """Writes a consistent backup of every space into directory `name` (new or empty;
+        the cluster is read-only meanwhile); returns what it wrote, one line per space.
+        `hyperdex restore DIR` loads it into a cluster."""
+        return self._native.backup(str(name))
 
 
 _ADMIN_CALLS = (
     "add_space", "rm_space", "list_spaces", "list_subspaces", "list_indices",
     "wait_until_stable", "dump_config", "server_kill", "server_forget", "read_only",
-    "fault_tolerance", "add_index", "rm_index",
+    "fault_tolerance", "add_index", "rm_index", "backup",
 )
 
 

@@ -481,6 +481,9 @@ impl NativeClient {
 #[pyclass(module = "hyperdex._hyperdex")]
 struct NativeAdmin {
     admin: Admin,
+    /// For backups, which read every space (connected when first needed).
+    addr: String,
+    opts: ClientOptions,
 }
 
 /// Options from the environment the command line also reads: `HYPERDEX_TLS_CA` names the
@@ -512,9 +515,11 @@ impl NativeAdmin {
             secret,
             ..env_options()?
         };
-        let admin = py.detach(|| runtime().block_on(Admin::connect_addr(&addr, opts)));
+        let admin = py.detach(|| runtime().block_on(Admin::connect_addr(&addr, opts.clone())));
         Ok(NativeAdmin {
             admin: admin_result(py, admin)?,
+            addr,
+            opts,
         })
     }
 
@@ -587,6 +592,19 @@ impl NativeAdmin {
             )
         })?;
         Ok((space.subspaces(), space.indexes()))
+    }
+
+    /// Writes a consistent backup of every space to directory `dir`; what it wrote.
+    fn backup(&self, py: Python<'_>, dir: &str) -> PyResult<String> {
+        let r = py.detach(|| {
+            runtime().block_on(async {
+                let client = Client::connect_with(&self.addr, self.opts.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                hyperdex::cli::backup::backup(&self.admin, &client, std::path::Path::new(dir)).await
+            })
+        });
+        r.map_err(|e| client_error(py, ReturnCode::AdminServerError, &e))
     }
 
     fn add_index(&self, py: Python<'_>, space: &str, attribute: &str) -> PyResult<()> {

@@ -226,6 +226,18 @@ def test_indexes_as_hyperdex_admin_has_them(cluster, c):
         admin.rm_space("idx")
 
 
+def test_backup(cluster, c, tmp_path):
+    admin = Admin(*cluster)
+    c.put("kv", "backed-up", {"n": 7})
+    report = admin.backup(tmp_path / "b")
+    assert "space kv " in report, report
+    assert (tmp_path / "b" / "MANIFEST").exists()
+    assert (tmp_path / "b" / "kv.space").read_text().startswith("space kv")
+    assert c.put("kv", "backed-up", {"n": 8}) is True, "writable again"
+    with pytest.raises(HyperDexAdminException):
+        admin.backup(tmp_path / "b")
+
+
 def test_admin_errors_and_asynchronous_calls(cluster):
     admin = Admin(*cluster)
     with pytest.raises(HyperDexAdminException) as e:

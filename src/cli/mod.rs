@@ -13,6 +13,7 @@
 //! or CMPFAIL (`not found` / `comparison failed` on stderr), 2 on any other error, with the
 //! return code's name.
 
+pub mod backup;
 pub mod data;
 pub mod local;
 mod process;
@@ -27,7 +28,7 @@ use clap::{ArgAction, Args, Subcommand};
 use hyperdex_model::{parse_space, ReturnCode};
 
 use crate::admin::Admin;
-use crate::client::{ClientError, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions};
 use crate::coordinator::CoordinatorOptions;
 use crate::daemon::DaemonOptions;
 pub use process::run_daemon;
@@ -259,6 +260,22 @@ pub enum Command {
         coord: AdminAddr,
         /// The space.
         space: String,
+    },
+    /// Write a consistent backup of every space to DIR (the cluster is read-only meanwhile).
+    #[command(name = "backup", disable_help_flag = true)]
+    Backup {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// A new or empty directory.
+        dir: PathBuf,
+    },
+    /// Load a backup made by `hyperdex backup` into the cluster (its spaces must not exist).
+    #[command(name = "restore", disable_help_flag = true)]
+    Restore {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// The backup's directory.
+        dir: PathBuf,
     },
     /// Remove a server from the cluster.
     #[command(name = "server-forget", disable_help_flag = true)]
@@ -505,6 +522,8 @@ async fn run_admin(command: Command) -> ExitCode {
         | Command::AddIndex { coord, .. }
         | Command::RmIndex { coord, .. }
         | Command::ListIndices { coord, .. }
+        | Command::Backup { coord, .. }
+        | Command::Restore { coord, .. }
         | Command::ServerForget { coord, .. } => coord.clone(),
         _ => return ExitCode::from(2),
     };
@@ -512,9 +531,49 @@ async fn run_admin(command: Command) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if let Command::Backup { dir, .. } | Command::Restore { dir, .. } = &command {
+        let restore = matches!(command, Command::Restore { .. });
+        return backup_or_restore(&admin, &coord, dir, restore).await;
+    }
     match admin_call(&admin, command, &description).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+async fn backup_or_restore(
+    admin: &Admin,
+    coord: &AdminAddr,
+    dir: &std::path::Path,
+    restore: bool,
+) -> ExitCode {
+    let opts = match coord.coord.client_options() {
+        Ok(o) => ClientOptions {
+            secret: security::load_secret(coord.cluster_secret_file.as_deref())
+                .ok()
+                .flatten(),
+            ..o
+        },
+        Err(e) => return fail(&e),
+    };
+    let client = match Client::connect_with(&coord.coord.addr(), opts).await {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let done = if restore {
+        backup::restore(admin, &client, dir).await
+    } else {
+        backup::backup(admin, &client, dir).await
+    };
+    match done {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
