@@ -7,7 +7,7 @@ SIM_DIR ?= target/sim
 SIM = RUSTFLAGS="--cfg madsim" $(CARGO)
 SIM_SEEDS ?= 200
 
-.PHONY: test fmt-check clippy clippy-sim doc unit sim python sweep
+.PHONY: test fmt-check clippy clippy-sim doc unit sim python sweep netns
 PYENV ?= target/pyenv
 
 test: fmt-check clippy clippy-sim doc unit sim python
@@ -51,6 +51,12 @@ python:
 	env PATH=/usr/bin:/bin target/wheelenv/bin/python -c "import hyperdex.client, hyperdex.admin, hyperclient, macaroons; hyperdex.client.Client"
 	$(PYENV)/bin/pip install -q --force-reinstall --no-deps $(WHEELS)/hyperdex_rs-*.whl
 	HYPERDEX_BIN=target/debug/hyperdex $(PYENV)/bin/pytest -q python/tests
+
+# The real-process partition test across network namespaces (needs root and iproute2):
+# coordinator, three daemons and a client each in a namespace of their own; a daemon's link
+# is cut under load. Not part of `make test` (it needs privileges CI may not have).
+netns: python
+	scripts/netns-partition.sh
 
 # A long seed sweep with a progress bar and a summary: make sweep SEEDS=10000
 SEEDS ?= 10000
