@@ -174,6 +174,7 @@ fn forged_coordinator_requests() -> Vec<CoordRequest> {
             },
             since: 1,
         },
+        CoordRequest::Leave { id: ServerId(1) },
         CoordRequest::Admin(AdminCommand::RmSpace("kv".into())),
         CoordRequest::Admin(AdminCommand::ServerKill(ServerId(1))),
     ]

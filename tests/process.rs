@@ -89,6 +89,23 @@ fn a_signal_stops_the_daemon_and_the_coordinator_with_success() {
     let log = std::fs::read_to_string(c.dir.join("daemon1.log")).unwrap_or_default();
     assert!(log.contains("daemon stopping on a signal"), "{log}");
     assert!(log.contains("data directory closed"), "{log}");
+    // It told the coordinator, which took it out of its chains without waiting for the
+    // failure detector.
+    assert!(
+        log.contains("the coordinator knows this server has stopped"),
+        "{log}"
+    );
+    let coordinator = std::fs::read_to_string(c.dir.join("coordinator.log")).unwrap_or_default();
+    assert!(
+        coordinator.contains("the server is stopping: taking it out of its chains"),
+        "{coordinator}"
+    );
+    let out = c.hyperdex(&["show-config"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAILED"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let status = c.terminate_coordinator(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -37,9 +37,9 @@ pub fn allowed(request: &CoordRequest, peer: &Peer) -> Result<(), String> {
     match request {
         CoordRequest::GetConfig => Ok(()),
         CoordRequest::Register { id, .. } => server(*id),
-        CoordRequest::Heartbeat { id, .. } | CoordRequest::TransferComplete { id, .. } => {
-            server(Some(*id))
-        }
+        CoordRequest::Heartbeat { id, .. }
+        | CoordRequest::TransferComplete { id, .. }
+        | CoordRequest::Leave { id } => server(Some(*id)),
         CoordRequest::Admin(
             AdminCommand::ListSpaces | AdminCommand::WaitUntilStable | AdminCommand::Transfers,
         ) => Ok(()),

@@ -307,6 +307,20 @@ impl Service {
                 }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
             }
+            CoordRequest::Leave { id } => {
+                // It no longer answers anyone (it says so once its store is closed): no lease
+                // of it needs to run out before its regions get other heads.
+                info!(
+                    server = id.0,
+                    "the server is stopping: taking it out of its chains"
+                );
+                let done = self.apply(Command::ServerFailed(id)).await;
+                if done.is_ok() {
+                    let due = self.waits.step(Event::Failed(id));
+                    self.release(due).await;
+                }
+                reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
+            }
         }
     }
 

@@ -237,12 +237,15 @@ fn span_of(input: &Event) -> tracing::Span {
 
 /// Runs `actor` where it may block on its disk (its own thread in production); stops the
 /// daemon when it ends: on a storage failure, or asked to (its store closed by then).
+/// Why a daemon stops when its actor ended as asked (see `DaemonOptions::shutdown`).
+pub const ASKED_TO_STOP: &str = "asked to stop";
+
 pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
     rt::spawn_dedicated("hyperdex-actor", async move {
         match actor.run().await {
             Ok(()) => {
                 tracing::info!("data directory closed");
-                stop.now("asked to stop".into());
+                stop.now(ASKED_TO_STOP.into());
             }
             Err(e) => {
                 error!("storage failed, stopping: {e}");

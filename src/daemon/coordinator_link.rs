@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, RegionId, ServerId, ServerState};
 use crate::error::Error;
@@ -232,6 +232,35 @@ impl Link {
             }
             _ => None,
         }
+    }
+}
+
+/// Tells the coordinator this daemon has stopped (its actor is done: it answers nobody), so
+/// that its regions get other heads now rather than after the failure timeout. Best effort:
+/// if the coordinator cannot be told, its failure detector does the same a little later.
+pub async fn leave(opts: &DaemonOptions, me: ServerId) {
+    let who = super::credentials(opts, Some(me));
+    let told = async {
+        let conn = RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who)
+            .await
+            .map_err(|e| e.to_string())?;
+        match call(
+            &conn,
+            Message::ToCoordinator(CoordRequest::Leave { id: me }),
+            RPC_TIMEOUT,
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(Refused(e) | Failed(e)) => Err(e),
+        }
+    };
+    match told.await {
+        Ok(()) => info!(
+            server = me.0,
+            "the coordinator knows this server has stopped"
+        ),
+        Err(e) => warn!("could not tell the coordinator this server stopped: {e}"),
     }
 }
 

@@ -221,13 +221,18 @@ pub async fn run(
 
     let security = (opts.secret.clone(), opts.tls.accept.clone());
     let connections = opts.metrics.connections.clone();
-    server::run(
+    let served = server::run(
         listener,
         events_tx,
         opts.limits,
         security,
-        stop,
+        stop.clone(),
         connections,
     )
-    .await
+    .await;
+    if stop.why() == Some(actor::ASKED_TO_STOP) {
+        coordinator_link::leave(&opts, me).await;
+        return Ok(());
+    }
+    served
 }

@@ -98,6 +98,12 @@ pub enum CoordRequest {
         /// the same region must not complete a newer one.
         since: u64,
     },
+    /// A daemon stopping on purpose (SIGTERM): it has stopped answering clients and closed its
+    /// store, so it may be taken out of its chains at once instead of after the failure
+    /// timeout.
+    Leave {
+        id: ServerId,
+    },
 }
 
 /// The code of the refusal a server gets while an operator's `server-kill` or `server-forget`
@@ -128,6 +134,7 @@ impl CoordRequest {
             CoordRequest::Heartbeat { .. } => "Heartbeat",
             CoordRequest::Admin(_) => "Admin",
             CoordRequest::TransferComplete { .. } => "TransferComplete",
+            CoordRequest::Leave { .. } => "Leave",
         }
     }
 }
