@@ -54,10 +54,13 @@ pub enum Bug {
     /// A write that changes an indexed value removes the old index entry and adds no new one:
     /// a search through the index misses the object.
     IndexMissesUpdate = 32768,
+    /// Retry records are dropped one second after their object's newest one, well within
+    /// the time a request may still be retried: a late retry of a write is applied again.
+    ShortRecordHorizon = 65536,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -74,6 +77,7 @@ impl Bug {
         Bug::TrustStaleCopy,
         Bug::KeepStaleKeys,
         Bug::IndexMissesUpdate,
+        Bug::ShortRecordHorizon,
     ];
 }
 

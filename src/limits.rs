@@ -54,3 +54,19 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long a frame may take to arrive once its first bytes have.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after its first attempt a write may still be applied as new, in seconds: a
+/// client stops retrying by then, and a head refuses an older request that it has no record
+/// of with TIMEOUT (outcome unknown). The simulation's runs are short, so its window is too.
+pub const RETRY_WINDOW_SECS: u64 = if cfg!(madsim) { 10 } else { 300 };
+
+/// How far apart the wall clocks of clients and daemons are assumed to be at most, in seconds
+/// (NTP keeps them within milliseconds; the simulation's drift stays within a second).
+pub const CLOCK_SKEW_SECS: u64 = if cfg!(madsim) { 1 } else { 60 };
+
+/// How long a retry record is kept after the newest record of its object, in seconds: longer
+/// than any request can be retried, measured on any two clocks. A retry that could find its
+/// record missing began more than `RECORD_HORIZON_SECS` before the newest record was written
+/// by a head's clock, so more than `RETRY_WINDOW_SECS + CLOCK_SKEW_SECS` before by the
+/// client's, and is refused (see `daemon::record`).
+pub const RECORD_HORIZON_SECS: u64 = RETRY_WINDOW_SECS + 3 * CLOCK_SKEW_SECS + 5;

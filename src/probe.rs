@@ -16,6 +16,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("daemon.chain_from_stranger_dropped", true),
     ("head.read_past_pending", true),
     ("head.retry_answered_from_record", true),
+    ("head.expired_request_refused", false),
     ("record.below_low_seq_skipped", false),
     ("replica.no_lease_refused", true),
     ("replica.stale_config_refused", true),

@@ -35,14 +35,15 @@ fn nested_get_frame(depth: usize) -> Vec<u8> {
             low_seq: 1,
             op: Operation::get("kv", Value::List(vec![])),
             auth: Vec::new(),
+            first_unix: 0,
         })),
     };
     let frame = encode_frame(&env, DEFAULT_MAX_FRAME).expect("encode");
     // The key ends the operation: an empty list, bytes [5, 0], then the empty list of
-    // macaroons, [0]. Nest the key.
-    let mut payload = frame[4..frame.len() - 3].to_vec();
+    // macaroons, [0], and the time of the first attempt, [0]. Nest the key.
+    let mut payload = frame[4..frame.len() - 4].to_vec();
     payload.extend([5u8, 1].repeat(depth));
-    payload.extend([5, 0, 0]);
+    payload.extend([5, 0, 0, 0]);
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
     out.extend(payload);
     out

@@ -110,6 +110,7 @@ fn nested_frame() -> (&'static str, bool, Vec<u8>) {
         low_seq: 1,
         op,
         auth: Vec::new(),
+        first_unix: 1_700_000_000,
     })));
     let depth = thread_rng().gen_range(9..50_000);
     // The key (an empty list, [5, 0]) then the empty list of macaroons ([0]) end it.

@@ -47,6 +47,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::KeepStaleKeys => Fault::ALL.to_vec(),
         // No fault needed: any update of an indexed value hides the object from searches.
         Bug::IndexMissesUpdate => vec![Fault::IndexChurn],
+        // Retries seconds after their write: a daemon killed while writes are in flight.
+        Bug::ShortRecordHorizon => vec![Fault::KillDaemon, Fault::LinkResets],
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Attempts {
     deadline: Instant,
     pause: Duration,
     attempts: u32,
+    /// When the first attempt was made (seconds since the Unix epoch), sent with every one.
+    first_unix: u64,
 }
 
 impl Attempts {
@@ -58,9 +60,11 @@ impl Attempts {
             op,
             auth: Vec::new(),
             timeout,
-            deadline: now + timeout,
+            // Daemons refuse a request older than the retry window: retrying longer is futile.
+            deadline: now + timeout.min(Duration::from_secs(crate::limits::RETRY_WINDOW_SECS)),
             pause: FIRST_PAUSE,
             attempts: 0,
+            first_unix: crate::rt::unix_now(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Attempts {
             low_seq: low_seq.min(self.seq),
             op: self.op.clone(),
             auth: self.auth.clone(),
+            first_unix: self.first_unix,
         }
     }
 

@@ -8,7 +8,9 @@
 use hyperdex_model::Object;
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
+use crate::limits::RECORD_HORIZON_SECS;
 use crate::protocol::{ChainWrite, Dedupe};
 use crate::storage::{Store, StoreError, Table};
 
@@ -18,6 +20,7 @@ pub const DEDUPE_RECORDS: usize = 1024;
 
 /// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Layout", from = "Layout")]
 pub struct StoredObject {
     pub version: u64,
     pub object: Option<Object>,
@@ -47,7 +50,7 @@ pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
 pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
     Ok(store
         .get(Table::Objects, &object_key(region, key))?
-        .and_then(|b| postcard::from_bytes(&b).ok())
+        .and_then(|b| decode(&b))
         .unwrap_or_default())
 }
 
@@ -80,11 +83,13 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
     if merged.is_empty() {
         return false;
     }
+    let before = stored.dedupe.len();
     merged.append(&mut stored.dedupe);
     let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
     merged.drain(..excess);
     stored.dedupe = merged;
-    true
+    drop_expired(stored);
+    stored.dedupe.len() != before
 }
 
 /// Applies a chain write to a stored object: new version, new value, one more dedupe record.
@@ -124,7 +129,125 @@ pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
     stored.dedupe.push(d.clone());
     let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
     stored.dedupe.drain(..excess);
+    drop_expired(stored);
     true
+}
+
+/// Drops the records written more than [`RECORD_HORIZON_SECS`] before the object's newest
+/// one. No retry can need them: a head refuses a request first sent more than
+/// `RETRY_WINDOW_SECS` ago (by its own clock, within `CLOCK_SKEW_SECS` of the client's),
+/// and the horizon is longer than that window plus the skew between any two of the clocks
+/// involved (the client's, the head that wrote the record, the head that gets the retry).
+/// The rule depends only on the records, so every replica holding the same records drops the
+/// same ones; a deleted object ends as its version alone.
+pub fn drop_expired(stored: &mut StoredObject) {
+    let horizon = if planted(Bug::ShortRecordHorizon) {
+        1
+    } else {
+        RECORD_HORIZON_SECS
+    };
+    let known = |r: &&Dedupe| r.unix != UNKNOWN_TIME;
+    let Some(newest) = stored.dedupe.iter().filter(known).map(|r| r.unix).max() else {
+        return;
+    };
+    stored
+        .dedupe
+        .retain(|r| r.unix == UNKNOWN_TIME || r.unix.saturating_add(horizon) >= newest);
+}
+
+/// The time of a record stored before records carried one: never dropped by age.
+pub const UNKNOWN_TIME: u64 = u64::MAX;
+
+/// A dedupe record as stored, without its time (kept apart, so that the earlier layout is
+/// the current one's prefix).
+#[derive(Clone, Serialize, Deserialize)]
+struct RecordV1 {
+    client: crate::protocol::ClientId,
+    seq: u64,
+    low_seq: u64,
+    reply: hyperdex_model::Reply,
+}
+
+/// The earlier layout: no record times.
+#[derive(Serialize, Deserialize)]
+struct StoredObjectV1 {
+    version: u64,
+    object: Option<Object>,
+    dedupe: Vec<RecordV1>,
+}
+
+/// The current layout: the earlier one, then each record's time. A record of the earlier
+/// layout therefore fails to decode as this one (it ends where the times would start) and
+/// never decodes as something else.
+#[derive(Clone, Serialize, Deserialize)]
+struct Layout {
+    version: u64,
+    object: Option<Object>,
+    dedupe: Vec<RecordV1>,
+    times: Vec<u64>,
+}
+
+impl From<StoredObject> for Layout {
+    fn from(s: StoredObject) -> Layout {
+        let times = s.dedupe.iter().map(|d| d.unix).collect();
+        let dedupe = s
+            .dedupe
+            .into_iter()
+            .map(|d| RecordV1 {
+                client: d.client,
+                seq: d.seq,
+                low_seq: d.low_seq,
+                reply: d.reply,
+            })
+            .collect();
+        Layout {
+            version: s.version,
+            object: s.object,
+            dedupe,
+            times,
+        }
+    }
+}
+
+impl From<Layout> for StoredObject {
+    fn from(l: Layout) -> StoredObject {
+        let times = l.times.into_iter().chain(std::iter::repeat(UNKNOWN_TIME));
+        StoredObject {
+            version: l.version,
+            object: l.object,
+            dedupe: l
+                .dedupe
+                .into_iter()
+                .zip(times)
+                .map(|(d, unix)| Dedupe {
+                    client: d.client,
+                    seq: d.seq,
+                    low_seq: d.low_seq,
+                    reply: d.reply,
+                    unix,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Decodes a stored object, in the current layout or the earlier one (records without a
+/// time, which are then kept until their clients' later requests or the count limit drop
+/// them); `None` if it is neither.
+pub fn decode(bytes: &[u8]) -> Option<StoredObject> {
+    if let Ok(s) = postcard::from_bytes::<StoredObject>(bytes) {
+        return Some(s);
+    }
+    let old: StoredObjectV1 = postcard::from_bytes(bytes).ok()?;
+    Some(
+        Layout {
+            version: old.version,
+            object: old.object,
+            dedupe: old.dedupe,
+            times: Vec::new(),
+        }
+        .into(),
+    )
 }
 
 #[cfg(test)]
@@ -142,6 +265,7 @@ mod tests {
                 seq: 1,
                 low_seq: 1,
                 reply: Reply::Success,
+                unix: 1_700_000_000,
             }],
         };
         let older = StoredObject {
@@ -153,18 +277,21 @@ mod tests {
                     seq: 2,
                     low_seq: 2,
                     reply: Reply::Success,
+                    unix: 1_700_000_000,
                 },
                 Dedupe {
                     client: 8,
                     seq: 1,
                     low_seq: 1,
                     reply: Reply::Success,
+                    unix: 1_700_000_000,
                 },
                 Dedupe {
                     client: 9,
                     seq: 3,
                     low_seq: 3,
                     reply: Reply::Success,
+                    unix: 1_700_000_000,
                 },
             ],
         };
@@ -173,6 +300,7 @@ mod tests {
             seq: 5,
             low_seq: 5,
             reply: Reply::Success,
+            unix: 1_700_000_000,
         });
         assert!(merge_older_records(&mut stored, &older));
         let ids: Vec<(u64, u64)> = stored.dedupe.iter().map(|d| (d.client, d.seq)).collect();
@@ -191,6 +319,7 @@ mod tests {
             seq,
             low_seq,
             reply: Reply::Success,
+            unix: 1_700_000_000,
         };
         let mut stored = StoredObject::default();
         assert!(add_record(&mut stored, &record(138, 127)));
@@ -200,5 +329,77 @@ mod tests {
         assert_eq!(seqs, vec![138]);
         // One it may still retry is kept.
         assert!(add_record(&mut stored, &record(130, 127)));
+    }
+
+    fn timed(seq: u64, unix: u64) -> Dedupe {
+        Dedupe {
+            client: 7,
+            seq,
+            low_seq: 0,
+            reply: Reply::Success,
+            unix,
+        }
+    }
+
+    #[test]
+    fn records_go_a_horizon_after_the_newest_one_and_a_delete_ends_as_its_version() {
+        let t = 1_800_000_000;
+        let mut stored = StoredObject {
+            version: 3,
+            object: None,
+            dedupe: vec![timed(1, t), timed(2, t + 5), timed(3, UNKNOWN_TIME)],
+        };
+        add_record(&mut stored, &timed(4, t + RECORD_HORIZON_SECS));
+        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4], "all within the horizon");
+        add_record(&mut stored, &timed(5, t + RECORD_HORIZON_SECS + 1));
+        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4, 5], "the oldest timed record went");
+        add_record(&mut stored, &timed(6, t + 10 * RECORD_HORIZON_SECS));
+        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![3, 6], "a record without a time stays");
+        // A transfer's older records are dropped by the same rule.
+        let mut incoming = stored.clone();
+        let older = StoredObject {
+            version: 2,
+            object: None,
+            dedupe: vec![timed(9, t)],
+        };
+        assert!(!merge_older_records(&mut incoming, &older));
+        assert_eq!(incoming, stored);
+    }
+
+    #[test]
+    fn objects_stored_before_records_had_times_still_read() {
+        let old = StoredObjectV1 {
+            version: 4,
+            object: Some([("n".to_string(), hyperdex_model::Value::Int(1))].into()),
+            dedupe: vec![
+                RecordV1 {
+                    client: 1,
+                    seq: 2,
+                    low_seq: 0,
+                    reply: Reply::Success,
+                },
+                RecordV1 {
+                    client: 3,
+                    seq: 4,
+                    low_seq: 1,
+                    reply: Reply::CmpFail("no".into()),
+                },
+            ],
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let read = decode(&bytes).expect("the earlier layout reads");
+        assert_eq!(read.version, 4);
+        assert_eq!(read.dedupe.len(), 2);
+        assert!(read.dedupe.iter().all(|d| d.unix == UNKNOWN_TIME));
+        assert_eq!(read.dedupe[1].reply, Reply::CmpFail("no".into()));
+        // The current layout round-trips, times included.
+        let mut now = read.clone();
+        now.dedupe[0].unix = 1_800_000_000;
+        let bytes = postcard::to_allocvec(&now).unwrap();
+        assert_eq!(decode(&bytes), Some(now));
+        assert_eq!(decode(&[0xff, 0xff]), None);
     }
 }

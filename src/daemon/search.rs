@@ -16,7 +16,7 @@ use crate::protocol::{ClientResponse, SearchRequest};
 use crate::storage::{Store, StoreError, Table};
 
 use super::index::{self, Plan};
-use super::record::{region_prefix, StoredObject, REGION_PREFIX_LEN};
+use super::record::{region_prefix, REGION_PREFIX_LEN};
 
 /// Most objects a page examines (one store scan per page, however many match). The simulation
 /// uses tiny pages, so that its searches span many pages and writes land between them.
@@ -171,7 +171,7 @@ fn matching(
     checks: &[Check],
     entry: Option<(&[u8], &index::Spec)>,
 ) -> Option<Object> {
-    let stored = postcard::from_bytes::<StoredObject>(stored).ok()?;
+    let stored = super::record::decode(stored)?;
     let (obj, key) = (stored.object?, decode(kb).ok()?);
     if let Some((value, spec)) = entry {
         let current = obj.get(&spec.attr).and_then(index::encode::sortable);
@@ -251,7 +251,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::config::SpaceId;
-    use crate::daemon::record::stage;
+    use crate::daemon::record::{stage, StoredObject};
     use crate::storage::MemStore;
     use hyperdex_model::{parse_space, Predicate, Value};
 

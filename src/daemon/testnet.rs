@@ -137,6 +137,7 @@ pub fn op(config: &Config, waiter: u32, seq: u64, op: Operation) -> Input<u32> {
             low_seq: 1,
             op,
             auth: Vec::new(),
+            first_unix: 0,
         },
     }
 }

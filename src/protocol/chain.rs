@@ -20,6 +20,9 @@ pub struct Dedupe {
     /// records can go.
     pub low_seq: u64,
     pub reply: Reply,
+    /// When the head ordered the write (seconds since the Unix epoch, its clock); records are
+    /// dropped `record::RECORD_HORIZON` after the newest record of their object.
+    pub unix: u64,
 }
 
 /// A new version of one object travelling down its region's chain.

@@ -20,6 +20,10 @@ pub struct OpRequest {
     /// Serialized macaroons for a space `with authorization`: the first grants access, the
     /// others discharge its third-party caveats (see `daemon::authorize`).
     pub auth: Vec<String>,
+    /// When the client first sent this request (seconds since the Unix epoch, its clock):
+    /// a request older than `record::RETRY_WINDOW` is not applied as new (its record may be
+    /// gone), see `daemon::record`.
+    pub first_unix: u64,
 }
 
 /// Search the regions of `space` that the receiver heads.

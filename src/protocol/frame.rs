@@ -173,6 +173,7 @@ mod tests {
                 low_seq: 1,
                 op: Operation::put("s", "k", vec![("a", Value::Int(1))]),
                 auth: Vec::new(),
+                first_unix: 1_700_000_000,
             })),
         };
         let frame = encode_frame(&env, crate::protocol::DEFAULT_MAX_FRAME).unwrap();
@@ -267,6 +268,7 @@ mod tests {
                 config_version: 1, client: 2, seq: 3, low_seq: 3,
                 op: Operation::put("space", "key", vec![("attr", Value::string("value"))]),
                 auth: Vec::new(),
+                first_unix: 1_700_000_000,
             }))};
             let frame = encode_frame(&env, 1 << 20).unwrap();
             let cut = cut.min(frame.len() - 5);

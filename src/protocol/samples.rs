@@ -53,6 +53,7 @@ fn client(op: Operation) -> Message {
         low_seq: 3,
         op,
         auth: vec!["MDAxY2xvY2F0aW9uIGFjY291bnQK".into()],
+        first_unix: 1_700_000_000,
     }))
 }
 
@@ -166,6 +167,7 @@ fn chain_messages(object: hyperdex_model::Object) -> Vec<ChainMessage> {
             seq: 9,
             low_seq: 3,
             reply: Reply::CmpFail("check failed".into()),
+            unix: 1_700_000_000,
         }),
     };
     vec![

@@ -139,7 +139,7 @@ fn indexed_value(stored: Option<&StoredObject>, spec: &Spec) -> Option<Vec<u8>> 
 }
 
 fn decode(bytes: Option<&[u8]>) -> Option<StoredObject> {
-    postcard::from_bytes(bytes?).ok()
+    super::record::decode(bytes?)
 }
 
 /// A store that keeps the index entries of the objects written through it in step with them.

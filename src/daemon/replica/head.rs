@@ -11,6 +11,7 @@ use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
 use crate::daemon::record::{absorb, load, stage, StoredObject};
+use crate::limits::{CLOCK_SKEW_SECS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
 use crate::storage::{Store, StoreError};
@@ -139,6 +140,21 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Reply(waiter, reply(read_only())));
             return;
         }
+        let age = unix.saturating_sub(req.first_unix);
+        if age > RETRY_WINDOW_SECS + CLOCK_SKEW_SECS {
+            // Its record, if it was ever applied, may be gone: applying it now could apply
+            // it twice. Its outcome stays unknown to its client.
+            crate::probe!("head.expired_request_refused");
+            let why = format!(
+                "the request was first sent {age} s ago, more than a write may be retried \
+                 ({RETRY_WINDOW_SECS} s)"
+            );
+            out.push(Output::Reply(
+                waiter,
+                reply(Reply::Error(ReturnCode::Timeout, why)),
+            ));
+            return;
+        }
         let latest_pending = self
             .pending
             .get_mut(&slot)
@@ -174,6 +190,7 @@ impl<W: Clone> Replica<W> {
                 seq: req.seq,
                 low_seq: req.low_seq,
                 reply: answer.clone(),
+                unix,
             }),
         };
         tracing::debug!(

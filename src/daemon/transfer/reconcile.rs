@@ -27,7 +27,7 @@ use crate::config::RegionId;
 use crate::protocol::{TransferData, TransferEntry};
 use crate::storage::{Store, StoreError, Table};
 
-use super::super::record::{load, merge_older_records, object_key, stage, StoredObject};
+use super::super::record::{load, merge_older_records, object_key, stage};
 use super::window::{digest, objects_after};
 
 /// The joiner's own objects are read this many at a time while a window is applied.
@@ -128,7 +128,7 @@ fn store_object(
     if written_live {
         return store_transferred(store, region, key, bytes);
     }
-    match postcard::from_bytes::<StoredObject>(bytes) {
+    match crate::daemon::record::decode(bytes).ok_or(()) {
         Ok(incoming) => stage(store, region, key, &incoming),
         // Unreadable: the joiner's copy is not the source's, so it goes.
         Err(_) => store.put(Table::Objects, &object_key(region, key), None),
@@ -144,7 +144,7 @@ pub fn store_transferred(
     kb: &[u8],
     bytes: &[u8],
 ) -> Result<(), StoreError> {
-    let Ok(incoming) = postcard::from_bytes::<StoredObject>(bytes) else {
+    let Ok(incoming) = crate::daemon::record::decode(bytes).ok_or(()) else {
         return Ok(());
     };
     let mut stored = load(store, region, kb)?;
