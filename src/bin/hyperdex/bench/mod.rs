@@ -47,6 +47,9 @@ pub enum Workload {
     CondPut,
     AtomicAdd,
     Mixed,
+    /// A put and a delete of the same key, one cycle per step (what grows tombstones and
+    /// retry records).
+    PutDel,
 }
 
 /// The store under test.
@@ -140,6 +143,25 @@ pub struct BenchResult {
     pub per_op: BTreeMap<String, OpStats>,
     /// Operations completed in each second of the run.
     pub timeline: Vec<u64>,
+    /// Bytes of every server's data directory after the load and after the run (with
+    /// `--local`).
+    pub disk_after_load: Option<u64>,
+    pub disk_after_run: Option<u64>,
+}
+
+/// Bytes of the files under `dir`.
+fn disk_use(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_use(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn key(i: u64) -> Value {
@@ -197,6 +219,16 @@ fn ops_for(shape: &Shape, rng: &mut Rng, records: &AtomicU64) -> (String, Vec<Op
                 vec![("n", Value::Int(1))],
             )],
         ),
+        Workload::PutDel => {
+            let k = key(shape.chooser.next(rng, n));
+            (
+                "put_del".into(),
+                vec![
+                    Operation::put("bench", k.clone(), vec![("f0", value)]),
+                    Operation::del("bench", k),
+                ],
+            )
+        }
         Workload::Mixed if rng.below(2) == 0 => get(key(shape.chooser.next(rng, n))),
         Workload::Mixed => put(key(shape.chooser.next(rng, n)), value),
         _ => {
@@ -254,7 +286,11 @@ async fn load(client: &Client, records: u64, fields: usize, value: &Value) {
     clippy::too_many_lines,
     reason = "one measurement: load, workers, progress and totals share their state"
 )]
-pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, String> {
+pub async fn run_bench(
+    addr: &str,
+    args: &BenchArgs,
+    data: Option<&std::path::Path>,
+) -> Result<BenchResult, String> {
     let opts = ClientOptions::default();
     let admin = Admin::connect_addr(addr, opts.clone())
         .await
@@ -279,6 +315,7 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
         load(&loader, records, fields, &value).await;
     }
     let load_seconds = loading.elapsed().as_secs_f64();
+    let disk_after_load = data.map(disk_use);
 
     let ycsb = match args.workload {
         Workload::A => Some('a'),
@@ -411,6 +448,8 @@ pub async fn run_bench(addr: &str, args: &BenchArgs) -> Result<BenchResult, Stri
         ops_per_sec: ops as f64 / seconds,
         per_op,
         timeline,
+        disk_after_load,
+        disk_after_run: data.map(disk_use),
     })
 }
 
@@ -522,6 +561,8 @@ pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
         ops_per_sec: ops as f64 / seconds,
         per_op,
         timeline: Vec::new(),
+        disk_after_load: None,
+        disk_after_run: None,
     })
 }
 
@@ -640,6 +681,13 @@ pub fn summary(r: &BenchResult) -> String {
             o.count, o.p50_us, o.p95_us, o.p99_us, o.p999_us
         ));
     }
+    if let (Some(load), Some(run)) = (r.disk_after_load, r.disk_after_run) {
+        out.push_str(&format!(
+            "  data on disk (every server): {:.1} MB after the load, {:.1} MB after the run\n",
+            load as f64 / 1e6,
+            run as f64 / 1e6
+        ));
+    }
     out
 }
 
@@ -692,7 +740,7 @@ async fn run_hyperdex(args: &BenchArgs, dir: &std::path::Path) -> Result<BenchRe
     } else {
         format!("{}:{}", args.host, args.port)
     };
-    let result = run_bench(&addr, args).await;
+    let result = run_bench(&addr, args, args.local.then_some(dir)).await;
     if args.local {
         let _ = std::fs::remove_dir_all(dir);
     }
