@@ -140,19 +140,8 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Reply(waiter, reply(read_only())));
             return;
         }
-        let age = unix.saturating_sub(req.first_unix);
-        if age > RETRY_WINDOW_SECS + CLOCK_SKEW_SECS {
-            // Its record, if it was ever applied, may be gone: applying it now could apply
-            // it twice. Its outcome stays unknown to its client.
-            crate::probe!("head.expired_request_refused");
-            let why = format!(
-                "the request was first sent {age} s ago, more than a write may be retried \
-                 ({RETRY_WINDOW_SECS} s)"
-            );
-            out.push(Output::Reply(
-                waiter,
-                reply(Reply::Error(ReturnCode::Timeout, why)),
-            ));
+        if let Some(refusal) = expired(req, unix) {
+            out.push(Output::Reply(waiter, reply(refusal)));
             return;
         }
         let latest_pending = self
@@ -267,4 +256,22 @@ fn unauthorized() -> Reply {
         ReturnCode::Unauthorized,
         "the server denied the request because it is unauthorized".into(),
     )
+}
+
+/// The refusal of a write first sent longer ago than a write may be retried (and of which the
+/// head has no record): its record, if it was ever applied, may be gone, so applying it now
+/// could apply it twice. Its outcome stays unknown to its client (TIMEOUT).
+fn expired(req: &OpRequest, unix: u64) -> Option<Reply> {
+    let age = unix.saturating_sub(req.first_unix);
+    if age <= RETRY_WINDOW_SECS + CLOCK_SKEW_SECS {
+        return None;
+    }
+    crate::probe!("head.expired_request_refused");
+    Some(Reply::Error(
+        ReturnCode::Timeout,
+        format!(
+            "the request was first sent {age} s ago, more than a write may be retried \
+             ({RETRY_WINDOW_SECS} s)"
+        ),
+    ))
 }
