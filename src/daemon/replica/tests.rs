@@ -439,3 +439,52 @@ fn in_read_only_mode_writes_are_refused_and_reads_and_retries_answered() {
     };
     assert_eq!(o["n"], Value::Int(1), "the refused write changed nothing");
 }
+
+/// A write first sent longer ago than a write may be retried is refused (TIMEOUT) unless the
+/// head has its record, which answers it as before.
+#[test]
+fn an_expired_retry_is_answered_from_its_record_or_refused() {
+    let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+    let (head, _) = head_of(&config, "a");
+    let at = |mut input: Input<u32>, first: u64, now: u64| {
+        if let Input::Op { req, unix, .. } = &mut input {
+            req.first_unix = first;
+            *unix = now;
+        }
+        input
+    };
+    let t = 1_800_000_000;
+    let put = Operation::put("s", "a", vec![("n", Value::Int(1))]);
+    net.input(head, at(op(&config, 1, 1, put.clone()), t, t));
+    net.deliver_all();
+    let late = t + crate::limits::RETRY_WINDOW_SECS + crate::limits::CLOCK_SKEW_SECS + 1;
+    // The same request, long after: its record answers it.
+    net.input(head, at(op(&config, 2, 1, put.clone()), t, late));
+    // Another request as old, never applied: refused, not applied.
+    let add = Operation::atomic(
+        hyperdex_model::NumOp::Add,
+        "s",
+        "a",
+        vec![("n", Value::Int(5))],
+    );
+    net.input(head, at(op(&config, 3, 2, add.clone()), t, late));
+    // The same, within the window: applied.
+    net.input(head, at(op(&config, 4, 3, add), late - 5, late));
+    net.deliver_all();
+    net.input(
+        head,
+        at(op(&config, 5, 4, Operation::get("s", "a")), late, late),
+    );
+    let replies: BTreeMap<u32, Reply> = net.replies.drain(..).collect();
+    assert_eq!(replies[&2], Reply::Success);
+    assert!(
+        matches!(&replies[&3], Reply::Error(ReturnCode::Timeout, why) if why.contains("first sent")),
+        "{:?}",
+        replies[&3]
+    );
+    assert_eq!(replies[&4], Reply::Success);
+    let Reply::Found(o) = &replies[&5] else {
+        panic!("{:?}", replies[&5])
+    };
+    assert_eq!(o["n"], Value::Int(6), "the expired request was not applied");
+}
