@@ -18,6 +18,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("head.retry_answered_from_record", true),
     ("head.expired_request_refused", false),
     ("record.below_low_seq_skipped", false),
+    ("record.expired_dropped", true),
     ("replica.no_lease_refused", true),
     ("replica.stale_config_refused", true),
     ("replica.search_refused", true),

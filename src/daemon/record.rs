@@ -150,9 +150,13 @@ pub fn drop_expired(stored: &mut StoredObject) {
     let Some(newest) = stored.dedupe.iter().filter(known).map(|r| r.unix).max() else {
         return;
     };
+    let before = stored.dedupe.len();
     stored
         .dedupe
         .retain(|r| r.unix == UNKNOWN_TIME || r.unix.saturating_add(horizon) >= newest);
+    if stored.dedupe.len() < before {
+        crate::probe!("record.expired_dropped");
+    }
 }
 
 /// The time of a record stored before records carried one: never dropped by age.
