@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use hyperdex::admin::Admin;
-use hyperdex::client::{fetch_config, Client, ClientOptions};
+use hyperdex::client::{fetch_config, Client, ClientOptions, ClientResult};
 use hyperdex::config::ServerState;
 use hyperdex::rt;
 use hyperdex_model::{ReturnCode, Value};
@@ -22,23 +22,20 @@ use crate::workload::SPACE_NAME;
 /// live server takes about a failure timeout).
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// Adds (`on`) or removes the index on `n` of the simulated space, trying for up to
-/// `patience` of virtual time; whether it was done.
-pub async fn set_index(cluster: &SimCluster, on: bool, patience: Duration) -> bool {
+/// Runs `change` with a fresh admin connection (from the control node) until it succeeds,
+/// for up to `patience` of virtual time; whether it did.
+pub async fn with_patience<F, Fut>(cluster: &SimCluster, patience: Duration, change: F) -> bool
+where
+    F: Fn(Admin) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ClientResult<()>> + Send,
+{
     cluster
         .on_control(async move {
             let deadline = rt::now() + patience;
             while rt::now() < deadline {
                 let left = deadline.saturating_duration_since(rt::now());
                 let attempt = async {
-                    let a = Admin::connect_addr(COORDINATOR, admin_options()).await?;
-                    if on {
-                        return a.add_index(SPACE_NAME, "n").await;
-                    }
-                    for (id, _) in a.list_indices(SPACE_NAME).await? {
-                        a.rm_index(id).await?;
-                    }
-                    Ok(())
+                    change(Admin::connect_addr(COORDINATOR, admin_options()).await?).await
                 };
                 if let Some(Ok(())) = rt::timeout(left, attempt).await {
                     return true;
@@ -48,6 +45,21 @@ pub async fn set_index(cluster: &SimCluster, on: bool, patience: Duration) -> bo
             false
         })
         .await
+}
+
+/// Adds (`on`) or removes the index on `n` of the simulated space, trying for up to
+/// `patience` of virtual time; whether it was done.
+pub async fn set_index(cluster: &SimCluster, on: bool, patience: Duration) -> bool {
+    with_patience(cluster, patience, move |a| async move {
+        if on {
+            return a.add_index(SPACE_NAME, "n").await;
+        }
+        for (id, _) in a.list_indices(SPACE_NAME).await? {
+            a.rm_index(id).await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The id the coordinator gives daemon `i`, if it is available.

@@ -15,10 +15,8 @@ use hyperdex::rt;
 use madsim::rand::seq::SliceRandom;
 use madsim::rand::{thread_rng, Rng};
 
-use hyperdex::admin::Admin;
-
 use crate::admin;
-use crate::cluster::{admin_options, SimCluster, COORDINATOR};
+use crate::cluster::SimCluster;
 use crate::workload::SPACE_NAME;
 
 /// The kinds of fault the nemesis can inject.
@@ -170,23 +168,10 @@ enum Undo {
 /// Asks the coordinator (from the control node) to set the simulated space's tolerance,
 /// trying for up to `patience` of virtual time; whether it was done.
 async fn set_tolerance(cluster: &SimCluster, tolerate: u32, patience: Duration) -> bool {
-    cluster
-        .on_control(async move {
-            let deadline = rt::now() + patience;
-            while rt::now() < deadline {
-                let left = deadline.saturating_duration_since(rt::now());
-                let attempt = async {
-                    let a = Admin::connect_addr(COORDINATOR, admin_options()).await?;
-                    a.fault_tolerance(SPACE_NAME, tolerate).await
-                };
-                if let Some(Ok(())) = rt::timeout(left, attempt).await {
-                    return true;
-                }
-                rt::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        })
-        .await
+    admin::with_patience(cluster, patience, move |a| async move {
+        a.fault_tolerance(SPACE_NAME, tolerate).await
+    })
+    .await
 }
 
 /// `server-kill` (or `server-forget`) of a live daemon, back in the count after `hold`.
