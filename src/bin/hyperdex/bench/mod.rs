@@ -62,6 +62,46 @@ pub enum Target {
     Etcd,
 }
 
+/// The cluster under test: a running one, or one started for the run.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Coordinator host (ignored with --local).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Coordinator port (ignored with --local).
+    #[arg(long, default_value_t = 1982)]
+    pub port: u16,
+    /// Start a local cluster (a coordinator and three daemons) for the run.
+    #[arg(long)]
+    pub local: bool,
+}
+
+impl ClusterArgs {
+    /// The coordinator's address; with `--local`, of a cluster started with its data in
+    /// `dir` (removed by [`ClusterArgs::done`]).
+    pub async fn start(&self, dir: &std::path::Path) -> Result<String, String> {
+        if !self.local {
+            return Ok(format!("{}:{}", self.host, self.port));
+        }
+        let local = LocalArgs {
+            daemons: 3,
+            data: Some(dir.to_path_buf()),
+            listen: "127.0.0.1".into(),
+            port: 0,
+            security: Default::default(),
+            metrics_listen: None,
+        };
+        start(&local, dir).await
+    }
+
+    /// Removes a local cluster's data.
+    pub fn done(&self, dir: &std::path::Path) {
+        if self.local {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// The store to measure: this cluster, or a peer for comparison.
@@ -70,15 +110,8 @@ pub struct BenchArgs {
     /// The peer's address(es) for --target redis or etcd.
     #[arg(long, default_value = "127.0.0.1:6379")]
     pub address: String,
-    /// Coordinator host (ignored with --local).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Coordinator port (ignored with --local).
-    #[arg(long, default_value_t = 1982)]
-    pub port: u16,
-    /// Start a local cluster (coordinator and 3 daemons) for the run.
-    #[arg(long)]
-    pub local: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[arg(long, value_enum, default_value = "a")]
     pub workload: Workload,
     /// Key distribution (default: the workload's own).
@@ -727,22 +760,8 @@ pub async fn run(args: BenchArgs) -> ExitCode {
 
 /// Runs against this cluster (started locally with --local).
 async fn run_hyperdex(args: &BenchArgs, dir: &std::path::Path) -> Result<BenchResult, String> {
-    let addr = if args.local {
-        let local = LocalArgs {
-            daemons: 3,
-            data: Some(dir.to_path_buf()),
-            listen: "127.0.0.1".into(),
-            port: 0,
-            security: Default::default(),
-            metrics_listen: None,
-        };
-        start(&local, dir).await?
-    } else {
-        format!("{}:{}", args.host, args.port)
-    };
-    let result = run_bench(&addr, args, args.local.then_some(dir)).await;
-    if args.local {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    let addr = args.cluster.start(dir).await?;
+    let result = run_bench(&addr, args, args.cluster.local.then_some(dir)).await;
+    args.cluster.done(dir);
     result
 }

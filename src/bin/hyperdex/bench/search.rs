@@ -18,20 +18,12 @@ use clap::Args;
 use hyperdex_model::{Check, Operation, Predicate, Value};
 
 use hyperdex::admin::Admin;
-use hyperdex::cli::local::{start, LocalArgs};
 use hyperdex::client::{Client, ClientOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct SearchBenchArgs {
-    /// Coordinator host (ignored with --local).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Coordinator port (ignored with --local).
-    #[arg(long, default_value_t = 1982)]
-    pub port: u16,
-    /// Start a local cluster (a coordinator and three daemons) for the run.
-    #[arg(long)]
-    pub local: bool,
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
     /// Objects to load.
     #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
@@ -180,29 +172,11 @@ async fn bench(addr: &str, args: &SearchBenchArgs) -> Result<String, String> {
 pub async fn run(args: SearchBenchArgs) -> ExitCode {
     hyperdex::cli::init_logging("warn", None);
     let dir = std::env::temp_dir().join(format!("hyperdex-search-bench-{}", std::process::id()));
-    let addr = if args.local {
-        let local = LocalArgs {
-            daemons: 3,
-            data: Some(dir.clone()),
-            listen: "127.0.0.1".into(),
-            port: 0,
-            security: Default::default(),
-            metrics_listen: None,
-        };
-        match start(&local, &dir).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        format!("{}:{}", args.host, args.port)
+    let result = match args.cluster.start(&dir).await {
+        Ok(addr) => bench(&addr, &args).await,
+        Err(e) => Err(e),
     };
-    let result = bench(&addr, &args).await;
-    if args.local {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    args.cluster.done(&dir);
     match result {
         Ok(text) => {
             print!("{text}");
