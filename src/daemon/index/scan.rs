@@ -1,5 +1,6 @@
 //! Choosing the index a search reads, and reading one region's entries within its bounds.
 
+use std::cmp::Ordering;
 use std::ops::Bound;
 
 use hyperdex_model::value::Datatype;
@@ -45,8 +46,10 @@ fn bounds(p: &Predicate, ty: Datatype) -> Option<super::encode::Bounds> {
     super::encode::bounds(p)
 }
 
-/// The index this daemon reads for `checks` (validated) on `space`: an equality on an indexed
-/// attribute whose index is built here, else a range on one; `None`: scan the regions.
+/// The index this daemon reads for `checks` (validated) on `space`: of the attributes whose
+/// index is built here and that checks bound, one whose checks pin a single value, else the
+/// first; the bounds of every check on it together (checks all hold at once, so their bounds
+/// intersect). `None`: scan the regions.
 pub fn plan(
     store: &dyn Store,
     space: &SpaceConfig,
@@ -54,25 +57,46 @@ pub fn plan(
 ) -> Result<Option<Plan>, StoreError> {
     let mut best: Option<Plan> = None;
     for spec in specs_of(&space.schema) {
-        for c in checks.iter().filter(|c| c.attr == spec.attr) {
-            let Some((lo, hi)) = bounds(&c.predicate, spec.ty) else {
-                continue;
-            };
-            let equality = matches!(c.predicate, Predicate::Equals(_));
-            if best.as_ref().is_some_and(|b| !equality || b.is_equality()) {
-                continue;
-            }
-            if !is_built(store, space.id, spec.pos)? {
-                continue;
-            }
-            best = Some(Plan {
-                spec: spec.clone(),
-                lo,
-                hi,
-            });
+        let mut bounded = checks
+            .iter()
+            .filter(|c| c.attr == spec.attr)
+            .filter_map(|c| bounds(&c.predicate, spec.ty))
+            .peekable();
+        if bounded.peek().is_none() || !is_built(store, space.id, spec.pos)? {
+            continue;
+        }
+        let (lo, hi) = bounded.fold((Bound::Unbounded, Bound::Unbounded), |(lo, hi), (l, h)| {
+            (
+                tighter(lo, l, Ordering::Greater),
+                tighter(hi, h, Ordering::Less),
+            )
+        });
+        let plan = Plan {
+            spec: spec.clone(),
+            lo,
+            hi,
+        };
+        if best
+            .as_ref()
+            .is_none_or(|b| plan.is_equality() && !b.is_equality())
+        {
+            best = Some(plan);
         }
     }
     Ok(best)
+}
+
+/// Of two inclusive bounds, the one further in the direction `wins` (the greater of two
+/// lower bounds, the lesser of two upper bounds).
+fn tighter(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>, wins: Ordering) -> Bound<Vec<u8>> {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (Bound::Included(x), Bound::Included(y)) => {
+            Bound::Included(if y.cmp(&x) == wins { y } else { x })
+        }
+        // `encode::bounds` gives inclusive bounds only; keep the first otherwise.
+        (x, _) => x,
+    }
 }
 
 impl Plan {

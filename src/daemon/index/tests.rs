@@ -111,6 +111,14 @@ fn checks() -> Vec<Vec<Check>> {
         Check::new("n", Predicate::GreaterThan(Value::Int(-2))),
         Check::new("t", Predicate::Equals(text(2))),
     ]);
+    // Several checks on one attribute: their bounds intersect (or cannot all hold).
+    for (lo, hi) in [(-2, 1), (0, 0), (2, -1)] {
+        all.push(vec![
+            Check::new("n", Predicate::GreaterEqual(Value::Int(lo))),
+            Check::new("n", Predicate::LessThan(Value::Int(hi))),
+            Check::new("f", Predicate::LessEqual(Value::Float(1.5))),
+        ]);
+    }
     all
 }
 
@@ -218,6 +226,17 @@ fn a_build_takes_batches_and_is_used_once_complete() {
         .sum();
     assert_eq!(entries, 10, "only the entries in bounds are read");
     assert_eq!(found(&disk, &sc, &checks, Some(&p)).len(), 10);
+    // Two checks on the attribute read only what both allow.
+    let both = vec![
+        Check::new("n", Predicate::GreaterEqual(Value::Int(100))),
+        Check::new("n", Predicate::LessEqual(Value::Int(109))),
+    ];
+    let p2 = plan(&disk, &sc, &both).unwrap().expect("used");
+    let entries: usize = [region(0), region(1)]
+        .iter()
+        .map(|r| scan_region(&disk, *r, &p2, None, usize::MAX).unwrap().len())
+        .sum();
+    assert_eq!(entries, 10, "the bounds of both checks");
     // Removing the index forgets it: entries and record.
     let none = Arc::new(Specs::default());
     builds.reconcile(&mut disk, &none).unwrap();
