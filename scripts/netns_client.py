@@ -62,6 +62,8 @@ def main():
         v = -1 if got is None else got["v"]
         if v < value or v > tried[key]:
             problems.append("lost: %s holds %d, %d was acknowledged" % (key, v, value))
+    if ok < 100:
+        problems.append("only %d writes acknowledged in %.0f s" % (ok, seconds))
     print("writes acknowledged %d, failed or unknown %d, reads %d" % (ok, failed, reads))
     print("longest time without a successful write: %.2f s" % longest_gap)
     for p in problems[:20]:

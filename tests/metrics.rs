@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -85,10 +86,43 @@ async fn servers_serve_their_metrics() {
         .await
         .expect("put");
     assert!(client.get("kv", "b").await.expect("get").is_none());
-    // The daemon's metrics are on the next port.
+    // Scraped while 300 more puts run: the count moves, and ends exact. The daemon's metrics
+    // are on the next port.
+    let writer = client.clone();
+    let load = tokio::spawn(async move {
+        for i in 0..300i64 {
+            writer
+                .put("kv", format!("k{i}").as_str(), vec![("n", Value::Int(i))])
+                .await
+                .expect("put");
+        }
+    });
+    let mut seen = BTreeSet::new();
+    while !load.is_finished() {
+        let text = tokio::task::spawn_blocking(move || scrape(metrics + 1))
+            .await
+            .expect("scrape");
+        if let Some(n) = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    r#"hyperdex_request_seconds_count{kind="put",code="HYPERDEX_CLIENT_SUCCESS"}"#,
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            seen.insert(n);
+        }
+    }
+    load.await.expect("load");
+    assert!(
+        seen.len() >= 2,
+        "the count did not move during the load: {seen:?}"
+    );
     let text = wait_for(
         metrics + 1,
-        r#"hyperdex_request_seconds_count{kind="put",code="HYPERDEX_CLIENT_SUCCESS"} 1"#,
+        r#"hyperdex_request_seconds_count{kind="put",code="HYPERDEX_CLIENT_SUCCESS"} 301"#,
     );
     for want in [
         r#"hyperdex_request_seconds_count{kind="get",code="HYPERDEX_CLIENT_NOTFOUND"} 1"#,

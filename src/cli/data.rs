@@ -28,7 +28,9 @@ pub enum DataCommand {
     Get {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
     },
     /// Create or update an object: ATTRS is a JSON object.
@@ -36,8 +38,11 @@ pub enum DataCommand {
     Put {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
+        /// Attribute values, a JSON object: '{"first": "John", "age": 42}'.
         attrs: String,
     },
     /// Create an object only if it does not exist.
@@ -45,8 +50,11 @@ pub enum DataCommand {
     PutIfNotExist {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
+        /// Attribute values, a JSON object: '{"first": "John", "age": 42}'.
         attrs: String,
     },
     /// Delete an object.
@@ -54,7 +62,9 @@ pub enum DataCommand {
     Del {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
     },
     /// Update an object only if it passes CHECKS.
@@ -62,9 +72,13 @@ pub enum DataCommand {
     CondPut {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
+        /// Conditions, a JSON object of attribute to value (equality) or to {"op": value}.
         checks: String,
+        /// Attribute values, a JSON object: '{"first": "John", "age": 42}'.
         attrs: String,
     },
     /// An atomic operation: OP is e.g. atomic-add, string-append, list-rpush, set-add,
@@ -73,9 +87,13 @@ pub enum DataCommand {
     Atomic {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// atomic-add, atomic-sub, string-append, list-rpush, set-add, set-union, map-add, ...
         op: String,
+        /// The space.
         space: String,
+        /// The key (read as the key's type: a number for an int key).
         key: String,
+        /// Attribute values, a JSON object: '{"first": "John", "age": 42}'.
         attrs: String,
     },
     /// Print every object passing CHECKS (default: all), one JSON line each, in key order.
@@ -83,7 +101,9 @@ pub enum DataCommand {
     Search {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// Conditions, a JSON object of attribute to value (equality) or to {"op": value}; default: none.
         checks: Option<String>,
     },
     /// Print how many objects pass CHECKS (default: all).
@@ -91,7 +111,9 @@ pub enum DataCommand {
     Count {
         #[command(flatten)]
         coord: CoordinatorAddr,
+        /// The space.
         space: String,
+        /// Conditions, a JSON object of attribute to value (equality) or to {"op": value}; default: none.
         checks: Option<String>,
     },
 }

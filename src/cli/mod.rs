@@ -174,6 +174,7 @@ pub enum Command {
     AddSpace {
         #[command(flatten)]
         coord: AdminAddr,
+        /// A file with the space description (default: standard input).
         file: Option<PathBuf>,
     },
     /// Remove spaces.
@@ -182,6 +183,7 @@ pub enum Command {
         #[command(flatten)]
         coord: AdminAddr,
         #[arg(required = true)]
+        /// The spaces to remove.
         names: Vec<String>,
     },
     /// List the spaces.
@@ -189,16 +191,25 @@ pub enum Command {
     ListSpaces {
         #[command(flatten)]
         coord: AdminAddr,
+        /// Print a JSON array instead of one name per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the servers and every region's chain.
     #[command(name = "show-config", disable_help_flag = true)]
     ShowConfig {
         #[command(flatten)]
         coord: AdminAddr,
+        /// Print JSON: {"config": ..., "transfers": [...]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a space description without a cluster; reads FILE or standard input.
     #[command(name = "validate-space")]
-    ValidateSpace { file: Option<PathBuf> },
+    ValidateSpace {
+        /// A file with the space description (default: standard input).
+        file: Option<PathBuf>,
+    },
     /// Wait until every region has its replicas.
     #[command(name = "wait-until-stable", disable_help_flag = true)]
     WaitUntilStable {
@@ -213,6 +224,7 @@ pub enum Command {
     ServerKill {
         #[command(flatten)]
         coord: AdminAddr,
+        /// The server's id (as show-config prints it).
         id: u64,
     },
     /// Change how many failures a space tolerates (replicas = N + 1).
@@ -220,7 +232,9 @@ pub enum Command {
     FaultTolerance {
         #[command(flatten)]
         coord: AdminAddr,
+        /// The space.
         space: String,
+        /// Failures each region must survive (replicas: N + 1).
         tolerate: u32,
     },
     /// Refuse every write (READONLY) until set-read-write; reads go on.
@@ -228,6 +242,15 @@ pub enum Command {
     SetReadOnly {
         #[command(flatten)]
         coord: AdminAddr,
+    },
+    /// Switch read-only mode on or off (as set-read-only and set-read-write do).
+    #[command(name = "read-only", disable_help_flag = true)]
+    ReadOnly {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// on: refuse every write (READONLY), reads go on; off: back to normal.
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
     },
     /// End read-only mode.
     #[command(name = "set-read-write", disable_help_flag = true)]
@@ -282,6 +305,7 @@ pub enum Command {
     ServerForget {
         #[command(flatten)]
         coord: AdminAddr,
+        /// The server's id (as show-config prints it).
         id: u64,
     },
     #[command(flatten)]
@@ -512,13 +536,14 @@ async fn run_admin(command: Command) -> ExitCode {
     let coord = match &command {
         Command::AddSpace { coord, .. }
         | Command::RmSpace { coord, .. }
-        | Command::ListSpaces { coord }
-        | Command::ShowConfig { coord }
+        | Command::ListSpaces { coord, .. }
+        | Command::ShowConfig { coord, .. }
         | Command::WaitUntilStable { coord, .. }
         | Command::ServerKill { coord, .. }
         | Command::FaultTolerance { coord, .. }
         | Command::SetReadOnly { coord }
         | Command::SetReadWrite { coord }
+        | Command::ReadOnly { coord, .. }
         | Command::AddIndex { coord, .. }
         | Command::RmIndex { coord, .. }
         | Command::ListIndices { coord, .. }
@@ -577,6 +602,11 @@ async fn backup_or_restore(
     }
 }
 
+/// Pretty JSON (every type printed here has string map keys, so it cannot fail).
+fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
 async fn admin_call(admin: &Admin, command: Command, description: &str) -> Result<(), ClientError> {
     match command {
         Command::AddSpace { .. } => admin.add_space(description).await,
@@ -586,10 +616,22 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
             }
             Ok(())
         }
+        Command::ListSpaces { json: true, .. } => {
+            println!("{}", json(&admin.list_spaces().await?));
+            Ok(())
+        }
         Command::ListSpaces { .. } => {
             for s in admin.list_spaces().await? {
                 println!("{s}");
             }
+            Ok(())
+        }
+        Command::ShowConfig { json: true, .. } => {
+            let both = serde_json::json!({
+                "config": admin.config().await?,
+                "transfers": admin.transfers().await?,
+            });
+            println!("{}", json(&both));
             Ok(())
         }
         Command::ShowConfig { .. } => {
@@ -613,6 +655,7 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
         Command::ServerForget { id, .. } => admin.server_forget(id).await,
         Command::SetReadOnly { .. } => admin.read_only(true).await,
         Command::SetReadWrite { .. } => admin.read_only(false).await,
+        Command::ReadOnly { mode, .. } => admin.read_only(mode == "on").await,
         Command::AddIndex {
             space, attribute, ..
         } => admin.add_index(&space, &attribute).await,
