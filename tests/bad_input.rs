@@ -133,7 +133,7 @@ async fn hostile_connections_are_dropped_and_others_are_unaffected() {
             low_seq: 1,
             op: op.clone(),
             auth: Vec::new(),
-            first_unix: 1_700_000_000,
+            first_unix: hyperdex::rt::unix_now(),
         }));
         let got = raw.call(msg, Duration::from_secs(2)).await.expect("reply");
         let code = match got {

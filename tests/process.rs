@@ -83,7 +83,10 @@ fn a_detached_start_says_whether_the_server_came_up() {
 
 #[test]
 fn a_signal_stops_the_daemon_and_the_coordinator_with_success() {
-    let mut c = ProcCluster::start("sigterm", 1);
+    // With a cluster secret, a daemon's word that it stopped is taken (without one, it is
+    // fenced until its lease runs out, as server-kill does).
+    let mut c =
+        ProcCluster::start_with_secret("sigterm", 1, Some("sigterm test secret 0123456789"));
     let status = c.terminate_daemon(0, Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "daemon: {status:?}");
     let log = std::fs::read_to_string(c.dir.join("daemon1.log")).unwrap_or_default();

@@ -47,8 +47,21 @@ pub async fn backup(admin: &Admin, client: &Client, dir: &Path) -> Result<String
         return Err(format!("{} is not empty", dir.display()));
     }
     let was_read_only = admin.config().await.map_err(|e| e.to_string())?.read_only;
-    admin.read_only(true).await.map_err(|e| e.to_string())?;
-    let result = write_spaces(admin, client, dir).await;
+    let result = match admin.read_only(true).await {
+        Ok(()) => write_spaces(admin, client, dir).await,
+        // It may have been applied all the same: it is switched off below.
+        Err(e) => Err(format!("cannot switch read-only mode on: {e}")),
+    };
+    // Someone switched it off meanwhile (an operator, another backup ending): writes may have
+    // been accepted while the spaces were read.
+    let result = match (result, admin.config().await) {
+        (Ok(_), Ok(c)) if !c.read_only => Err(
+            "read-only mode was switched off while the spaces were read: the backup may be \
+             inconsistent; make it again"
+                .to_string(),
+        ),
+        (r, _) => r,
+    };
     if !was_read_only {
         if let Err(e) = admin.read_only(false).await {
             return Err(format!(
@@ -75,7 +88,7 @@ async fn write_spaces(admin: &Admin, client: &Client, dir: &Path) -> Result<Stri
             continue;
         }
         let schema_path = dir.join(format!("{name}.space"));
-        std::fs::write(&schema_path, space.schema.to_string()).map_err(|e| io(&schema_path, e))?;
+        write_synced(&schema_path, space.schema.to_string().as_bytes())?;
         let path = dir.join(format!("{name}.objects"));
         let mut out = BufWriter::new(File::create(&path).map_err(|e| io(&path, e))?);
         let mut stream = client.search_stream(name, &[], false);
@@ -97,8 +110,19 @@ async fn write_spaces(admin: &Admin, client: &Client, dir: &Path) -> Result<Stri
         manifest += &format!("space {name} {n}\n");
     }
     let path = dir.join("MANIFEST");
-    std::fs::write(&path, &manifest).map_err(|e| io(&path, e))?;
+    write_synced(&path, manifest.as_bytes())?;
+    // The directory's entries too, so a backup reported complete survives a crash.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
     Ok(manifest)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = File::create(path).map_err(|e| io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(path, e))
 }
 
 /// The next object of a backup file, `None` at its end.
@@ -138,6 +162,12 @@ pub async fn restore(admin: &Admin, client: &Client, dir: &Path) -> Result<Strin
             Ok((name.to_string(), n.parse().map_err(|e| io(&path, e))?))
         })
         .collect::<Result<_, String>>()?;
+    if let Some((name, _)) = spaces
+        .iter()
+        .find(|(n, _)| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(io(&path, format!("\"{name}\" is not a space name")));
+    }
     let existing = admin.list_spaces().await.map_err(|e| e.to_string())?;
     if let Some((name, _)) = spaces.iter().find(|(n, _)| existing.contains(n)) {
         return Err(format!("space \"{name}\" already exists in the cluster"));
@@ -154,7 +184,8 @@ pub async fn restore(admin: &Admin, client: &Client, dir: &Path) -> Result<Strin
             .map_err(|e| e.to_string())?;
         let path = dir.join(format!("{name}.objects"));
         let mut input = BufReader::new(File::open(&path).map_err(|e| io(&path, e))?);
-        let mut outstanding = 0;
+        // At most 256 writes or about 64 MiB of objects in flight.
+        let (mut outstanding, mut in_flight) = (0usize, std::collections::VecDeque::new());
         while let Some(mut object) = next_object(&mut input, &path)? {
             let key = object
                 .remove(&schema.key.name)
@@ -163,11 +194,13 @@ pub async fn restore(admin: &Admin, client: &Client, dir: &Path) -> Result<Strin
                 .iter()
                 .map(|(a, v)| (a.as_str(), v.clone()))
                 .collect();
+            let size = postcard::to_allocvec(&object).map_or(0, |b| b.len());
             client.start(Operation::put(&name, key, attrs));
-            outstanding += 1;
-            if outstanding >= 256 {
+            in_flight.push_back(size);
+            outstanding += size;
+            while in_flight.len() >= 256 || outstanding > 64 << 20 {
                 check(client.loop_next().await.map(|(_, r)| r), &name)?;
-                outstanding -= 1;
+                outstanding -= in_flight.pop_front().unwrap_or(0);
             }
         }
         while let Some((_, reply)) = client.loop_next().await {

@@ -113,6 +113,7 @@ pub async fn run(
         "coordinator",
         Service::new(cluster, store, opts.timing)
             .with_metrics(opts.metrics.clone())
+            .with_secret(opts.secret.is_some())
             .run(queue),
     );
     let limits = opts.limits;

@@ -66,6 +66,8 @@ pub struct Service {
     /// Changes applied, for the planted bug that syncs only some of them.
     changes: u64,
     metrics: Arc<Metrics>,
+    /// Whether servers prove the cluster secret (then a server's claim to its id is trusted).
+    trusted: bool,
 }
 
 impl Service {
@@ -83,6 +85,15 @@ impl Service {
             progress: Progress::default(),
             changes: 0,
             metrics: Metrics::new(),
+            trusted: false,
+        }
+    }
+
+    /// Servers prove the cluster secret: a `Leave` is taken at its word.
+    pub fn with_secret(self, secret: bool) -> Service {
+        Service {
+            trusted: secret,
+            ..self
         }
     }
 
@@ -291,6 +302,7 @@ impl Service {
                 reply(CoordResponse::HeartbeatReply {
                     config: (config_version != self.cluster.config.version)
                         .then(|| self.cluster.config.clone()),
+                    unix: rt::unix_now(),
                 })
             }
             CoordRequest::Admin(cmd) => Ok(refused_in_reply(self.admin(cmd).await)),
@@ -306,6 +318,11 @@ impl Service {
                     self.progress.completed(region, id, since);
                 }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
+            }
+            CoordRequest::Leave { id } if !self.trusted && self.available().contains(&id) => {
+                // Without a cluster secret anyone may claim to be this server: replace it only
+                // once its lease has run out, as `server-kill` does.
+                Ok(Step::Hold(Until::Failed(id), None))
             }
             CoordRequest::Leave { id } => {
                 // It no longer answers anyone (it says so once its store is closed): no lease

@@ -67,7 +67,11 @@ impl Actor {
             }
             let mut outs = Vec::new();
             self.metrics.batch_inputs.observe(batch.len() as f64);
-            for input in batch {
+            for mut input in batch {
+                if let Input::Op { unix, .. } = &mut input {
+                    // Read when the write is ordered (it may have queued behind fsyncs).
+                    *unix = rt::unix_now();
+                }
                 let span = span_of(&input);
                 let _in = span.enter();
                 tracing::debug!("step");

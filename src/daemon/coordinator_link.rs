@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, RegionId, ServerId, ServerState};
 use crate::error::Error;
+use crate::limits::CLOCK_SKEW_SECS;
 use crate::net::RpcConn;
 use crate::protocol::coordinator::{JoinProgress, FENCED};
 use crate::protocol::{CoordRequest, CoordResponse, Message};
@@ -174,7 +175,20 @@ impl Link {
             joining: self.joining.borrow().clone(),
         };
         let config = match call(conn, Message::ToCoordinator(hb), self.opts.timing.lease).await {
-            Ok(CoordResponse::HeartbeatReply { config }) => config,
+            Ok(CoordResponse::HeartbeatReply { config, unix }) => {
+                if let Some(off) = clock_off(unix, rt::unix_now()) {
+                    // Retry records are dropped by their heads' clocks (`daemon::record`): a
+                    // daemon whose clock is far off must not order writes. No lease: it
+                    // answers nobody until its clock is right.
+                    error!(
+                        "this server's clock is {off} s away from the coordinator's, more than \
+                         {} s: not serving until it is corrected (is NTP running?)",
+                        CLOCK_SKEW_SECS / 2
+                    );
+                    return;
+                }
+                config
+            }
             Ok(other) => {
                 debug!("unexpected heartbeat reply {}", other.name());
                 return;
@@ -264,6 +278,13 @@ pub async fn leave(opts: &DaemonOptions, me: ServerId) {
     }
 }
 
+/// How far (seconds) this daemon's wall clock is from the coordinator's, if more than half the
+/// skew `daemon::record` allows between any two servers (so that two daemons are within it).
+fn clock_off(coordinator: u64, mine: u64) -> Option<u64> {
+    let off = coordinator.abs_diff(mine);
+    (off > CLOCK_SKEW_SECS / 2).then_some(off)
+}
+
 /// Reports regions received completely to the coordinator, on a connection of its own, until
 /// the actor is gone. A report that gets no answer is sent again with the next one (the
 /// actor also repeats them on every tick while the join lasts).
@@ -298,5 +319,19 @@ pub async fn report_transfers(
                 debug!("a transfer report got no answer: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_more_than_half_the_skew_away_is_reported() {
+        let t = 1_800_000_000;
+        assert_eq!(clock_off(t, t), None);
+        assert_eq!(clock_off(t, t + CLOCK_SKEW_SECS / 2), None);
+        assert_eq!(clock_off(t, t + CLOCK_SKEW_SECS), Some(CLOCK_SKEW_SECS));
+        assert_eq!(clock_off(t + CLOCK_SKEW_SECS, t), Some(CLOCK_SKEW_SECS));
     }
 }

@@ -83,13 +83,13 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
     if merged.is_empty() {
         return false;
     }
-    let before = stored.dedupe.len();
+    let before = stored.dedupe.clone();
     merged.append(&mut stored.dedupe);
     let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
     merged.drain(..excess);
     stored.dedupe = merged;
     drop_expired(stored);
-    stored.dedupe.len() != before
+    stored.dedupe != before
 }
 
 /// Applies a chain write to a stored object: new version, new value, one more dedupe record.

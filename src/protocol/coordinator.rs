@@ -119,9 +119,11 @@ pub enum CoordResponse {
         id: ServerId,
         config: Config,
     },
-    /// The newer configuration, if the daemon is behind.
+    /// The newer configuration, if the daemon is behind, and the coordinator's wall clock
+    /// (seconds since the Unix epoch) for the daemon to check its own against.
     HeartbeatReply {
         config: Option<Config>,
+        unix: u64,
     },
     AdminReply(Result<AdminOutput, (ReturnCode, String)>),
 }

@@ -179,7 +179,9 @@ impl<W: Clone> Replica<W> {
                 seq: req.seq,
                 low_seq: req.low_seq,
                 reply: answer.clone(),
-                unix,
+                // Never before the object's newest record (pending ones included): a head
+                // whose clock is behind must not make its own record look expired at once.
+                unix: latest_time(&o.stored, self.pending.get(&slot)).map_or(unix, |t| t.max(unix)),
             }),
         };
         tracing::debug!(
@@ -258,10 +260,33 @@ fn unauthorized() -> Reply {
     )
 }
 
+/// The newest time among an object's records, stored and pending.
+fn latest_time<W>(stored: &StoredObject, pending: Option<&PendingWrites<W>>) -> Option<u64> {
+    let stored = stored.dedupe.iter().map(|d| d.unix);
+    let pending = pending
+        .into_iter()
+        .flat_map(|p| p.values())
+        .filter_map(|p| p.write.dedupe.as_ref().map(|d| d.unix));
+    stored
+        .chain(pending)
+        .filter(|t| *t != crate::daemon::record::UNKNOWN_TIME)
+        .max()
+}
+
 /// The refusal of a write first sent longer ago than a write may be retried (and of which the
 /// head has no record): its record, if it was ever applied, may be gone, so applying it now
 /// could apply it twice. Its outcome stays unknown to its client (TIMEOUT).
 fn expired(req: &OpRequest, unix: u64) -> Option<Reply> {
+    if req.first_unix > unix + CLOCK_SKEW_SECS {
+        return Some(Reply::Error(
+            ReturnCode::ServerError,
+            format!(
+                "the request says it was first sent {} s from now: the client's clock is ahead \
+                 of the server's by more than {CLOCK_SKEW_SECS} s",
+                req.first_unix - unix
+            ),
+        ));
+    }
     let age = unix.saturating_sub(req.first_unix);
     if age <= RETRY_WINDOW_SECS + CLOCK_SKEW_SECS {
         return None;

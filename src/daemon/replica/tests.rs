@@ -488,3 +488,61 @@ fn an_expired_retry_is_answered_from_its_record_or_refused() {
     };
     assert_eq!(o["n"], Value::Int(6), "the expired request was not applied");
 }
+
+/// A head whose clock is behind stamps its records no earlier than the object's newest, so a
+/// retry record never looks expired the moment it is written; a request first sent in the
+/// future (a client clock far ahead) is refused.
+#[test]
+fn record_times_never_go_backwards_and_future_requests_are_refused() {
+    let (mut net, config) = Net::new(2, "space s key k attributes int n create 1 partition");
+    let (head, region) = head_of(&config, "a");
+    let at = |mut input: Input<u32>, t: u64| {
+        if let Input::Op { req, unix, .. } = &mut input {
+            req.first_unix = t;
+            *unix = t;
+        }
+        input
+    };
+    let t = 1_800_000_000;
+    let add = |v| {
+        Operation::atomic(
+            hyperdex_model::NumOp::Add,
+            "s",
+            "a",
+            vec![("n", Value::Int(v))],
+        )
+    };
+    net.input(
+        head,
+        at(
+            op(
+                &config,
+                1,
+                1,
+                Operation::put("s", "a", vec![("n", Value::Int(1))]),
+            ),
+            t,
+        ),
+    );
+    net.deliver_all();
+    // The same head, its clock now an hour behind.
+    net.input(head, at(op(&config, 2, 2, add(1)), t - 3600));
+    net.deliver_all();
+    let kb = key_bytes(&config.space("s").unwrap().schema, &Value::string("a")).unwrap();
+    let stored = load(&net.replicas[&head].1, region, &kb).unwrap();
+    let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, vec![1, 2], "both records kept");
+    assert!(stored.dedupe.iter().all(|d| d.unix >= t));
+    // A client whose clock is far ahead.
+    let mut ahead = op(&config, 3, 3, add(1));
+    if let Input::Op { req, unix, .. } = &mut ahead {
+        req.first_unix = t + 10 * crate::limits::CLOCK_SKEW_SECS;
+        *unix = t;
+    }
+    net.input(head, ahead);
+    assert!(
+        matches!(net.replies.last(), Some((3, Reply::Error(ReturnCode::ServerError, why))) if why.contains("clock")),
+        "{:?}",
+        net.replies.last()
+    );
+}
