@@ -376,16 +376,20 @@ pub fn threads(command: &Command) -> Option<usize> {
     }
 }
 
-async fn admin(coord: &AdminAddr) -> Result<Admin, ExitCode> {
+/// The options an admin command connects with: the coordinator's, with the cluster secret.
+fn admin_options(coord: &AdminAddr) -> Result<ClientOptions, ExitCode> {
     let secret = security::load_secret(coord.cluster_secret_file.as_deref()).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })?;
-    let opts = ClientOptions {
+    Ok(ClientOptions {
         secret,
         ..coord.coord.client_options().map_err(|e| fail(&e))?
-    };
-    Admin::connect_addr(&coord.coord.addr(), opts)
+    })
+}
+
+async fn admin(coord: &AdminAddr) -> Result<Admin, ExitCode> {
+    Admin::connect_addr(&coord.coord.addr(), admin_options(coord)?)
         .await
         .map_err(|e| fail(&e))
 }
@@ -572,14 +576,9 @@ async fn backup_or_restore(
     dir: &std::path::Path,
     restore: bool,
 ) -> ExitCode {
-    let opts = match coord.coord.client_options() {
-        Ok(o) => ClientOptions {
-            secret: security::load_secret(coord.cluster_secret_file.as_deref())
-                .ok()
-                .flatten(),
-            ..o
-        },
-        Err(e) => return fail(&e),
+    let opts = match admin_options(coord) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let client = match Client::connect_with(&coord.coord.addr(), opts).await {
         Ok(c) => c,
