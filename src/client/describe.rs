@@ -7,6 +7,7 @@ use hyperdex_model::{Check, Predicate, ReturnCode};
 
 use super::search::search_regions;
 use super::{Client, ClientError, ClientResult};
+use crate::daemon::index::encode::bounds;
 
 impl Client {
     /// Describes how a search of `space` with `checks` would run: how many regions it asks and
@@ -34,21 +35,15 @@ impl Client {
         } else {
             "no check pins the key"
         };
-        let indexed = |c: &&Check| sc.schema.indexes.contains(&c.attr);
-        let equality = checks
+        // The checks an index can serve: those the daemons' index planning bounds.
+        let usable: Vec<&Check> = checks
             .iter()
-            .filter(indexed)
+            .filter(|c| sc.schema.indexes.contains(&c.attr) && bounds(&c.predicate).is_some())
+            .collect();
+        let equality = usable
+            .iter()
             .find(|c| matches!(c.predicate, Predicate::Equals(_)));
-        let range = checks.iter().filter(indexed).find(|c| {
-            matches!(
-                c.predicate,
-                Predicate::LessThan(_)
-                    | Predicate::LessEqual(_)
-                    | Predicate::GreaterEqual(_)
-                    | Predicate::GreaterThan(_)
-                    | Predicate::Range(..)
-            )
-        });
+        let range = usable.first();
         let read = match equality.or(range) {
             Some(c) => format!(
                 "each server reads the index on \"{}\" ({}) where it has built it, and scans \
