@@ -88,8 +88,10 @@ sleep 6
 echo "cutting daemon 2's link for $CUT s"
 ip netns exec hdd2 ip link set eth0 down
 sleep "$CUT"
-admin show-config | grep -q "10.77.0.12:2012 FAILED" && echo "daemon 2 was declared failed" \
-  || { echo "daemon 2 was not declared failed"; admin show-config; exit 1; }
+# Captured first: `grep -q` closing the pipe early would fail the pipeline (pipefail).
+config=$(admin show-config)
+grep -q "10.77.0.12:2012 FAILED" <<<"$config" && echo "daemon 2 was declared failed" \
+  || { echo "daemon 2 was not declared failed"; echo "$config"; exit 1; }
 ip netns exec hdd2 ip link set eth0 up
 echo "link back"
 status=0
