@@ -168,6 +168,9 @@ pub struct Config {
     pub spaces: BTreeMap<String, SpaceConfig>,
     /// Read-only mode: daemons refuse every write (READONLY) and go on serving reads.
     pub read_only: bool,
+    /// The coordinators, by their id in the replicated log, and the address each serves on:
+    /// daemons and clients learn them here and follow the leader among them.
+    pub coordinators: BTreeMap<u64, String>,
 }
 
 /// Heartbeat, lease and failure-detection periods shared by coordinator and daemons.
@@ -232,6 +235,12 @@ impl fmt::Display for Config {
             c.version,
             if c.read_only { ", read-only" } else { "" }
         )?;
+        if c.coordinators.len() > 1 {
+            writeln!(f, "coordinators:")?;
+            for (id, addr) in &c.coordinators {
+                writeln!(f, "  coordinator {id} {addr}")?;
+            }
+        }
         writeln!(f, "servers:")?;
         for s in c.servers.values() {
             writeln!(f, "  server {} {} {}", s.id, s.addr, s.state)?;

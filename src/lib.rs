@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod coordinator;
+pub mod coordinators;
 pub mod daemon;
 pub mod error;
 pub mod limits;

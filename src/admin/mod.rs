@@ -6,7 +6,8 @@ use hyperdex_model::ReturnCode;
 
 use crate::client::{ClientError, ClientOptions, ClientResult};
 use crate::config::{Config, ServerId};
-use crate::net::{Credentials, RpcConn};
+use crate::coordinators::Coordinators;
+use crate::net::Credentials;
 use crate::protocol::auth::Role;
 use crate::protocol::coordinator::TransferReport;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
@@ -14,7 +15,7 @@ use crate::rt;
 
 /// A connection to the coordinator for administration.
 pub struct Admin {
-    conn: RpcConn,
+    conn: Coordinators,
     opts: ClientOptions,
 }
 
@@ -23,6 +24,7 @@ impl Admin {
         Admin::connect_addr(&format!("{host}:{port}"), ClientOptions::default()).await
     }
 
+    /// Connects to the coordinators at `addr` (`host:port`, or several separated by commas).
     pub async fn connect_addr(addr: &str, opts: ClientOptions) -> ClientResult<Admin> {
         let who = Credentials {
             role: Role::Admin,
@@ -30,15 +32,18 @@ impl Admin {
             secret: opts.secret.clone(),
             tls: opts.tls.clone(),
         };
-        let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
-            .await
-            .map_err(|e| {
-                ClientError::new(
-                    ReturnCode::AdminCoordFail,
-                    format!("cannot reach the coordinator: {e}"),
-                )
-            })?;
-        Ok(Admin { conn, opts })
+        let conn = Coordinators::new(addr, who, opts.max_frame, opts.attempt_timeout);
+        let admin = Admin { conn, opts };
+        // Reach the leader now, so a wrong address fails here rather than at the first call,
+        // and learn the other coordinators.
+        let config = admin.config().await.map_err(|e| {
+            ClientError::new(
+                ReturnCode::AdminCoordFail,
+                format!("cannot reach the coordinator: {}", e.message),
+            )
+        })?;
+        admin.conn.learn(&config);
+        Ok(admin)
     }
 
     async fn call(&self, msg: Message) -> ClientResult<Message> {
@@ -113,6 +118,13 @@ impl Admin {
                 _ => rt::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// Takes the coordinator with this id (as `show-config` lists it) out of the replicated log.
+    pub async fn rm_coordinator(&self, id: u64) -> ClientResult<()> {
+        self.admin(AdminCommand::RmCoordinator(id))
+            .await
+            .map(|_| ())
     }
 
     pub async fn server_kill(&self, id: u64) -> ClientResult<()> {

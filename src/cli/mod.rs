@@ -37,7 +37,7 @@ use process::{detach, run_coordinator, write_pidfile};
 /// The coordinator's address, as HyperDex's admin tools take it.
 #[derive(Args, Debug, Clone)]
 pub struct CoordinatorAddr {
-    /// Coordinator host.
+    /// Coordinator host, or several coordinators: HOST[:PORT],HOST[:PORT]...
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
     pub host: String,
     /// Coordinator port.
@@ -54,7 +54,7 @@ pub struct CoordinatorAddr {
 
 impl CoordinatorAddr {
     pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        crate::coordinators::with_port(&self.host, self.port)
     }
 
     /// Client options for these flags (TLS, when an authority is named).
@@ -120,12 +120,17 @@ pub enum Command {
         /// Directory for the coordinator's state.
         #[arg(short = 'D', long = "data", default_value = ".")]
         data: PathBuf,
-        /// Join the coordinator at this host (replicated coordinators).
+        /// Join the coordinators through the one at this host (HOST or HOST:PORT; a
+        /// coordinator that already has a log ignores it).
         #[arg(short = 'c', long = "connect")]
         connect: Option<String>,
-        /// Port of the coordinator to join.
+        /// Port of the coordinator to join (default 1982).
         #[arg(short = 'P', long = "connect-port")]
         connect_port: Option<u16>,
+        /// The address the other coordinators, daemons and clients reach this one at
+        /// (HOST:PORT), when it is not the listening one.
+        #[arg(long = "advertise")]
+        advertise: Option<String>,
         #[command(flatten)]
         security: security::SecurityFlags,
     },
@@ -139,7 +144,7 @@ pub enum Command {
         /// Port to listen on.
         #[arg(short = 'p', long = "listen-port", default_value_t = 2012)]
         listen_port: u16,
-        /// Coordinator host.
+        /// Coordinator host, or several coordinators: HOST[:PORT],HOST[:PORT]...
         #[arg(short = 'c', long = "coordinator", default_value = "127.0.0.1")]
         coordinator: String,
         /// Coordinator port.
@@ -218,6 +223,14 @@ pub enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Take a coordinator out of the replicated log (its id as show-config lists it).
+    #[command(name = "rm-coordinator", disable_help_flag = true)]
+    RmCoordinator {
+        #[command(flatten)]
+        coord: AdminAddr,
+        /// The coordinator's id (as show-config prints it).
+        id: u64,
     },
     /// Treat a server as failed.
     #[command(name = "server-kill", disable_help_flag = true)]
@@ -404,13 +417,15 @@ pub async fn run(command: Command) -> ExitCode {
             data,
             connect,
             connect_port,
+            advertise,
             security,
         } => {
-            if connect.is_some() || connect_port.is_some() {
-                eprintln!(
-                    "error: joining another coordinator (-c/--connect, -P/--connect-port) is not supported yet: \
-                     this version runs a single coordinator; start it without those flags"
-                );
+            if connect.is_none() && connect_port.is_some() {
+                eprintln!("error: -P/--connect-port needs -c/--connect HOST");
+                return ExitCode::from(2);
+            }
+            if let Err(e) = process::check_advertise(advertise.as_deref()) {
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
             let (secret, tls) = match security
@@ -426,6 +441,10 @@ pub async fn run(command: Command) -> ExitCode {
             let opts = CoordinatorOptions {
                 secret,
                 tls: tls.accept,
+                peer_tls: tls.connect,
+                advertise,
+                join: connect
+                    .map(|c| crate::coordinators::with_port(&c, connect_port.unwrap_or(1982))),
                 ..CoordinatorOptions::default()
             };
             run_coordinator(&process, (&listen, listen_port), &data, opts).await
@@ -463,7 +482,7 @@ pub async fn run(command: Command) -> ExitCode {
                 }
             };
             let opts = DaemonOptions {
-                coordinator: format!("{coordinator}:{coordinator_port}"),
+                coordinator: crate::coordinators::with_port(&coordinator, coordinator_port),
                 startup_timeout: Duration::from_secs(coordinator_timeout),
                 transfer_rate: transfer_rate << 20,
                 transfer_window,
@@ -544,6 +563,7 @@ async fn run_admin(command: Command) -> ExitCode {
         | Command::ShowConfig { coord, .. }
         | Command::WaitUntilStable { coord, .. }
         | Command::ServerKill { coord, .. }
+        | Command::RmCoordinator { coord, .. }
         | Command::FaultTolerance { coord, .. }
         | Command::SetReadOnly { coord }
         | Command::SetReadWrite { coord }
@@ -648,6 +668,7 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
             admin.wait_until_stable(Duration::from_secs(timeout)).await
         }
         Command::ServerKill { id, .. } => admin.server_kill(id).await,
+        Command::RmCoordinator { id, .. } => admin.rm_coordinator(id).await,
         Command::FaultTolerance {
             space, tolerate, ..
         } => admin.fault_tolerance(&space, tolerate).await,

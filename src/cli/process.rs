@@ -297,7 +297,7 @@ pub async fn run_daemon(
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `--advertise` must be `HOST:PORT`, an IPv6 host in brackets (`[::1]:2012`).
-fn check_advertise(advertise: Option<&str>) -> Result<(), String> {
+pub(super) fn check_advertise(advertise: Option<&str>) -> Result<(), String> {
     let Some(a) = advertise else {
         return Ok(());
     };

@@ -42,6 +42,7 @@ use hyperdex_model::{Check, Object, Operation, Reply, ReturnCode, Value};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::coordinators::Coordinators;
 use crate::net::{Credentials, RpcConn, RpcError};
 use crate::protocol::auth::Secret;
 use crate::protocol::{
@@ -108,7 +109,7 @@ fn unexpected(r: Reply) -> ClientError {
 }
 
 struct Inner {
-    coordinator: String,
+    coordinators: Coordinators,
     opts: ClientOptions,
     id: u64,
     seq: AtomicU64,
@@ -139,17 +140,19 @@ fn coordfail(e: RpcError) -> ClientError {
     )
 }
 
-/// Fetches the configuration from the coordinator at `addr`.
-pub async fn fetch_config(addr: &str, opts: &ClientOptions) -> ClientResult<Config> {
+/// The coordinators at `addrs` (`host:port`, or several separated by commas), as a client.
+fn coordinators(addrs: &str, opts: &ClientOptions) -> Coordinators {
     let who = Credentials::client(opts.tls.clone());
-    let conn = RpcConn::connect_as(addr, opts.max_frame, opts.attempt_timeout, &who)
-        .await
-        .map_err(coordfail)?;
-    config_over(&conn, opts).await
+    Coordinators::new(addrs, who, opts.max_frame, opts.attempt_timeout)
 }
 
-/// Asks for the configuration over a connection to the coordinator.
-async fn config_over(conn: &RpcConn, opts: &ClientOptions) -> ClientResult<Config> {
+/// Fetches the configuration from the coordinators at `addrs` (`host:port[,host:port...]`).
+pub async fn fetch_config(addrs: &str, opts: &ClientOptions) -> ClientResult<Config> {
+    config_over(&coordinators(addrs, opts), opts).await
+}
+
+/// Asks the coordinators' leader for the configuration.
+async fn config_over(conn: &Coordinators, opts: &ClientOptions) -> ClientResult<Config> {
     match conn
         .call(
             Message::ToCoordinator(CoordRequest::GetConfig),
@@ -167,17 +170,21 @@ async fn config_over(conn: &RpcConn, opts: &ClientOptions) -> ClientResult<Confi
 }
 
 impl Client {
-    /// Connects to the coordinator at `host:port`.
+    /// Connects to the coordinator at `host:port` (and learns the others from it).
     pub async fn connect(host: &str, port: u16) -> ClientResult<Client> {
         Client::connect_with(&format!("{host}:{port}"), ClientOptions::default()).await
     }
 
+    /// Connects to the coordinators at `coordinator` (`host:port`, or several separated by
+    /// commas).
     pub async fn connect_with(coordinator: &str, opts: ClientOptions) -> ClientResult<Client> {
-        let config = fetch_config(coordinator, &opts).await?;
+        let coordinators = coordinators(coordinator, &opts);
+        let config = config_over(&coordinators, &opts).await?;
+        coordinators.learn(&config);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Client {
             inner: Arc::new(Inner {
-                coordinator: coordinator.to_string(),
+                coordinators,
                 opts,
                 id: rt::random_u64(),
                 seq: AtomicU64::new(1),
@@ -213,26 +220,8 @@ impl Client {
 
     /// Fetches the configuration again (after RECONFIGURE or a failure).
     pub async fn refresh(&self) -> ClientResult<Arc<Config>> {
-        // Over the connection kept to the coordinator (opened again if it broke).
-        let conn = self
-            .conn(&self.inner.coordinator)
-            .await
-            .map_err(coordfail)?;
-        let c = match config_over(&conn, &self.inner.opts).await {
-            Ok(c) => c,
-            Err(e) => {
-                // A stalled connection is not asked again: the next refresh opens a new one
-                // (unless another call has replaced it meanwhile).
-                let mut conns = self.inner.conns.lock().await;
-                if conns
-                    .get(&self.inner.coordinator)
-                    .is_some_and(|c| Arc::ptr_eq(c, &conn))
-                {
-                    conns.remove(&self.inner.coordinator);
-                }
-                return Err(e);
-            }
-        };
+        let c = config_over(&self.inner.coordinators, &self.inner.opts).await?;
+        self.inner.coordinators.learn(&c);
         let mut g = lock(&self.inner.config);
         if c.version >= g.version {
             *g = Arc::new(c);

@@ -13,6 +13,8 @@ use crate::protocol::{AdminCommand, CoordRequest, Message};
 /// heartbeats.
 pub enum Prepared {
     Request(CoordRequest),
+    /// A message of the replicated log, for the log rather than the service.
+    Raft(Vec<u8>),
     AddSpace(Result<Command, state::CommandError>),
 }
 
@@ -43,7 +45,14 @@ pub fn allowed(request: &CoordRequest, peer: &Peer) -> Result<(), String> {
         CoordRequest::Admin(
             AdminCommand::ListSpaces | AdminCommand::WaitUntilStable | AdminCommand::Transfers,
         ) => Ok(()),
-        CoordRequest::Admin(_) if peer.role == Role::Admin => Ok(()),
+        CoordRequest::Admin(_) | CoordRequest::Raft(_) | CoordRequest::JoinCoordinator { .. }
+            if peer.role == Role::Admin =>
+        {
+            Ok(())
+        }
+        CoordRequest::Raft(_) | CoordRequest::JoinCoordinator { .. } => {
+            Err("messages between coordinators need an admin connection (and the cluster secret, if the cluster has one)".into())
+        }
         CoordRequest::Admin(_) => {
             Err("administrative changes need an admin connection (and the cluster secret, if the cluster has one)".into())
         }
@@ -65,6 +74,7 @@ pub fn prepare(msg: Message, peer: &Peer) -> Result<Prepared, Box<Message>> {
         Message::ToCoordinator(CoordRequest::Admin(AdminCommand::AddSpace(text))) => {
             Ok(Prepared::AddSpace(Command::add_space(&text)))
         }
+        Message::ToCoordinator(CoordRequest::Raft(bytes)) => Ok(Prepared::Raft(bytes)),
         Message::ToCoordinator(r) => Ok(Prepared::Request(r)),
         other => Err(Box::new(Message::Error {
             code: ReturnCode::AdminGarbage,

@@ -8,11 +8,13 @@
 //! its chains. A restarted coordinator loads its state and gives every daemon a fresh
 //! `failure_timeout` to be heard from.
 //!
-//! Shortcut: a single coordinator. HyperDex replicates it with Paxos; here `-c/--connect`
-//! is refused with a clear message until a replicated log drives [`state::Cluster`].
+//! Coordinators replicate [`state::Cluster`] through a raft log (`consensus`); the first one
+//! starts the log, others join it with `-c/--connect`, and only the leader serves (see
+//! docs/coordinator.md).
 
 mod access;
 mod affinity;
+mod consensus;
 mod legacy;
 mod progress;
 pub use progress::describe as describe_transfers;
@@ -22,27 +24,36 @@ mod waits;
 
 use std::sync::Arc;
 
-use hyperdex_model::ReturnCode;
-use tokio::sync::{mpsc, oneshot, Notify};
-use tracing::info;
+use std::time::Duration;
 
-use access::prepare;
-use service::{Job, Service};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{info, warn};
+
+use access::{prepare, Prepared};
+use consensus::{Consensus, Peers, Start};
+use service::{Inbound, Job, Service};
 
 use crate::config::Timing;
+use crate::coordinators::Coordinators;
 use crate::metrics::Metrics;
-use crate::net::{accept_loop, serve, Limits, ReplyTx};
-use crate::protocol::auth::{Peer, Secret};
-use crate::protocol::{Envelope, Message};
+use crate::net::{accept_loop, serve, Credentials, Limits, ReplyTx};
+use crate::protocol::auth::{Peer, Role, Secret};
+use crate::protocol::{CoordRequest, CoordResponse, Envelope, Message};
 use crate::rt;
 use crate::storage::{Store, Table};
-use crate::tls::TlsServer;
+use crate::tls::{TlsClient, TlsServer};
 use state::Cluster;
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorOptions {
     /// `host:port` to listen on.
     pub listen: String,
+    /// `host:port` the other coordinators, daemons and clients reach it at (default: `listen`).
+    pub advertise: Option<String>,
+    /// `host:port` of a running coordinator whose log this one joins (when it has none yet).
+    pub join: Option<String>,
+    /// The authority the other coordinators' certificates are checked against, with TLS.
+    pub peer_tls: Option<TlsClient>,
     /// Frame size, connection count and timeouts for the connections it serves.
     pub limits: Limits,
     pub timing: Timing,
@@ -60,6 +71,9 @@ impl Default for CoordinatorOptions {
     fn default() -> Self {
         CoordinatorOptions {
             listen: "127.0.0.1:1982".into(),
+            advertise: None,
+            join: None,
+            peer_tls: None,
             limits: Limits::default(),
             timing: Timing::default(),
             secret: None,
@@ -70,19 +84,17 @@ impl Default for CoordinatorOptions {
     }
 }
 
-/// The key of the coordinator's state in its current layout (see `legacy` for earlier ones).
-const STATE_KEY: &[u8] = b"coordinator-state-2";
-
 /// The largest state (configuration included) the coordinator keeps: a configuration goes to
 /// every daemon in heartbeat replies and must fit comfortably in a frame.
 pub const MAX_STATE_BYTES: usize = 8 << 20;
 
-/// Loads the persisted state, or starts a new cluster.
-fn load(store: &dyn Store) -> Result<Cluster, crate::Error> {
+/// The state a coordinator with no log starts from: one saved by a coordinator that was not
+/// replicated, or a new cluster.
+fn saved_or_new(store: &dyn Store) -> Result<Cluster, crate::Error> {
     let unreadable =
         |e| crate::Error::Config(format!("the coordinator's saved state is unreadable: {e}"));
-    if let Some(bytes) = store.get(Table::Meta, STATE_KEY)? {
-        return postcard::from_bytes(&bytes).map_err(unreadable);
+    if let Some(bytes) = store.get(Table::Meta, legacy::STATE_KEY_2)? {
+        return legacy::decode_2(&bytes).map_err(unreadable);
     }
     match store.get(Table::Meta, legacy::STATE_KEY_1)? {
         Some(bytes) => legacy::decode_1(&bytes).map_err(unreadable),
@@ -90,42 +102,79 @@ fn load(store: &dyn Store) -> Result<Cluster, crate::Error> {
     }
 }
 
-/// Runs a coordinator on `listener` with state in `store` until the task is dropped.
+/// Messages of the log waiting for the actor.
+const INBOX: usize = 1024;
+
+/// Runs a coordinator on `listener` with state in `store` until the task is dropped or its
+/// store fails.
 pub async fn run(
     listener: rt::TcpListener,
     store: Box<dyn Store>,
     opts: CoordinatorOptions,
 ) -> Result<(), crate::Error> {
     opts.timing.validate().map_err(crate::Error::Config)?;
-    let cluster = load(store.as_ref())?;
+    let advertise = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| opts.listen.clone());
+    let peer = Credentials {
+        role: Role::Admin,
+        server: None,
+        secret: opts.secret.clone(),
+        tls: opts.peer_tls.clone(),
+    };
+    let peers = Peers::new(peer.clone(), opts.limits.max_frame);
+    let mut joining = false;
+    let start = |s: &dyn Store| match &opts.join {
+        Some(_) => {
+            joining = true;
+            Ok(Start::Join)
+        }
+        None => Ok(Start::New(saved_or_new(s)?)),
+    };
+    let (consensus, cluster) = Consensus::open(store, &advertise, start, peers)?;
     info!(
         version = cluster.config.version,
         servers = cluster.config.servers.len(),
         spaces = cluster.config.spaces.len(),
+        coordinators = cluster.config.coordinators.len(),
+        id = consensus.id(),
         "coordinator listening on {}",
         opts.listen
     );
+    let (inbox_tx, inbox) = mpsc::channel(INBOX);
+    if let (true, Some(at)) = (joining, &opts.join) {
+        let request = CoordRequest::JoinCoordinator {
+            id: consensus.id(),
+            addr: advertise.clone(),
+        };
+        let coordinators =
+            Coordinators::new(at, peer, opts.limits.max_frame, opts.timing.failure_timeout);
+        rt::spawn(join(coordinators, request, inbox_tx.clone()));
+    }
     if let Some(n) = &opts.ready {
         n.notify_one();
     }
     let (jobs, queue) = mpsc::channel(JOB_QUEUE);
-    rt::spawn_dedicated(
-        "coordinator",
-        Service::new(cluster, store, opts.timing)
-            .with_metrics(opts.metrics.clone())
-            .with_secret(opts.secret.is_some())
-            .run(queue),
-    );
+    let service = Service::new(cluster, consensus, inbox, opts.timing)
+        .with_metrics(opts.metrics.clone())
+        .with_secret(opts.secret.is_some());
+    let (done_tx, done) = oneshot::channel();
+    rt::spawn_dedicated("coordinator", async move {
+        service.run(queue).await;
+        let _ = done_tx.send(());
+    });
     let limits = opts.limits;
     let secret = opts.secret.clone().map(Arc::new);
     let connections = opts.metrics.connections.clone();
-    accept_loop(
+    let serving = accept_loop(
         listener,
         limits,
         opts.tls.clone(),
         || false,
         move |stream, peer| {
             let jobs = jobs.clone();
+            let inbox = inbox_tx.clone();
             let secret = secret.clone();
             let open = connections.clone();
             async move {
@@ -137,9 +186,12 @@ pub async fn run(
                     |env: Envelope, tx: &ReplyTx, peer: Peer| {
                         let tx = tx.clone();
                         let jobs = jobs.clone();
+                        let inbox = inbox.clone();
                         async move {
-                            let (msg, peer) = answer(&jobs, env.msg, peer).await;
-                            tx.send(Envelope { id: env.id, msg });
+                            let (msg, peer) = answer(&jobs, &inbox, env.msg, peer).await;
+                            if let Some(msg) = msg {
+                                tx.send(Envelope { id: env.id, msg });
+                            }
                             peer
                         }
                     },
@@ -149,20 +201,51 @@ pub async fn run(
                 tracing::debug!(%peer, "connection ended: {why}");
             }
         },
-    )
-    .await;
-    Ok(())
+    );
+    tokio::select! {
+        () = serving => Ok(()),
+        _ = done => Err(crate::Error::Config(
+            "the coordinator stopped: its store failed (see the log)".into(),
+        )),
+    }
+}
+
+/// Asks the coordinators at `coordinators` to take this one into the log, until one does.
+async fn join(coordinators: Coordinators, request: CoordRequest, inbox: mpsc::Sender<Inbound>) {
+    let msg = Message::ToCoordinator(request);
+    loop {
+        match coordinators.call(msg.clone(), Duration::from_secs(5)).await {
+            Ok(Message::FromCoordinator(CoordResponse::Joined { coordinators })) => {
+                info!("joined the coordinators' log");
+                let _ = inbox.send(Inbound::Learned(coordinators)).await;
+                return;
+            }
+            Ok(other) => warn!("joining the coordinators: answered {}", other.name()),
+            Err(e) => warn!("joining the coordinators: {e}"),
+        }
+        rt::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// How many requests may wait for the coordinator's actor.
 const JOB_QUEUE: usize = 1024;
 
-/// Has the actor answer `msg` from `peer` (unless it is refused at once); returns the reply and
-/// the peer, bound to its id if it registered.
-async fn answer(jobs: &mpsc::Sender<Job>, msg: Message, mut peer: Peer) -> (Message, Peer) {
+/// Has the actor answer `msg` from `peer` (unless it is refused at once); returns the reply
+/// (none to a message of the log) and the peer, bound to its id if it registered.
+async fn answer(
+    jobs: &mpsc::Sender<Job>,
+    inbox: &mpsc::Sender<Inbound>,
+    msg: Message,
+    mut peer: Peer,
+) -> (Option<Message>, Peer) {
     let request = match prepare(msg, &peer) {
+        Ok(Prepared::Raft(bytes)) => {
+            // Dropped when the actor is behind: raft sends again.
+            let _ = inbox.try_send(Inbound::Raft(bytes));
+            return (None, peer);
+        }
         Ok(request) => request,
-        Err(refusal) => return (*refusal, peer),
+        Err(refusal) => return (Some(*refusal), peer),
     };
     let (answer, wait) = oneshot::channel();
     let job = Job {
@@ -170,20 +253,19 @@ async fn answer(jobs: &mpsc::Sender<Job>, msg: Message, mut peer: Peer) -> (Mess
         peer,
         answer,
     };
-    let stopped = || Message::Error {
-        code: ReturnCode::AdminServerError,
-        message: "the coordinator is stopping".into(),
-    };
+    // An answer dropped unsent: the actor stopped, or stopped leading before it could
+    // answer. Either way the asker should try another coordinator.
+    let elsewhere = || Message::FromCoordinator(CoordResponse::NotLeader { leader: None });
     if jobs.send(job).await.is_err() {
-        return (stopped(), peer);
+        return (Some(elsewhere()), peer);
     }
     match wait.await {
         Ok(a) => {
             if a.registered.is_some() {
                 peer.server = a.registered;
             }
-            (a.msg, peer)
+            (Some(a.msg), peer)
         }
-        Err(_) => (stopped(), peer),
+        Err(_) => (Some(elsewhere()), peer),
     }
 }

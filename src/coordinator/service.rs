@@ -1,37 +1,46 @@
-//! The coordinator's actor: the only task that touches the state and its disk.
+//! The coordinator's actor: the only task that touches the state and the replicated log.
 //!
-//! Connections hand it [`Job`]s over a bounded channel and await the answer. A command that
-//! changes the state is applied to a copy, written and synced, and only then does the copy
-//! replace the state and the answer go out; the actor yields between staging, syncing and
-//! answering (see [`rt::disk_pause`]), so the simulation can crash it at each point. Between
-//! jobs it ticks: the failure detector runs, and answers held by [`Waits`] until a change is
-//! in force are released.
+//! Connections hand it [`Job`]s over a bounded channel and await the answer; messages of the
+//! log from other coordinators arrive on a channel of their own ([`Inbound`]). Only the
+//! leader of the log serves requests; another coordinator answers
+//! [`CoordResponse::NotLeader`] with the leader's address. A change is proposed to the log
+//! and answered once committed and applied (see `consensus`); a heartbeat is answered once
+//! a round of the log confirms this coordinator still leads, because its answer is a lease
+//! (see docs/coordinator.md for the arithmetic). Between jobs it ticks: the log's clock, the
+//! failure detector (leader only), and answers held by [`Waits`] until a change is in force.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::access::Prepared;
+use super::consensus::{Consensus, Membership};
 use super::progress::{describe, Progress};
 use super::state::{Cluster, Command, Outcome};
 use super::waits::{Event, Until, Waits};
-use super::{MAX_STATE_BYTES, STATE_KEY};
 use crate::bugs::{planted, Bug};
 use crate::config::{ServerId, ServerState, Timing};
 use crate::metrics::{Metrics, StateLabels};
 use crate::protocol::auth::Peer;
 use crate::protocol::{AdminCommand, AdminOutput, CoordRequest, CoordResponse, Message};
 use crate::rt;
-use crate::storage::{Store, Table};
 
 /// A request for the actor, with where its answer goes.
 pub struct Job {
     pub request: Prepared,
     pub peer: Peer,
     pub answer: oneshot::Sender<Answer>,
+}
+
+/// What reaches the actor from the other coordinators.
+pub enum Inbound {
+    /// A message of the log.
+    Raft(Vec<u8>),
+    /// The coordinators a leader named when this one joined.
+    Learned(BTreeMap<u64, String>),
 }
 
 /// The actor's answer: the reply, and the id to bind the connection to when a daemon
@@ -49,43 +58,78 @@ struct Held {
     then: Option<Command>,
 }
 
-/// What a request comes to: an answer now, or one held until a change is in force.
+/// What a request comes to: an answer now, one held until a change is in force, or a
+/// heartbeat's reply (for a daemon at this configuration version), sent once this
+/// coordinator's leadership is confirmed and everything committed before is applied.
 enum Step {
     Reply(CoordResponse),
     Hold(Until, Option<Command>),
+    Confirm(u64),
+}
+
+/// A heartbeat's answer waiting for a confirmation of leadership.
+struct Confirming {
+    answer: oneshot::Sender<Answer>,
+    /// The daemon's configuration version.
+    version: u64,
+    /// The log index to apply first, once the confirmation completed.
+    index: Option<u64>,
 }
 
 pub struct Service {
     pub cluster: Cluster,
-    store: Box<dyn Store>,
+    consensus: Consensus,
+    inbox: mpsc::Receiver<Inbound>,
     timing: Timing,
     last_heard: BTreeMap<ServerId, rt::Instant>,
     waits: Waits<Held>,
     /// State transfers in progress, as the joiners report them.
     progress: Progress,
-    /// Changes applied, for the planted bug that syncs only some of them.
-    changes: u64,
     metrics: Arc<Metrics>,
     /// Whether servers prove the cluster secret (then a server's claim to its id is trusted).
     trusted: bool,
+    /// Whether this coordinator led the log when last looked at.
+    leading: bool,
+    /// Outcomes of proposals, until their proposer collects them.
+    outcomes: BTreeMap<u64, Result<Outcome, Failure>>,
+    /// Heartbeat answers sent once a confirmation of leadership completes.
+    confirming: BTreeMap<u64, Confirming>,
+    /// Set when the store failed: the coordinator stops.
+    broken: Option<String>,
+}
+
+fn lost_lead() -> Failure {
+    (
+        ReturnCode::AdminServerError,
+        "this coordinator stopped leading before the change was committed; it may still take \
+         effect (ask again)"
+            .into(),
+    )
 }
 
 impl Service {
-    /// The actor for `cluster` as loaded from `store`: every known server gets a full
+    /// The actor for `cluster` as the log stands for it: every known server gets a full
     /// failure timeout to be heard from.
-    pub fn new(cluster: Cluster, store: Box<dyn Store>, timing: Timing) -> Service {
-        let now = rt::now();
-        let last_heard = cluster.config.servers.keys().map(|&id| (id, now)).collect();
+    pub fn new(
+        cluster: Cluster,
+        consensus: Consensus,
+        inbox: mpsc::Receiver<Inbound>,
+        timing: Timing,
+    ) -> Service {
         Service {
             cluster,
-            store,
+            consensus,
+            inbox,
             timing,
-            last_heard,
+            last_heard: BTreeMap::new(),
             waits: Waits::default(),
             progress: Progress::default(),
-            changes: 0,
             metrics: Metrics::new(),
             trusted: false,
+            leading: false,
+            outcomes: BTreeMap::new(),
+            confirming: BTreeMap::new(),
+            broken: None,
         }
     }
 
@@ -102,11 +146,15 @@ impl Service {
         Service { metrics, ..self }
     }
 
-    /// Serves jobs until every sender is gone.
+    fn tick_period(&self) -> std::time::Duration {
+        self.timing.heartbeat_interval / 2
+    }
+
+    /// Serves jobs until every sender is gone or the store fails.
     pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let period = self.timing.heartbeat_interval / 2;
-        let mut next_tick = rt::now() + period;
-        loop {
+        self.drive().await;
+        let mut next_tick = rt::now() + self.tick_period();
+        while self.broken.is_none() {
             let wait = next_tick.saturating_duration_since(rt::now());
             tokio::select! {
                 biased;
@@ -121,14 +169,108 @@ impl Service {
                         }
                     }
                     self.tick().await;
-                    next_tick = rt::now() + period;
+                    next_tick = rt::now() + self.tick_period();
+                }
+                Some(m) = self.inbox.recv() => {
+                    self.inbound(m);
+                    self.drive().await;
                 }
                 job = jobs.recv() => match job {
-                    Some(job) => self.job(job).await,
+                    Some(job) => {
+                        self.job(job).await;
+                        self.drive().await;
+                    }
                     None => return,
                 },
             }
         }
+        if let Some(why) = &self.broken {
+            error!("the coordinator stops: {why}");
+        }
+    }
+
+    fn inbound(&mut self, m: Inbound) {
+        match m {
+            Inbound::Raft(bytes) => self.consensus.step(&bytes),
+            Inbound::Learned(coordinators) => self.consensus.learn(coordinators),
+        }
+    }
+
+    /// Advances the log until it has nothing more to do, and acts on what it produced.
+    async fn drive(&mut self) {
+        while self.broken.is_none() && self.consensus.has_ready() {
+            match self.consensus.advance(&mut self.cluster).await {
+                Ok(advanced) => {
+                    self.outcomes.extend(advanced.done);
+                    for (id, index) in advanced.confirmed {
+                        if let Some(c) = self.confirming.get_mut(&id) {
+                            c.index = Some(index);
+                        }
+                    }
+                }
+                Err((_, why)) => self.broken = Some(why),
+            }
+        }
+        self.follow_leadership();
+        self.answer_confirmed();
+    }
+
+    /// Sends the heartbeat answers whose confirmation completed and whose index is applied.
+    fn answer_confirmed(&mut self) {
+        let applied = self.consensus.applied();
+        let due: Vec<u64> = self
+            .confirming
+            .iter()
+            .filter(|(_, c)| c.index.is_some_and(|i| i <= applied))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(c) = self.confirming.remove(&id) else {
+                continue;
+            };
+            let reply = CoordResponse::HeartbeatReply {
+                config: (c.version < self.cluster.config.version)
+                    .then(|| self.cluster.config.clone()),
+                unix: rt::unix_now(),
+            };
+            let _ = c.answer.send(Answer {
+                msg: Message::FromCoordinator(reply),
+                registered: None,
+            });
+        }
+    }
+
+    /// On becoming leader, gives every server a full failure timeout to be heard from (the
+    /// previous leader heard their heartbeats, not this one); on losing the lead, drops every
+    /// held answer (their askers try the new leader).
+    fn follow_leadership(&mut self) {
+        let leading = self.consensus.is_leader() && self.broken.is_none();
+        if leading == self.leading {
+            return;
+        }
+        self.leading = leading;
+        if leading {
+            info!(term = self.consensus.term(), "this coordinator leads");
+            let now = rt::now();
+            self.last_heard = self
+                .cluster
+                .config
+                .servers
+                .keys()
+                .map(|&id| (id, now))
+                .collect();
+            self.progress = Progress::default();
+        } else {
+            info!(leader = ?self.leader_addr(), "this coordinator follows");
+            self.waits = Waits::default();
+            self.confirming.clear();
+            self.outcomes.clear();
+        }
+    }
+
+    fn leader_addr(&self) -> Option<String> {
+        let leader = self.consensus.leader()?;
+        self.cluster.config.coordinators.get(&leader).cloned()
     }
 
     async fn job(&mut self, job: Job) {
@@ -137,15 +279,39 @@ impl Service {
             peer,
             answer,
         } = job;
+        if !self.leading {
+            let msg = Message::FromCoordinator(CoordResponse::NotLeader {
+                leader: self.leader_addr(),
+            });
+            let _ = answer.send(Answer {
+                msg,
+                registered: None,
+            });
+            return;
+        }
         let step = match request {
             Prepared::Request(r) => self.request(r, peer).await,
             Prepared::AddSpace(command) => match command {
                 Ok(c) => Ok(refused_in_reply(self.change(c).await)),
                 Err(e) => Ok(refused_in_reply(Err(e))),
             },
+            Prepared::Raft(bytes) => {
+                // Normally routed to the inbox; taken here too, unanswered.
+                self.consensus.step(&bytes);
+                return;
+            }
         };
         match step {
             Ok(Step::Hold(until, then)) => self.waits.push(until, Held { answer, then }),
+            Ok(Step::Confirm(version)) => {
+                let id = self.consensus.confirm();
+                let c = Confirming {
+                    answer,
+                    version,
+                    index: None,
+                };
+                self.confirming.insert(id, c);
+            }
             Ok(Step::Reply(r)) => {
                 let registered = match &r {
                     CoordResponse::Registered { id, .. } => Some(*id),
@@ -160,10 +326,12 @@ impl Service {
         }
     }
 
-    /// Applies a command, persisting the state before anything is answered.
+    /// Applies a command through the log: answered once committed and applied here.
     pub async fn apply(&mut self, cmd: Command) -> Result<Outcome, Failure> {
-        // The command is applied to a copy that replaces the state only once it is durable,
-        // so a failed write to disk leaves the coordinator exactly as it was.
+        if !self.leading {
+            return Err(lost_lead());
+        }
+        // A command refused, or one that changes nothing, is answered without the log.
         let mut next = self.cluster.clone();
         let out = next.apply(&cmd)?;
         if next.config.version == self.cluster.config.version
@@ -171,45 +339,43 @@ impl Service {
         {
             return Ok(out);
         }
-        let bytes = postcard::to_allocvec(&next).map_err(|e| {
-            (
-                ReturnCode::AdminInternal,
-                format!("cannot encode the configuration: {e}"),
-            )
-        })?;
-        if bytes.len() > MAX_STATE_BYTES {
-            return Err((
-                ReturnCode::BadSpace,
-                format!(
-                    "the configuration would take {} bytes, over the limit of {MAX_STATE_BYTES}",
-                    bytes.len()
-                ),
-            ));
-        }
-        self.store.put(Table::Meta, STATE_KEY, Some(bytes));
-        self.changes += 1;
-        if planted(Bug::CoordinatorEarlyAnswer) && !self.changes.is_multiple_of(4) {
-            // The planted bug: the change is answered and published while only staged.
-            self.cluster = next;
-            return Ok(out);
-        }
-        rt::disk_pause().await;
-        if let Err(e) = self.store.sync() {
-            // Put the state that still holds back in place of the one that failed, so a
-            // later successful write cannot make the refused command durable.
-            if let Ok(current) = postcard::to_allocvec(&self.cluster) {
-                self.store.put(Table::Meta, STATE_KEY, Some(current));
-            }
-            return Err((
-                ReturnCode::AdminServerError,
-                format!("cannot persist the configuration: {e}"),
-            ));
-        }
-        rt::disk_pause().await;
-        info!(version = next.config.version, command = ?cmd, "configuration changed");
-        tracing::debug!("{}", next.config);
-        self.cluster = next;
+        let id = self.consensus.propose(&cmd)?;
+        let out = self.committed(id).await?;
+        info!(version = self.cluster.config.version, command = ?cmd, "configuration changed");
+        tracing::debug!("{}", self.cluster.config);
         Ok(out)
+    }
+
+    /// Waits for the proposal `id` to be committed and applied, driving the log meanwhile.
+    async fn committed(&mut self, id: u64) -> Result<Outcome, Failure> {
+        let term = self.consensus.term();
+        let mut next_tick = rt::now() + self.tick_period();
+        loop {
+            self.drive().await;
+            if let Some(r) = self.outcomes.remove(&id) {
+                return r;
+            }
+            if let Some(why) = &self.broken {
+                return Err((ReturnCode::AdminServerError, why.clone()));
+            }
+            if !self.leading || self.consensus.term() != term {
+                return Err(lost_lead());
+            }
+            let wait = next_tick.saturating_duration_since(rt::now());
+            tokio::select! {
+                Some(m) = self.inbox.recv() => self.inbound(m),
+                () = rt::sleep(wait) => {
+                    self.consensus.tick();
+                    next_tick = rt::now() + self.tick_period();
+                }
+            }
+        }
+    }
+
+    /// Changes the log's membership, answered once committed.
+    async fn membership(&mut self, change: Membership) -> Result<Outcome, Failure> {
+        let id = self.consensus.propose_membership(change)?;
+        self.committed(id).await
     }
 
     /// Applies an administrative change and holds its answer until the change is in force
@@ -299,11 +465,9 @@ impl Service {
                 };
                 let due = self.waits.step(heard);
                 self.release(due).await;
-                reply(CoordResponse::HeartbeatReply {
-                    config: (config_version != self.cluster.config.version)
-                        .then(|| self.cluster.config.clone()),
-                    unix: rt::unix_now(),
-                })
+                // The reply renews the daemon's lease: sent only once a round of the log shows
+                // no other coordinator can have been elected since the heartbeat was sent.
+                Ok(Step::Confirm(config_version))
             }
             CoordRequest::Admin(cmd) => Ok(refused_in_reply(self.admin(cmd).await)),
             CoordRequest::TransferComplete { id, region, since } => {
@@ -318,6 +482,22 @@ impl Service {
                     self.progress.completed(region, id, since);
                 }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
+            }
+            CoordRequest::Raft(bytes) => {
+                self.consensus.step(&bytes);
+                Err((
+                    ReturnCode::AdminGarbage,
+                    "a log message needs no answer".into(),
+                ))
+            }
+            CoordRequest::JoinCoordinator { id, addr } => {
+                if !self.consensus.is_voter(id) {
+                    info!(coordinator = id, %addr, "a coordinator joins");
+                    self.membership(Membership::Add { id, addr }).await?;
+                }
+                reply(CoordResponse::Joined {
+                    coordinators: self.cluster.config.coordinators.clone(),
+                })
             }
             CoordRequest::Leave { id } if !self.trusted && self.available().contains(&id) => {
                 // Without a cluster secret anyone may claim to be this server: replace it only
@@ -386,6 +566,16 @@ impl Service {
                 return Ok(Step::Hold(Until::Failed(id), then));
             }
             AdminCommand::ServerKill(id) => return done(self.apply(Command::ServerKill(id)).await),
+            AdminCommand::RmCoordinator(id) => {
+                if !self.consensus.is_voter(id) {
+                    return done(Err((
+                        ReturnCode::AdminNotFound,
+                        format!("there is no coordinator {id}"),
+                    )));
+                }
+                warn!(coordinator = id, "taking a coordinator out of the log");
+                return done(self.membership(Membership::Remove(id)).await);
+            }
             AdminCommand::ServerForget(id) => {
                 return done(self.apply(Command::ServerForget(id)).await)
             }
@@ -417,7 +607,12 @@ impl Service {
     }
 
     async fn tick(&mut self) {
+        self.consensus.tick();
+        self.drive().await;
         self.record();
+        if !self.leading {
+            return;
+        }
         self.detect_failures().await;
         let due = self.waits.step(Event::Tick(rt::now()));
         self.release(due).await;
@@ -481,9 +676,10 @@ fn error((code, message): Failure) -> Answer {
 
 #[cfg(all(test, not(madsim)))]
 mod tests {
-    use super::super::load;
+    use super::super::consensus::{Peers, Start};
     use super::*;
-    use crate::storage::{KeyValues, MemStore, StoreError};
+    use crate::net::Credentials;
+    use crate::storage::{KeyValues, MemStore, Store, StoreError, Table};
     use std::sync::{Arc, Mutex};
 
     /// A store whose disk can be made to refuse every sync.
@@ -527,22 +723,34 @@ mod tests {
             .block_on(f)
     }
 
+    /// A single coordinator's actor on `disk`.
+    fn service(disk: Box<dyn Store>) -> Service {
+        let peers = Peers::new(Credentials::client(None), 1 << 20);
+        let (consensus, cluster) = Consensus::open(
+            disk,
+            "127.0.0.1:1982",
+            |_| Ok(Start::New(Cluster::new(7))),
+            peers,
+        )
+        .expect("open");
+        let (_, inbox) = mpsc::channel(1);
+        Service::new(cluster, consensus, inbox, Timing::default())
+    }
+
     #[test]
-    fn a_command_that_cannot_be_persisted_changes_nothing() {
+    fn a_command_that_cannot_be_persisted_is_not_answered_and_stops_the_coordinator() {
         block_on(persisting_fails());
     }
 
     async fn persisting_fails() {
         let disk = MemStore::new();
         let broken = Arc::new(Mutex::new(false));
-        let mut shared = Service::new(
-            Cluster::new(7),
-            Box::new(FlakyDisk {
-                inner: disk.clone(),
-                broken: broken.clone(),
-            }),
-            Timing::default(),
-        );
+        let mut shared = service(Box::new(FlakyDisk {
+            inner: disk.clone(),
+            broken: broken.clone(),
+        }));
+        shared.drive().await;
+        assert!(shared.leading, "a lone coordinator leads at once");
         shared
             .apply(Command::Register {
                 id: None,
@@ -559,22 +767,38 @@ mod tests {
             .expect_err("the sync fails");
         assert_eq!(err.0, ReturnCode::AdminServerError);
         assert!(err.1.contains("disk full"), "{}", err.1);
-        assert_eq!(shared.cluster, before, "memory state moved on");
+        assert!(shared.broken.is_some(), "the coordinator goes on");
 
-        // Once the disk works again, an unrelated command must not make the refused one durable.
-        *broken.lock().unwrap() = false;
-        shared
-            .apply(Command::Register {
-                id: None,
-                addr: "127.0.0.1:2013".into(),
-            })
-            .await
-            .expect("register");
-        let reloaded = load(&disk).expect("load");
-        assert_eq!(reloaded, shared.cluster);
+        // The process dies; what it wrote but never synced is gone.
+        disk.crash();
+        let mut reloaded = service(Box::new(disk.clone()));
+        reloaded.drive().await;
+        assert_eq!(reloaded.cluster, before);
         assert!(
-            reloaded.config.spaces.is_empty(),
+            reloaded.cluster.config.spaces.is_empty(),
             "the refused space came back"
         );
+    }
+
+    #[test]
+    fn a_restarted_coordinator_replays_its_log() {
+        block_on(async {
+            let disk = MemStore::new();
+            let mut first = service(Box::new(disk.clone()));
+            first.drive().await;
+            for i in 0..(super::super::consensus::COMPACT_EVERY + 10) {
+                first
+                    .apply(Command::Register {
+                        id: None,
+                        addr: format!("127.0.0.1:{}", 3000 + i),
+                    })
+                    .await
+                    .expect("register");
+            }
+            let mut second = service(Box::new(disk.clone()));
+            second.drive().await;
+            assert_eq!(second.cluster, first.cluster);
+            assert_eq!(second.cluster.config.coordinators.len(), 1);
+        });
     }
 }

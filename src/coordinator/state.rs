@@ -62,6 +62,13 @@ pub enum Command {
     },
     /// An operator removed the index with this identifier ([`crate::config::IndexId`]).
     RmIndex(u64),
+    /// A coordinator joined the replicated log (applied with the log's membership change).
+    AddCoordinator {
+        id: u64,
+        addr: String,
+    },
+    /// A coordinator left the replicated log.
+    RmCoordinator(u64),
 }
 
 /// The longest space description the coordinator parses.
@@ -199,6 +206,14 @@ impl Cluster {
             Command::FaultTolerance { space, tolerate } => self.fault_tolerance(space, *tolerate),
             Command::AddIndex { space, attribute } => self.add_index(space, attribute),
             Command::RmIndex(id) => self.rm_index(*id),
+            Command::AddCoordinator { id, addr } => {
+                self.config.coordinators.insert(*id, addr.clone());
+                Ok(Outcome::Done)
+            }
+            Command::RmCoordinator(id) => {
+                self.config.coordinators.remove(id);
+                Ok(Outcome::Done)
+            }
             Command::ReadOnly(on) if self.config.read_only == *on => Ok(Outcome::Unchanged),
             Command::ReadOnly(on) => {
                 self.config.read_only = *on;

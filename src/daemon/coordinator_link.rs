@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, RegionId, ServerId, ServerState};
+use crate::coordinators::Coordinators;
 use crate::error::Error;
 use crate::limits::CLOCK_SKEW_SECS;
-use crate::net::RpcConn;
 use crate::protocol::coordinator::{JoinProgress, FENCED};
 use crate::protocol::{CoordRequest, CoordResponse, Message};
 use crate::rt;
@@ -35,49 +35,51 @@ use crate::rt;
 use super::replica::Lease;
 use super::{DaemonOptions, RPC_TIMEOUT};
 
-/// What registration gives: the server's id, the configuration, the connection, and the
-/// lease the registration itself grants.
+/// What registration gives: the server's id, the configuration, the coordinators (as
+/// reached), and the lease the registration itself grants.
 pub struct Registered {
     pub id: ServerId,
     pub config: Config,
-    pub conn: RpcConn,
+    pub conn: Coordinators,
     pub lease: Lease,
+}
+
+/// The coordinators as this daemon reaches them (as server `id`, once it has one).
+pub fn coordinators(opts: &DaemonOptions, id: Option<ServerId>) -> Coordinators {
+    let who = super::credentials(opts, id);
+    Coordinators::new(&opts.coordinator, who, opts.limits.max_frame, RPC_TIMEOUT)
 }
 
 /// Registers with the coordinator, retrying until the start-up timeout.
 pub async fn register(opts: &DaemonOptions, id: Option<ServerId>) -> Result<Registered, Error> {
     let deadline = rt::now() + opts.startup_timeout;
     let mut last_err = String::from("no attempt made");
+    let conn = coordinators(opts, id);
     while rt::now() < deadline {
-        let who = super::credentials(opts, id);
-        match RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who).await
-        {
-            Ok(conn) => {
-                let sent = rt::now();
-                match call(&conn, register_request(opts, id), RPC_TIMEOUT).await {
-                    Ok(CoordResponse::Registered { id, config }) => {
-                        let lease = Lease {
-                            sent,
-                            config_version: config.version,
-                        };
-                        return Ok(Registered {
-                            id,
-                            config,
-                            conn,
-                            lease,
-                        });
-                    }
-                    Ok(other) => last_err = format!("unexpected reply {}", other.name()),
-                    Err(Refused(message)) => {
-                        return Err(Error::Coordinator {
-                            addr: opts.coordinator.clone(),
-                            reason: format!("registration refused: {message}"),
-                        })
-                    }
-                    Err(Failed(e)) => last_err = e,
-                }
+        let sent = rt::now();
+        match call(&conn, register_request(opts, id), RPC_TIMEOUT).await {
+            Ok(CoordResponse::Registered { id, config }) => {
+                let lease = Lease {
+                    sent,
+                    config_version: config.version,
+                };
+                conn.set_server(id);
+                conn.learn(&config);
+                return Ok(Registered {
+                    id,
+                    config,
+                    conn,
+                    lease,
+                });
             }
-            Err(e) => last_err = e.to_string(),
+            Ok(other) => last_err = format!("unexpected reply {}", other.name()),
+            Err(Refused(message)) => {
+                return Err(Error::Coordinator {
+                    addr: opts.coordinator.clone(),
+                    reason: format!("registration refused: {message}"),
+                })
+            }
+            Err(Failed(e)) => last_err = e,
         }
         rt::sleep(Duration::from_millis(200)).await;
     }
@@ -106,7 +108,11 @@ enum CallError {
 }
 use CallError::{Failed, Refused};
 
-async fn call(conn: &RpcConn, msg: Message, timeout: Duration) -> Result<CoordResponse, CallError> {
+async fn call(
+    conn: &Coordinators,
+    msg: Message,
+    timeout: Duration,
+) -> Result<CoordResponse, CallError> {
     match conn.call(msg, timeout).await {
         Ok(Message::FromCoordinator(r)) => Ok(r),
         // Fenced: refused for now, not for good (see `FENCED`).
@@ -121,7 +127,7 @@ async fn call(conn: &RpcConn, msg: Message, timeout: Duration) -> Result<CoordRe
 pub struct Link {
     pub me: ServerId,
     pub opts: DaemonOptions,
-    pub conn: Option<RpcConn>,
+    pub conn: Coordinators,
     /// The newest configuration passed to the actor.
     pub config: watch::Sender<Arc<Config>>,
     pub lease: watch::Sender<Option<Lease>>,
@@ -138,22 +144,7 @@ impl Link {
     pub async fn run(mut self) {
         while !self.config.is_closed() {
             self.wait().await;
-            if self.conn.as_ref().is_none_or(|c| !c.is_alive()) {
-                let who = super::credentials(&self.opts, Some(self.me));
-                self.conn = RpcConn::connect_as(
-                    &self.opts.coordinator,
-                    self.opts.limits.max_frame,
-                    RPC_TIMEOUT,
-                    &who,
-                )
-                .await
-                .ok();
-            }
-            let Some(conn) = self.conn.take() else {
-                continue;
-            };
-            self.heartbeat(&conn).await;
-            self.conn = Some(conn);
+            self.heartbeat().await;
         }
     }
 
@@ -166,7 +157,8 @@ impl Link {
         }
     }
 
-    async fn heartbeat(&mut self, conn: &RpcConn) {
+    async fn heartbeat(&mut self) {
+        let conn = &self.conn;
         let version = self.config.borrow().version;
         let sent = rt::now();
         let hb = CoordRequest::Heartbeat {
@@ -203,11 +195,12 @@ impl Link {
         let Some(mut config) = config else {
             return;
         };
+        self.conn.learn(&config);
         if config
             .server(self.me)
             .is_none_or(|s| s.state != ServerState::Available)
         {
-            match self.register_again(conn).await {
+            match self.register_again().await {
                 Some(c) => config = c,
                 None => return,
             }
@@ -223,7 +216,8 @@ impl Link {
     }
 
     /// Declared failed while alive: register again and rejoin by state transfer.
-    async fn register_again(&self, conn: &RpcConn) -> Option<Config> {
+    async fn register_again(&self) -> Option<Config> {
+        let conn = &self.conn;
         warn!(
             server = self.me.0,
             "the coordinator declared this server failed; registering again"
@@ -253,11 +247,8 @@ impl Link {
 /// that its regions get other heads now rather than after the failure timeout. Best effort:
 /// if the coordinator cannot be told, its failure detector does the same a little later.
 pub async fn leave(opts: &DaemonOptions, me: ServerId) {
-    let who = super::credentials(opts, Some(me));
+    let conn = coordinators(opts, Some(me));
     let told = async {
-        let conn = RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who)
-            .await
-            .map_err(|e| e.to_string())?;
         match call(
             &conn,
             Message::ToCoordinator(CoordRequest::Leave { id: me }),
@@ -293,29 +284,19 @@ pub async fn report_transfers(
     opts: DaemonOptions,
     mut reports: mpsc::Receiver<(RegionId, u64)>,
 ) {
-    let mut conn: Option<RpcConn> = None;
+    let conn = coordinators(&opts, Some(me));
     while let Some(first) = reports.recv().await {
         let mut batch = BTreeSet::from([first]);
         while let Ok(r) = reports.try_recv() {
             batch.insert(r);
         }
-        if conn.as_ref().is_none_or(|c| !c.is_alive()) {
-            let who = super::credentials(&opts, Some(me));
-            conn = RpcConn::connect_as(&opts.coordinator, opts.limits.max_frame, RPC_TIMEOUT, &who)
-                .await
-                .ok();
-        }
-        let Some(c) = conn.as_ref() else {
-            rt::sleep(opts.timing.heartbeat_interval).await;
-            continue;
-        };
         for (region, since) in batch {
             let msg = CoordRequest::TransferComplete {
                 id: me,
                 region,
                 since,
             };
-            if let Err(Failed(e)) = call(c, Message::ToCoordinator(msg), RPC_TIMEOUT).await {
+            if let Err(Failed(e)) = call(&conn, Message::ToCoordinator(msg), RPC_TIMEOUT).await {
                 debug!("a transfer report got no answer: {e}");
             }
         }

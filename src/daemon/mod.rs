@@ -176,7 +176,7 @@ pub async fn run(
     let link = coordinator_link::Link {
         me,
         opts: opts.clone(),
-        conn: Some(registered.conn),
+        conn: registered.conn,
         config: config_tx,
         lease: lease_tx,
         fetch: fetch.clone(),

@@ -34,6 +34,8 @@ pub enum AdminCommand {
     },
     /// Removes the index with this identifier (see `SpaceConfig::indexes`).
     RmIndex(u64),
+    /// Takes the coordinator with this id (`Config::coordinators`) out of the replicated log.
+    RmCoordinator(u64),
 }
 
 /// How far a daemon has got in filling a region it joins (sent with its heartbeats).
@@ -104,6 +106,13 @@ pub enum CoordRequest {
     Leave {
         id: ServerId,
     },
+    /// A message of the coordinators' replicated log (raft, protobuf-encoded), one-way.
+    Raft(Vec<u8>),
+    /// A coordinator started with `--connect` asks to join the replicated log.
+    JoinCoordinator {
+        id: u64,
+        addr: String,
+    },
 }
 
 /// The code of the refusal a server gets while an operator's `server-kill` or `server-forget`
@@ -126,6 +135,15 @@ pub enum CoordResponse {
         unix: u64,
     },
     AdminReply(Result<AdminOutput, (ReturnCode, String)>),
+    /// This coordinator does not lead the replicated log; ask the leader (its address, when
+    /// known).
+    NotLeader {
+        leader: Option<String>,
+    },
+    /// A joining coordinator is in the log; these are the coordinators it can reach.
+    Joined {
+        coordinators: std::collections::BTreeMap<u64, String>,
+    },
 }
 
 impl CoordRequest {
@@ -137,6 +155,8 @@ impl CoordRequest {
             CoordRequest::Admin(_) => "Admin",
             CoordRequest::TransferComplete { .. } => "TransferComplete",
             CoordRequest::Leave { .. } => "Leave",
+            CoordRequest::Raft(_) => "Raft",
+            CoordRequest::JoinCoordinator { .. } => "JoinCoordinator",
         }
     }
 }
@@ -148,6 +168,8 @@ impl CoordResponse {
             CoordResponse::Registered { .. } => "Registered",
             CoordResponse::HeartbeatReply { .. } => "HeartbeatReply",
             CoordResponse::AdminReply(_) => "AdminReply",
+            CoordResponse::NotLeader { .. } => "NotLeader",
+            CoordResponse::Joined { .. } => "Joined",
         }
     }
 }

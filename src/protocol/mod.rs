@@ -36,7 +36,7 @@ pub use coordinator::{AdminCommand, AdminOutput, CoordRequest, CoordResponse};
 /// The first four bytes of every connection.
 pub const MAGIC: [u8; 4] = *b"HDRS";
 /// The protocol version; a peer speaking another version is refused.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Default cap on one frame's length.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
