@@ -1,11 +1,12 @@
-//! A simulated cluster: a coordinator, daemons and client nodes, with faults.
+//! A simulated cluster: three coordinators, daemons and client nodes, with faults.
 //!
 //! Each server node's start-up code is its `init` closure, which madsim runs again on
 //! `restart`. Each node's disk is a [`MemStore`] owned here, outside the node, so it survives
 //! kills and restarts; [`SimCluster::crash_disk`] kills the node *and* drops every write its
 //! disk had not synced, as a power failure would.
 //!
-//! Addresses: the coordinator is `10.0.0.1:1982`, daemon `i` is `10.0.1.(i+1):2012`, client
+//! Addresses: coordinator `i` is `10.0.0.(i+1):1982` (the first starts the log, the others
+//! join it), daemon `i` is `10.0.1.(i+1):2012`, client
 //! node `i` is `10.0.2.(i+1)`, the control node (admin calls, audits) is `10.0.3.1`, and the
 //! rogue node is `10.0.4.1`.
 
@@ -26,7 +27,10 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
-pub const COORDINATOR: &str = "10.0.0.1:1982";
+/// Each coordinator's address.
+pub const COORDINATORS: [&str; 3] = ["10.0.0.1:1982", "10.0.0.2:1982", "10.0.0.3:1982"];
+/// Every coordinator, as daemons and clients are given them.
+pub const COORDINATOR: &str = "10.0.0.1:1982,10.0.0.2:1982,10.0.0.3:1982";
 
 /// The simulated cluster's secret: its servers and admin calls prove it; the rogue node does
 /// not know it.
@@ -57,7 +61,7 @@ pub struct Server {
 
 pub struct SimCluster {
     handle: Handle,
-    pub coordinator: Server,
+    pub coordinators: Vec<Server>,
     pub daemons: Vec<Server>,
     pub clients: Vec<NodeHandle>,
     pub control: NodeHandle,
@@ -69,20 +73,22 @@ pub struct SimCluster {
     clogged: BTreeSet<(NodeId, NodeId)>,
 }
 
-fn coordinator_node(handle: &Handle, store: MemStore, timing: Timing) -> NodeHandle {
+fn coordinator_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> NodeHandle {
+    let addr = COORDINATORS[i];
     handle
         .create_node()
-        .name("coordinator")
-        .ip(ip("10.0.0.1"))
+        .name(format!("coordinator{}", i + 1))
+        .ip(ip(addr.split_once(':').map_or(addr, |(h, _)| h)))
         .init(move || {
             let store = store.clone();
             async move {
-                let listener = match rt::listen(COORDINATOR).await {
+                let listener = match rt::listen(addr).await {
                     Ok(l) => l,
                     Err(e) => return tracing::error!("coordinator cannot listen: {e}"),
                 };
                 let opts = CoordinatorOptions {
-                    listen: COORDINATOR.into(),
+                    listen: addr.into(),
+                    join: (i > 0).then(|| COORDINATORS[0].to_string()),
                     timing,
                     secret: Some(secret()),
                     ..CoordinatorOptions::default()
@@ -131,19 +137,23 @@ fn daemon_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> (N
 }
 
 impl SimCluster {
-    /// Starts a coordinator, `daemons` daemons and `clients` client nodes, and waits until
-    /// every daemon has registered.
+    /// Starts three coordinators, `daemons` daemons and `clients` client nodes, and waits
+    /// until every daemon has registered.
     pub async fn start(daemons: usize, clients: usize, timing: Timing) -> SimCluster {
         let handle = Handle::current();
         rt::knobs::reset();
-        let coord_store = MemStore::new();
-        let coordinator = Server {
-            name: "coordinator".into(),
-            node: coordinator_node(&handle, coord_store.clone(), timing),
-            store: coord_store,
-            addr: COORDINATOR.into(),
-            up: true,
-        };
+        let coordinators = (0..COORDINATORS.len())
+            .map(|i| {
+                let store = MemStore::new();
+                Server {
+                    name: format!("coordinator{}", i + 1),
+                    node: coordinator_node(&handle, i, store.clone(), timing),
+                    store,
+                    addr: COORDINATORS[i].into(),
+                    up: true,
+                }
+            })
+            .collect::<Vec<_>>();
         let daemons = (0..daemons)
             .map(|i| {
                 let store = MemStore::new();
@@ -178,7 +188,8 @@ impl SimCluster {
             .build();
         // Every server's clock runs at its own rate, anywhere within the clock assumption;
         // clients and the control node keep real time (the history is stamped there).
-        let clock_rates = std::iter::once(&coordinator)
+        let clock_rates = coordinators
+            .iter()
             .chain(&daemons)
             .map(|s| {
                 let rate = thread_rng().gen_range(-MAX_CLOCK_DRIFT..=MAX_CLOCK_DRIFT);
@@ -188,7 +199,7 @@ impl SimCluster {
             .collect();
         let cluster = SimCluster {
             handle,
-            coordinator,
+            coordinators,
             daemons,
             clients,
             control,
@@ -202,10 +213,12 @@ impl SimCluster {
             .wait_until(Duration::from_secs(30), move || async move {
                 hyperdex::client::fetch_config(COORDINATOR, &Default::default())
                     .await
-                    .is_ok_and(|c| c.servers.len() == n)
+                    .is_ok_and(|c| {
+                        c.servers.len() == n && c.coordinators.len() == COORDINATORS.len()
+                    })
             })
             .await;
-        assert!(ok, "daemons did not register");
+        assert!(ok, "daemons did not register, or coordinators did not join");
         cluster
     }
 
@@ -268,14 +281,18 @@ impl SimCluster {
         self.handle.resume(node);
     }
 
-    pub fn kill_coordinator(&mut self) {
-        self.handle.kill(self.coordinator.node.id());
-        self.coordinator.up = false;
+    pub fn kill_coordinator(&mut self, i: usize) {
+        self.handle.kill(self.coordinators[i].node.id());
+        self.coordinators[i].up = false;
     }
 
-    pub fn restart_coordinator(&mut self) {
-        self.handle.restart(self.coordinator.node.id());
-        self.coordinator.up = true;
+    pub fn restart_coordinator(&mut self, i: usize) {
+        self.handle.restart(self.coordinators[i].node.id());
+        self.coordinators[i].up = true;
+    }
+
+    pub fn coordinator_ids(&self) -> Vec<NodeId> {
+        self.coordinators.iter().map(|c| c.node.id()).collect()
     }
 
     /// Cuts every link between a node of `a` and a node of `b`, both ways.
@@ -326,15 +343,18 @@ impl SimCluster {
 
     /// Every node id except the clients and the control node.
     pub fn server_ids(&self) -> Vec<NodeId> {
-        std::iter::once(self.coordinator.node.id())
+        self.coordinator_ids()
+            .into_iter()
             .chain(self.daemon_ids())
             .collect()
     }
 
-    /// The address of every server, coordinator first.
+    /// The address of every server, coordinators first.
     pub fn server_addrs(&self) -> Vec<String> {
-        std::iter::once(self.coordinator.addr.clone())
-            .chain(self.daemons.iter().map(|d| d.addr.clone()))
+        self.coordinators
+            .iter()
+            .chain(&self.daemons)
+            .map(|s| s.addr.clone())
             .collect()
     }
 

@@ -45,9 +45,10 @@ pub enum Fault {
     PacketLoss,
     /// Latency of 10–80 ms on every message.
     LatencySpike,
-    /// Kill the coordinator and restart it on its disk.
+    /// Kill one of the three coordinators (any, the leader included) and restart it on its
+    /// disk.
     RestartCoordinator,
-    /// Kill the coordinator, lose every write its disk had not synced, and restart it.
+    /// Kill one coordinator, lose every write its disk had not synced, and restart it.
     CrashCoordinatorDisk,
     /// Freeze a server (daemon or coordinator) for up to three leases, then let it go on
     /// with its old state and timers, as a long garbage collection or a stopped VM would.
@@ -158,7 +159,7 @@ enum Undo {
     Nothing,
     RestartDaemon(usize),
     RestartDaemons(Vec<usize>),
-    RestartCoordinator,
+    RestartCoordinator(usize),
     Heal,
     Network,
     Tolerance(u32),
@@ -371,20 +372,25 @@ async fn inject_one(
                 Undo::RestartDaemons(all),
             ))
         }
-        Fault::RestartCoordinator | Fault::CrashCoordinatorDisk if cluster.coordinator.up => {
-            cluster.kill_coordinator();
+        // One coordinator down at a time: three tolerate one failure.
+        Fault::RestartCoordinator | Fault::CrashCoordinatorDisk
+            if cluster.coordinators.iter().all(|c| c.up) =>
+        {
+            let i = thread_rng().gen_range(0..cluster.coordinators.len());
+            cluster.kill_coordinator(i);
             if fault == Fault::CrashCoordinatorDisk {
-                let lost = cluster.coordinator.store.crash();
+                let lost = cluster.coordinators[i].store.crash();
                 log.lost_unsynced += lost;
                 log.stamp(format!(
-                    "crash disk of the coordinator ({lost} unsynced writes lost)"
+                    "crash disk of coordinator{} ({lost} unsynced writes lost)",
+                    i + 1
                 ));
             } else {
-                log.stamp("kill coordinator".into());
+                log.stamp(format!("kill coordinator{}", i + 1));
             }
             Some((
                 now + hold.min(Duration::from_millis(1500)),
-                Undo::RestartCoordinator,
+                Undo::RestartCoordinator(i),
             ))
         }
         _ => None,
@@ -484,7 +490,9 @@ fn degrade(cluster: &mut SimCluster, fault: Fault, log: &mut NemesisLog) {
 /// Pauses one running server (coordinator or daemon) for up to three leases.
 fn pause_one(cluster: &mut SimCluster, log: &mut NemesisLog) -> Option<(rt::Instant, Undo)> {
     let now = rt::now();
-    let servers: Vec<_> = std::iter::once(&cluster.coordinator)
+    let servers: Vec<_> = cluster
+        .coordinators
+        .iter()
         .chain(&cluster.daemons)
         .filter(|s| s.up)
         .map(|s| (s.name.clone(), s.node.id()))
@@ -521,9 +529,9 @@ async fn apply_undo(cluster: &mut SimCluster, u: Undo, log: &mut NemesisLog) -> 
             log.power_restored = Some(rt::now());
             log.stamp("restart every daemon".into());
         }
-        Undo::RestartCoordinator => {
-            cluster.restart_coordinator();
-            log.stamp("restart coordinator".into());
+        Undo::RestartCoordinator(i) => {
+            cluster.restart_coordinator(i);
+            log.stamp(format!("restart coordinator{}", i + 1));
         }
         Undo::Heal => {
             cluster.heal();

@@ -32,7 +32,7 @@ use hyperdex_model::{Operation, Value};
 use madsim::rand::{thread_rng, Rng};
 use tokio::io::AsyncWriteExt;
 
-use crate::cluster::COORDINATOR;
+use crate::cluster::{COORDINATOR, COORDINATORS};
 
 /// What the rogue sent, by kind.
 #[derive(Clone, Debug, Default)]
@@ -58,7 +58,7 @@ pub async fn run(targets: Vec<String>, stop: Arc<AtomicBool>) -> RogueLog {
             2 => raw(&to, truncated_frame()).await,
             3 => forged_chain(&to, &config, false).await,
             4 => forged_chain(&to, &config, true).await,
-            _ => forged_coordinator().await,
+            _ => forged_coordinator(&config).await,
         };
         *log.sent.entry(what).or_default() += 1;
     }
@@ -191,10 +191,25 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
     }
 }
 
+/// A raft vote request for term 1,000,000 from a made-up coordinator, to a real one.
+fn forged_vote(config: &Config) -> Vec<u8> {
+    use raft::eraftpb::{Message as RaftMessage, MessageType};
+    let mut m = RaftMessage::default();
+    m.set_msg_type(MessageType::MsgRequestVote);
+    m.term = 1_000_000;
+    m.from = thread_rng().gen();
+    let ids: Vec<u64> = config.coordinators.keys().copied().collect();
+    m.to = ids
+        .get(thread_rng().gen_range(0..ids.len().max(1)))
+        .copied()
+        .unwrap_or(1);
+    protobuf::Message::write_to_bytes(&m).unwrap_or_default()
+}
+
 /// A request that would change the configuration, from an anonymous connection.
-async fn forged_coordinator() -> &'static str {
+async fn forged_coordinator(config: &Config) -> &'static str {
     let id = ServerId(thread_rng().gen_range(1..5));
-    let req = match thread_rng().gen_range(0..6) {
+    let req = match thread_rng().gen_range(0..9) {
         0 => CoordRequest::Register {
             id: Some(id),
             addr: "10.0.4.1:2012".into(),
@@ -214,12 +229,21 @@ async fn forged_coordinator() -> &'static str {
             },
             since: 1,
         },
-        _ => CoordRequest::Admin(AdminCommand::FaultTolerance {
+        5 => CoordRequest::Admin(AdminCommand::FaultTolerance {
             space: "sim".into(),
             tolerate: 0,
         }),
+        // A log message claiming a huge term (it would depose the leader if taken), or
+        // garbage.
+        6 => CoordRequest::Raft(forged_vote(config)),
+        7 => CoordRequest::Raft((0..64).map(|_| thread_rng().gen()).collect()),
+        _ => CoordRequest::JoinCoordinator {
+            id: thread_rng().gen(),
+            addr: "10.0.4.1:1982".into(),
+        },
     };
-    if let Ok(c) = RpcConn::connect(COORDINATOR, DEFAULT_MAX_FRAME, TIMEOUT).await {
+    let at = COORDINATORS[thread_rng().gen_range(0..COORDINATORS.len())];
+    if let Ok(c) = RpcConn::connect(at, DEFAULT_MAX_FRAME, TIMEOUT).await {
         let _ = c.call(Message::ToCoordinator(req), TIMEOUT).await;
     }
     "forged coordinator request"

@@ -6,7 +6,9 @@
 //!    linearizable against the model, so no acknowledged write is missing at the end;
 //! 2. the replicas of every region hold the same objects at the same versions, with the same
 //!    retry records;
-//! 3. no node panicked (a panic in any simulated node fails the run).
+//! 3. every configuration version daemons and clients received had the same contents
+//!    wherever it came from (whichever coordinator led when it was issued);
+//! 4. no node panicked (a panic in any simulated node fails the run).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +70,9 @@ pub struct RunReport {
     pub rogue: RogueLog,
     pub check: Result<CheckStats, String>,
     pub convergence: Result<usize, String>,
+    /// How many configuration versions were received, or the version received with two
+    /// different contents.
+    pub configs: Result<usize, String>,
     pub stable: bool,
     /// Whether every operation after healing got a definite answer in time.
     pub liveness: Result<(), String>,
@@ -81,6 +86,7 @@ impl RunReport {
     pub fn ok(&self) -> bool {
         self.check.is_ok()
             && self.convergence.is_ok()
+            && self.configs.is_ok()
             && self.stable
             && self.liveness.is_ok()
             && self.nemesis.violations.is_empty()
@@ -105,6 +111,10 @@ impl RunReport {
             s.push_str(e);
             s.push_str("\nfinal configuration:\n");
             s.push_str(&self.final_config);
+        }
+        if let Err(e) = &self.configs {
+            s.push_str(e);
+            s.push('\n');
         }
         for v in &self.nemesis.violations {
             s.push_str("an administrative change was not in force when acknowledged: ");
@@ -249,6 +259,13 @@ async fn report(
         None => Err("cannot fetch the final configuration".into()),
     };
     let final_config = config.as_ref().map(ToString::to_string).unwrap_or_default();
+    let configs = match &config {
+        Some(c) => match hyperdex::probe::configs_seen(c.cluster) {
+            (versions, conflicts) if conflicts.is_empty() => Ok(versions),
+            (_, conflicts) => Err(conflicts.join("\n")),
+        },
+        None => Err("cannot fetch the final configuration".into()),
+    };
     let history = rec
         .history
         .lock()
@@ -269,6 +286,7 @@ async fn report(
         rogue,
         check,
         convergence,
+        configs,
         stable,
         liveness: Ok(()),
         final_config,

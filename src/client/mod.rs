@@ -161,7 +161,10 @@ async fn config_over(conn: &Coordinators, opts: &ClientOptions) -> ClientResult<
         .await
         .map_err(coordfail)?
     {
-        Message::FromCoordinator(CoordResponse::Config(c)) => Ok(c),
+        Message::FromCoordinator(CoordResponse::Config(c)) => {
+            crate::probe::config_seen(&c);
+            Ok(c)
+        }
         other => Err(ClientError::new(
             ReturnCode::CoordFail,
             format!("the coordinator answered {}", other.name()),

@@ -65,6 +65,7 @@ pub async fn register(opts: &DaemonOptions, id: Option<ServerId>) -> Result<Regi
                 };
                 conn.set_server(id);
                 conn.learn(&config);
+                crate::probe::config_seen(&config);
                 return Ok(Registered {
                     id,
                     config,
@@ -196,6 +197,7 @@ impl Link {
             return;
         };
         self.conn.learn(&config);
+        crate::probe::config_seen(&config);
         if config
             .server(self.me)
             .is_none_or(|s| s.state != ServerState::Available)
@@ -229,7 +231,10 @@ impl Link {
         )
         .await
         {
-            Ok(CoordResponse::Registered { config, .. }) => Some(config),
+            Ok(CoordResponse::Registered { config, .. }) => {
+                crate::probe::config_seen(&config);
+                Some(config)
+            }
             Err(Refused(message)) => {
                 // Not transient (a fenced server gets FENCED, a failure to answer is retried):
                 // forgotten, its address taken, or not proving the cluster secret.
@@ -270,10 +275,12 @@ pub async fn leave(opts: &DaemonOptions, me: ServerId) {
 }
 
 /// How far (seconds) this daemon's wall clock is from the coordinator's, if more than half the
-/// skew `daemon::record` allows between any two servers (so that two daemons are within it).
+/// skew `daemon::record` allows between any two servers (so that two daemons are within it),
+/// give or take the second that whole-second readings taken apart may differ by (the record
+/// horizon's slack covers it).
 fn clock_off(coordinator: u64, mine: u64) -> Option<u64> {
     let off = coordinator.abs_diff(mine);
-    (off > CLOCK_SKEW_SECS / 2).then_some(off)
+    (off > CLOCK_SKEW_SECS / 2 + 1).then_some(off)
 }
 
 /// Reports regions received completely to the coordinator, on a connection of its own, until
@@ -311,8 +318,9 @@ mod tests {
     fn a_clock_more_than_half_the_skew_away_is_reported() {
         let t = 1_800_000_000;
         assert_eq!(clock_off(t, t), None);
-        assert_eq!(clock_off(t, t + CLOCK_SKEW_SECS / 2), None);
-        assert_eq!(clock_off(t, t + CLOCK_SKEW_SECS), Some(CLOCK_SKEW_SECS));
-        assert_eq!(clock_off(t + CLOCK_SKEW_SECS, t), Some(CLOCK_SKEW_SECS));
+        let most = CLOCK_SKEW_SECS / 2 + 1;
+        assert_eq!(clock_off(t, t + most), None);
+        assert_eq!(clock_off(t, t + most + 1), Some(most + 1));
+        assert_eq!(clock_off(t + most + 1, t), Some(most + 1));
     }
 }
