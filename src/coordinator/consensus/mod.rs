@@ -86,6 +86,8 @@ pub struct Consensus {
     /// A membership change was applied: the next snapshot must show it (a coordinator that
     /// joins installs a snapshot only if it names it).
     snapshot_due: bool,
+    /// The term and role the election timeout was last drawn for (see [`Consensus::redraw`]).
+    drawn_for: (u64, StateRole),
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -205,7 +207,7 @@ impl Consensus {
             // Alone in the log: no one else could win an election, so win it now.
             node.campaign().map_err(fail)?;
         }
-        let consensus = Consensus {
+        let mut consensus = Consensus {
             node,
             store,
             peers,
@@ -216,7 +218,9 @@ impl Consensus {
             next_read: 1,
             rounds: 0,
             snapshot_due: false,
+            drawn_for: (u64::MAX, StateRole::Leader),
         };
+        consensus.redraw();
         Ok((consensus, cluster))
     }
 
@@ -260,6 +264,21 @@ impl Consensus {
 
     pub fn tick(&mut self) {
         self.node.tick();
+        self.redraw();
+    }
+
+    /// Draws the election timeout from this runtime's random numbers whenever raft has just
+    /// drawn one (on every change of term or role) from its own generator, which the
+    /// simulation does not control: so a seed replays the same elections.
+    fn redraw(&mut self) {
+        let now = (self.node.raft.term, self.node.raft.state);
+        if now == self.drawn_for {
+            return;
+        }
+        self.drawn_for = now;
+        let (lo, hi) = (ELECTION_TICKS, 2 * ELECTION_TICKS);
+        let t = lo + (rt::random_u64() % (hi - lo) as u64) as usize;
+        self.node.raft.set_randomized_election_timeout(t);
     }
 
     /// Takes a message from another coordinator.
@@ -269,6 +288,7 @@ impl Consensus {
                 if let Err(e) = self.node.step(m) {
                     tracing::debug!("a log message was not taken: {e}");
                 }
+                self.redraw();
             }
             Ok(m) => tracing::debug!(to = m.to, "a log message for another coordinator"),
             Err(e) => tracing::warn!("an undecodable log message: {e}"),
