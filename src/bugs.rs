@@ -25,8 +25,8 @@ pub enum Bug {
     StallReads = 32,
     /// The actor sends replies and acknowledgements before syncing the batch they vouch for.
     ReplyBeforeSync = 64,
-    /// The coordinator answers and publishes changes it has only staged, syncing one change
-    /// in four.
+    /// Coordinators promise (votes, log entries) what they have only staged, syncing one
+    /// round in four: a coordinator that loses its disk forgets what it promised.
     CoordinatorEarlyAnswer = 128,
     /// A daemon's lease lasts four times as long as it should, longer than the coordinator
     /// waits before replacing it: a head cut off from the coordinator answers reads after
@@ -57,10 +57,18 @@ pub enum Bug {
     /// Retry records are dropped one second after their object's newest one, well within
     /// the time a request may still be retried: a late retry of a write is applied again.
     ShortRecordHorizon = 65536,
+    /// A coordinator that believes it leads answers heartbeats (grants leases) without a round
+    /// of the log confirming it, and never steps down for want of a majority: cut off with a
+    /// daemon, it keeps that daemon serving after the majority has replaced it.
+    TrustOwnLead = 131_072,
+    /// A newly elected coordinator runs the failure detector on what it last heard as a
+    /// follower (nothing): it declares every server failed at once, while their leases from
+    /// the previous leader still run.
+    HastyNewLeader = 262_144,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 19] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -78,6 +86,8 @@ impl Bug {
         Bug::KeepStaleKeys,
         Bug::IndexMissesUpdate,
         Bug::ShortRecordHorizon,
+        Bug::TrustOwnLead,
+        Bug::HastyNewLeader,
     ];
 }
 

@@ -19,7 +19,9 @@ use hyperdex::client::ClientOptions;
 use hyperdex::config::{Timing, MAX_CLOCK_DRIFT};
 use hyperdex::coordinator::{self, CoordinatorOptions};
 use hyperdex::daemon::{self, DaemonOptions};
+use hyperdex::net::RpcConn;
 use hyperdex::protocol::auth::Secret;
+use hyperdex::protocol::{CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME};
 use hyperdex::rt;
 use hyperdex::storage::MemStore;
 use madsim::net::NetSim;
@@ -31,6 +33,9 @@ use madsim::task::NodeId;
 pub const COORDINATORS: [&str; 3] = ["10.0.0.1:1982", "10.0.0.2:1982", "10.0.0.3:1982"];
 /// Every coordinator, as daemons and clients are given them.
 pub const COORDINATOR: &str = "10.0.0.1:1982,10.0.0.2:1982,10.0.0.3:1982";
+
+/// How long asking one coordinator whether it leads may take.
+const ASK_LEADER: Duration = Duration::from_millis(200);
 
 /// The simulated cluster's secret: its servers and admin calls prove it; the rogue node does
 /// not know it.
@@ -289,6 +294,26 @@ impl SimCluster {
     pub fn restart_coordinator(&mut self, i: usize) {
         self.handle.restart(self.coordinators[i].node.id());
         self.coordinators[i].up = true;
+    }
+
+    /// Which coordinator leads (answers a configuration request rather than naming another),
+    /// if one does now.
+    pub async fn leader(&self) -> Option<usize> {
+        self.on_control(async {
+            for (i, addr) in COORDINATORS.iter().enumerate() {
+                let Ok(conn) = RpcConn::connect(addr, DEFAULT_MAX_FRAME, ASK_LEADER).await else {
+                    continue;
+                };
+                let asked = conn
+                    .call(Message::ToCoordinator(CoordRequest::GetConfig), ASK_LEADER)
+                    .await;
+                if let Ok(Message::FromCoordinator(CoordResponse::Config(_))) = asked {
+                    return Some(i);
+                }
+            }
+            None
+        })
+        .await
     }
 
     pub fn coordinator_ids(&self) -> Vec<NodeId> {

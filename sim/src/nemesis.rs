@@ -71,10 +71,14 @@ pub enum Fault {
     /// The index searches read removed, and added back later: daemons forget it, scan
     /// meanwhile, and rebuild it under load.
     IndexChurn,
+    /// One coordinator (the leader, when there is one) and one or two daemons cut off from
+    /// the other coordinators and daemons; clients still reach everyone. The minority side
+    /// must stop granting leases before the majority replaces its daemons.
+    SplitBrain,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 18] = [
+    pub const ALL: [Fault; 19] = [
         Fault::KillDaemon,
         Fault::CrashDisk,
         Fault::Isolate,
@@ -93,6 +97,7 @@ impl Fault {
         Fault::SpaceChurn,
         Fault::PowerFailure,
         Fault::IndexChurn,
+        Fault::SplitBrain,
     ];
 }
 
@@ -117,6 +122,7 @@ impl fmt::Display for Fault {
             Fault::SpaceChurn => "space-churn",
             Fault::IndexChurn => "index-churn",
             Fault::PowerFailure => "power-failure",
+            Fault::SplitBrain => "split-brain",
         };
         f.write_str(s)
     }
@@ -324,6 +330,31 @@ async fn inject_one(
             }
             Some((now + hold, Undo::RestartDaemon(i)))
         }
+        Fault::SplitBrain if !isolated && cluster.coordinators.iter().all(|c| c.up) => {
+            let victim = match cluster.leader().await {
+                Some(i) => i,
+                None => thread_rng().gen_range(0..cluster.coordinators.len()),
+            };
+            let mut daemons = cluster.daemon_ids();
+            daemons.shuffle(&mut thread_rng());
+            let (minority, majority) = daemons.split_at(thread_rng().gen_range(1..=2));
+            let small: Vec<_> = std::iter::once(cluster.coordinators[victim].node.id())
+                .chain(minority.iter().copied())
+                .collect();
+            let large: Vec<_> = cluster
+                .coordinator_ids()
+                .into_iter()
+                .filter(|&n| n != small[0])
+                .chain(majority.iter().copied())
+                .collect();
+            cluster.partition(&small, &large);
+            log.stamp(format!(
+                "split coordinator{} and daemons {minority:?} from the rest for {} ms",
+                victim + 1,
+                hold.as_millis()
+            ));
+            Some((now + hold, Undo::Heal))
+        }
         Fault::Isolate | Fault::IsolateFromServers | Fault::SplitDaemons | Fault::OneWay
             if !isolated =>
         {
@@ -376,7 +407,12 @@ async fn inject_one(
         Fault::RestartCoordinator | Fault::CrashCoordinatorDisk
             if cluster.coordinators.iter().all(|c| c.up) =>
         {
-            let i = thread_rng().gen_range(0..cluster.coordinators.len());
+            let leader = if thread_rng().gen_bool(0.5) {
+                cluster.leader().await
+            } else {
+                None
+            };
+            let i = leader.unwrap_or_else(|| thread_rng().gen_range(0..cluster.coordinators.len()));
             cluster.kill_coordinator(i);
             if fault == Fault::CrashCoordinatorDisk {
                 let lost = cluster.coordinators[i].store.crash();

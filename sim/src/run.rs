@@ -51,12 +51,29 @@ impl Default for RunOptions {
             daemons: 4,
             clients: 4,
             workload: WorkloadOptions::default(),
-            faults: Fault::ALL.to_vec(),
+            faults: faults_from_env().unwrap_or_else(|| Fault::ALL.to_vec()),
             tolerate: 1,
             rogue: true,
             timing: Timing::default(),
         }
     }
+}
+
+/// The faults named in `SIM_FAULTS` (`split-brain,kill-daemon`), to replay or sweep a
+/// narrower mix than the full one.
+fn faults_from_env() -> Option<Vec<Fault>> {
+    let names = std::env::var("SIM_FAULTS").ok()?;
+    let faults: Vec<Fault> = names
+        .split(',')
+        .filter_map(|n| {
+            let f = Fault::ALL.into_iter().find(|f| f.to_string() == n.trim());
+            if f.is_none() {
+                eprintln!("SIM_FAULTS: no fault is called {n:?}");
+            }
+            f
+        })
+        .collect();
+    (!faults.is_empty()).then_some(faults)
 }
 
 /// What one run did and found.

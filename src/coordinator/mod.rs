@@ -203,6 +203,7 @@ pub async fn run(
         },
     );
     tokio::select! {
+        biased;
         () = serving => Ok(()),
         _ = done => Err(crate::Error::Config(
             "the coordinator stopped: its store failed (see the log)".into(),

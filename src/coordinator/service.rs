@@ -301,8 +301,35 @@ impl Service {
                 return;
             }
         };
+        let refused = matches!(
+            step,
+            Err(_) | Ok(Step::Reply(CoordResponse::AdminReply(Err(_))))
+        );
+        if refused && !self.leading {
+            // Refused because (or while) this coordinator stopped leading: the asker tries the
+            // new leader, where the request may well succeed.
+            let msg = Message::FromCoordinator(CoordResponse::NotLeader {
+                leader: self.leader_addr(),
+            });
+            let _ = answer.send(Answer {
+                msg,
+                registered: None,
+            });
+            return;
+        }
         match step {
             Ok(Step::Hold(until, then)) => self.waits.push(until, Held { answer, then }),
+            Ok(Step::Confirm(version)) if planted(Bug::TrustOwnLead) => {
+                // The planted bug: the lease is granted on this coordinator's word alone.
+                let c = Confirming {
+                    answer,
+                    version,
+                    index: Some(0),
+                };
+                self.confirming
+                    .insert(u64::MAX - self.confirming.len() as u64, c);
+                self.answer_confirmed();
+            }
             Ok(Step::Confirm(version)) => {
                 let id = self.consensus.confirm();
                 let c = Confirming {
@@ -363,6 +390,7 @@ impl Service {
             }
             let wait = next_tick.saturating_duration_since(rt::now());
             tokio::select! {
+                biased;
                 Some(m) = self.inbox.recv() => self.inbound(m),
                 () = rt::sleep(wait) => {
                     self.consensus.tick();
