@@ -66,6 +66,20 @@ fn run_chunk(from: u64, seeds: u64) {
     use hyperdex_sim::run::RunOptions;
     use hyperdex_sim::sweep::{replay_command, run_seed};
     let opts = RunOptions::default();
+    // PLANTED_BUG=Name sweeps with that bug planted (to find the faults and seeds that catch
+    // it faster than the planted-bug test can).
+    if let Ok(name) = std::env::var("PLANTED_BUG") {
+        match hyperdex::bugs::Bug::ALL
+            .into_iter()
+            .find(|b| format!("{b:?}") == name)
+        {
+            Some(bug) => hyperdex::bugs::plant(&[bug]),
+            None => {
+                eprintln!("PLANTED_BUG: no bug is called {name:?}");
+                std::process::exit(2);
+            }
+        }
+    }
     for seed in from..from + seeds {
         let report = run_seed(seed, &opts);
         if !report.ok() {

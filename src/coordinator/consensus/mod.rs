@@ -285,6 +285,7 @@ impl Consensus {
     pub fn step(&mut self, bytes: &[u8]) {
         match RaftMessage::parse_from_bytes(bytes) {
             Ok(m) if m.to == self.id() => {
+                self.peers.heard(m.from);
                 if let Err(e) = self.node.step(m) {
                     tracing::debug!("a log message was not taken: {e}");
                 }
