@@ -57,18 +57,10 @@ pub enum Bug {
     /// Retry records are dropped one second after their object's newest one, well within
     /// the time a request may still be retried: a late retry of a write is applied again.
     ShortRecordHorizon = 65536,
-    /// A coordinator that believes it leads answers heartbeats (grants leases) without a round
-    /// of the log confirming it, and never steps down for want of a majority: cut off with a
-    /// daemon, it keeps that daemon serving after the majority has replaced it.
-    TrustOwnLead = 131_072,
-    /// A newly elected coordinator runs the failure detector on what it last heard as a
-    /// follower (nothing): it declares every server failed at once, while their leases from
-    /// the previous leader still run.
-    HastyNewLeader = 262_144,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 17] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -86,8 +78,6 @@ impl Bug {
         Bug::KeepStaleKeys,
         Bug::IndexMissesUpdate,
         Bug::ShortRecordHorizon,
-        Bug::TrustOwnLead,
-        Bug::HastyNewLeader,
     ];
 }
 

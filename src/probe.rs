@@ -88,7 +88,8 @@ pub fn counts() -> std::collections::BTreeMap<&'static str, u64> {
 }
 
 /// Configurations seen by daemons and clients, by (cluster, version): the digest of the first
-/// seen, and every version seen again with other contents.
+/// seen, and every version seen again with other contents. Per thread: a simulated run runs
+/// on a thread of its own, so runs side by side (or one that panicked) never mix.
 #[cfg(madsim)]
 type Seen = (
     std::collections::BTreeMap<(u64, u64), u64>,
@@ -96,7 +97,9 @@ type Seen = (
 );
 
 #[cfg(madsim)]
-static CONFIGS: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+thread_local! {
+    static CONFIGS: std::cell::RefCell<Seen> = std::cell::RefCell::default();
+}
 
 /// Records a configuration a daemon or client received (simulation only; nothing otherwise).
 /// A version must mean the same configuration everywhere, whichever coordinator issued it;
@@ -106,39 +109,39 @@ pub fn config_seen(config: &crate::config::Config) {
     #[cfg(madsim)]
     {
         let digest = crate::config::fnv1a(&postcard::to_allocvec(config).unwrap_or_default());
-        let mut g = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
-        let (seen, conflicts) = g.get_or_insert_with(Default::default);
-        let first = *seen
-            .entry((config.cluster, config.version))
-            .or_insert(digest);
-        if first != digest {
-            conflicts.entry(config.cluster).or_default().push(format!(
-                "configuration version {} was received with two different contents; one is:\n{config}",
-                config.version
-            ));
-        }
+        CONFIGS.with_borrow_mut(|(seen, conflicts)| {
+            let first = *seen
+                .entry((config.cluster, config.version))
+                .or_insert(digest);
+            if first != digest {
+                conflicts.entry(config.cluster).or_default().push(format!(
+                    "configuration version {} was received with two different contents; one is:\n{config}",
+                    config.version
+                ));
+            }
+        });
     }
     #[cfg(not(madsim))]
     let _ = config;
 }
 
-/// How many versions of `cluster`'s configuration were seen, and the conflicts among them;
-/// forgets them (simulation only).
+/// How many versions of `cluster`'s configuration this thread's run saw, and the conflicts
+/// among them; forgets them (simulation only).
 #[cfg(madsim)]
 pub fn configs_seen(cluster: u64) -> (usize, Vec<String>) {
-    let mut g = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
-    let (seen, conflicts) = g.get_or_insert_with(Default::default);
-    let versions: Vec<(u64, u64)> = seen
-        .range((cluster, 0)..=(cluster, u64::MAX))
-        .map(|(k, _)| *k)
-        .collect();
-    for k in &versions {
-        seen.remove(k);
-    }
-    (
-        versions.len(),
-        conflicts.remove(&cluster).unwrap_or_default(),
-    )
+    CONFIGS.with_borrow_mut(|(seen, conflicts)| {
+        let versions: Vec<(u64, u64)> = seen
+            .range((cluster, 0)..=(cluster, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &versions {
+            seen.remove(k);
+        }
+        (
+            versions.len(),
+            conflicts.remove(&cluster).unwrap_or_default(),
+        )
+    })
 }
 
 #[cfg(test)]

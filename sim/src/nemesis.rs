@@ -72,8 +72,9 @@ pub enum Fault {
     /// meanwhile, and rebuild it under load.
     IndexChurn,
     /// One coordinator (the leader, when there is one) and one or two daemons cut off from
-    /// the other coordinators and daemons; clients still reach everyone. The minority side
-    /// must stop granting leases before the majority replaces its daemons.
+    /// the other coordinators and daemons; clients still reach every daemon, and half of them
+    /// that coordinator. The minority side must stop granting leases before the majority
+    /// replaces its daemons.
     SplitBrain,
 }
 
@@ -348,8 +349,15 @@ async fn inject_one(
                 .chain(majority.iter().copied())
                 .collect();
             cluster.partition(&small, &large);
+            // Some clients cannot reach the cut-off coordinator: they follow the majority's
+            // leader while the others may still follow it.
+            let mut clients: Vec<_> = cluster.clients.iter().map(|c| c.id()).collect();
+            clients.shuffle(&mut thread_rng());
+            let away = &clients[..clients.len().div_ceil(2)];
+            cluster.partition(&small[..1], away);
             log.stamp(format!(
-                "split coordinator{} and daemons {minority:?} from the rest for {} ms",
+                "split coordinator{} and daemons {minority:?} from the rest (and clients \
+                 {away:?} from coordinator{0}) for {} ms",
                 victim + 1,
                 hold.as_millis()
             ));

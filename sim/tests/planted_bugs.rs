@@ -54,8 +54,6 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::IndexMissesUpdate => vec![Fault::IndexChurn],
         // Retries seconds after their write: a daemon killed while writes are in flight.
         Bug::ShortRecordHorizon => vec![Fault::KillDaemon, Fault::LinkResets],
-        Bug::TrustOwnLead => vec![Fault::SplitBrain],
-        Bug::HastyNewLeader => vec![Fault::RestartCoordinator, Fault::SplitBrain],
     }
 }
 

@@ -319,17 +319,6 @@ impl Service {
         }
         match step {
             Ok(Step::Hold(until, then)) => self.waits.push(until, Held { answer, then }),
-            Ok(Step::Confirm(version)) if planted(Bug::TrustOwnLead) => {
-                // The planted bug: the lease is granted on this coordinator's word alone.
-                let c = Confirming {
-                    answer,
-                    version,
-                    index: Some(0),
-                };
-                self.confirming
-                    .insert(u64::MAX - self.confirming.len() as u64, c);
-                self.answer_confirmed();
-            }
             Ok(Step::Confirm(version)) => {
                 let id = self.consensus.confirm();
                 let c = Confirming {

@@ -194,7 +194,7 @@ impl Consensus {
             election_tick: ELECTION_TICKS,
             heartbeat_tick: HEARTBEAT_TICKS,
             applied,
-            check_quorum: !planted(Bug::TrustOwnLead),
+            check_quorum: true,
             pre_vote: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 64,
