@@ -11,132 +11,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyperdex::admin::Admin;
 use hyperdex::client::{Client, ClientOptions};
-use hyperdex::net::RpcConn;
-use hyperdex::protocol::{CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME};
 use hyperdex_model::Value;
-use support::{free_port, temp_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hyperdex");
+use support::replicated::{leader, Procs};
 
 /// The longest writes may stop while a leader is replaced, on a loaded 2-core machine (the
 /// figure printed is the one that matters; see docs/benchmarks.md).
 const MAX_PAUSE: Duration = Duration::from_secs(4);
-
-struct Procs {
-    dir: PathBuf,
-    coords: Vec<(u16, Option<Child>)>,
-    daemons: Vec<(u16, Option<Child>)>,
-}
-
-fn spawn(args: &[String], log: &Path) -> Child {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let err = out.try_clone().expect("log file");
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start hyperdex")
-}
-
-impl Procs {
-    fn coordinators(&self) -> String {
-        let addrs: Vec<String> = self
-            .coords
-            .iter()
-            .map(|(p, _)| format!("127.0.0.1:{p}"))
-            .collect();
-        addrs.join(",")
-    }
-
-    fn start_coordinator(&mut self, i: usize) {
-        let data = self.dir.join(format!("coordinator{}", i + 1));
-        std::fs::create_dir_all(&data).expect("dir");
-        let mut args: Vec<String> = vec![
-            "coordinator".into(),
-            "-f".into(),
-            "-l".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            self.coords[i].0.to_string(),
-            "-D".into(),
-            data.display().to_string(),
-        ];
-        if i > 0 {
-            args.extend(["-c".into(), "127.0.0.1".into()]);
-            args.extend(["-P".into(), self.coords[0].0.to_string()]);
-        }
-        let log = self.dir.join(format!("coordinator{}.log", i + 1));
-        self.coords[i].1 = Some(spawn(&args, &log));
-    }
-
-    fn start_daemon(&mut self, i: usize) {
-        let data = self.dir.join(format!("daemon{}", i + 1));
-        let args: Vec<String> = vec![
-            "daemon".into(),
-            "-f".into(),
-            "-l".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            self.daemons[i].0.to_string(),
-            "-c".into(),
-            self.coordinators(),
-            "-D".into(),
-            data.display().to_string(),
-        ];
-        let log = self.dir.join(format!("daemon{}.log", i + 1));
-        self.daemons[i].1 = Some(spawn(&args, &log));
-    }
-
-    fn kill(child: &mut Option<Child>) {
-        if let Some(mut c) = child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, c) in self.coords.iter_mut().chain(self.daemons.iter_mut()) {
-            Procs::kill(c);
-        }
-    }
-}
-
-/// Which coordinator leads: the one that answers a configuration request.
-async fn leader(procs: &Procs) -> Option<usize> {
-    for (i, (port, _)) in procs.coords.iter().enumerate() {
-        let addr = format!("127.0.0.1:{port}");
-        let Ok(c) = RpcConn::connect(&addr, DEFAULT_MAX_FRAME, Duration::from_millis(300)).await
-        else {
-            continue;
-        };
-        let asked = c
-            .call(
-                Message::ToCoordinator(CoordRequest::GetConfig),
-                Duration::from_millis(300),
-            )
-            .await;
-        if let Ok(Message::FromCoordinator(CoordResponse::Config(_))) = asked {
-            return Some(i);
-        }
-    }
-    None
-}
 
 async fn until<F: std::future::Future<Output = bool>>(
     what: &str,
@@ -191,26 +77,26 @@ fn longest_pause(times: &[Instant], from: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_survives_its_leading_coordinator() {
-    let mut procs = Procs {
-        dir: temp_dir("failover"),
-        coords: (0..3).map(|_| (free_port(), None)).collect(),
-        daemons: (0..3).map(|_| (free_port(), None)).collect(),
-    };
+    let mut procs = Procs::new("failover", 3, 3);
     procs.start_coordinator(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     procs.start_coordinator(1);
     procs.start_coordinator(2);
     let addrs = procs.coordinators();
     let opts = ClientOptions::default();
-    until("three coordinators in the log", Duration::from_secs(20), || {
-        let addrs = addrs.clone();
-        let opts = opts.clone();
-        async move {
-            hyperdex::client::fetch_config(&addrs, &opts)
-                .await
-                .is_ok_and(|c| c.coordinators.len() == 3)
-        }
-    })
+    until(
+        "three coordinators in the log",
+        Duration::from_secs(20),
+        || {
+            let addrs = addrs.clone();
+            let opts = opts.clone();
+            async move {
+                hyperdex::client::fetch_config(&addrs, &opts)
+                    .await
+                    .is_ok_and(|c| c.coordinators.len() == 3)
+            }
+        },
+    )
     .await;
     for i in 0..3 {
         procs.start_daemon(i);

@@ -606,3 +606,43 @@ fn the_seed_chapter_through_the_cli_matches_the_model() {
         insta::assert_snapshot!("seed_chapter_cli", transcript);
     });
 }
+
+/// HyperDex's five-coordinator start (its test scripts' command lines: each coordinator joins
+/// through the one before, giving only the port), daemons each given a different single
+/// coordinator, and the seed chapter through a client given the last coordinator only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_chapter_on_five_coordinators_matches_the_model() {
+    let mut procs = support::replicated::Procs::new("seed-five", 5, 3);
+    procs.joins = vec![0, 0, 1, 2, 3];
+    for i in 0..5 {
+        procs.start_coordinator(i);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for i in 0..3 {
+        let one = format!("127.0.0.1:{}", procs.coords[2 * i].0);
+        procs.start_daemon_with(i, &one);
+    }
+    let last = format!("127.0.0.1:{}", procs.coords[4].0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let c = hyperdex::client::fetch_config(&last, &ClientOptions::default()).await;
+        if c.is_ok_and(|c| c.coordinators.len() == 5 && c.servers.len() == 3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "five coordinators and three daemons did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut backend = ClusterBackend {
+        client: Client::connect_with(&last, ClientOptions::default())
+            .await
+            .expect("connect"),
+        admin: Admin::connect_addr(&last, ClientOptions::default())
+            .await
+            .expect("connect admin"),
+    };
+    let transcript = perform_chapter(&mut backend).await;
+    assert_eq!(transcript.trim_end(), model_transcript().trim_end());
+}

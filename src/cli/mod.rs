@@ -120,11 +120,11 @@ pub enum Command {
         /// Directory for the coordinator's state.
         #[arg(short = 'D', long = "data", default_value = ".")]
         data: PathBuf,
-        /// Join the coordinators through the one at this host (HOST or HOST:PORT; a
-        /// coordinator that already has a log ignores it).
+        /// Join the coordinators through the one at this host (HOST or HOST:PORT; default
+        /// 127.0.0.1 when only -P is given; a coordinator that already has a log ignores it).
         #[arg(short = 'c', long = "connect")]
         connect: Option<String>,
-        /// Port of the coordinator to join (default 1982).
+        /// Port of the coordinator to join (default 1982; either flag joins).
         #[arg(short = 'P', long = "connect-port")]
         connect_port: Option<u16>,
         /// The address the other coordinators, daemons and clients reach this one at
@@ -420,10 +420,6 @@ pub async fn run(command: Command) -> ExitCode {
             advertise,
             security,
         } => {
-            if connect.is_none() && connect_port.is_some() {
-                eprintln!("error: -P/--connect-port needs -c/--connect HOST");
-                return ExitCode::from(2);
-            }
             if let Err(e) = process::check_advertise(advertise.as_deref()) {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
@@ -443,8 +439,14 @@ pub async fn run(command: Command) -> ExitCode {
                 tls: tls.accept,
                 peer_tls: tls.connect,
                 advertise,
-                join: connect
-                    .map(|c| crate::coordinators::with_port(&c, connect_port.unwrap_or(1982))),
+                // Either flag joins (HyperDex's scripts give only the port): the host defaults
+                // to 127.0.0.1, the port to 1982.
+                join: (connect.is_some() || connect_port.is_some()).then(|| {
+                    crate::coordinators::with_port(
+                        connect.as_deref().unwrap_or("127.0.0.1"),
+                        connect_port.unwrap_or(1982),
+                    )
+                }),
                 ..CoordinatorOptions::default()
             };
             run_coordinator(&process, (&listen, listen_port), &data, opts).await

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod replicated;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_hyperdex");
 
 /// A port that was free a moment ago.
