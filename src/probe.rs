@@ -103,7 +103,7 @@ thread_local! {
 
 /// Records a configuration a daemon or client received (simulation only; nothing otherwise).
 /// A version must mean the same configuration everywhere, whichever coordinator issued it;
-/// [`configs_seen`] reports any that did not.
+/// `configs_seen` (simulation only) reports any that did not.
 #[inline]
 pub fn config_seen(config: &crate::config::Config) {
     #[cfg(madsim)]

@@ -75,9 +75,9 @@ fn longest_pause(times: &[Instant], from: Instant) -> Duration {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_cluster_survives_its_leading_coordinator() {
-    let mut procs = Procs::new("failover", 3, 3);
+/// Starts the coordinators (the second and third joining through the first), then the
+/// daemons, and adds the space the writers use.
+async fn start(procs: &mut Procs) -> Admin {
     procs.start_coordinator(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     procs.start_coordinator(1);
@@ -123,6 +123,15 @@ async fn the_cluster_survives_its_leading_coordinator() {
         .await
         .expect("stable");
 
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_survives_its_leading_coordinator() {
+    let mut procs = Procs::new("failover", 3, 3);
+    let admin = start(&mut procs).await;
+    let addrs = procs.coordinators();
+    let opts = ClientOptions::default();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let writers: Vec<_> = (0..4)

@@ -611,6 +611,7 @@ fn the_seed_chapter_through_the_cli_matches_the_model() {
 /// through the one before, giving only the port), daemons each given a different single
 /// coordinator, and the seed chapter through a client given the last coordinator only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // wall-clock pacing of real processes
 async fn the_seed_chapter_on_five_coordinators_matches_the_model() {
     let mut procs = support::replicated::Procs::new("seed-five", 5, 3);
     procs.joins = vec![0, 0, 1, 2, 3];

@@ -21,7 +21,8 @@ pub struct Admin {
 
 impl Admin {
     pub async fn connect(host: &str, port: u16) -> ClientResult<Admin> {
-        Admin::connect_addr(&format!("{host}:{port}"), ClientOptions::default()).await
+        let addrs = crate::coordinators::with_port(host, port);
+        Admin::connect_addr(&addrs, ClientOptions::default()).await
     }
 
     /// Connects to the coordinators at `addr` (`host:port`, or several separated by commas).

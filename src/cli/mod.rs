@@ -37,7 +37,7 @@ use process::{detach, run_coordinator, write_pidfile};
 /// The coordinator's address, as HyperDex's admin tools take it.
 #[derive(Args, Debug, Clone)]
 pub struct CoordinatorAddr {
-    /// Coordinator host, or several coordinators: HOST[:PORT],HOST[:PORT]...
+    /// Coordinator host, or several coordinators: HOST or HOST:PORT, separated by commas
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
     pub host: String,
     /// Coordinator port.
@@ -144,7 +144,7 @@ pub enum Command {
         /// Port to listen on.
         #[arg(short = 'p', long = "listen-port", default_value_t = 2012)]
         listen_port: u16,
-        /// Coordinator host, or several coordinators: HOST[:PORT],HOST[:PORT]...
+        /// Coordinator host, or several coordinators: HOST or HOST:PORT, separated by commas
         #[arg(short = 'c', long = "coordinator", default_value = "127.0.0.1")]
         coordinator: String,
         /// Coordinator port.
@@ -407,6 +407,34 @@ async fn admin(coord: &AdminAddr) -> Result<Admin, ExitCode> {
         .map_err(|e| fail(&e))
 }
 
+/// A coordinator's options from its command line: security, `--advertise`, and the
+/// coordinator to join through.
+fn coordinator_options(
+    listen: &str,
+    (connect, connect_port): (Option<String>, Option<u16>),
+    advertise: Option<String>,
+    security: &security::SecurityFlags,
+) -> Result<CoordinatorOptions, String> {
+    process::check_advertise(advertise.as_deref())?;
+    let secret = security.server_secret(listen)?;
+    let tls = security.server_tls()?;
+    Ok(CoordinatorOptions {
+        secret,
+        tls: tls.accept,
+        peer_tls: tls.connect,
+        advertise,
+        // Either flag joins (HyperDex's scripts give only the port): the host defaults to
+        // 127.0.0.1, the port to 1982.
+        join: (connect.is_some() || connect_port.is_some()).then(|| {
+            crate::coordinators::with_port(
+                connect.as_deref().unwrap_or("127.0.0.1"),
+                connect_port.unwrap_or(1982),
+            )
+        }),
+        ..CoordinatorOptions::default()
+    })
+}
+
 /// Runs one command to its end.
 pub async fn run(command: Command) -> ExitCode {
     match command {
@@ -420,34 +448,13 @@ pub async fn run(command: Command) -> ExitCode {
             advertise,
             security,
         } => {
-            if let Err(e) = process::check_advertise(advertise.as_deref()) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            let (secret, tls) = match security
-                .server_secret(&listen)
-                .and_then(|s| Ok((s, security.server_tls()?)))
-            {
-                Ok(s) => s,
+            let join = (connect, connect_port);
+            let opts = match coordinator_options(&listen, join, advertise, &security) {
+                Ok(o) => o,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-            };
-            let opts = CoordinatorOptions {
-                secret,
-                tls: tls.accept,
-                peer_tls: tls.connect,
-                advertise,
-                // Either flag joins (HyperDex's scripts give only the port): the host defaults
-                // to 127.0.0.1, the port to 1982.
-                join: (connect.is_some() || connect_port.is_some()).then(|| {
-                    crate::coordinators::with_port(
-                        connect.as_deref().unwrap_or("127.0.0.1"),
-                        connect_port.unwrap_or(1982),
-                    )
-                }),
-                ..CoordinatorOptions::default()
             };
             run_coordinator(&process, (&listen, listen_port), &data, opts).await
         }

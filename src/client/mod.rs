@@ -173,9 +173,11 @@ async fn config_over(conn: &Coordinators, opts: &ClientOptions) -> ClientResult<
 }
 
 impl Client {
-    /// Connects to the coordinator at `host:port` (and learns the others from it).
+    /// Connects to the coordinator at `host:port` (and learns the others from it); `host` may
+    /// name several, `HOST[:PORT],HOST[:PORT]...`.
     pub async fn connect(host: &str, port: u16) -> ClientResult<Client> {
-        Client::connect_with(&format!("{host}:{port}"), ClientOptions::default()).await
+        let addrs = crate::coordinators::with_port(host, port);
+        Client::connect_with(&addrs, ClientOptions::default()).await
     }
 
     /// Connects to the coordinators at `coordinator` (`host:port`, or several separated by

@@ -500,21 +500,8 @@ impl Service {
                 }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
             }
-            CoordRequest::Raft(bytes) => {
-                self.consensus.step(&bytes);
-                Err((
-                    ReturnCode::AdminGarbage,
-                    "a log message needs no answer".into(),
-                ))
-            }
-            CoordRequest::JoinCoordinator { id, addr } => {
-                if !self.consensus.is_voter(id) {
-                    info!(coordinator = id, %addr, "a coordinator joins");
-                    self.membership(Membership::Add { id, addr }).await?;
-                }
-                reply(CoordResponse::Joined {
-                    coordinators: self.cluster.config.coordinators.clone(),
-                })
+            CoordRequest::Raft(_) | CoordRequest::JoinCoordinator { .. } => {
+                self.between_coordinators(request).await
             }
             CoordRequest::Leave { id } if !self.trusted && self.available().contains(&id) => {
                 // Without a cluster secret anyone may claim to be this server: replace it only
@@ -535,6 +522,33 @@ impl Service {
                 }
                 reply(CoordResponse::AdminReply(done.map(|_| AdminOutput::Done)))
             }
+        }
+    }
+
+    /// What other coordinators ask: a log message (normally routed to the inbox, taken here
+    /// too, unanswered) or a coordinator joining the log.
+    async fn between_coordinators(&mut self, request: CoordRequest) -> Result<Step, Failure> {
+        match request {
+            CoordRequest::Raft(bytes) => {
+                self.consensus.step(&bytes);
+                Err((
+                    ReturnCode::AdminGarbage,
+                    "a log message needs no answer".into(),
+                ))
+            }
+            CoordRequest::JoinCoordinator { id, addr } => {
+                if !self.consensus.is_voter(id) {
+                    info!(coordinator = id, %addr, "a coordinator joins");
+                    self.membership(Membership::Add { id, addr }).await?;
+                }
+                Ok(Step::Reply(CoordResponse::Joined {
+                    coordinators: self.cluster.config.coordinators.clone(),
+                }))
+            }
+            other => Err((
+                ReturnCode::AdminGarbage,
+                format!("{} is not a request between coordinators", other.name()),
+            )),
         }
     }
 

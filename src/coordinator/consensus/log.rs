@@ -207,11 +207,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Entry::default()
+        }
     }
 
     fn snapshot(index: u64, term: u64, voters: Vec<u64>) -> Snapshot {
@@ -230,10 +231,12 @@ mod tests {
         log.append(&mut disk, &[entry(2, 1), entry(3, 1), entry(4, 1)]);
         // A new leader's entries replace ours from index 3 on.
         log.append(&mut disk, &[entry(3, 2)]);
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.vote = 5;
-        hs.commit = 3;
+        let hs = HardState {
+            term: 2,
+            vote: 5,
+            commit: 3,
+            ..HardState::default()
+        };
         log.set_hard_state(&mut disk, hs.clone());
 
         let back = LogStore::load(&disk).expect("load").expect("a log");

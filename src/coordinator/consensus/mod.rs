@@ -178,8 +178,10 @@ impl Consensus {
                             addr: addr.to_string(),
                         })
                         .map_err(|(_, e)| crate::Error::Config(e))?;
-                    let mut conf = ConfState::default();
-                    conf.voters = vec![id];
+                    let conf = ConfState {
+                        voters: vec![id],
+                        ..ConfState::default()
+                    };
                     let snap = snapshot_of(&cluster, 1, 1, conf);
                     let log = LogStore::starting_at(store.as_mut(), snap);
                     store.sync()?;
