@@ -367,7 +367,7 @@ impl NativeClient {
             opts.timeout = Duration::from_secs_f64(t.max(0.001));
         }
         // One coordinator or several (`"h1:1982,h2:1982"`); HyperDex's host and port still work.
-        let addr = hyperdex::coordinators::with_port(&host, port);
+        let addr = hyperdex::coordinators::with_port(host, port);
         let client = py
             .detach(|| runtime().block_on(Client::connect_with(&addr, opts)))
             .map_err(|e| from_client_error(py, e))?;
@@ -508,7 +508,7 @@ impl NativeAdmin {
     #[new]
     fn new(py: Python<'_>, host: &str, port: u16) -> PyResult<Self> {
         // One coordinator or several (`"h1:1982,h2:1982"`); HyperDex's host and port still work.
-        let addr = hyperdex::coordinators::with_port(&host, port);
+        let addr = hyperdex::coordinators::with_port(host, port);
         // A cluster with a secret: the same file the command line takes.
         let file = std::env::var_os("HYPERDEX_CLUSTER_SECRET_FILE").map(std::path::PathBuf::from);
         let secret = hyperdex::cli::security::load_secret(file.as_deref())
