@@ -332,36 +332,7 @@ async fn inject_one(
             Some((now + hold, Undo::RestartDaemon(i)))
         }
         Fault::SplitBrain if !isolated && cluster.coordinators.iter().all(|c| c.up) => {
-            let victim = match cluster.leader().await {
-                Some(i) => i,
-                None => thread_rng().gen_range(0..cluster.coordinators.len()),
-            };
-            let mut daemons = cluster.daemon_ids();
-            daemons.shuffle(&mut thread_rng());
-            let (minority, majority) = daemons.split_at(thread_rng().gen_range(1..=2));
-            let small: Vec<_> = std::iter::once(cluster.coordinators[victim].node.id())
-                .chain(minority.iter().copied())
-                .collect();
-            let large: Vec<_> = cluster
-                .coordinator_ids()
-                .into_iter()
-                .filter(|&n| n != small[0])
-                .chain(majority.iter().copied())
-                .collect();
-            cluster.partition(&small, &large);
-            // Some clients cannot reach the cut-off coordinator: they follow the majority's
-            // leader while the others may still follow it.
-            let mut clients: Vec<_> = cluster.clients.iter().map(|c| c.id()).collect();
-            clients.shuffle(&mut thread_rng());
-            let away = &clients[..clients.len().div_ceil(2)];
-            cluster.partition(&small[..1], away);
-            log.stamp(format!(
-                "split coordinator{} and daemons {minority:?} from the rest (and clients \
-                 {away:?} from coordinator{0}) for {} ms",
-                victim + 1,
-                hold.as_millis()
-            ));
-            Some((now + hold, Undo::Heal))
+            Some((now + hold, split_brain(cluster, hold, log).await))
         }
         Fault::Isolate | Fault::IsolateFromServers | Fault::SplitDaemons | Fault::OneWay
             if !isolated =>
@@ -439,6 +410,41 @@ async fn inject_one(
         }
         _ => None,
     }
+}
+
+/// A coordinator (the leader, if one answers as leader) and one or two daemons cut off from
+/// the rest, and half the clients from that coordinator; healed by `Undo::Heal`.
+async fn split_brain(cluster: &mut SimCluster, hold: Duration, log: &mut NemesisLog) -> Undo {
+    let victim = match cluster.leader().await {
+        Some(i) => i,
+        None => thread_rng().gen_range(0..cluster.coordinators.len()),
+    };
+    let mut daemons = cluster.daemon_ids();
+    daemons.shuffle(&mut thread_rng());
+    let (minority, majority) = daemons.split_at(thread_rng().gen_range(1..=2));
+    let small: Vec<_> = std::iter::once(cluster.coordinators[victim].node.id())
+        .chain(minority.iter().copied())
+        .collect();
+    let large: Vec<_> = cluster
+        .coordinator_ids()
+        .into_iter()
+        .filter(|&n| n != small[0])
+        .chain(majority.iter().copied())
+        .collect();
+    cluster.partition(&small, &large);
+    // Some clients cannot reach the cut-off coordinator: they follow the majority's
+    // leader while the others may still follow it.
+    let mut clients: Vec<_> = cluster.clients.iter().map(|c| c.id()).collect();
+    clients.shuffle(&mut thread_rng());
+    let away = &clients[..clients.len().div_ceil(2)];
+    cluster.partition(&small[..1], away);
+    log.stamp(format!(
+        "split coordinator{} and daemons {minority:?} from the rest (and clients \
+             {away:?} from coordinator{0}) for {} ms",
+        victim + 1,
+        hold.as_millis()
+    ));
+    Undo::Heal
 }
 
 /// Cuts the network in one of the partition shapes; healed by `Undo::Heal`.

@@ -27,7 +27,10 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.block_on(run(opts))
     };
-    match std::thread::spawn(run_it).join() {
+    // A thread outside the simulation, holding the whole simulated run.
+    #[allow(clippy::disallowed_methods)]
+    let thread = std::thread::spawn(run_it);
+    match thread.join() {
         Ok(report) => report,
         Err(panic) => std::panic::resume_unwind(panic),
     }
