@@ -386,23 +386,7 @@ async fn inject_one(
         Fault::RestartCoordinator | Fault::CrashCoordinatorDisk
             if cluster.coordinators.iter().all(|c| c.up) =>
         {
-            let leader = if thread_rng().gen_bool(0.5) {
-                cluster.leader().await
-            } else {
-                None
-            };
-            let i = leader.unwrap_or_else(|| thread_rng().gen_range(0..cluster.coordinators.len()));
-            cluster.kill_coordinator(i);
-            if fault == Fault::CrashCoordinatorDisk {
-                let lost = cluster.coordinators[i].store.crash();
-                log.lost_unsynced += lost;
-                log.stamp(format!(
-                    "crash disk of coordinator{} ({lost} unsynced writes lost)",
-                    i + 1
-                ));
-            } else {
-                log.stamp(format!("kill coordinator{}", i + 1));
-            }
+            let i = kill_coordinator(cluster, fault == Fault::CrashCoordinatorDisk, log).await;
             Some((
                 now + hold.min(Duration::from_millis(1500)),
                 Undo::RestartCoordinator(i),
@@ -410,6 +394,29 @@ async fn inject_one(
         }
         _ => None,
     }
+}
+
+/// Kills one coordinator (the leader half the time), losing its unsynced writes when `crash`;
+/// returns which.
+async fn kill_coordinator(cluster: &mut SimCluster, crash: bool, log: &mut NemesisLog) -> usize {
+    let leader = if thread_rng().gen_bool(0.5) {
+        cluster.leader().await
+    } else {
+        None
+    };
+    let i = leader.unwrap_or_else(|| thread_rng().gen_range(0..cluster.coordinators.len()));
+    cluster.kill_coordinator(i);
+    if crash {
+        let lost = cluster.coordinators[i].store.crash();
+        log.lost_unsynced += lost;
+        log.stamp(format!(
+            "crash disk of coordinator{} ({lost} unsynced writes lost)",
+            i + 1
+        ));
+    } else {
+        log.stamp(format!("kill coordinator{}", i + 1));
+    }
+    i
 }
 
 /// A coordinator (the leader, if one answers as leader) and one or two daemons cut off from
