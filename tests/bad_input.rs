@@ -213,12 +213,34 @@ fn a_daemon_without_a_coordinator_exits_with_a_message() {
     );
 }
 
+/// A coordinator told to join one that is not there keeps trying, and its log says why.
 #[test]
-fn replicated_coordinators_are_refused_clearly() {
-    let out = std::process::Command::new(BIN)
-        .args(["coordinator", "-f", "-c", "127.0.0.1", "-P", "1982"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+#[allow(clippy::disallowed_methods)] // waits on a real process
+fn a_coordinator_that_cannot_join_says_why() {
+    let dir = temp_dir("join-nobody");
+    let log = dir.join("coordinator.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["coordinator", "-f", "-l", "127.0.0.1", "-p"])
+        .arg(free_port().to_string())
+        .args(["-c", "127.0.0.1", "-P"])
+        .arg(free_port().to_string())
+        .arg("-D")
+        .arg(&dir)
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !text.contains("joining the coordinators") {
+        std::thread::sleep(Duration::from_millis(200));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    let running = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "it gave up: {text}");
+    assert!(text.contains("joining the coordinators"), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hyperdex::admin::Admin;
 use hyperdex::client::{Client, ClientOptions};
+use hyperdex::config::Config;
 use hyperdex_model::Value;
 use support::replicated::{leader, Procs};
 
@@ -34,6 +35,16 @@ async fn until<F: std::future::Future<Output = bool>>(
         assert!(Instant::now() < deadline, "{what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until the configuration satisfies `cond`.
+async fn until_config(what: &str, addrs: &str, cond: impl Fn(&Config) -> bool) {
+    until(what, Duration::from_secs(20), || async {
+        hyperdex::client::fetch_config(addrs, &ClientOptions::default())
+            .await
+            .is_ok_and(|c| cond(&c))
+    })
+    .await;
 }
 
 #[derive(Default)]
@@ -83,35 +94,15 @@ async fn start(procs: &mut Procs) -> Admin {
     procs.start_coordinator(1);
     procs.start_coordinator(2);
     let addrs = procs.coordinators();
-    let opts = ClientOptions::default();
-    until(
-        "three coordinators in the log",
-        Duration::from_secs(20),
-        || {
-            let addrs = addrs.clone();
-            let opts = opts.clone();
-            async move {
-                hyperdex::client::fetch_config(&addrs, &opts)
-                    .await
-                    .is_ok_and(|c| c.coordinators.len() == 3)
-            }
-        },
-    )
+    until_config("three coordinators in the log", &addrs, |c| {
+        c.coordinators.len() == 3
+    })
     .await;
     for i in 0..3 {
         procs.start_daemon(i);
     }
-    until("three daemons", Duration::from_secs(20), || {
-        let addrs = addrs.clone();
-        let opts = opts.clone();
-        async move {
-            hyperdex::client::fetch_config(&addrs, &opts)
-                .await
-                .is_ok_and(|c| c.servers.len() == 3)
-        }
-    })
-    .await;
-    let admin = Admin::connect_addr(&addrs, opts.clone())
+    until_config("three daemons", &addrs, |c| c.servers.len() == 3).await;
+    let admin = Admin::connect_addr(&addrs, ClientOptions::default())
         .await
         .expect("admin");
     admin
@@ -166,26 +157,16 @@ async fn the_cluster_survives_its_leading_coordinator() {
     // 3. A daemon dies while a coordinator is down: its chains are repaired.
     Procs::kill(&mut procs.daemons[2].1);
     let victim = format!("127.0.0.1:{}", procs.daemons[2].0);
-    until(
-        "the dead daemon out of every chain",
-        Duration::from_secs(20),
-        || {
-            let addrs = addrs.clone();
-            let opts = opts.clone();
-            let victim = victim.clone();
-            async move {
-                let Ok(c) = hyperdex::client::fetch_config(&addrs, &opts).await else {
-                    return false;
-                };
-                let Some(dead) = c.servers.values().find(|s| s.addr == victim) else {
-                    return false;
-                };
+    until_config("the dead daemon out of every chain", &addrs, |c| {
+        c.servers
+            .values()
+            .find(|s| s.addr == victim)
+            .is_some_and(|dead| {
                 c.spaces
                     .values()
                     .all(|s| s.chains.iter().all(|ch| !ch.contains(&dead.id)))
-            }
-        },
-    )
+            })
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);

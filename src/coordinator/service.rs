@@ -268,6 +268,17 @@ impl Service {
         }
     }
 
+    /// Answers `NotLeader`, naming the leader if this coordinator knows it.
+    fn not_leader(&self, answer: oneshot::Sender<Answer>) {
+        let msg = Message::FromCoordinator(CoordResponse::NotLeader {
+            leader: self.leader_addr(),
+        });
+        let _ = answer.send(Answer {
+            msg,
+            registered: None,
+        });
+    }
+
     fn leader_addr(&self) -> Option<String> {
         let leader = self.consensus.leader()?;
         self.cluster.config.coordinators.get(&leader).cloned()
@@ -280,14 +291,7 @@ impl Service {
             answer,
         } = job;
         if !self.leading {
-            let msg = Message::FromCoordinator(CoordResponse::NotLeader {
-                leader: self.leader_addr(),
-            });
-            let _ = answer.send(Answer {
-                msg,
-                registered: None,
-            });
-            return;
+            return self.not_leader(answer);
         }
         let step = match request {
             Prepared::Request(r) => self.request(r, peer).await,
@@ -308,14 +312,7 @@ impl Service {
         if refused && !self.leading {
             // Refused because (or while) this coordinator stopped leading: the asker tries the
             // new leader, where the request may well succeed.
-            let msg = Message::FromCoordinator(CoordResponse::NotLeader {
-                leader: self.leader_addr(),
-            });
-            let _ = answer.send(Answer {
-                msg,
-                registered: None,
-            });
-            return;
+            return self.not_leader(answer);
         }
         match step {
             Ok(Step::Hold(until, then)) => self.waits.push(until, Held { answer, then }),
