@@ -116,8 +116,15 @@ async fn call(
 ) -> Result<CoordResponse, CallError> {
     match conn.call(msg, timeout).await {
         Ok(Message::FromCoordinator(r)) => Ok(r),
-        // Fenced: refused for now, not for good (see `FENCED`).
-        Ok(Message::Error { code, message }) if code == FENCED => Err(Failed(message)),
+        // Fenced: refused for now, not for good (see `FENCED`). Its address in use: refused
+        // until the server that has it is declared failed, which is what happens when this
+        // daemon's own registration was committed but the answer lost (it registers again
+        // under a new id once the first is declared failed).
+        Ok(Message::Error { code, message })
+            if code == FENCED || code == hyperdex_model::ReturnCode::Duplicate =>
+        {
+            Err(Failed(message))
+        }
         Ok(Message::Error { message, .. }) => Err(Refused(message)),
         Ok(other) => Err(Failed(format!("unexpected reply {}", other.name()))),
         Err(e) => Err(Failed(e.to_string())),
