@@ -46,6 +46,8 @@ pub const ALL: &[(&str, bool)] = &[
     ("client.retried_after_reconfigure", true),
     ("index.built", true),
     ("search.read_through_index", true),
+    ("storage.torn_tail_dropped", true),
+    ("storage.log_replayed", true),
 ];
 
 /// The probes the CI seeds must all reach.

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use super::{KeyValues, Table};
 
-pub(super) type Staged = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+pub type Staged = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
 /// What a store has staged since its last sync.
 #[derive(Debug, Default)]
-pub(super) struct Overlay {
+pub struct Overlay {
     /// Single keys: `Some` puts, `None` deletes. Applied after `cleared`.
     pub staged: Staged,
     /// Prefixes deleted whole.
@@ -47,11 +47,6 @@ impl Overlay {
 
     pub fn is_empty(&self) -> bool {
         self.staged.is_empty() && self.cleared.is_empty()
-    }
-
-    /// How many writes are staged (each cleared prefix counts as one).
-    pub fn len(&self) -> usize {
-        self.staged.len() + self.cleared.len()
     }
 
     /// Up to `limit` entries under `prefix` after `after`: `durable` (in key order) with

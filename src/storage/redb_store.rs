@@ -1,20 +1,28 @@
-//! [`Store`] on redb: one database file, `hyperdex.redb`, in the node's data directory.
+//! [`Store`] on redb: one database file, `hyperdex.redb`, and one write-ahead log,
+//! `hyperdex.wal`, in the node's data directory (see [`Logged`] for how they work together).
 //!
-//! Staged writes live in an in-memory overlay until [`Store::sync`] writes them in one redb
-//! write transaction with immediate durability (an fsync), which is the daemon's group commit.
+//! A sync appends one record to the log and `fdatasync`s it; the writes reach redb in a
+//! checkpoint, one write transaction with immediate durability for every
+//! [`CHECKPOINT_BYTES`] of log.
 
 #![allow(clippy::disallowed_methods)]
 
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use super::logged::{Backend, Logged};
 use super::overlay::{prefix_end, Overlay};
-use super::{KeyValues, Store, StoreError, Table};
+use super::{KeyValues, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
+/// The log's bookkeeping: the last record the tree holds.
+const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
+const CHECKPOINTED: &str = "checkpointed";
 
 fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     match t {
@@ -29,17 +37,26 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 /// daemon with a few hundred MB of data grows into during a state transfer).
 pub const CACHE_BYTES: usize = 64 << 20;
 
+/// Log bytes between checkpoints. The writes they hold are also kept in memory until the
+/// checkpoint (about twice this), and replayed when a server restarts.
+pub const CHECKPOINT_BYTES: u64 = 16 << 20;
+
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-pub struct RedbStore {
+/// redb and the log file.
+pub struct RedbBackend {
     db: Database,
-    staged: Overlay,
+    log: File,
 }
 
-impl RedbStore {
-    /// Opens (creating if needed) the store in directory `dir`, which is created if missing.
+/// The production store.
+pub type RedbStore = Logged<RedbBackend>;
+
+impl Logged<RedbBackend> {
+    /// Opens (creating if needed) the store in directory `dir`, which is created if missing,
+    /// and replays its log.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: dir.display().to_string(),
@@ -57,24 +74,26 @@ impl RedbStore {
         // Create the tables up front so reads never meet a missing table.
         let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
-            tx.open_table(OBJECTS)
-                .map_err(|e| open_err(e.to_string()))?;
-            tx.open_table(META).map_err(|e| open_err(e.to_string()))?;
-            tx.open_table(INDEX).map_err(|e| open_err(e.to_string()))?;
+            for t in [Table::Objects, Table::Meta, Table::Index] {
+                tx.open_table(def(t)).map_err(|e| open_err(e.to_string()))?;
+            }
+            tx.open_table(WAL).map_err(|e| open_err(e.to_string()))?;
         }
         tx.commit().map_err(|e| open_err(e.to_string()))?;
-        Ok(RedbStore {
-            db,
-            staged: Overlay::default(),
-        })
+        let wal = dir.join("hyperdex.wal");
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&wal)
+            .map_err(|e| open_err(format!("{}: {e}", wal.display())))?;
+        Logged::recover(RedbBackend { db, log }, CHECKPOINT_BYTES)
+            .map_err(|e| open_err(format!("replaying {}: {e}", wal.display())))
     }
 }
 
-impl Store for RedbStore {
+impl Backend for RedbBackend {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.staged.get(table, key) {
-            return Ok(v);
-        }
         let tx = self.db.begin_read().map_err(io)?;
         let t = tx.open_table(def(table)).map_err(io)?;
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
@@ -83,8 +102,8 @@ impl Store for RedbStore {
     fn scan_from(
         &self,
         table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+        (prefix, after): (&[u8], Option<&[u8]>),
+        over: &Overlay,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
         use std::ops::Bound;
@@ -105,31 +124,20 @@ impl Store for RedbStore {
                 }
             })
             .take_while(|(k, _)| k.starts_with(prefix));
-        let out = self.staged.scan(table, (prefix, after), durable, limit);
+        let out = over.scan(table, (prefix, after), durable, limit);
         match failure {
             Some(e) => Err(e),
             None => Ok(out),
         }
     }
 
-    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.staged.put(table, key, value);
-    }
-
-    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
-        self.staged.clear_prefix(table, prefix);
-    }
-
-    fn sync(&mut self) -> Result<(), StoreError> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
+    fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(io)?;
         {
             let mut objects = tx.open_table(OBJECTS).map_err(io)?;
             let mut meta = tx.open_table(META).map_err(io)?;
             let mut index = tx.open_table(INDEX).map_err(io)?;
-            for (t, p) in &self.staged.cleared {
+            for (t, p) in &changes.cleared {
                 let table = match t {
                     Table::Objects => &mut objects,
                     Table::Meta => &mut meta,
@@ -142,7 +150,7 @@ impl Store for RedbStore {
                 }
                 .map_err(io)?;
             }
-            for ((t, k), v) in &self.staged.staged {
+            for ((t, k), v) in &changes.staged {
                 let table = match t {
                     Table::Objects => &mut objects,
                     Table::Meta => &mut meta,
@@ -157,16 +165,41 @@ impl Store for RedbStore {
                     }
                 }
             }
+            let mut wal = tx.open_table(WAL).map_err(io)?;
+            wal.insert(CHECKPOINTED, seq).map_err(io)?;
         }
-        tx.commit().map_err(io)?;
-        self.staged = Overlay::default();
-        Ok(())
+        tx.commit().map_err(io)
+    }
+
+    fn checkpointed(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(WAL).map_err(io)?;
+        Ok(t.get(CHECKPOINTED).map_err(io)?.map_or(0, |v| v.value()))
+    }
+
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        self.log.write_all(record).map_err(io)?;
+        self.log.sync_data().map_err(io)
+    }
+
+    fn read_log(&mut self) -> Result<Vec<u8>, StoreError> {
+        use std::io::Seek;
+        let mut bytes = Vec::new();
+        self.log.rewind().map_err(io)?;
+        self.log.read_to_end(&mut bytes).map_err(io)?;
+        Ok(bytes)
+    }
+
+    fn truncate_log(&mut self, len: u64) -> Result<(), StoreError> {
+        self.log.set_len(len).map_err(io)?;
+        self.log.sync_all().map_err(io)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{wal, Store};
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("hyperdex-store-{name}-{}", std::process::id()));
@@ -231,6 +264,57 @@ mod tests {
         );
         assert_eq!(s.scan_prefix(Table::Objects, &[2]).unwrap().len(), 256);
         assert!(s.scan_prefix(Table::Objects, &[0xff]).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_log_is_replayed_and_a_torn_tail_dropped() {
+        let dir = tempdir("torn");
+        {
+            let mut s = RedbStore::open(&dir).unwrap();
+            s.checkpoint_bytes = 200;
+            for i in 0..20u8 {
+                s.put(Table::Objects, &[i], Some(vec![i; 30]));
+                s.sync().unwrap();
+            }
+            assert!(s.checkpoints > 0, "checkpoints were taken");
+            s.put(Table::Objects, b"late", Some(b"synced".to_vec()));
+            s.delete_prefix(Table::Objects, &[3]);
+            s.sync().unwrap();
+            s.put(Table::Objects, b"never", Some(b"synced".to_vec()));
+        }
+        // A record half written when the power failed.
+        let mut torn = Vec::new();
+        wal::encode_put(&mut torn, Table::Objects, b"torn", Some(b"x"));
+        let torn = wal::frame(1_000, &torn);
+        let log = dir.join("hyperdex.wal");
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(&torn[..torn.len() - 3]).unwrap();
+        drop(file);
+        let mut s = RedbStore::open(&dir).unwrap();
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().len(),
+            0,
+            "replayed, then checkpointed"
+        );
+        assert_eq!(
+            s.get(Table::Objects, b"late").unwrap(),
+            Some(b"synced".to_vec())
+        );
+        assert_eq!(s.get(Table::Objects, &[3]).unwrap(), None);
+        assert_eq!(s.get(Table::Objects, &[19]).unwrap(), Some(vec![19; 30]));
+        assert_eq!(s.get(Table::Objects, b"never").unwrap(), None);
+        assert_eq!(s.get(Table::Objects, b"torn").unwrap(), None);
+        assert_eq!(s.scan_prefix(Table::Objects, b"").unwrap().len(), 20);
+        // Sequence numbers go on from the checkpoint: a new record is replayed.
+        s.put(Table::Objects, b"after", Some(b"1".to_vec()));
+        s.sync().unwrap();
+        drop(s);
+        let s = RedbStore::open(&dir).unwrap();
+        assert_eq!(
+            s.get(Table::Objects, b"after").unwrap(),
+            Some(b"1".to_vec())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,166 @@
+//! A [`Store`] made of a write-ahead log in front of a slower durable tree.
+//!
+//! A sync appends the writes staged since the last one to the log as one record and syncs
+//! that (one `fdatasync` of a few bytes per batch: the daemon's group commit). The writes stay
+//! in memory ([`Overlay`], read before the tree) until a *checkpoint* writes them all to the
+//! tree in one durable transaction and empties the log: so the tree's expensive commit happens
+//! once per [`Logged::checkpoint_bytes`] of writes instead of once per batch, and memory holds
+//! only what is not yet checkpointed.
+//!
+//! Opening replays the log over the tree: every whole record after the tree's last checkpoint,
+//! in order (a crash between a checkpoint and emptying the log replays nothing twice: records
+//! carry sequence numbers and the tree the last one it holds), cutting off a torn tail.
+
+use super::overlay::Overlay;
+use super::wal::{self, Op};
+use super::{KeyValues, Store, StoreError, Table};
+
+/// What a [`Logged`] store needs below it: a tree and a log.
+pub trait Backend: Send {
+    /// The tree's value under `key` (checkpointed writes only).
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// [`Store::scan_from`] over the tree with `over` applied on top (`Overlay::scan`).
+    fn scan_from(
+        &self,
+        table: Table,
+        range: (&[u8], Option<&[u8]>),
+        over: &Overlay,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError>;
+    /// Writes `changes` to the tree durably, with `seq`, the last log record they include.
+    fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError>;
+    /// The last log record the tree includes (0: none).
+    fn checkpointed(&self) -> Result<u64, StoreError>;
+    /// Appends `record` to the log and makes it durable.
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError>;
+    /// The whole log as it is on disk.
+    fn read_log(&mut self) -> Result<Vec<u8>, StoreError>;
+    /// Cuts the log to its first `len` bytes, durably.
+    fn truncate_log(&mut self, len: u64) -> Result<(), StoreError>;
+}
+
+/// A log in front of a tree; see the module documentation.
+pub struct Logged<B> {
+    pub(super) backend: B,
+    /// Every write not yet in the tree, synced or not.
+    pending: Overlay,
+    /// The writes staged since the last sync, encoded for the log.
+    unlogged: Vec<u8>,
+    /// How many writes `unlogged` holds.
+    pub(super) unlogged_ops: usize,
+    /// The last record's sequence number.
+    seq: u64,
+    /// Bytes in the log since the last checkpoint.
+    log_bytes: u64,
+    /// A checkpoint is taken once the log holds this many bytes.
+    pub checkpoint_bytes: u64,
+    /// Checkpoints taken since opening (for tests and statistics).
+    pub checkpoints: u64,
+}
+
+impl<B: Backend> Logged<B> {
+    /// Opens the store on `backend`, replaying its log.
+    pub fn recover(mut backend: B, checkpoint_bytes: u64) -> Result<Logged<B>, StoreError> {
+        let checkpointed = backend.checkpointed()?;
+        let log = backend.read_log()?;
+        let (records, whole) = wal::read(&log);
+        if whole < log.len() {
+            crate::probe!("storage.torn_tail_dropped");
+            tracing::warn!(
+                bytes = log.len() - whole,
+                "the write-ahead log ends in a torn record (a crash while it was written); \
+                 it was never acknowledged and is dropped"
+            );
+            backend.truncate_log(whole as u64)?;
+        }
+        let mut store = Logged {
+            backend,
+            pending: Overlay::default(),
+            unlogged: Vec::new(),
+            unlogged_ops: 0,
+            seq: checkpointed,
+            log_bytes: whole as u64,
+            checkpoint_bytes,
+            checkpoints: 0,
+        };
+        for record in records.into_iter().filter(|r| r.seq > checkpointed) {
+            for op in record.ops {
+                match op {
+                    Op::Put { table, key, value } => store.pending.put(table, &key, value),
+                    Op::Clear { table, prefix } => store.pending.clear_prefix(table, &prefix),
+                }
+            }
+            store.seq = store.seq.max(record.seq);
+        }
+        if whole > 0 {
+            crate::probe!("storage.log_replayed");
+            store.checkpoint()?;
+        }
+        Ok(store)
+    }
+
+    /// Writes everything synced to the tree and empties the log.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        debug_assert!(self.unlogged.is_empty(), "checkpoint only what is synced");
+        if !self.pending.is_empty() {
+            self.backend.checkpoint(&self.pending, self.seq)?;
+        }
+        self.backend.truncate_log(0)?;
+        self.pending = Overlay::default();
+        self.log_bytes = 0;
+        self.checkpoints += 1;
+        Ok(())
+    }
+
+    /// The writes staged since the last sync, as the record a sync would append.
+    pub(super) fn unsynced_record(&self) -> Option<Vec<u8>> {
+        (!self.unlogged.is_empty()).then(|| wal::frame(self.seq + 1, &self.unlogged))
+    }
+}
+
+impl<B: Backend> Store for Logged<B> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.get(table, key) {
+            Some(v) => Ok(v),
+            None => self.backend.get(table, key),
+        }
+    }
+
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        self.backend
+            .scan_from(table, (prefix, after), &self.pending, limit)
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        wal::encode_put(&mut self.unlogged, table, key, value.as_deref());
+        self.unlogged_ops += 1;
+        self.pending.put(table, key, value);
+    }
+
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        wal::encode_clear(&mut self.unlogged, table, prefix);
+        self.unlogged_ops += 1;
+        self.pending.clear_prefix(table, prefix);
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let Some(record) = self.unsynced_record() else {
+            return Ok(());
+        };
+        self.backend.append(&record)?;
+        self.seq += 1;
+        self.unlogged.clear();
+        self.unlogged_ops = 0;
+        self.log_bytes += record.len() as u64;
+        if self.log_bytes >= self.checkpoint_bytes {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! The write-ahead log's records: how a batch of staged writes is framed on disk, and how a
+//! log is read back after a crash.
+//!
+//! One record per sync: `[body length: u32 LE][crc32 of body: u32 LE][body]`, where the body is
+//! the record's sequence number (u64 LE) followed by its writes, each a postcard-encoded
+//! [`Op`]. A crash while a record was being written leaves a *torn* tail (a length past the
+//! end of the file, or a checksum that does not match); [`read`] stops at the first such
+//! record, and everything before it is exactly what was synced.
+
+use serde::{Deserialize, Serialize};
+
+use super::Table;
+
+/// Bytes before a record's body.
+const HEADER: usize = 8;
+
+/// One staged write as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A key written (`Some`) or deleted (`None`).
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+    /// Every key under a prefix deleted.
+    Clear { table: Table, prefix: Vec<u8> },
+}
+
+/// The same, borrowed, for encoding without copying the value first.
+#[derive(Serialize)]
+enum OpRef<'a> {
+    Put {
+        table: Table,
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+    },
+    Clear {
+        table: Table,
+        prefix: &'a [u8],
+    },
+}
+
+/// Appends the encoding of a put (or delete, `value` `None`) to `ops`.
+pub fn encode_put(ops: &mut Vec<u8>, table: Table, key: &[u8], value: Option<&[u8]>) {
+    encode(ops, &OpRef::Put { table, key, value });
+}
+
+/// Appends the encoding of a prefix deletion to `ops`.
+pub fn encode_clear(ops: &mut Vec<u8>, table: Table, prefix: &[u8]) {
+    encode(ops, &OpRef::Clear { table, prefix });
+}
+
+fn encode(ops: &mut Vec<u8>, op: &OpRef<'_>) {
+    let bytes = postcard::to_extend(op, std::mem::take(ops));
+    // Encoding into a vector fails only when out of memory, which aborts anyway.
+    *ops = bytes.unwrap_or_else(|e| panic!("encoding a log record: {e}"));
+}
+
+/// One record: `ops` (as encoded by [`encode_put`] and [`encode_clear`]) under `seq`.
+pub fn frame(seq: u64, ops: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(8 + ops.len());
+    body.extend_from_slice(&seq.to_le_bytes());
+    body.extend_from_slice(ops);
+    let len = u32::try_from(body.len()).unwrap_or_else(|_| panic!("a log record over 4 GiB"));
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A record read back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub ops: Vec<Op>,
+}
+
+/// Every whole record at the start of `log`, and how many bytes they take: anything after
+/// that is a torn or corrupt tail, to be cut off.
+pub fn read(log: &[u8]) -> (Vec<Record>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while let Some((record, len)) = read_one(&log[at..]) {
+        records.push(record);
+        at += len;
+    }
+    (records, at)
+}
+
+fn read_one(log: &[u8]) -> Option<(Record, usize)> {
+    let len = u32::from_le_bytes(log.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(log.get(4..HEADER)?.try_into().ok()?);
+    let body = log.get(HEADER..HEADER.checked_add(len)?)?;
+    if crc32fast::hash(body) != crc || body.len() < 8 {
+        return None;
+    }
+    let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let mut rest = &body[8..];
+    let mut ops = Vec::new();
+    while !rest.is_empty() {
+        let (op, more) = postcard::take_from_bytes::<Op>(rest).ok()?;
+        ops.push(op);
+        rest = more;
+    }
+    Some((Record { seq, ops }, HEADER + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(seq: u64, ops: &[Op]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { table, key, value } => {
+                    encode_put(&mut buf, *table, key, value.as_deref())
+                }
+                Op::Clear { table, prefix } => encode_clear(&mut buf, *table, prefix),
+            }
+        }
+        frame(seq, &buf)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let table = prop_oneof![Just(Table::Objects), Just(Table::Meta), Just(Table::Index)];
+        let bytes = proptest::collection::vec(any::<u8>(), 0..40);
+        prop_oneof![
+            (
+                table.clone(),
+                bytes.clone(),
+                proptest::option::of(bytes.clone())
+            )
+                .prop_map(|(table, key, value)| Op::Put { table, key, value }),
+            (table, bytes).prop_map(|(table, prefix)| Op::Clear { table, prefix }),
+        ]
+    }
+
+    proptest! {
+        /// Cut anywhere, a log reads back as exactly the records wholly before the cut.
+        #[test]
+        fn a_log_cut_anywhere_reads_back_its_whole_records(
+            batches in proptest::collection::vec(proptest::collection::vec(op(), 0..6), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut log = Vec::new();
+            let mut ends = Vec::new();
+            for (i, ops) in batches.iter().enumerate() {
+                log.extend(record(i as u64 + 1, ops));
+                ends.push(log.len());
+            }
+            let (all, len) = read(&log);
+            prop_assert_eq!(len, log.len());
+            prop_assert_eq!(all.len(), batches.len());
+            for (r, ops) in all.iter().zip(&batches) {
+                prop_assert_eq!(&r.ops, ops);
+            }
+            let cut = cut.index(log.len() + 1);
+            let whole = ends.iter().filter(|e| **e <= cut).count();
+            let (some, len) = read(&log[..cut]);
+            prop_assert_eq!(some.len(), whole);
+            prop_assert_eq!(len, if whole == 0 { 0 } else { ends[whole - 1] });
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_ends_the_log_at_that_record() {
+        let ops = [Op::Put {
+            table: Table::Objects,
+            key: b"k".to_vec(),
+            value: Some(b"v".to_vec()),
+        }];
+        let mut log = record(1, &ops);
+        let first = log.len();
+        log.extend(record(2, &ops));
+        log.extend(record(3, &ops));
+        let last = log.len() - 1;
+        log[first + HEADER + 9] ^= 1;
+        let (records, len) = read(&log);
+        assert_eq!(len, first, "the second record is corrupt");
+        assert_eq!(records.len(), 1);
+        log[first + HEADER + 9] ^= 1;
+        log[last] ^= 0x80;
+        assert_eq!(read(&log).0.len(), 2);
+        assert_eq!(read(&[0; 64]).0, vec![], "zeros are no record");
+    }
+}
