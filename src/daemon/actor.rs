@@ -1,11 +1,12 @@
 //! The actor: the one task that owns a daemon's replica and store.
 //!
 //! It repeats: take a batch of inputs (the newest configuration and lease first, then up to
-//! [`ACTOR_BATCH`] queued events), step the replica through each, **sync the store once**, and
-//! only then deliver the outputs: replies to clients, chain messages to peers, reports to the
+//! [`ACTOR_BATCH`] queued events), step the replica through each, forward the batch's chain
+//! writes to their successors, **sync the store once**, and only then deliver the other
+//! outputs: replies to clients, acknowledgements and transfers to peers, reports to the
 //! coordinator link. So every reply and acknowledgement leaves after the state it vouches for
-//! is durable, and one fsync covers many writes (group commit). It ticks the replica every
-//! `tick` so that lost messages are resent.
+//! is durable, one fsync covers many writes (group commit), and the syncs of a chain's members
+//! overlap (pipelining). It ticks the replica every `tick` so that lost messages are resent.
 //!
 //! The actor makes no decision of its own: whether a client may be answered (configuration
 //! version, lease) is the replica's to say. The configuration and the lease reach it through
@@ -93,7 +94,17 @@ impl Actor {
                 self.store.sync()?;
                 continue;
             }
-            // Staged, not yet durable: a crash here loses the batch, and nothing was sent.
+            // Pipelining: writes go on down their chains now, so that the successors' syncs
+            // overlap this one. A forwarded write promises nothing (a member acknowledges a
+            // write only after its own sync and its successor's acknowledgement, and a server
+            // that lost staged writes in a crash leaves every chain when it registers again);
+            // every reply and acknowledgement waits for the sync below.
+            let (forwards, outs): (Vec<_>, Vec<_>) = outs
+                .into_iter()
+                .partition(|o| matches!(o, Output::Send(_, ChainMessage::Write(_))));
+            self.deliver(forwards);
+            // Staged, not yet durable: a crash here loses the batch, and only forwarded writes
+            // were sent.
             rt::disk_pause().await;
             if !skip_sync {
                 let started = rt::now();
