@@ -1,0 +1,305 @@
+//! [`MemStore`]: the store on a simulated disk, for the simulation and unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::logged::{Backend, Logged};
+use super::overlay::Overlay;
+use super::{KeyValues, Store, StoreError, Table};
+
+/// The simulated disk under a [`MemStore`]: a tree (a map) and a log (bytes).
+#[derive(Debug, Default)]
+pub struct MemDisk {
+    tree: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
+    checkpointed: u64,
+    log: Vec<u8>,
+    syncs: u64,
+}
+
+impl Backend for MemDisk {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(&(table, key.to_vec())).cloned())
+    }
+
+    fn scan_from(
+        &self,
+        table: Table,
+        (prefix, after): (&[u8], Option<&[u8]>),
+        over: &Overlay,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded((table, a.to_vec())),
+            _ => Bound::Included((table, prefix.to_vec())),
+        };
+        let durable = self
+            .tree
+            .range((lower, Bound::Unbounded))
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()));
+        Ok(over.scan(table, (prefix, after), durable, limit))
+    }
+
+    fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
+        for (t, p) in &changes.cleared {
+            let doomed: Vec<_> = self
+                .tree
+                .range((*t, p.clone())..)
+                .take_while(|((table, k), _)| table == t && k.starts_with(p))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                self.tree.remove(&k);
+            }
+        }
+        for ((t, k), v) in &changes.staged {
+            match v {
+                Some(v) => self.tree.insert((*t, k.clone()), v.clone()),
+                None => self.tree.remove(&(*t, k.clone())),
+            };
+        }
+        self.checkpointed = seq;
+        Ok(())
+    }
+
+    fn checkpointed(&self) -> Result<u64, StoreError> {
+        Ok(self.checkpointed)
+    }
+
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        self.log.extend_from_slice(record);
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn read_log(&mut self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.log.clone())
+    }
+
+    fn truncate_log(&mut self, len: u64) -> Result<(), StoreError> {
+        self.log.truncate(len as usize);
+        Ok(())
+    }
+}
+
+/// Log bytes between a [`MemStore`]'s checkpoints: small, so that the simulation's crashes
+/// meet logs of every length, checkpoints included.
+const MEM_CHECKPOINT_BYTES: u64 = 16 << 10;
+
+/// A store on an in-memory disk with a sync boundary; clones share the same disk *and* the
+/// same store, as a process's memory survives nothing but its own restart is not modelled:
+/// a killed node keeps its staged writes (as the operating system keeps a killed process's
+/// unsynced writes), a [`crash`](MemStore::crash) loses them.
+#[derive(Clone)]
+pub struct MemStore {
+    store: Arc<Mutex<Logged<MemDisk>>>,
+}
+
+impl Default for MemStore {
+    fn default() -> MemStore {
+        MemStore::new()
+    }
+}
+
+fn fresh() -> Logged<MemDisk> {
+    match Logged::recover(MemDisk::default(), MEM_CHECKPOINT_BYTES) {
+        Ok(s) => s,
+        Err(e) => unreachable!("an empty in-memory disk cannot fail: {e}"),
+    }
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore {
+            store: Arc::new(Mutex::new(fresh())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Logged<MemDisk>> {
+        // A panic while holding this lock would already have failed the run; recover the data.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A power failure: every write not yet synced is lost, the record that was being
+    /// written for them is left torn on the disk (half of it), and the store is opened
+    /// again from what the disk holds. Returns how many writes were lost.
+    pub fn crash(&self) -> usize {
+        let mut s = self.lock();
+        let lost = s.unlogged_ops;
+        let torn = s.unsynced_record().unwrap_or_default();
+        let mut disk = std::mem::take(&mut s.backend);
+        disk.log.extend_from_slice(&torn[..torn.len() / 2]);
+        *s = match Logged::recover(disk, MEM_CHECKPOINT_BYTES) {
+            Ok(reopened) => reopened,
+            Err(e) => unreachable!("an in-memory disk cannot fail: {e}"),
+        };
+        lost
+    }
+
+    /// The disk replaced by an empty one (a server rebuilt from scratch).
+    pub fn wipe(&self) {
+        *self.lock() = fresh();
+    }
+
+    /// How many syncs have happened (for tests and simulation statistics).
+    pub fn syncs(&self) -> u64 {
+        self.lock().backend.syncs
+    }
+
+    /// How many checkpoints the store took since it was last opened.
+    pub fn checkpoints(&self) -> u64 {
+        self.lock().checkpoints
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.lock().get(table, key)
+    }
+
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        self.lock().scan_from(table, prefix, after, limit)
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        self.lock().put(table, key, value);
+    }
+
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        self.lock().delete_prefix(table, prefix);
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.lock().sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_writes_are_visible_and_lost_in_a_crash() {
+        let mut s = MemStore::new();
+        s.put(Table::Objects, b"a1", Some(b"x".to_vec()));
+        s.sync().unwrap();
+        s.put(Table::Objects, b"a2", Some(b"y".to_vec()));
+        s.put(Table::Objects, b"a1", None);
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), None);
+        assert_eq!(
+            s.scan_prefix(Table::Objects, b"a").unwrap(),
+            vec![(b"a2".to_vec(), b"y".to_vec())]
+        );
+        s.put(Table::Objects, b"a3", Some(b"z".to_vec()));
+        assert_eq!(
+            s.scan_from(Table::Objects, b"a", Some(b"a1"), 1).unwrap(),
+            vec![(b"a2".to_vec(), b"y".to_vec())]
+        );
+        assert_eq!(
+            s.scan_from(Table::Objects, b"a", Some(b"a2"), 5)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.crash(), 3);
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
+        // A prefix deleted whole, then a key under it written again.
+        s.put(Table::Objects, b"a2", Some(b"y".to_vec()));
+        s.put(Table::Objects, b"b1", Some(b"w".to_vec()));
+        s.sync().unwrap();
+        s.delete_prefix(Table::Objects, b"a");
+        s.put(Table::Objects, b"a3", Some(b"z".to_vec()));
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), None);
+        assert_eq!(
+            s.scan_prefix(Table::Objects, b"").unwrap(),
+            vec![
+                (b"a3".to_vec(), b"z".to_vec()),
+                (b"b1".to_vec(), b"w".to_vec())
+            ]
+        );
+        s.sync().unwrap();
+        assert_eq!(s.scan_prefix(Table::Objects, b"a").unwrap().len(), 1);
+        s.delete_prefix(Table::Objects, b"a");
+        assert_eq!(s.crash(), 1, "a prefix deletion not synced is lost");
+        assert_eq!(s.get(Table::Objects, b"a3").unwrap(), Some(b"z".to_vec()));
+        s.put(Table::Meta, b"id", Some(b"7".to_vec()));
+        s.delete_prefix(Table::Objects, b"");
+        s.sync().unwrap();
+        assert!(s.scan_prefix(Table::Objects, b"").unwrap().is_empty());
+        assert_eq!(
+            s.get(Table::Meta, b"id").unwrap(),
+            Some(b"7".to_vec()),
+            "other tables kept"
+        );
+        s.put(Table::Objects, b"a1", Some(b"x".to_vec()));
+        s.sync().unwrap();
+        assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(s.get(Table::Objects, b"a2").unwrap(), None);
+        assert_eq!(s.get(Table::Meta, b"a1").unwrap(), None);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Put(u8, Option<u8>),
+        Clear(u8),
+        Sync,
+        Crash,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0..40u8, proptest::option::of(any::<u8>())).prop_map(|(k, v)| Step::Put(k, v)),
+            1 => (0..4u8).prop_map(Step::Clear),
+            3 => Just(Step::Sync),
+            1 => Just(Step::Crash),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the mix of writes, syncs, checkpoints and crashes (each leaving a torn
+        /// record), the store holds exactly what a map of synced writes holds.
+        #[test]
+        fn a_store_keeps_exactly_what_was_synced(steps in proptest::collection::vec(step(), 1..300)) {
+            let mut s = MemStore::new();
+            s.lock().checkpoint_bytes = 300;
+            let key = |k: u8| vec![k / 10, k];
+            let mut durable = BTreeMap::new();
+            let mut staged = durable.clone();
+            for st in steps {
+                match st {
+                    Step::Put(k, v) => {
+                        let v = v.map(|v| vec![v; 20]);
+                        s.put(Table::Objects, &key(k), v.clone());
+                        match v {
+                            Some(v) => staged.insert(key(k), v),
+                            None => staged.remove(&key(k)),
+                        };
+                    }
+                    Step::Clear(p) => {
+                        s.delete_prefix(Table::Objects, &[p]);
+                        staged.retain(|k: &Vec<u8>, _| k[0] != p);
+                    }
+                    Step::Sync => {
+                        s.sync().unwrap();
+                        durable = staged.clone();
+                    }
+                    Step::Crash => {
+                        s.crash();
+                        s.lock().checkpoint_bytes = 300;
+                        staged = durable.clone();
+                    }
+                }
+                let all: BTreeMap<_, _> = s.scan_prefix(Table::Objects, b"").unwrap().into_iter().collect();
+                proptest::prop_assert_eq!(&all, &staged);
+            }
+        }
+    }
+}
