@@ -57,10 +57,13 @@ pub enum Bug {
     /// Retry records are dropped one second after their object's newest one, well within
     /// the time a request may still be retried: a late retry of a write is applied again.
     ShortRecordHorizon = 65536,
+    /// A store opened after a crash ignores its write-ahead log: writes synced since the last
+    /// checkpoint (acknowledged ones among them) are gone.
+    LogNotReplayed = 131072,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 18] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -78,6 +81,7 @@ impl Bug {
         Bug::KeepStaleKeys,
         Bug::IndexMissesUpdate,
         Bug::ShortRecordHorizon,
+        Bug::LogNotReplayed,
     ];
 }
 

@@ -115,7 +115,8 @@ fn daemon_node(handle: &Handle, i: usize, store: MemStore, timing: Timing) -> (N
         .name(format!("daemon{}", i + 1))
         .ip(ip(&host))
         .init(move || {
-            let store = store.clone();
+            // A restarted node finds the records its previous life handed to the disk.
+            let store = store.restarted();
             let addr = a.clone();
             async move {
                 let listener = match rt::listen(&addr).await {

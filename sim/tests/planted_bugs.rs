@@ -54,6 +54,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::IndexMissesUpdate => vec![Fault::IndexChurn],
         // Retries seconds after their write: a daemon killed while writes are in flight.
         Bug::ShortRecordHorizon => vec![Fault::KillDaemon, Fault::LinkResets],
+        Bug::LogNotReplayed => vec![Fault::CrashDisk],
     }
 }
 

@@ -30,6 +30,7 @@ use crate::storage::{Store, StoreError};
 
 use super::peers::Peers;
 use super::replica::{Input, Lease, Output, Replica};
+use super::syncer::Syncer;
 use super::{Event, Waiter};
 
 /// Everything the actor owns and the channels it talks through.
@@ -58,64 +59,126 @@ impl Actor {
     pub async fn run(mut self) -> Result<(), StoreError> {
         let mut batches = 0u64;
         let mut next_tick = rt::now() + self.tick;
+        // Without a log to append elsewhere, each batch syncs on this thread.
+        let mut syncer = self
+            .store
+            .log_writer()
+            .map(|w| Syncer::start(w, self.metrics.clone()));
         loop {
-            let Some(mut batch) = self.next_batch(next_tick).await else {
+            self.deliver_synced(syncer.as_mut())?;
+            if self.store.checkpoint_due() {
+                // Only what is durable goes to the tree: the records in flight first.
+                self.drain(syncer.as_mut()).await?;
+                self.store.checkpoint()?;
+            }
+            let Some(batch) = self.next_batch(next_tick, syncer.as_mut()).await? else {
+                self.drain(syncer.as_mut()).await?;
                 return Ok(());
             };
+            let mut batch = batch;
             if rt::now() >= next_tick {
                 batch.push(Input::Tick);
                 next_tick = rt::now() + self.tick;
             }
-            let mut outs = Vec::new();
-            self.metrics.batch_inputs.observe(batch.len() as f64);
-            for mut input in batch {
-                if let Input::Op { unix, .. } = &mut input {
-                    // Read when the write is ordered (it may have queued behind fsyncs).
-                    *unix = rt::unix_now();
-                }
-                let span = span_of(&input);
-                let _in = span.enter();
-                tracing::debug!("step");
-                outs.extend(self.replica.step(self.store.as_mut(), rt::now(), input)?);
-            }
-            let joining = self.replica.joining();
-            self.record(&joining);
-            self.joining.send_if_modified(|j| {
-                let changed = *j != joining;
-                *j = joining;
-                changed
-            });
-            batches += 1;
-            // The planted bug syncs only every 50th batch, acknowledging staged writes.
-            let skip_sync = planted(Bug::AckBeforeSync) && !batches.is_multiple_of(50);
-            if planted(Bug::ReplyBeforeSync) {
-                self.deliver(outs);
-                rt::disk_pause().await;
-                self.store.sync()?;
+            if batch.is_empty() {
                 continue;
             }
+            let outs = self.step_batch(batch)?;
+            batches += 1;
             // Pipelining: writes go on down their chains now, so that the successors' syncs
             // overlap this one. A forwarded write promises nothing (a member acknowledges a
             // write only after its own sync and its successor's acknowledgement, and a server
             // that lost staged writes in a crash leaves every chain when it registers again);
-            // every reply and acknowledgement waits for the sync below.
-            let (forwards, outs): (Vec<_>, Vec<_>) = outs
+            // every reply and acknowledgement waits for the sync.
+            let (forwards, mut outs): (Vec<_>, Vec<_>) = outs
                 .into_iter()
                 .partition(|o| matches!(o, Output::Send(_, ChainMessage::Write(_))));
             self.deliver(forwards);
-            // Staged, not yet durable: a crash here loses the batch, and only forwarded writes
-            // were sent.
-            rt::disk_pause().await;
-            if !skip_sync {
+            self.deliver_synced(syncer.as_mut())?;
+            if planted(Bug::ReplyBeforeSync) {
+                self.deliver(std::mem::take(&mut outs));
+            }
+            // The planted bug syncs only every 50th batch, acknowledging staged writes.
+            if planted(Bug::AckBeforeSync) && !batches.is_multiple_of(50) {
+                self.deliver(outs);
+                continue;
+            }
+            let Some(syncer) = syncer.as_mut() else {
+                // Staged, not yet durable: a crash here loses the batch.
+                rt::disk_pause().await;
                 let started = rt::now();
                 self.store.sync()?;
                 let took = rt::now().saturating_duration_since(started);
                 self.metrics.sync_seconds.observe(took.as_secs_f64());
+                // Durable, not yet sent: a crash here loses only the replies.
+                rt::disk_pause().await;
+                self.deliver(outs);
+                continue;
+            };
+            let record = self.store.begin_sync()?;
+            if record.is_none() && !syncer.busy() {
+                // Nothing staged, and everything these outputs saw is durable.
+                self.deliver(outs);
+                continue;
             }
-            // Durable, not yet sent: a crash here loses only the replies.
-            rt::disk_pause().await;
-            self.deliver(outs);
+            if record.is_none() && outs.is_empty() {
+                continue;
+            }
+            for ready in syncer.begin(record, outs).await? {
+                self.deliver(ready);
+            }
         }
+    }
+
+    /// Steps the replica through a batch and records the state after it.
+    fn step_batch(&mut self, batch: Vec<Event>) -> Result<Vec<Output<Waiter>>, StoreError> {
+        let mut outs = Vec::new();
+        self.metrics.batch_inputs.observe(batch.len() as f64);
+        for mut input in batch {
+            if let Input::Op { unix, .. } = &mut input {
+                // Read when the write is ordered (it may have queued behind fsyncs).
+                *unix = rt::unix_now();
+            }
+            let span = span_of(&input);
+            let _in = span.enter();
+            tracing::debug!("step");
+            outs.extend(self.replica.step(self.store.as_mut(), rt::now(), input)?);
+        }
+        let joining = self.replica.joining();
+        self.record(&joining);
+        self.joining.send_if_modified(|j| {
+            let changed = *j != joining;
+            *j = joining;
+            changed
+        });
+        Ok(outs)
+    }
+
+    /// Delivers what waited for records that are durable by now.
+    fn deliver_synced(
+        &mut self,
+        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
+    ) -> Result<(), StoreError> {
+        if let Some(syncer) = syncer {
+            while let Some(ready) = syncer.try_finished()? {
+                self.deliver(ready);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every record in flight is durable, delivering what waited for each.
+    async fn drain(
+        &mut self,
+        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
+    ) -> Result<(), StoreError> {
+        if let Some(syncer) = syncer {
+            while syncer.busy() {
+                let ready = syncer.finished().await?;
+                self.deliver(ready);
+            }
+        }
+        Ok(())
     }
 
     /// Records the state after a batch: writes in flight, configuration, lease, joins.
@@ -149,25 +212,31 @@ impl Actor {
         inputs
     }
 
-    /// Waits for something to do (or the next tick) and takes a batch; `None` when every
-    /// event sender is gone.
-    async fn next_batch(&mut self, next_tick: rt::Instant) -> Option<Vec<Event>> {
+    /// Waits for something to do (or the next tick) and takes a batch, delivering the
+    /// outputs of records that become durable meanwhile; `None` when every event sender is
+    /// gone.
+    async fn next_batch(
+        &mut self,
+        next_tick: rt::Instant,
+        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
+    ) -> Result<Option<Vec<Event>>, StoreError> {
         if self.shutdown.as_ref().is_some_and(|s| *s.borrow()) {
-            return None;
+            return Ok(None);
         }
         let mut batch = self.control_inputs();
         if batch.is_empty() && self.events.is_empty() {
             let wait = next_tick.saturating_duration_since(rt::now());
             tokio::select! {
                 biased;
+                ready = synced(syncer) => self.deliver(ready?),
                 _ = self.config.changed() => {}
                 _ = self.lease.changed() => {}
                 e = self.events.recv() => match e {
                     Some(e) => batch.push(e),
-                    None => return None,
+                    None => return Ok(None),
                 },
                 _ = rt::sleep(wait) => {}
-                _ = asked_to_stop(self.shutdown.as_mut()) => return None,
+                _ = asked_to_stop(self.shutdown.as_mut()) => return Ok(None),
             }
             let mut control = self.control_inputs();
             control.append(&mut batch);
@@ -179,7 +248,7 @@ impl Actor {
                 Err(_) => break,
             }
         }
-        Some(batch)
+        Ok(Some(batch))
     }
 
     fn deliver(&mut self, outs: Vec<Output<Waiter>>) {
@@ -268,6 +337,17 @@ pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
             }
         }
     });
+}
+
+/// The outputs waiting for the oldest record in flight, once it is durable (never, without
+/// a record in flight).
+async fn synced(
+    syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
+) -> Result<Vec<Output<Waiter>>, StoreError> {
+    match syncer {
+        Some(s) => s.finished().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once `shutdown` says to stop (never, without one).

@@ -28,6 +28,7 @@ pub mod replica;
 mod scripts;
 pub mod search;
 mod server;
+pub mod syncer;
 #[cfg(test)]
 mod testnet;
 pub mod transfer;

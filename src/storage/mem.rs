@@ -1,11 +1,11 @@
 //! [`MemStore`]: the store on a simulated disk, for the simulation and unit tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::logged::{Backend, Logged};
 use super::overlay::Overlay;
-use super::{KeyValues, Store, StoreError, Table};
+use super::{KeyValues, LogWriter, Store, StoreError, Table};
 
 /// The simulated disk under a [`MemStore`]: a tree (a map) and a log (bytes).
 #[derive(Debug, Default)]
@@ -13,6 +13,8 @@ pub struct MemDisk {
     tree: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
     checkpointed: u64,
     log: Vec<u8>,
+    /// Records begun ([`Store::begin_sync`]) and not yet appended, oldest first.
+    in_flight: VecDeque<Vec<u8>>,
     syncs: u64,
 }
 
@@ -121,20 +123,40 @@ impl MemStore {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A power failure: every write not yet synced is lost, the record that was being
-    /// written for them is left torn on the disk (half of it), and the store is opened
-    /// again from what the disk holds. Returns how many writes were lost.
+    /// A power failure: every write not yet synced is lost, the first record that was
+    /// being written is left torn on the disk (half of it), and the store is opened again
+    /// from what the disk holds. Returns how many writes were lost (staged, not yet begun
+    /// syncing) and how many records (begun syncing, not yet synced).
     pub fn crash(&self) -> usize {
         let mut s = self.lock();
-        let lost = s.unlogged_ops;
-        let torn = s.unsynced_record().unwrap_or_default();
+        let mut lost = s.unlogged_ops;
         let mut disk = std::mem::take(&mut s.backend);
+        let in_flight = std::mem::take(&mut disk.in_flight);
+        lost += in_flight.len();
+        let torn = in_flight
+            .into_iter()
+            .next()
+            .or_else(|| s.unsynced_record())
+            .unwrap_or_default();
         disk.log.extend_from_slice(&torn[..torn.len() / 2]);
         *s = match Logged::recover(disk, MEM_CHECKPOINT_BYTES) {
             Ok(reopened) => reopened,
             Err(e) => unreachable!("an in-memory disk cannot fail: {e}"),
         };
         lost
+    }
+
+    /// The store a node restarted after a kill (not a power failure) finds: records its
+    /// previous life had handed to the disk are there (the operating system writes them
+    /// out), and so are its staged writes (a simplification: a restarted process would have
+    /// lost them, but it never acknowledged them either).
+    pub fn restarted(&self) -> MemStore {
+        let mut s = self.lock();
+        while let Some(record) = s.backend.in_flight.pop_front() {
+            s.backend.log.extend_from_slice(&record);
+        }
+        drop(s);
+        self.clone()
     }
 
     /// The disk replaced by an empty one (a server rebuilt from scratch).
@@ -178,6 +200,42 @@ impl Store for MemStore {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.lock().sync()
+    }
+
+    fn begin_sync(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut s = self.lock();
+        let record = s.take_record();
+        if let Some(r) = &record {
+            s.backend.in_flight.push_back(r.clone());
+        }
+        Ok(record)
+    }
+
+    fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
+        Some(Box::new(MemLogWriter(self.clone())))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.lock().checkpoint_due()
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.lock().checkpoint()
+    }
+}
+
+/// Appends a [`MemStore`]'s records begun syncing.
+struct MemLogWriter(MemStore);
+
+impl LogWriter for MemLogWriter {
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        let mut s = self.0.lock();
+        // After a crash the records in flight are gone (torn): nothing is appended.
+        if s.backend.in_flight.front().map(Vec::as_slice) == Some(record) {
+            s.backend.in_flight.pop_front();
+            s.backend.append(record)?;
+        }
+        Ok(())
     }
 }
 

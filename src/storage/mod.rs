@@ -71,4 +71,30 @@ pub trait Store: Send {
     fn delete_prefix(&mut self, table: Table, prefix: &[u8]);
     /// Makes every staged write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Starts making every staged write durable without waiting for the disk: returns the
+    /// log record to append with this store's [`log_writer`](Store::log_writer) (elsewhere,
+    /// while the caller goes on), or `None` when the writes are already durable (a store
+    /// without a log syncs here). Writes staged later are not in the record.
+    fn begin_sync(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.sync().map(|()| None)
+    }
+    /// Appends the records [`begin_sync`](Store::begin_sync) returns, in order.
+    fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
+        None
+    }
+    /// Whether the log is long enough for a [`checkpoint`](Store::checkpoint).
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+    /// Writes the log's contents to the tree and empties the log. Only once every record
+    /// begun is appended, and nothing is staged.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Appends log records and makes them durable (one `fdatasync` each), on a thread of its own.
+pub trait LogWriter: Send {
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError>;
 }

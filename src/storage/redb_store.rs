@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::logged::{Backend, Logged};
 use super::overlay::{prefix_end, Overlay};
-use super::{KeyValues, StoreError, Table};
+use super::{KeyValues, LogWriter, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
@@ -193,6 +193,26 @@ impl Backend for RedbBackend {
     fn truncate_log(&mut self, len: u64) -> Result<(), StoreError> {
         self.log.set_len(len).map_err(io)?;
         self.log.sync_all().map_err(io)
+    }
+
+    fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
+        match self.log.try_clone() {
+            Ok(file) => Some(Box::new(FileWriter(file))),
+            Err(e) => {
+                tracing::warn!("cannot share the log file ({e}): syncing on the actor's thread");
+                None
+            }
+        }
+    }
+}
+
+/// The log file (opened for appending), written from the daemon's sync thread.
+struct FileWriter(File);
+
+impl LogWriter for FileWriter {
+    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        self.0.write_all(record).map_err(io)?;
+        self.0.sync_data().map_err(io)
     }
 }
 
