@@ -24,10 +24,9 @@ pub mod wal;
 
 pub use mem::{MemDisk, MemStore};
 pub use redb_store::RedbStore;
-use serde::{Deserialize, Serialize};
 
 /// The tables a store holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// Objects: (space id, key bytes) → stored object.
     Objects,

@@ -2,12 +2,10 @@
 //! log is read back after a crash.
 //!
 //! One record per sync: `[body length: u32 LE][crc32 of body: u32 LE][body]`, where the body is
-//! the record's sequence number (u64 LE) followed by its writes, each a postcard-encoded
-//! [`Op`]. A crash while a record was being written leaves a *torn* tail (a length past the
+//! the record's sequence number (u64 LE) followed by its writes, each an [`Op`] (a tag byte,
+//! a table byte, then the key and the value, each a u32 LE length and its bytes). A crash while a record was being written leaves a *torn* tail (a length past the
 //! end of the file, or a checksum that does not match); [`read`] stops at the first such
 //! record, and everything before it is exactly what was synced.
-
-use serde::{Deserialize, Serialize};
 
 use super::Table;
 
@@ -15,7 +13,7 @@ use super::Table;
 const HEADER: usize = 8;
 
 /// One staged write as the log holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// A key written (`Some`) or deleted (`None`).
     Put {
@@ -27,34 +25,81 @@ pub enum Op {
     Clear { table: Table, prefix: Vec<u8> },
 }
 
-/// The same, borrowed, for encoding without copying the value first.
-#[derive(Serialize)]
-enum OpRef<'a> {
-    Put {
-        table: Table,
-        key: &'a [u8],
-        value: Option<&'a [u8]>,
-    },
-    Clear {
-        table: Table,
-        prefix: &'a [u8],
-    },
+// An op's encoding: a tag, the table, then length-prefixed byte strings (u32 LE lengths),
+// copied whole (a generic serializer would visit values byte by byte).
+const PUT: u8 = 1;
+const DELETE: u8 = 2;
+const CLEAR: u8 = 3;
+
+fn table_byte(t: Table) -> u8 {
+    match t {
+        Table::Objects => 0,
+        Table::Meta => 1,
+        Table::Index => 2,
+    }
+}
+
+fn table_of(b: u8) -> Option<Table> {
+    Some(match b {
+        0 => Table::Objects,
+        1 => Table::Meta,
+        2 => Table::Index,
+        _ => return None,
+    })
+}
+
+fn put_bytes(ops: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or_else(|_| panic!("a key or value over 4 GiB"));
+    ops.extend_from_slice(&len.to_le_bytes());
+    ops.extend_from_slice(bytes);
 }
 
 /// Appends the encoding of a put (or delete, `value` `None`) to `ops`.
 pub fn encode_put(ops: &mut Vec<u8>, table: Table, key: &[u8], value: Option<&[u8]>) {
-    encode(ops, &OpRef::Put { table, key, value });
+    ops.push(if value.is_some() { PUT } else { DELETE });
+    ops.push(table_byte(table));
+    put_bytes(ops, key);
+    if let Some(v) = value {
+        put_bytes(ops, v);
+    }
 }
 
 /// Appends the encoding of a prefix deletion to `ops`.
 pub fn encode_clear(ops: &mut Vec<u8>, table: Table, prefix: &[u8]) {
-    encode(ops, &OpRef::Clear { table, prefix });
+    ops.push(CLEAR);
+    ops.push(table_byte(table));
+    put_bytes(ops, prefix);
 }
 
-fn encode(ops: &mut Vec<u8>, op: &OpRef<'_>) {
-    let bytes = postcard::to_extend(op, std::mem::take(ops));
-    // Encoding into a vector fails only when out of memory, which aborts anyway.
-    *ops = bytes.unwrap_or_else(|e| panic!("encoding a log record: {e}"));
+/// Takes a length-prefixed byte string off the front of `rest`.
+fn take_bytes(rest: &mut &[u8]) -> Option<Vec<u8>> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let bytes = rest.get(4..4usize.checked_add(len)?)?.to_vec();
+    *rest = &rest[4 + len..];
+    Some(bytes)
+}
+
+/// Takes one op off the front of `rest`.
+fn take_op(rest: &mut &[u8]) -> Option<Op> {
+    let (&tag, after) = rest.split_first()?;
+    let (&table, after) = after.split_first()?;
+    let table = table_of(table)?;
+    *rest = after;
+    let key = take_bytes(rest)?;
+    Some(match tag {
+        PUT => Op::Put {
+            table,
+            key,
+            value: Some(take_bytes(rest)?),
+        },
+        DELETE => Op::Put {
+            table,
+            key,
+            value: None,
+        },
+        CLEAR => Op::Clear { table, prefix: key },
+        _ => return None,
+    })
 }
 
 /// One record: `ops` (as encoded by [`encode_put`] and [`encode_clear`]) under `seq`.
@@ -100,9 +145,7 @@ fn read_one(log: &[u8]) -> Option<(Record, usize)> {
     let mut rest = &body[8..];
     let mut ops = Vec::new();
     while !rest.is_empty() {
-        let (op, more) = postcard::take_from_bytes::<Op>(rest).ok()?;
-        ops.push(op);
-        rest = more;
+        ops.push(take_op(&mut rest)?);
     }
     Some((Record { seq, ops }, HEADER + len))
 }

@@ -534,8 +534,11 @@ pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
         Workload::A => (ycsb('a'), Distribution::Zipfian),
         Workload::B => (ycsb('b'), Distribution::Zipfian),
         Workload::C => (ycsb('c'), Distribution::Zipfian),
+        // Redis INCR; etcd has no increment: a read and a compare-and-swap, retried.
+        Workload::AtomicAdd => (vec![(YcsbOp::Update, 100)], Distribution::Uniform),
         other => return Err(format!("workload {other:?} is measured on hyperdex only")),
     };
+    let incr = matches!(args.workload, Workload::AtomicAdd);
     let dist = args.distribution.unwrap_or(default_dist);
     let chooser = Arc::new(KeyChooser::new(dist, records));
     let clients = args.clients.max(1);
@@ -562,13 +565,18 @@ pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
                 let k = format!("user{:010}", chooser.next(&mut rng, records));
                 let t = Instant::now();
                 let ok = match op {
+                    _ if incr => peer.incr(format!("{k}#n").as_bytes()).await,
                     YcsbOp::Read => peer.get(k.as_bytes()).await.map(|_| ()),
                     _ => peer.put(k.as_bytes(), &blob).await,
                 };
                 if ok.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
-                let name = if op == YcsbOp::Read { "read" } else { "update" };
+                let name = match op {
+                    _ if incr => "atomic_add",
+                    YcsbOp::Read => "read",
+                    _ => "update",
+                };
                 let h = local.entry(name.to_string()).or_insert_with(|| {
                     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
                 });

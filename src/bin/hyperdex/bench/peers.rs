@@ -7,6 +7,8 @@
 
 use std::io;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -112,6 +114,59 @@ impl Peer {
             }
         }
     }
+}
+
+impl Peer {
+    /// Adds one to the decimal counter under `key` (missing: 0). Redis: `INCR`. etcd has no
+    /// increment: read the value and its revision, write the new value if the revision is
+    /// unchanged (a transaction), and start again if another client won.
+    pub async fn incr(&mut self, key: &[u8]) -> io::Result<()> {
+        match self {
+            Peer::Redis(s) => {
+                let mut cmd = format!("*2\r\n$4\r\nINCR\r\n${}\r\n", key.len()).into_bytes();
+                cmd.extend_from_slice(key);
+                cmd.extend_from_slice(b"\r\n");
+                s.get_mut().write_all(&cmd).await?;
+                let mut line = String::new();
+                s.read_line(&mut line).await?;
+                if line.starts_with(':') {
+                    Ok(())
+                } else {
+                    Err(bad(format!("redis answered {line:?}")))
+                }
+            }
+            Peer::Etcd(s, host) => loop {
+                let k = base64(key);
+                let reply =
+                    http_post(s, host, "/v3/kv/range", &format!("{{\"key\":\"{k}\"}}")).await?;
+                let revision = json_string(&reply, "mod_revision")
+                    .unwrap_or("0")
+                    .to_string();
+                let n: u64 = json_string(&reply, "value")
+                    .and_then(|v| STANDARD.decode(v).ok())
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let txn = format!(
+                    "{{\"compare\":[{{\"key\":\"{k}\",\"target\":\"MOD\",\"result\":\"EQUAL\",\
+                     \"mod_revision\":\"{revision}\"}}],\"success\":[{{\"request_put\":{{\"key\":\"{k}\",\
+                     \"value\":\"{}\"}}}}]}}",
+                    base64((n + 1).to_string().as_bytes())
+                );
+                let answer = http_post(s, host, "/v3/kv/txn", &txn).await?;
+                if answer.contains("\"succeeded\":true") {
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+/// The string value of the first `"name":"..."` in a JSON text.
+fn json_string<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let len = json[at..].find('"')?;
+    Some(&json[at..at + len])
 }
 
 /// One HTTP/1.1 POST on a kept-alive connection; returns the body.
