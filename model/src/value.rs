@@ -256,7 +256,9 @@ impl<'de> Deserialize<'de> for Document {
 /// lists nested a million deep is refused while it is read, before it can exhaust a stack.
 #[derive(Clone, Serialize, Deserialize)]
 pub enum Value {
-    String(Vec<u8>),
+    // Encoded as one byte string (the same bytes as a sequence of u8 in postcard and JSON),
+    // not byte by byte.
+    String(#[serde(with = "serde_bytes")] Vec<u8>),
     Int(i64),
     Float(f64),
     Document(Document),
@@ -668,6 +670,21 @@ pub fn decode(bytes: &[u8]) -> Result<Value, postcard::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_encodes_as_it_always_did() {
+        // Variant 0, then the bytes as a sequence of u8 (length, then each byte): the layout
+        // stored on disk and sent on the wire before strings were encoded whole.
+        let v = Value::String(b"ab".to_vec());
+        assert_eq!(postcard::to_allocvec(&v).unwrap(), vec![0, 2, b'a', b'b']);
+        let old: Vec<u8> = postcard::to_allocvec(&(0u8, vec![b'a', b'b'])).unwrap();
+        assert_eq!(postcard::from_bytes::<Value>(&old).unwrap(), v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"String":[97,98]}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(r#"{"String":[97,98]}"#).unwrap(),
+            v
+        );
+    }
 
     #[test]
     fn defaults_match_hyperdex() {

@@ -56,7 +56,7 @@ pub type Digest = [u8; 16];
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TransferEntry {
     /// The encoded stored object.
-    Object(Vec<u8>),
+    Object(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The joiner said it holds a copy with this digest, and the source's copy has it too.
     Unchanged(Digest),
 }

@@ -107,7 +107,7 @@ pub enum CoordRequest {
         id: ServerId,
     },
     /// A message of the coordinators' replicated log (raft, protobuf-encoded), one-way.
-    Raft(Vec<u8>),
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A coordinator started with `--connect` asks to join the replicated log.
     JoinCoordinator {
         id: u64,

@@ -516,7 +516,8 @@ pub async fn run_peer(args: &BenchArgs) -> Result<BenchResult, String> {
     let blob = vec![b'x'; args.fields.max(1) * args.value_size];
     let loading = Instant::now();
     let mut loader = connect(0).await?;
-    for i in 0..records {
+    let load = if args.existing { 0 } else { records };
+    for i in 0..load {
         loader
             .put(format!("user{i:010}").as_bytes(), &blob)
             .await
