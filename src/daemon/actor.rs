@@ -26,12 +26,16 @@ use crate::metrics::Metrics;
 use crate::protocol::coordinator::JoinProgress;
 use crate::protocol::{ChainMessage, Envelope, Message};
 use crate::rt;
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, Table};
 
 use super::peers::Peers;
 use super::replica::{Input, Lease, Output, Replica};
 use super::syncer::Syncer;
 use super::{Event, Waiter};
+
+/// What waits for a record to be durable: whether there was a record (`false`: a batch
+/// that wrote nothing, ordered behind the records before it) and the batch's outputs.
+type Waiting = (bool, Vec<Output<Waiter>>);
 
 /// Everything the actor owns and the channels it talks through.
 pub struct Actor {
@@ -90,10 +94,10 @@ impl Actor {
             // write only after its own sync and its successor's acknowledgement, and a server
             // that lost staged writes in a crash leaves every chain when it registers again);
             // every reply and acknowledgement waits for the sync.
-            let (forwards, mut outs): (Vec<_>, Vec<_>) = outs
-                .into_iter()
-                .partition(|o| matches!(o, Output::Send(_, ChainMessage::Write(_))));
-            self.deliver(forwards);
+            let store = self.store.as_ref();
+            let (early, mut outs): (Vec<_>, Vec<_>) =
+                outs.into_iter().partition(|o| before_sync(o, store));
+            self.deliver(early);
             self.deliver_synced(syncer.as_mut())?;
             if planted(Bug::ReplyBeforeSync) {
                 self.deliver(std::mem::take(&mut outs));
@@ -124,8 +128,9 @@ impl Actor {
             if record.is_none() && outs.is_empty() {
                 continue;
             }
-            for ready in syncer.begin(record, outs).await? {
-                self.deliver(ready);
+            let had_record = record.is_some();
+            for ready in syncer.begin(record, (had_record, outs)).await? {
+                self.durable(ready);
             }
         }
     }
@@ -154,28 +159,30 @@ impl Actor {
         Ok(outs)
     }
 
+    /// A record (or, `false`, a batch without one) is durable: what waited for it goes.
+    fn durable(&mut self, (had_record, outs): Waiting) {
+        if had_record {
+            self.store.record_durable();
+        }
+        self.deliver(outs);
+    }
+
     /// Delivers what waited for records that are durable by now.
-    fn deliver_synced(
-        &mut self,
-        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
-    ) -> Result<(), StoreError> {
+    fn deliver_synced(&mut self, syncer: Option<&mut Syncer<Waiting>>) -> Result<(), StoreError> {
         if let Some(syncer) = syncer {
             while let Some(ready) = syncer.try_finished()? {
-                self.deliver(ready);
+                self.durable(ready);
             }
         }
         Ok(())
     }
 
     /// Waits until every record in flight is durable, delivering what waited for each.
-    async fn drain(
-        &mut self,
-        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
-    ) -> Result<(), StoreError> {
+    async fn drain(&mut self, syncer: Option<&mut Syncer<Waiting>>) -> Result<(), StoreError> {
         if let Some(syncer) = syncer {
             while syncer.busy() {
                 let ready = syncer.finished().await?;
-                self.deliver(ready);
+                self.durable(ready);
             }
         }
         Ok(())
@@ -218,7 +225,7 @@ impl Actor {
     async fn next_batch(
         &mut self,
         next_tick: rt::Instant,
-        syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
+        syncer: Option<&mut Syncer<Waiting>>,
     ) -> Result<Option<Vec<Event>>, StoreError> {
         if self.shutdown.as_ref().is_some_and(|s| *s.borrow()) {
             return Ok(None);
@@ -228,7 +235,7 @@ impl Actor {
             let wait = next_tick.saturating_duration_since(rt::now());
             tokio::select! {
                 biased;
-                ready = synced(syncer) => self.deliver(ready?),
+                ready = synced(syncer) => self.durable(ready?),
                 _ = self.config.changed() => {}
                 _ = self.lease.changed() => {}
                 e = self.events.recv() => match e {
@@ -254,7 +261,7 @@ impl Actor {
     fn deliver(&mut self, outs: Vec<Output<Waiter>>) {
         for o in outs {
             match o {
-                Output::Reply(w, answer) => {
+                Output::Reply(w, answer) | Output::Read(w, answer, _) => {
                     let code = match &answer {
                         crate::protocol::ClientResponse::Reply(r) => r.code().symbol(),
                         crate::protocol::ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
@@ -339,11 +346,21 @@ pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
     });
 }
 
+/// Whether an output may leave before the sync of the batch that produced it: a chain write
+/// going on down its chain (pipelining; see `Actor::run`), or a read of an object that no
+/// write of this batch or of a record in flight touched (what it read is durable, and the
+/// sync adds nothing to it). Everything else vouches for state the sync makes durable.
+fn before_sync<W>(o: &Output<W>, store: &dyn Store) -> bool {
+    match o {
+        Output::Send(_, ChainMessage::Write(_)) => true,
+        Output::Read(_, _, key) => !store.unsynced(Table::Objects, key),
+        _ => false,
+    }
+}
+
 /// The outputs waiting for the oldest record in flight, once it is durable (never, without
 /// a record in flight).
-async fn synced(
-    syncer: Option<&mut Syncer<Vec<Output<Waiter>>>>,
-) -> Result<Vec<Output<Waiter>>, StoreError> {
+async fn synced(syncer: Option<&mut Syncer<Waiting>>) -> Result<Waiting, StoreError> {
     match syncer {
         Some(s) => s.finished().await,
         None => std::future::pending().await,
@@ -359,4 +376,47 @@ async fn asked_to_stop(shutdown: Option<&mut watch::Receiver<bool>>) {
     }
     // No receiver, or its sender is gone: nobody will ask.
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ClientResponse;
+    use crate::storage::MemStore;
+    use hyperdex_model::Reply;
+
+    fn read(key: &[u8]) -> Output<u32> {
+        Output::Read(7, ClientResponse::Reply(Reply::NotFound), key.to_vec())
+    }
+
+    #[test]
+    fn a_read_leaves_before_the_sync_only_when_what_it_read_is_durable() {
+        let mut store = MemStore::new();
+        assert!(before_sync(&read(b"k"), &store), "nothing written");
+        store.put(Table::Objects, b"k", Some(b"v".to_vec()));
+        assert!(!before_sync(&read(b"k"), &store), "staged");
+        assert!(before_sync(&read(b"j"), &store), "another key");
+        let record = store.begin_sync().unwrap();
+        assert!(record.is_some());
+        assert!(
+            !before_sync(&read(b"k"), &store),
+            "its record is being written"
+        );
+        store.put(Table::Objects, b"k", Some(b"w".to_vec()));
+        let second = store.begin_sync().unwrap();
+        assert!(second.is_some());
+        store.record_durable();
+        assert!(
+            !before_sync(&read(b"k"), &store),
+            "a later record has it too"
+        );
+        store.record_durable();
+        assert!(before_sync(&read(b"k"), &store), "both records durable");
+        store.delete_prefix(Table::Objects, b"");
+        assert!(!before_sync(&read(b"j"), &store), "under a prefix deleted");
+        store.sync().unwrap();
+        assert!(before_sync(&read(b"j"), &store));
+        let reply = Output::<u32>::Reply(7, ClientResponse::Reply(Reply::NotFound));
+        assert!(!before_sync(&reply, &store), "a write's reply always waits");
+    }
 }

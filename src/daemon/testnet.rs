@@ -81,8 +81,11 @@ impl Net {
         store.sync().expect("sync");
         for o in outs {
             match o {
-                Output::Reply(w, ClientResponse::Reply(m)) => self.replies.push((w, m)),
-                Output::Reply(w, objects) => self.objects.push((w, objects)),
+                Output::Reply(w, ClientResponse::Reply(m))
+                | Output::Read(w, ClientResponse::Reply(m), _) => self.replies.push((w, m)),
+                Output::Reply(w, objects) | Output::Read(w, objects, _) => {
+                    self.objects.push((w, objects))
+                }
                 Output::Send(s, m) => self.in_flight.push((to, s, m)),
                 Output::FetchConfig => {}
                 Output::TransferDone(r, _) => self.transfers_done.push((to, r)),

@@ -11,6 +11,8 @@
 //! in order (a crash between a checkpoint and emptying the log replays nothing twice: records
 //! carry sequence numbers and the tree the last one it holds), cutting off a torn tail.
 
+use std::collections::BTreeMap;
+
 use super::overlay::Overlay;
 use super::wal::{self, Op};
 use super::{KeyValues, LogWriter, Store, StoreError, Table};
@@ -55,13 +57,19 @@ pub struct Logged<B> {
     /// How many writes `unlogged` holds.
     pub(super) unlogged_ops: usize,
     /// The last record's sequence number.
-    seq: u64,
+    pub(super) seq: u64,
     /// Bytes in the log since the last checkpoint.
     log_bytes: u64,
     /// A checkpoint is taken once the log holds this many bytes.
     pub checkpoint_bytes: u64,
     /// Checkpoints taken since opening (for tests and statistics).
     pub checkpoints: u64,
+    /// Keys with a write in a record not yet durable (or not yet begun), and that record's
+    /// sequence number; prefixes deleted likewise. Bounded by the records in flight.
+    unsynced: BTreeMap<(Table, Vec<u8>), u64>,
+    unsynced_prefixes: Vec<(Table, Vec<u8>, u64)>,
+    /// The last record known durable.
+    durable: u64,
 }
 
 impl<B: Backend> Logged<B> {
@@ -88,6 +96,9 @@ impl<B: Backend> Logged<B> {
             log_bytes: whole as u64,
             checkpoint_bytes,
             checkpoints: 0,
+            unsynced: BTreeMap::new(),
+            unsynced_prefixes: Vec::new(),
+            durable: checkpointed,
         };
         let replayed = records
             .into_iter()
@@ -101,6 +112,7 @@ impl<B: Backend> Logged<B> {
             }
             store.seq = store.seq.max(record.seq);
         }
+        store.durable = store.seq;
         if whole > 0 {
             crate::probe!("storage.log_replayed");
             store.checkpoint()?;
@@ -124,6 +136,13 @@ impl<B: Backend> Logged<B> {
     /// The writes staged since the last sync, as the record a sync would append.
     pub(super) fn unsynced_record(&self) -> Option<Vec<u8>> {
         (!self.unlogged.is_empty()).then(|| wal::frame(self.seq + 1, &self.unlogged))
+    }
+
+    /// Record `seq` (and every one before it) is durable.
+    pub(super) fn durable_through(&mut self, seq: u64) {
+        self.durable = seq;
+        self.unsynced.retain(|_, s| *s > seq);
+        self.unsynced_prefixes.retain(|(_, _, s)| *s > seq);
     }
 
     /// The writes staged since the last sync as the log's next record, counted as logged.
@@ -157,12 +176,15 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        self.unsynced.insert((table, key.to_vec()), self.seq + 1);
         wal::encode_put(&mut self.unlogged, table, key, value.as_deref());
         self.unlogged_ops += 1;
         self.pending.put(table, key, value);
     }
 
     fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        self.unsynced_prefixes
+            .push((table, prefix.to_vec(), self.seq + 1));
         wal::encode_clear(&mut self.unlogged, table, prefix);
         self.unlogged_ops += 1;
         self.pending.clear_prefix(table, prefix);
@@ -171,6 +193,7 @@ impl<B: Backend> Store for Logged<B> {
     fn sync(&mut self) -> Result<(), StoreError> {
         if let Some(record) = self.take_record() {
             self.backend.append(&record)?;
+            self.durable_through(self.seq);
         }
         if self.checkpoint_due() {
             self.checkpoint()?;
@@ -184,6 +207,20 @@ impl<B: Backend> Store for Logged<B> {
 
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         self.backend.log_writer()
+    }
+
+    fn record_durable(&mut self) {
+        if self.durable < self.seq {
+            self.durable_through(self.durable + 1);
+        }
+    }
+
+    fn unsynced(&self, table: Table, key: &[u8]) -> bool {
+        self.unsynced.contains_key(&(table, key.to_vec()))
+            || self
+                .unsynced_prefixes
+                .iter()
+                .any(|(t, p, _)| *t == table && key.starts_with(p))
     }
 
     fn checkpoint_due(&self) -> bool {

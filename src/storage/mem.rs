@@ -155,6 +155,8 @@ impl MemStore {
         while let Some(record) = s.backend.in_flight.pop_front() {
             s.backend.log.extend_from_slice(&record);
         }
+        let logged = s.seq;
+        s.durable_through(logged);
         drop(s);
         self.clone()
     }
@@ -213,6 +215,14 @@ impl Store for MemStore {
 
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         Some(Box::new(MemLogWriter(self.clone())))
+    }
+
+    fn record_durable(&mut self) {
+        self.lock().record_durable();
+    }
+
+    fn unsynced(&self, table: Table, key: &[u8]) -> bool {
+        self.lock().unsynced(table, key)
     }
 
     fn checkpoint_due(&self) -> bool {

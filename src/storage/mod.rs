@@ -71,7 +71,8 @@ pub trait Store: Send {
     /// Makes every staged write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 
-    /// Starts making every staged write durable without waiting for the disk: returns the
+    /// Starts making every staged write durable without waiting for the disk (not to be
+    /// mixed with [`sync`](Store::sync) while records are in flight): returns the
     /// log record to append with this store's [`log_writer`](Store::log_writer) (elsewhere,
     /// while the caller goes on), or `None` when the writes are already durable (a store
     /// without a log syncs here). Writes staged later are not in the record.
@@ -81,6 +82,16 @@ pub trait Store: Send {
     /// Appends the records [`begin_sync`](Store::begin_sync) returns, in order.
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         None
+    }
+    /// Counts the oldest record begun and not yet counted as durable (records become
+    /// durable in the order they were begun).
+    fn record_durable(&mut self) {}
+    /// Whether `key` may have a write that is not yet durable (staged, or in a record not yet
+    /// counted by [`record_durable`](Store::record_durable)): a read of it must wait for the
+    /// sync. `true` when the store does not know.
+    fn unsynced(&self, table: Table, key: &[u8]) -> bool {
+        let _ = (table, key);
+        true
     }
     /// Whether the log is long enough for a [`checkpoint`](Store::checkpoint).
     fn checkpoint_due(&self) -> bool {

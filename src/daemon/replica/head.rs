@@ -10,7 +10,7 @@ use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
-use crate::daemon::record::{absorb, load, stage, StoredObject};
+use crate::daemon::record::{absorb, load, object_key, stage, StoredObject};
 use crate::limits::{CLOCK_SKEW_SECS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
@@ -85,12 +85,12 @@ impl<W: Clone> Replica<W> {
                 &req.auth,
                 unix,
             ) {
-                let pending = self.pending.get(&(region, kb));
+                let pending = self.pending.get(&(region, kb.clone()));
                 read(space, &stored, pending, &req.op)
             } else {
                 unauthorized()
             };
-            out.push(Output::Reply(waiter, reply(answer)));
+            out.push(Output::Read(waiter, reply(answer), object_key(region, &kb)));
             return Ok(());
         }
         let ordered = Ordered {

@@ -104,6 +104,9 @@ pub enum Input<W> {
 #[derive(Debug, PartialEq)]
 pub enum Output<W> {
     Reply(W, ClientResponse),
+    /// A reply to a read of the object stored under `key` (an object key): it may leave
+    /// before the batch's sync when no write to that key is waiting for one.
+    Read(W, ClientResponse, Vec<u8>),
     Send(ServerId, ChainMessage),
     /// Someone has a newer configuration than ours: fetch it now.
     FetchConfig,
