@@ -1,4 +1,4 @@
-//! [`Store`] on redb: one database file, `hyperdex.redb`, and one write-ahead log,
+//! [`Store`](super::Store) on redb: one database file, `hyperdex.redb`, and one write-ahead log,
 //! `hyperdex.wal`, in the node's data directory (see [`Logged`] for how they work together).
 //!
 //! A sync appends one record to the log and `fdatasync`s it; the writes reach redb in a
