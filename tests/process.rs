@@ -188,3 +188,22 @@ fn advertised_addresses_are_host_and_port() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    // `hyperdex ... | head`: the reader is gone before the command writes its line.
+    let dir = temp_dir("epipe");
+    let mut child = Command::new(BIN)
+        .arg("man")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hyperdex");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

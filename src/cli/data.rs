@@ -469,7 +469,7 @@ async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
             let op = Operation::get(&space_name, parse_key(&space, &key)?);
             Ok(match client.call(op).await {
                 Reply::Found(o) => {
-                    println!("{}", object_json(&o));
+                    crate::outln!("{}", object_json(&o));
                     ExitCode::SUCCESS
                 }
                 other => finish(other),
@@ -478,13 +478,13 @@ async fn execute(cmd: DataCommand) -> Result<ExitCode, ClientError> {
         DataCommand::Search { checks, .. } => {
             let checks = checks_from(&space, checks.as_deref())?;
             for o in client.search(&space_name, checks).await? {
-                println!("{}", object_json(&o));
+                crate::outln!("{}", object_json(&o));
             }
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Count { checks, .. } => {
             let checks = checks_from(&space, checks.as_deref())?;
-            println!("{}", client.count(&space_name, checks).await?);
+            crate::outln!("{}", client.count(&space_name, checks).await?);
             Ok(ExitCode::SUCCESS)
         }
         write => {

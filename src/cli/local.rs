@@ -48,19 +48,19 @@ pub async fn run(args: LocalArgs) -> ExitCode {
     };
     match start(&args, &dir).await {
         Ok(addr) => {
-            println!(
+            crate::outln!(
                 "hyperdex local cluster: coordinator at {addr}, {} daemons, data in {}",
                 args.daemons,
                 dir.display()
             );
-            println!(
+            crate::outln!(
                 "connect with: Client('{}', {})",
                 args.listen,
                 addr.rsplit(':').next().unwrap_or("1982")
             );
-            println!("press Ctrl-C to stop");
+            crate::outln!("press Ctrl-C to stop");
             super::process::stopped().await;
-            println!("stopping");
+            crate::outln!("stopping");
             if temporary {
                 let _ = std::fs::remove_dir_all(&dir);
             }

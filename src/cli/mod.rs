@@ -328,6 +328,37 @@ pub enum Command {
 }
 
 /// Prints an error the way every command does and returns exit status 2.
+/// Writes to standard output. A reader that went away (`hyperdex search ... | head`) ends
+/// the command quietly with success, as it ends `cat`; any other failure to write is an
+/// error (exit 1). Use through [`out!`](crate::out) and [`outln!`](crate::outln).
+pub fn print_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` for the command line: see [`print_out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for the command line: see [`print_out`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub fn fail(e: &ClientError) -> ExitCode {
     eprintln!("error: {} [{}]", e.message, e.code);
     ExitCode::from(2)
@@ -531,7 +562,7 @@ fn validate_space(file: Option<&Path>) -> ExitCode {
     };
     match parse_space(&text) {
         Ok(space) => {
-            print!("{space}");
+            crate::out!("{space}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -620,7 +651,7 @@ async fn backup_or_restore(
     };
     match done {
         Ok(report) => {
-            print!("{report}");
+            crate::out!("{report}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -645,12 +676,12 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
             Ok(())
         }
         Command::ListSpaces { json: true, .. } => {
-            println!("{}", json(&admin.list_spaces().await?));
+            crate::outln!("{}", json(&admin.list_spaces().await?));
             Ok(())
         }
         Command::ListSpaces { .. } => {
             for s in admin.list_spaces().await? {
-                println!("{s}");
+                crate::outln!("{s}");
             }
             Ok(())
         }
@@ -659,16 +690,16 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
                 "config": admin.config().await?,
                 "transfers": admin.transfers().await?,
             });
-            println!("{}", json(&both));
+            crate::outln!("{}", json(&both));
             Ok(())
         }
         Command::ShowConfig { .. } => {
-            print!("{}", admin.config().await?);
+            crate::out!("{}", admin.config().await?);
             let transfers = admin.transfers().await?;
             if !transfers.is_empty() {
-                println!("transfers in progress:");
+                crate::outln!("transfers in progress:");
                 for line in crate::coordinator::describe_transfers(&transfers) {
-                    println!("  {line}");
+                    crate::outln!("  {line}");
                 }
             }
             Ok(())
@@ -691,7 +722,7 @@ async fn admin_call(admin: &Admin, command: Command, description: &str) -> Resul
         Command::RmIndex { id, .. } => admin.rm_index(id).await,
         Command::ListIndices { space, .. } => {
             for (id, attribute) in admin.list_indices(&space).await? {
-                println!("{id} {attribute}");
+                crate::outln!("{id} {attribute}");
             }
             Ok(())
         }

@@ -81,7 +81,7 @@ async fn wait_ready(
     loop {
         if let Ok(addr) = std::fs::read_to_string(ready) {
             let _ = std::fs::remove_file(ready);
-            println!(
+            crate::outln!(
                 "started {what} (pid {}) on {addr}, logging to {}",
                 child.id(),
                 log.display()
@@ -105,7 +105,7 @@ async fn wait_ready(
                 rt::sleep(std::time::Duration::from_millis(20)).await;
             }
             _ => {
-                println!(
+                crate::outln!(
                     "started {what} (pid {}), not listening yet after {} s; logging to {}",
                     child.id(),
                     READY_TIMEOUT.as_secs(),

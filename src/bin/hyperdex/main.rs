@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Top::Man { dir } => {
             return match man_pages(dir) {
                 Ok(n) => {
-                    println!("{n} man pages written to {}", dir.display());
+                    hyperdex::outln!("{n} man pages written to {}", dir.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

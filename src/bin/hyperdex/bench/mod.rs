@@ -661,7 +661,7 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    print!("{}", summary(&r));
+    hyperdex::out!("{}", summary(&r));
     let writes = [
         (
             args.json.as_ref(),

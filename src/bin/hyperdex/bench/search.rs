@@ -179,7 +179,7 @@ pub async fn run(args: SearchBenchArgs) -> ExitCode {
     args.cluster.done(&dir);
     match result {
         Ok(text) => {
-            print!("{text}");
+            hyperdex::out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
