@@ -64,6 +64,8 @@ pub struct Logged<B> {
     pub checkpoint_bytes: u64,
     /// Checkpoints taken since opening (for tests and statistics).
     pub checkpoints: u64,
+    /// Why the store stopped taking writes (an append or a checkpoint failed).
+    failed: Option<String>,
     /// Keys with a write in a record not yet durable (or not yet begun), and that record's
     /// sequence number; prefixes deleted likewise. Bounded by the records in flight.
     unsynced: BTreeMap<(Table, Vec<u8>), u64>,
@@ -96,6 +98,7 @@ impl<B: Backend> Logged<B> {
             log_bytes: whole as u64,
             checkpoint_bytes,
             checkpoints: 0,
+            failed: None,
             unsynced: BTreeMap::new(),
             unsynced_prefixes: Vec::new(),
             durable: checkpointed,
@@ -120,13 +123,19 @@ impl<B: Backend> Logged<B> {
         Ok(store)
     }
 
-    /// Writes everything synced to the tree and empties the log.
+    /// Writes everything synced to the tree and empties the log. Does nothing while any
+    /// write is not yet durable (staged, or in a record still being written): the tree
+    /// must never hold what the log may lose.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        debug_assert!(self.unlogged.is_empty(), "checkpoint only what is synced");
-        if !self.pending.is_empty() {
-            self.backend.checkpoint(&self.pending, self.seq)?;
+        self.usable()?;
+        if !self.unlogged.is_empty() || self.durable < self.seq {
+            return Ok(());
         }
-        self.backend.truncate_log(0)?;
+        if !self.pending.is_empty() {
+            let done = self.backend.checkpoint(&self.pending, self.seq);
+            done.map_err(|e| self.fail(e))?;
+        }
+        self.backend.truncate_log(0).map_err(|e| self.fail(e))?;
         self.pending = Overlay::default();
         self.log_bytes = 0;
         self.checkpoints += 1;
@@ -136,6 +145,21 @@ impl<B: Backend> Logged<B> {
     /// The writes staged since the last sync, as the record a sync would append.
     pub(super) fn unsynced_record(&self) -> Option<Vec<u8>> {
         (!self.unlogged.is_empty()).then(|| wal::frame(self.seq + 1, &self.unlogged))
+    }
+
+    /// An error once an append or a checkpoint has failed: what the store holds in memory
+    /// and what its log holds may then differ, so it takes nothing more.
+    fn usable(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(e) => Err(StoreError::Io(format!("the store failed earlier: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `e` as the store's failure and returns it.
+    fn fail(&mut self, e: StoreError) -> StoreError {
+        self.failed = Some(e.to_string());
+        e
     }
 
     /// Record `seq` (and every one before it) is durable.
@@ -191,8 +215,9 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.usable()?;
         if let Some(record) = self.take_record() {
-            self.backend.append(&record)?;
+            self.backend.append(&record).map_err(|e| self.fail(e))?;
             self.durable_through(self.seq);
         }
         if self.checkpoint_due() {
@@ -202,6 +227,7 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn begin_sync(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.usable()?;
         Ok(self.take_record())
     }
 

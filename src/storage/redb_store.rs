@@ -87,6 +87,10 @@ impl Logged<RedbBackend> {
             .create(true)
             .open(&wal)
             .map_err(|e| open_err(format!("{}: {e}", wal.display())))?;
+        // The log's directory entry must be durable before anything in the log counts as such.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| open_err(format!("syncing the directory: {e}")))?;
         Logged::recover(RedbBackend { db, log }, CHECKPOINT_BYTES)
             .map_err(|e| open_err(format!("replaying {}: {e}", wal.display())))
     }

@@ -1,16 +1,16 @@
 //! The write-ahead log's records: how a batch of staged writes is framed on disk, and how a
 //! log is read back after a crash.
 //!
-//! One record per sync: `[body length: u32 LE][crc32 of body: u32 LE][body]`, where the body is
+//! One record per sync: `[body length: u64 LE][crc32 of body: u32 LE][body]`, where the body is
 //! the record's sequence number (u64 LE) followed by its writes, each an [`Op`] (a tag byte,
-//! a table byte, then the key and the value, each a u32 LE length and its bytes). A crash while a record was being written leaves a *torn* tail (a length past the
+//! a table byte, then the key and the value, each a u64 LE length and its bytes). A crash while a record was being written leaves a *torn* tail (a length past the
 //! end of the file, or a checksum that does not match); [`read`] stops at the first such
 //! record, and everything before it is exactly what was synced.
 
 use super::Table;
 
 /// Bytes before a record's body.
-const HEADER: usize = 8;
+const HEADER: usize = 12;
 
 /// One staged write as the log holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum Op {
     Clear { table: Table, prefix: Vec<u8> },
 }
 
-// An op's encoding: a tag, the table, then length-prefixed byte strings (u32 LE lengths),
+// An op's encoding: a tag, the table, then length-prefixed byte strings (u64 LE lengths),
 // copied whole (a generic serializer would visit values byte by byte).
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
@@ -49,8 +49,7 @@ fn table_of(b: u8) -> Option<Table> {
 }
 
 fn put_bytes(ops: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).unwrap_or_else(|_| panic!("a key or value over 4 GiB"));
-    ops.extend_from_slice(&len.to_le_bytes());
+    ops.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     ops.extend_from_slice(bytes);
 }
 
@@ -73,9 +72,9 @@ pub fn encode_clear(ops: &mut Vec<u8>, table: Table, prefix: &[u8]) {
 
 /// Takes a length-prefixed byte string off the front of `rest`.
 fn take_bytes(rest: &mut &[u8]) -> Option<Vec<u8>> {
-    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let bytes = rest.get(4..4usize.checked_add(len)?)?.to_vec();
-    *rest = &rest[4 + len..];
+    let len = usize::try_from(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?)).ok()?;
+    let bytes = rest.get(8..8usize.checked_add(len)?)?.to_vec();
+    *rest = &rest[8 + len..];
     Some(bytes)
 }
 
@@ -107,7 +106,7 @@ pub fn frame(seq: u64, ops: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(8 + ops.len());
     body.extend_from_slice(&seq.to_le_bytes());
     body.extend_from_slice(ops);
-    let len = u32::try_from(body.len()).unwrap_or_else(|_| panic!("a log record over 4 GiB"));
+    let len = body.len() as u64;
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -135,8 +134,8 @@ pub fn read(log: &[u8]) -> (Vec<Record>, usize) {
 }
 
 fn read_one(log: &[u8]) -> Option<(Record, usize)> {
-    let len = u32::from_le_bytes(log.get(..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(log.get(4..HEADER)?.try_into().ok()?);
+    let len = usize::try_from(u64::from_le_bytes(log.get(..8)?.try_into().ok()?)).ok()?;
+    let crc = u32::from_le_bytes(log.get(8..HEADER)?.try_into().ok()?);
     let body = log.get(HEADER..HEADER.checked_add(len)?)?;
     if crc32fast::hash(body) != crc || body.len() < 8 {
         return None;
