@@ -16,6 +16,7 @@
 pub mod backup;
 pub mod data;
 pub mod local;
+mod output;
 mod process;
 pub mod security;
 
@@ -31,6 +32,7 @@ use crate::admin::Admin;
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::coordinator::CoordinatorOptions;
 use crate::daemon::DaemonOptions;
+pub use output::{fail, print_out};
 pub use process::run_daemon;
 use process::{detach, run_coordinator, write_pidfile};
 
@@ -328,42 +330,6 @@ pub enum Command {
 }
 
 /// Prints an error the way every command does and returns exit status 2.
-/// Writes to standard output. A reader that went away (`hyperdex search ... | head`) ends
-/// the command quietly with success, as it ends `cat`; any other failure to write is an
-/// error (exit 1). Use through [`out!`](crate::out) and [`outln!`](crate::outln).
-pub fn print_out(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write to standard output: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// `print!` for the command line: see [`print_out`].
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::cli::print_out(format_args!($($arg)*))
-    };
-}
-
-/// `println!` for the command line: see [`print_out`].
-#[macro_export]
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        $crate::cli::print_out(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
-pub fn fail(e: &ClientError) -> ExitCode {
-    eprintln!("error: {} [{}]", e.message, e.code);
-    ExitCode::from(2)
-}
-
 fn read_input(file: Option<&Path>) -> Result<String, String> {
     match file {
         Some(f) => {
