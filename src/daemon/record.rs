@@ -4,16 +4,6 @@
 //! Every object is stored under its region's prefix followed by the key's canonical bytes, so
 //! one region's objects are contiguous (state transfer and search scan a region at a time).
 //! The simulation's audit reads replicas through [`load`] and [`region_prefix`].
-//!
-//! An object's dedupe records are kept apart from it, one entry each in [`Table::Records`]
-//! (under the region's prefix, the key's length and bytes, then the record's time, client and
-//! sequence number), so a write stores its object and the records that changed (usually one
-//! added, one dropped) rather than every record the object holds (up to [`DEDUPE_RECORDS`]: a
-//! hot key written by many clients would otherwise rewrite kilobytes per write). [`load`]
-//! gathers them, oldest first; a state transfer sends an object with its records in one
-//! encoding ([`with_records`]), as objects stored before records were kept apart hold them.
-
-use std::collections::BTreeMap;
 
 use hyperdex_model::Object;
 use serde::{Deserialize, Serialize};
@@ -56,115 +46,17 @@ pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Reads a stored object, its dedupe records included (oldest first); a missing or
-/// unreadable object reads as "never written".
+/// Reads a stored object; a missing or unreadable record reads as "never written".
 pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
-    let mut stored = store
+    Ok(store
         .get(Table::Objects, &object_key(region, key))?
         .and_then(|b| decode(&b))
-        .unwrap_or_default();
-    let records = store.scan_prefix(Table::Records, &records_prefix(region, key))?;
-    stored.dedupe.extend(
-        records
-            .iter()
-            .filter_map(|(_, v)| postcard::from_bytes::<Dedupe>(v).ok()),
-    );
-    stored.dedupe.sort_by_key(|d| (d.unix, d.client, d.seq));
-    Ok(stored)
+        .unwrap_or_default())
 }
 
-/// Stages `obj` as the stored copy of `key`: the object, and its dedupe records as entries of
-/// their own, writing only those that differ from what is stored.
 pub fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredObject) {
-    let bare = LayoutRef {
-        version: obj.version,
-        object: &obj.object,
-        dedupe: &[],
-        times: &[],
-    };
-    let bytes = postcard::to_allocvec(&bare).unwrap_or_default();
+    let bytes = postcard::to_allocvec(obj).unwrap_or_default();
     store.put(Table::Objects, &object_key(region, key), Some(bytes));
-    let prefix = records_prefix(region, key);
-    let mut wanted: BTreeMap<Vec<u8>, &Dedupe> = obj
-        .dedupe
-        .iter()
-        .map(|d| (record_key(&prefix, d), d))
-        .collect();
-    match store.scan_prefix(Table::Records, &prefix) {
-        Ok(stored) => {
-            for (k, _) in stored {
-                if wanted.remove(&k).is_none() {
-                    store.put(Table::Records, &k, None);
-                }
-            }
-        }
-        // Without the stored list nothing is dropped: a record kept too long only answers a
-        // retry of a write that was applied, with that write's reply.
-        Err(e) => tracing::warn!(%region, "reading dedupe records: {e}"),
-    }
-    for (k, d) in wanted {
-        store.put(Table::Records, &k, postcard::to_allocvec(d).ok());
-    }
-}
-
-/// Stages the removal of `key`'s object and its dedupe records.
-pub fn remove(store: &mut dyn Store, region: RegionId, key: &[u8]) -> Result<(), StoreError> {
-    store.put(Table::Objects, &object_key(region, key), None);
-    for (k, _) in store.scan_prefix(Table::Records, &records_prefix(region, key))? {
-        store.put(Table::Records, &k, None);
-    }
-    Ok(())
-}
-
-/// Stages the removal of every object (and dedupe record) whose store key starts with
-/// `prefix`, a prefix of a [`region_prefix`] (a space's id: all its regions).
-pub fn remove_all(store: &mut dyn Store, prefix: &[u8]) {
-    debug_assert!(prefix.len() <= REGION_PREFIX_LEN);
-    store.delete_prefix(Table::Objects, prefix);
-    store.delete_prefix(Table::Records, prefix);
-}
-
-/// An object's stored bytes with its dedupe records in them (the encoding a state transfer
-/// sends and digests); unreadable bytes are returned as they are.
-pub fn with_records(
-    store: &dyn Store,
-    region: RegionId,
-    key: &[u8],
-    bytes: Vec<u8>,
-) -> Result<Vec<u8>, StoreError> {
-    let records = store.scan_prefix(Table::Records, &records_prefix(region, key))?;
-    if records.is_empty() {
-        return Ok(bytes);
-    }
-    let Some(mut stored) = decode(&bytes) else {
-        return Ok(bytes);
-    };
-    stored.dedupe.extend(
-        records
-            .iter()
-            .filter_map(|(_, v)| postcard::from_bytes::<Dedupe>(v).ok()),
-    );
-    stored.dedupe.sort_by_key(|d| (d.unix, d.client, d.seq));
-    Ok(postcard::to_allocvec(&stored).unwrap_or(bytes))
-}
-
-/// The prefix of `key`'s dedupe records: the region's prefix, the key's length (u32,
-/// big-endian, so no key's prefix is another's) and the key.
-fn records_prefix(region: RegionId, key: &[u8]) -> Vec<u8> {
-    let mut k = region_prefix(region);
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// A record's entry key: its object's [`records_prefix`], then its time, client and sequence
-/// number (big-endian: entries list oldest first).
-fn record_key(prefix: &[u8], d: &Dedupe) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(&d.unix.to_be_bytes());
-    k.extend_from_slice(&d.client.to_be_bytes());
-    k.extend_from_slice(&d.seq.to_be_bytes());
-    k
 }
 
 /// Puts the dedupe records of an older copy of an object before the records of this one,
@@ -286,15 +178,6 @@ struct StoredObjectV1 {
     version: u64,
     object: Option<Object>,
     dedupe: Vec<RecordV1>,
-}
-
-/// [`Layout`] borrowed, to encode an object without copying it.
-#[derive(Serialize)]
-struct LayoutRef<'a> {
-    version: u64,
-    object: &'a Option<Object>,
-    dedupe: &'a [RecordV1],
-    times: &'a [u64],
 }
 
 /// The current layout: the earlier one, then each record's time. A record of the earlier
@@ -522,126 +405,5 @@ mod tests {
         let bytes = postcard::to_allocvec(&now).unwrap();
         assert_eq!(decode(&bytes), Some(now));
         assert_eq!(decode(&[0xff, 0xff]), None);
-    }
-
-    /// A store that counts the writes staged into it.
-    struct Counting {
-        inner: crate::storage::MemStore,
-        puts: usize,
-    }
-
-    impl Store for Counting {
-        fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(t, k)
-        }
-        fn scan_from(
-            &self,
-            t: Table,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<crate::storage::KeyValues, StoreError> {
-            self.inner.scan_from(t, prefix, after, limit)
-        }
-        fn put(&mut self, t: Table, k: &[u8], v: Option<Vec<u8>>) {
-            self.puts += 1;
-            self.inner.put(t, k, v)
-        }
-        fn delete_prefix(&mut self, t: Table, prefix: &[u8]) {
-            self.inner.delete_prefix(t, prefix)
-        }
-        fn sync(&mut self) -> Result<(), StoreError> {
-            self.inner.sync()
-        }
-    }
-
-    const REGION: RegionId = RegionId {
-        space: crate::config::SpaceId(3),
-        index: 9,
-    };
-
-    fn client_record(client: u64, seq: u64) -> Dedupe {
-        Dedupe {
-            client,
-            seq,
-            low_seq: seq,
-            reply: Reply::Success,
-            unix: 1_800_000_000,
-        }
-    }
-
-    #[test]
-    fn a_write_stores_its_object_and_only_the_records_that_changed() {
-        let mut store = Counting {
-            inner: crate::storage::MemStore::new(),
-            puts: 0,
-        };
-        let mut obj = StoredObject {
-            version: 1,
-            object: Some([("n".to_string(), hyperdex_model::Value::Int(1))].into()),
-            dedupe: (0..500).map(|c| client_record(c, 1)).collect(),
-        };
-        stage(&mut store, REGION, b"hot", &obj);
-        assert_eq!(store.puts, 501);
-        assert_eq!(load(&store, REGION, b"hot").unwrap(), obj);
-        // Client 7 writes again: its old record goes, its new one comes.
-        obj.version = 2;
-        assert!(add_record(
-            &mut obj,
-            &Dedupe {
-                unix: 1_800_000_001,
-                ..client_record(7, 2)
-            }
-        ));
-        store.puts = 0;
-        stage(&mut store, REGION, b"hot", &obj);
-        assert_eq!(store.puts, 3, "the object, one record added, one dropped");
-        let stored = store
-            .get(Table::Objects, &object_key(REGION, b"hot"))
-            .unwrap();
-        assert!(
-            stored.unwrap().len() < 20,
-            "the object's entry holds no records"
-        );
-        let loaded = load(&store, REGION, b"hot").unwrap();
-        assert_eq!(loaded, obj, "records come back oldest first");
-        // A transfer sends the object with its records in one encoding.
-        let bare = store
-            .get(Table::Objects, &object_key(REGION, b"hot"))
-            .unwrap()
-            .unwrap();
-        let whole = with_records(&store, REGION, b"hot", bare).unwrap();
-        assert_eq!(decode(&whole), Some(obj));
-        // Removing the object removes its records.
-        remove(&mut store, REGION, b"hot").unwrap();
-        assert_eq!(
-            load(&store, REGION, b"hot").unwrap(),
-            StoredObject::default()
-        );
-        assert!(store.scan_prefix(Table::Records, &[]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn records_of_one_key_are_not_another_keys_and_old_inline_records_move_apart() {
-        let mut store = crate::storage::MemStore::new();
-        let a = StoredObject {
-            version: 1,
-            object: None,
-            dedupe: vec![client_record(1, 1)],
-        };
-        // Stored as before records were kept apart: inside the object.
-        let inline = postcard::to_allocvec(&a).unwrap();
-        store.put(Table::Objects, &object_key(REGION, b"a"), Some(inline));
-        let ab = StoredObject {
-            version: 4,
-            object: None,
-            dedupe: vec![client_record(2, 5)],
-        };
-        stage(&mut store, REGION, b"ab", &ab);
-        assert_eq!(load(&store, REGION, b"a").unwrap(), a);
-        assert_eq!(load(&store, REGION, b"ab").unwrap(), ab);
-        stage(&mut store, REGION, b"a", &a);
-        assert_eq!(load(&store, REGION, b"a").unwrap(), a);
-        assert_eq!(store.scan_prefix(Table::Records, &[]).unwrap().len(), 2);
     }
 }

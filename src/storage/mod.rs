@@ -34,13 +34,6 @@ pub enum Table {
     Meta,
     /// Secondary index entries (`daemon::index`): keys only.
     Index,
-    /// Dedupe records, one entry each, beside the objects they belong to (`daemon::record`).
-    Records,
-}
-
-impl Table {
-    /// Every table.
-    pub const ALL: [Table; 4] = [Table::Objects, Table::Meta, Table::Index, Table::Records];
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,6 @@ use super::{KeyValues, LogWriter, StoreError, Table};
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
-const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 /// The log's bookkeeping: the last record the tree holds.
 const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
 const CHECKPOINTED: &str = "checkpointed";
@@ -30,7 +29,6 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         Table::Objects => OBJECTS,
         Table::Meta => META,
         Table::Index => INDEX,
-        Table::Records => RECORDS,
     }
 }
 
@@ -76,7 +74,7 @@ impl Logged<RedbBackend> {
         // Create the tables up front so reads never meet a missing table.
         let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
-            for t in Table::ALL {
+            for t in [Table::Objects, Table::Meta, Table::Index] {
                 tx.open_table(def(t)).map_err(|e| open_err(e.to_string()))?;
             }
             tx.open_table(WAL).map_err(|e| open_err(e.to_string()))?;
@@ -140,29 +138,34 @@ impl Backend for RedbBackend {
     fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(io)?;
         {
-            // In `Table::ALL`'s order, which is the declaration order: `tables[t as usize]`.
-            let mut tables = Vec::with_capacity(Table::ALL.len());
-            for t in Table::ALL {
-                tables.push(tx.open_table(def(t)).map_err(io)?);
-            }
+            let mut objects = tx.open_table(OBJECTS).map_err(io)?;
+            let mut meta = tx.open_table(META).map_err(io)?;
+            let mut index = tx.open_table(INDEX).map_err(io)?;
             for (t, p) in &changes.cleared {
+                let table = match t {
+                    Table::Objects => &mut objects,
+                    Table::Meta => &mut meta,
+                    Table::Index => &mut index,
+                };
                 let under = |k: &[u8], _: &[u8]| !k.starts_with(p);
                 match prefix_end(p) {
-                    Some(end) => tables[*t as usize]
-                        .retain_in::<&[u8], _>(p.as_slice()..end.as_slice(), under),
-                    None => tables[*t as usize].retain_in::<&[u8], _>(p.as_slice().., under),
+                    Some(end) => table.retain_in::<&[u8], _>(p.as_slice()..end.as_slice(), under),
+                    None => table.retain_in::<&[u8], _>(p.as_slice().., under),
                 }
                 .map_err(io)?;
             }
             for ((t, k), v) in &changes.staged {
+                let table = match t {
+                    Table::Objects => &mut objects,
+                    Table::Meta => &mut meta,
+                    Table::Index => &mut index,
+                };
                 match v {
                     Some(v) => {
-                        tables[*t as usize]
-                            .insert(k.as_slice(), v.as_slice())
-                            .map_err(io)?;
+                        table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
                     }
                     None => {
-                        tables[*t as usize].remove(k.as_slice()).map_err(io)?;
+                        table.remove(k.as_slice()).map_err(io)?;
                     }
                 }
             }

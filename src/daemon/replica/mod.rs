@@ -59,7 +59,7 @@ use crate::config::{Config, Joiner, RegionId, ServerId, Timing};
 use crate::daemon::index::{Builds, Indexed, Specs};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, OpRequest, SearchRequest};
 use crate::rt::Instant;
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, Table};
 
 use super::search;
 use super::transfer::{Effect, Transfers, TRANSFER_WINDOW};
@@ -325,7 +325,7 @@ impl<W: Clone> Replica<W> {
         // Data of removed spaces goes (their index entries with it).
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
-                crate::daemon::record::remove_all(store, &s.id.0.to_be_bytes());
+                store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
             }
         }
         self.builds.reconcile(store, &self.indexes)?;

@@ -9,7 +9,6 @@ use super::*;
 use crate::config::{key_bytes, RegionId, Timing};
 use crate::daemon::record::load;
 use crate::daemon::testnet::{head_of, op, Net};
-use crate::storage::Table;
 use hyperdex_model::{Func, Funcall, Value};
 
 #[test]
@@ -206,11 +205,6 @@ fn a_joiner_receives_every_object_and_later_writes() {
         head_store.scan_prefix(Table::Objects, &prefix).unwrap(),
         joiner_store.scan_prefix(Table::Objects, &prefix).unwrap(),
         "the joiner holds exactly what the head holds, tombstones included"
-    );
-    assert_eq!(
-        head_store.scan_prefix(Table::Records, &prefix).unwrap(),
-        joiner_store.scan_prefix(Table::Records, &prefix).unwrap(),
-        "and the same dedupe records"
     );
     assert_eq!(
         joiner_store

@@ -25,9 +25,9 @@ use std::collections::{BTreeSet, VecDeque};
 use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::protocol::{TransferData, TransferEntry};
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, Table};
 
-use super::super::record::{load, merge_older_records, remove, stage};
+use super::super::record::{load, merge_older_records, object_key, stage};
 use super::window::{digest, objects_after};
 
 /// The joiner's own objects are read this many at a time while a window is applied.
@@ -82,7 +82,7 @@ pub fn apply_window(
             (None, Some(_)) => {
                 crate::probe!("transfer.stale_removed");
                 tracing::debug!(%region, key = %String::from_utf8_lossy(&key), "transfer: removing a key the source lacks");
-                remove(store, region, &key)?;
+                store.put(Table::Objects, &object_key(region, &key), None);
             }
             (None, None) => {}
             (Some(TransferEntry::Object(bytes)), _) => {
@@ -131,7 +131,7 @@ fn store_object(
     match crate::daemon::record::decode(bytes).ok_or(()) {
         Ok(incoming) => stage(store, region, key, &incoming),
         // Unreadable: the joiner's copy is not the source's, so it goes.
-        Err(_) => remove(store, region, key)?,
+        Err(_) => store.put(Table::Objects, &object_key(region, key), None),
     }
     Ok(())
 }

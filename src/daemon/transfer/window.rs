@@ -11,7 +11,7 @@ use crate::config::RegionId;
 use crate::protocol::{Digest, TransferEntry};
 use crate::storage::{KeyValues, Store, StoreError, Table};
 
-use super::super::record::{object_key, region_prefix, with_records, REGION_PREFIX_LEN};
+use super::super::record::{object_key, region_prefix, REGION_PREFIX_LEN};
 use super::TRANSFER_WINDOW_BYTES;
 
 /// Most bytes of keys an acknowledgement lists (long keys make for fewer).
@@ -32,8 +32,7 @@ pub fn digest(bytes: &[u8]) -> Digest {
     d
 }
 
-/// The region's objects after key `after` (at most `max`), each with its dedupe records:
-/// (key, bytes).
+/// The region's objects after key `after` (at most `max`), as stored: (key, bytes).
 pub fn objects_after(
     store: &dyn Store,
     region: RegionId,
@@ -42,14 +41,11 @@ pub fn objects_after(
 ) -> Result<KeyValues, StoreError> {
     let prefix = region_prefix(region);
     let after = after.map(|c| object_key(region, c));
-    let rows = store.scan_from(Table::Objects, &prefix, after.as_deref(), max)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (k, v) in rows {
-        let key = k[REGION_PREFIX_LEN..].to_vec();
-        let v = with_records(store, region, &key, v)?;
-        out.push((key, v));
-    }
-    Ok(out)
+    Ok(store
+        .scan_from(Table::Objects, &prefix, after.as_deref(), max)?
+        .into_iter()
+        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
+        .collect())
 }
 
 /// What a joiner holds after `after`: the digests of its next objects (at most `max`, with
