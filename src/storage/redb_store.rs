@@ -225,10 +225,28 @@ mod tests {
     use super::*;
     use crate::storage::{wal, Store};
 
-    fn tempdir(name: &str) -> PathBuf {
+    /// A test's directory, removed when the test passes.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn tempdir(name: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("hyperdex-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        d
+        TempDir(d)
     }
 
     #[test]
@@ -261,7 +279,6 @@ mod tests {
         assert_eq!(rest, vec![(vec![b'r', 20], vec![20])]);
         assert_eq!(s.get(Table::Objects, b"k2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"id").unwrap(), Some(b"7".to_vec()));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -288,7 +305,6 @@ mod tests {
         );
         assert_eq!(s.scan_prefix(Table::Objects, &[2]).unwrap().len(), 256);
         assert!(s.scan_prefix(Table::Objects, &[0xff]).unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -339,15 +355,14 @@ mod tests {
             s.get(Table::Objects, b"after").unwrap(),
             Some(b"1".to_vec())
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_file_in_place_of_the_directory_is_a_clear_error() {
         let dir = tempdir("file");
-        std::fs::write(&dir, b"not a directory").unwrap();
+        std::fs::write(&*dir, b"not a directory").unwrap();
         let err = RedbStore::open(&dir).err().expect("must fail");
         assert!(err.to_string().contains("is not a directory"), "{err}");
-        let _ = std::fs::remove_file(&dir);
+        let _ = std::fs::remove_file(&*dir);
     }
 }

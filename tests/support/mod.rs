@@ -20,11 +20,56 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A new, empty directory for one test, removed when dropped (see [`TempDir`]).
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir(fresh_dir(name))
+}
+
+/// A new, empty directory under the system's temporary directory, left for the caller.
+fn fresh_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hyperdex-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// A test's directory: removed when the test passes, kept (and named on stderr) when it fails
+/// or `HYPERDEX_KEEP_LOGS` is set, so that runs leave nothing behind but what explains a
+/// failure.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        remove_unless_failing(&self.0);
+    }
+}
+
+/// Removes `dir`, unless the current test is failing or `HYPERDEX_KEEP_LOGS` is set.
+fn remove_unless_failing(dir: &Path) {
+    if std::thread::panicking() || std::env::var_os("HYPERDEX_KEEP_LOGS").is_some() {
+        eprintln!("test files kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 pub struct Daemon {
@@ -92,7 +137,7 @@ impl ProcCluster {
         mut env: Vec<(String, String)>,
         daemon_args: &[&str],
     ) -> ProcCluster {
-        let dir = temp_dir(name);
+        let dir = fresh_dir(name);
         let secret = secret.map(|s| {
             let path = dir.join("cluster.secret");
             std::fs::write(&path, s).expect("secret file");
@@ -280,10 +325,6 @@ pub fn terminate(mut child: Child, within: Duration) -> Option<std::process::Exi
 impl Drop for ProcCluster {
     fn drop(&mut self) {
         self.kill_all();
-        if std::thread::panicking() || std::env::var_os("HYPERDEX_KEEP_LOGS").is_some() {
-            eprintln!("cluster logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        remove_unless_failing(&self.dir);
     }
 }

@@ -2,18 +2,18 @@
 //! lines.
 #![allow(dead_code)] // each test binary uses part of it
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hyperdex::net::RpcConn;
 use hyperdex::protocol::{CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME};
 
-use super::{free_port, temp_dir, BIN};
+use super::{free_port, temp_dir, TempDir, BIN};
 
 /// Coordinators and daemons, each a process (killed when dropped).
 pub struct Procs {
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub coords: Vec<(u16, Option<Child>)>,
     pub daemons: Vec<(u16, Option<Child>)>,
     /// For each coordinator after the first, the coordinator it joins through.
