@@ -22,6 +22,7 @@ pub mod coordinator;
 pub mod coordinators;
 pub mod daemon;
 pub mod error;
+pub mod hyperspace;
 pub mod limits;
 pub mod macaroon;
 pub mod metrics;
