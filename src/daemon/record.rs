@@ -235,6 +235,18 @@ impl From<Layout> for StoredObject {
     }
 }
 
+/// Whether stored bytes hold a live object (not a deletion), read from their first fields
+/// alone (both layouts begin with the version, then the object's `Option` tag), without
+/// decoding the object or its records; `None` when the bytes are not a stored object.
+pub fn is_live(bytes: &[u8]) -> Option<bool> {
+    let (_version, rest) = postcard::take_from_bytes::<u64>(bytes).ok()?;
+    match rest.first()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
 /// Decodes a stored object, in the current layout or the earlier one (records without a
 /// time, which are then kept until their clients' later requests or the count limit drop
 /// them); `None` if it is neither.
@@ -371,6 +383,37 @@ mod tests {
         };
         assert!(!merge_older_records(&mut incoming, &older));
         assert_eq!(incoming, stored);
+    }
+
+    #[test]
+    fn liveness_reads_from_the_first_fields_as_decoding_would() {
+        let live = StoredObject {
+            version: 300,
+            object: Some([("n".to_string(), hyperdex_model::Value::Int(1))].into()),
+            dedupe: vec![timed(1, 1_800_000_000)],
+        };
+        let deleted = StoredObject {
+            version: u64::MAX,
+            object: None,
+            dedupe: Vec::new(),
+        };
+        for s in [live, deleted, StoredObject::default()] {
+            let bytes = postcard::to_allocvec(&s).unwrap();
+            assert_eq!(is_live(&bytes), Some(s.object.is_some()), "{s:?}");
+            let v1 = StoredObjectV1 {
+                version: s.version,
+                object: s.object.clone(),
+                dedupe: Vec::new(),
+            };
+            let bytes = postcard::to_allocvec(&v1).unwrap();
+            assert_eq!(
+                is_live(&bytes),
+                Some(s.object.is_some()),
+                "the earlier layout"
+            );
+        }
+        assert_eq!(is_live(&[]), None);
+        assert_eq!(is_live(&[5, 7]), None);
     }
 
     #[test]

@@ -70,7 +70,11 @@ fn checks_prune_hashed_dimensions_on_equality_and_ordered_ones_on_bounds() {
     let n_in = Check::new("n", Predicate::Range(Value::Int(100), Value::Int(200)));
     assert_eq!(count(&[]), 64);
     assert_eq!(count(std::slice::from_ref(&s_is)), 8);
-    assert_eq!(count(std::slice::from_ref(&n_in)), 8, "a narrow range is one cell of n");
+    assert_eq!(
+        count(std::slice::from_ref(&n_in)),
+        8,
+        "a narrow range is one cell of n"
+    );
     assert_eq!(count(&[s_is.clone(), n_in.clone()]), 1);
     let regex = Check::new("s", Predicate::Regex("^r".into()));
     assert_eq!(
