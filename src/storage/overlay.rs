@@ -54,16 +54,25 @@ impl Overlay {
     pub fn scan(
         &self,
         table: Table,
-        (prefix, after): (&[u8], Option<&[u8]>),
+        range: (&[u8], Option<&[u8]>),
         durable: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
         limit: usize,
     ) -> KeyValues {
-        let durable = durable.filter(|(k, _)| !self.hides(table, k));
-        merge_scan(
-            durable,
-            staged_range(&self.staged, table, prefix, after),
-            limit,
-        )
+        self.over(table, range, durable).take(limit).collect()
+    }
+
+    /// The entries under `prefix` after `after` of `below` (in key order) with the overlay
+    /// applied, read lazily: overlays stack (`b.over(.., a.over(.., durable))`).
+    pub fn over<'a>(
+        &'a self,
+        table: Table,
+        (prefix, after): (&'a [u8], Option<&[u8]>),
+        below: impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a,
+    ) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
+        Merge {
+            below: below.filter(move |(k, _)| !self.hides(table, k)).peekable(),
+            staged: staged_range(&self.staged, table, prefix, after).peekable(),
+        }
     }
 }
 
@@ -79,36 +88,38 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Merges durable entries with staged writes (which win, `None` deleting), both in key
-/// order, stopping at `limit` results.
-fn merge_scan(
-    mut durable: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
-    mut staged: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
-    limit: usize,
-) -> KeyValues {
-    let mut out = Vec::new();
-    let (mut d, mut s) = (durable.next(), staged.next());
-    while out.len() < limit {
-        let (take_staged, shadowed) = match (&d, &s) {
-            (None, None) => break,
-            (Some(_), None) => (false, false),
-            (None, Some(_)) => (true, false),
-            (Some((dk, _)), Some((sk, _))) => (sk <= dk, sk == dk),
-        };
-        if shadowed {
-            d = durable.next();
-        }
-        if take_staged {
-            if let Some((k, Some(v))) = s.take() {
-                out.push((k, v));
+/// Entries below merged with staged writes (which win, `None` deleting), both in key order.
+struct Merge<D: Iterator, S: Iterator> {
+    below: std::iter::Peekable<D>,
+    staged: std::iter::Peekable<S>,
+}
+
+impl<D, S> Iterator for Merge<D, S>
+where
+    D: Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    S: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+{
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (staged_first, shadowed) = match (self.below.peek(), self.staged.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => (false, false),
+                (None, Some(_)) => (true, false),
+                (Some((dk, _)), Some((sk, _))) => (sk <= dk, sk == dk),
+            };
+            if shadowed {
+                self.below.next();
             }
-            s = staged.next();
-        } else if let Some(entry) = d.take() {
-            out.push(entry);
-            d = durable.next();
+            if !staged_first {
+                return self.below.next();
+            }
+            if let Some((k, Some(v))) = self.staged.next() {
+                return Some((k, v));
+            }
         }
     }
-    out
 }
 
 /// The staged writes of `table` under `prefix` after `after`, in key order.
