@@ -3,45 +3,64 @@
 //! A sync appends the writes staged since the last one to the log as one record and syncs
 //! that (one `fdatasync` of a few bytes per batch: the daemon's group commit). The writes stay
 //! in memory ([`Overlay`], read before the tree) until a *checkpoint* writes them all to the
-//! tree in one durable transaction and empties the log: so the tree's expensive commit happens
-//! once per [`Logged::checkpoint_bytes`] of writes instead of once per batch, and memory holds
-//! only what is not yet checkpointed.
+//! tree in one durable transaction: so the tree's expensive commit happens once per
+//! [`Logged::checkpoint_bytes`] of writes instead of once per batch, and memory holds only
+//! what is not yet checkpointed.
 //!
-//! Opening replays the log over the tree: every whole record after the tree's last checkpoint,
-//! in order (a crash between a checkpoint and emptying the log replays nothing twice: records
-//! carry sequence numbers and the tree the last one it holds), cutting off a torn tail.
+//! There are two log files, one *active*. A checkpoint happens in the background: the
+//! writes so far are frozen (still read, below newer ones), the other, empty log becomes the
+//! active one, and the backend writes the frozen writes to the tree and then empties the
+//! inactive log, while new writes go on being logged and synced. The next checkpoint waits
+//! for that one (and the store waits for it once the active log is four checkpoints long).
+//!
+//! Opening replays both logs over the tree: every whole record after the tree's last
+//! checkpoint, in sequence order (a crash between a checkpoint and emptying its log replays
+//! nothing twice: records carry sequence numbers and the tree the last one it holds), cutting
+//! off a torn tail; then it checkpoints at once and empties both.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::overlay::Overlay;
 use super::wal::{self, Op};
 use super::{KeyValues, LogWriter, Store, StoreError, Table};
 use crate::bugs::{planted, Bug};
 
-/// What a [`Logged`] store needs below it: a tree and a log.
+/// What a [`Logged`] store needs below it: a tree and two logs.
 pub trait Backend: Send {
     /// The tree's value under `key` (checkpointed writes only).
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// [`Store::scan_from`] over the tree with `over` applied on top (`Overlay::scan`).
+    /// [`Store::scan_from`] over the tree with `overs` applied on top, the first lowest
+    /// (`Overlay::over`).
     fn scan_from(
         &self,
         table: Table,
         range: (&[u8], Option<&[u8]>),
-        over: &Overlay,
+        overs: &[&Overlay],
         limit: usize,
     ) -> Result<KeyValues, StoreError>;
-    /// Writes `changes` to the tree durably, with `seq`, the last log record they include.
+    /// Writes `changes` to the tree durably, with `seq`, the last log record they include,
+    /// and waits for it (when opening).
     fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError>;
     /// The last log record the tree includes (0: none).
     fn checkpointed(&self) -> Result<u64, StoreError>;
-    /// Appends `record` to the log and makes it durable.
+    /// Appends `record` to the active log and makes it durable.
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError>;
-    /// The whole log as it is on disk.
-    fn read_log(&mut self) -> Result<Vec<u8>, StoreError>;
-    /// Cuts the log to its first `len` bytes, durably.
-    fn truncate_log(&mut self, len: u64) -> Result<(), StoreError>;
-    /// A writer that appends to the log from another thread (`None`: appends happen in
-    /// [`Store::sync`] only).
+    /// Both logs as they are on disk (when opening, before any switch).
+    fn read_logs(&mut self) -> Result<[Vec<u8>; 2], StoreError>;
+    /// Cuts log `which` (numbered as [`read_logs`](Backend::read_logs) returns them) to its
+    /// first `len` bytes, durably.
+    fn cut_log(&mut self, which: usize, len: u64) -> Result<(), StoreError>;
+    /// Makes the inactive log, which is empty, the active one: later appends go there.
+    fn switch_log(&mut self) -> Result<(), StoreError>;
+    /// Starts writing `changes` to the tree durably with `seq`, then emptying the inactive
+    /// log, in the background.
+    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64);
+    /// Whether the checkpoint begun last has finished (`wait`: once it has), and how; `None`
+    /// while it runs.
+    fn checkpoint_finished(&mut self, wait: bool) -> Option<Result<(), StoreError>>;
+    /// A writer that appends to the active log from another thread (`None`: appends happen
+    /// in [`Store::sync`] only).
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         None
     }
@@ -50,8 +69,11 @@ pub trait Backend: Send {
 /// A log in front of a tree; see the module documentation.
 pub struct Logged<B> {
     pub(super) backend: B,
-    /// Every write not yet in the tree, synced or not.
+    /// Every write not yet in the tree, synced or not (but those of a checkpoint running).
     pending: Overlay,
+    /// The writes a checkpoint running in the background is putting in the tree; read below
+    /// `pending`.
+    frozen: Option<Arc<Overlay>>,
     /// The writes staged since the last sync, encoded for the log.
     unlogged: Vec<u8>,
     /// How many writes `unlogged` holds.
@@ -75,27 +97,35 @@ pub struct Logged<B> {
 }
 
 impl<B: Backend> Logged<B> {
-    /// Opens the store on `backend`, replaying its log.
+    /// Opens the store on `backend`, replaying its logs.
     pub fn recover(mut backend: B, checkpoint_bytes: u64) -> Result<Logged<B>, StoreError> {
         let checkpointed = backend.checkpointed()?;
-        let log = backend.read_log()?;
-        let (records, whole) = wal::read(&log);
-        if whole < log.len() {
-            crate::probe!("storage.torn_tail_dropped");
-            tracing::warn!(
-                bytes = log.len() - whole,
-                "the write-ahead log ends in a torn record (a crash while it was written); \
-                 it was never acknowledged and is dropped"
-            );
-            backend.truncate_log(whole as u64)?;
+        let logs = backend.read_logs()?;
+        let mut records = Vec::new();
+        let mut any = false;
+        for (which, log) in logs.iter().enumerate() {
+            let (read, whole) = wal::read(log);
+            if whole < log.len() {
+                crate::probe!("storage.torn_tail_dropped");
+                tracing::warn!(
+                    bytes = log.len() - whole,
+                    "the write-ahead log ends in a torn record (a crash while it was written); \
+                     it was never acknowledged and is dropped"
+                );
+                backend.cut_log(which, whole as u64)?;
+            }
+            any |= whole > 0;
+            records.extend(read);
         }
+        records.sort_by_key(|r| r.seq);
         let mut store = Logged {
             backend,
             pending: Overlay::default(),
+            frozen: None,
             unlogged: Vec::new(),
             unlogged_ops: 0,
             seq: checkpointed,
-            log_bytes: whole as u64,
+            log_bytes: 0,
             checkpoint_bytes,
             checkpoints: 0,
             failed: None,
@@ -116,30 +146,54 @@ impl<B: Backend> Logged<B> {
             store.seq = store.seq.max(record.seq);
         }
         store.durable = store.seq;
-        if whole > 0 {
+        if any {
             crate::probe!("storage.log_replayed");
-            store.checkpoint()?;
+            if !store.pending.is_empty() {
+                let seq = store.seq;
+                store.backend.checkpoint(&store.pending, seq)?;
+                store.pending = Overlay::default();
+            }
+            store.backend.cut_log(0, 0)?;
+            store.backend.cut_log(1, 0)?;
         }
         Ok(store)
     }
 
-    /// Writes everything synced to the tree and empties the log. Does nothing while any
-    /// write is not yet durable (staged, or in a record still being written): the tree
-    /// must never hold what the log may lose.
+    /// Starts a checkpoint of everything synced (in the background; see the module
+    /// documentation), after waiting for the one before to finish. Does nothing while any
+    /// write is not yet durable (staged, or in a record still being written): the tree must
+    /// never hold what the log may lose.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.usable()?;
         if !self.unlogged.is_empty() || self.durable < self.seq {
             return Ok(());
         }
-        if !self.pending.is_empty() {
-            let done = self.backend.checkpoint(&self.pending, self.seq);
-            done.map_err(|e| self.fail(e))?;
+        self.finish_checkpoint(true)?;
+        if self.pending.is_empty() && self.log_bytes == 0 {
+            return Ok(());
         }
-        self.backend.truncate_log(0).map_err(|e| self.fail(e))?;
-        self.pending = Overlay::default();
+        self.backend.switch_log().map_err(|e| self.fail(e))?;
+        let frozen = Arc::new(std::mem::take(&mut self.pending));
+        self.backend.start_checkpoint(frozen.clone(), self.seq);
+        self.frozen = Some(frozen);
         self.log_bytes = 0;
-        self.checkpoints += 1;
         Ok(())
+    }
+
+    /// Takes note of the background checkpoint's end, if it has ended (`wait`: once it has).
+    fn finish_checkpoint(&mut self, wait: bool) -> Result<(), StoreError> {
+        if self.frozen.is_none() {
+            return Ok(());
+        }
+        match self.backend.checkpoint_finished(wait) {
+            None => Ok(()),
+            Some(Ok(())) => {
+                self.frozen = None;
+                self.checkpoints += 1;
+                Ok(())
+            }
+            Some(Err(e)) => Err(self.fail(e)),
+        }
     }
 
     /// The writes staged since the last sync, as the record a sync would append.
@@ -182,7 +236,8 @@ impl<B: Backend> Logged<B> {
 
 impl<B: Backend> Store for Logged<B> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.pending.get(table, key) {
+        let frozen = self.frozen.as_ref().and_then(|f| f.get(table, key));
+        match self.pending.get(table, key).or(frozen) {
             Some(v) => Ok(v),
             None => self.backend.get(table, key),
         }
@@ -195,8 +250,18 @@ impl<B: Backend> Store for Logged<B> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        self.backend
-            .scan_from(table, (prefix, after), &self.pending, limit)
+        match &self.frozen {
+            Some(frozen) => {
+                let overs = [frozen.as_ref(), &self.pending];
+                self.backend
+                    .scan_from(table, (prefix, after), &overs, limit)
+            }
+            None => {
+                let overs = [&self.pending];
+                self.backend
+                    .scan_from(table, (prefix, after), &overs, limit)
+            }
+        }
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
@@ -216,6 +281,7 @@ impl<B: Backend> Store for Logged<B> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.usable()?;
+        self.finish_checkpoint(false)?;
         if let Some(record) = self.take_record() {
             self.backend.append(&record).map_err(|e| self.fail(e))?;
             self.durable_through(self.seq);
@@ -228,6 +294,7 @@ impl<B: Backend> Store for Logged<B> {
 
     fn begin_sync(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
         self.usable()?;
+        self.finish_checkpoint(false)?;
         Ok(self.take_record())
     }
 
@@ -250,7 +317,9 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn checkpoint_due(&self) -> bool {
-        self.log_bytes >= self.checkpoint_bytes
+        // While one runs, the next starts (waiting for it) only once the log is long.
+        let running = if self.frozen.is_some() { 4 } else { 1 };
+        self.log_bytes >= running * self.checkpoint_bytes
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {

@@ -36,6 +36,11 @@ pub enum Table {
     Index,
 }
 
+impl Table {
+    /// Every table, in declaration order (`t as usize` is `t`'s position).
+    pub const ALL: [Table; 3] = [Table::Objects, Table::Meta, Table::Index];
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot use data directory {path}: {reason}")]
@@ -97,8 +102,9 @@ pub trait Store: Send {
     fn checkpoint_due(&self) -> bool {
         false
     }
-    /// Writes the log's contents to the tree and empties the log. Only once every record
-    /// begun is appended, and nothing is staged.
+    /// Starts writing the log's contents to the tree (in the background where the store can;
+    /// the log is emptied once they are there), after the checkpoint before has finished.
+    /// Only once every record begun is appended, and nothing is staged.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -76,6 +76,18 @@ impl Overlay {
     }
 }
 
+/// `durable` with `overs` stacked on it, the first lowest.
+pub fn stack<'a>(
+    table: Table,
+    range: (&'a [u8], Option<&'a [u8]>),
+    overs: &[&'a Overlay],
+    durable: Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a>,
+) -> Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a> {
+    overs.iter().fold(durable, |below, over| {
+        Box::new(over.over(table, range, below))
+    })
+}
+
 /// The first key after every key that starts with `prefix` (`None`: no such key).
 pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

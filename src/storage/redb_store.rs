@@ -1,20 +1,22 @@
-//! [`Store`](super::Store) on redb: one database file, `hyperdex.redb`, and one write-ahead log,
-//! `hyperdex.wal`, in the node's data directory (see [`Logged`] for how they work together).
+//! [`Store`](super::Store) on redb: one database file, `hyperdex.redb`, and two write-ahead
+//! logs, `hyperdex.wal` and `hyperdex.wal.1`, in the node's data directory (see [`Logged`] for
+//! how they work together).
 //!
-//! A sync appends one record to the log and `fdatasync`s it; the writes reach redb in a
-//! checkpoint, one write transaction with immediate durability for every
-//! [`CHECKPOINT_BYTES`] of log.
+//! A sync appends one record to the active log and `fdatasync`s it; the writes reach redb in
+//! a checkpoint, one write transaction with immediate durability for every
+//! [`CHECKPOINT_BYTES`] of log, on a thread of its own while the daemon goes on.
 
 #![allow(clippy::disallowed_methods)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::logged::{Backend, Logged};
-use super::overlay::{prefix_end, Overlay};
+use super::overlay::{prefix_end, stack, Overlay};
 use super::{KeyValues, LogWriter, StoreError, Table};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -45,10 +47,86 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-/// redb and the log file.
+/// redb and the log files.
 pub struct RedbBackend {
-    db: Database,
-    log: File,
+    db: Arc<Database>,
+    /// The active log, shared with the sync thread's writer.
+    active: Arc<Mutex<File>>,
+    /// The inactive log (`None` while a background checkpoint empties it).
+    other: Option<File>,
+    /// The background checkpoint's outcome, and the inactive log back.
+    job: Option<mpsc::Receiver<(Result<(), StoreError>, File)>>,
+}
+
+impl RedbBackend {
+    fn active(&self) -> std::sync::MutexGuard<'_, File> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on log `which`: 0 the active one, 1 the other.
+    fn with_log<R>(
+        &mut self,
+        which: usize,
+        f: impl FnOnce(&mut File) -> std::io::Result<R>,
+    ) -> Result<R, StoreError> {
+        match which {
+            0 => f(&mut self.active()).map_err(io),
+            _ => match self.other.as_mut() {
+                Some(log) => f(log).map_err(io),
+                None => Err(StoreError::Io("the inactive log is in use".into())),
+            },
+        }
+    }
+}
+
+impl Drop for RedbBackend {
+    /// Waits for a background checkpoint, which holds the database open.
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = job.recv();
+        }
+    }
+}
+
+/// Writes `changes` to the tree in one durable transaction, with `seq`.
+fn commit(db: &Database, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
+    let tx = db.begin_write().map_err(io)?;
+    {
+        // In `Table::ALL`'s order, which is the declaration order: `tables[t as usize]`.
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for t in Table::ALL {
+            tables.push(tx.open_table(def(t)).map_err(io)?);
+        }
+        for (t, p) in &changes.cleared {
+            let under = |k: &[u8], _: &[u8]| !k.starts_with(p);
+            let table = &mut tables[*t as usize];
+            match prefix_end(p) {
+                Some(end) => table.retain_in::<&[u8], _>(p.as_slice()..end.as_slice(), under),
+                None => table.retain_in::<&[u8], _>(p.as_slice().., under),
+            }
+            .map_err(io)?;
+        }
+        for ((t, k), v) in &changes.staged {
+            let table = &mut tables[*t as usize];
+            match v {
+                Some(v) => {
+                    table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
+                }
+                None => {
+                    table.remove(k.as_slice()).map_err(io)?;
+                }
+            }
+        }
+        let mut wal = tx.open_table(WAL).map_err(io)?;
+        wal.insert(CHECKPOINTED, seq).map_err(io)?;
+    }
+    tx.commit().map_err(io)
+}
+
+/// Empties a log durably.
+fn empty(log: &File) -> Result<(), StoreError> {
+    log.set_len(0).map_err(io)?;
+    log.sync_all().map_err(io)
 }
 
 /// The production store.
@@ -74,24 +152,33 @@ impl Logged<RedbBackend> {
         // Create the tables up front so reads never meet a missing table.
         let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
-            for t in [Table::Objects, Table::Meta, Table::Index] {
+            for t in Table::ALL {
                 tx.open_table(def(t)).map_err(|e| open_err(e.to_string()))?;
             }
             tx.open_table(WAL).map_err(|e| open_err(e.to_string()))?;
         }
         tx.commit().map_err(|e| open_err(e.to_string()))?;
         let wal = dir.join("hyperdex.wal");
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&wal)
-            .map_err(|e| open_err(format!("{}: {e}", wal.display())))?;
-        // The log's directory entry must be durable before anything in the log counts as such.
+        let open_log = |path: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| open_err(format!("{}: {e}", path.display())))
+        };
+        let (first, second) = (open_log(&wal)?, open_log(&dir.join("hyperdex.wal.1"))?);
+        // The logs' directory entries must be durable before anything in them counts as such.
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| open_err(format!("syncing the directory: {e}")))?;
-        Logged::recover(RedbBackend { db, log }, CHECKPOINT_BYTES)
+        let backend = RedbBackend {
+            db: Arc::new(db),
+            active: Arc::new(Mutex::new(first)),
+            other: Some(second),
+            job: None,
+        };
+        Logged::recover(backend, CHECKPOINT_BYTES)
             .map_err(|e| open_err(format!("replaying {}: {e}", wal.display())))
     }
 }
@@ -107,7 +194,7 @@ impl Backend for RedbBackend {
         &self,
         table: Table,
         (prefix, after): (&[u8], Option<&[u8]>),
-        over: &Overlay,
+        overs: &[&Overlay],
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
         use std::ops::Bound;
@@ -118,61 +205,27 @@ impl Backend for RedbBackend {
             _ => Bound::Included(prefix),
         };
         let range = t.range::<&[u8]>((lower, Bound::Unbounded)).map_err(io)?;
-        let mut failure = None;
+        let failure = std::cell::RefCell::new(None);
         let durable = range
             .map_while(|item| match item {
                 Ok((k, v)) => Some((k.value().to_vec(), v.value().to_vec())),
                 Err(e) => {
-                    failure = Some(io(e));
+                    *failure.borrow_mut() = Some(io(e));
                     None
                 }
             })
             .take_while(|(k, _)| k.starts_with(prefix));
-        let out = over.scan(table, (prefix, after), durable, limit);
-        match failure {
+        let out = stack(table, (prefix, after), overs, Box::new(durable))
+            .take(limit)
+            .collect();
+        match failure.into_inner() {
             Some(e) => Err(e),
             None => Ok(out),
         }
     }
 
     fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(io)?;
-        {
-            let mut objects = tx.open_table(OBJECTS).map_err(io)?;
-            let mut meta = tx.open_table(META).map_err(io)?;
-            let mut index = tx.open_table(INDEX).map_err(io)?;
-            for (t, p) in &changes.cleared {
-                let table = match t {
-                    Table::Objects => &mut objects,
-                    Table::Meta => &mut meta,
-                    Table::Index => &mut index,
-                };
-                let under = |k: &[u8], _: &[u8]| !k.starts_with(p);
-                match prefix_end(p) {
-                    Some(end) => table.retain_in::<&[u8], _>(p.as_slice()..end.as_slice(), under),
-                    None => table.retain_in::<&[u8], _>(p.as_slice().., under),
-                }
-                .map_err(io)?;
-            }
-            for ((t, k), v) in &changes.staged {
-                let table = match t {
-                    Table::Objects => &mut objects,
-                    Table::Meta => &mut meta,
-                    Table::Index => &mut index,
-                };
-                match v {
-                    Some(v) => {
-                        table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
-                    }
-                    None => {
-                        table.remove(k.as_slice()).map_err(io)?;
-                    }
-                }
-            }
-            let mut wal = tx.open_table(WAL).map_err(io)?;
-            wal.insert(CHECKPOINTED, seq).map_err(io)?;
-        }
-        tx.commit().map_err(io)
+        commit(&self.db, changes, seq)
     }
 
     fn checkpointed(&self) -> Result<u64, StoreError> {
@@ -182,41 +235,101 @@ impl Backend for RedbBackend {
     }
 
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
-        self.log.write_all(record).map_err(io)?;
-        self.log.sync_data().map_err(io)
+        let mut log = self.active();
+        log.write_all(record).map_err(io)?;
+        log.sync_data().map_err(io)
     }
 
-    fn read_log(&mut self) -> Result<Vec<u8>, StoreError> {
+    fn read_logs(&mut self) -> Result<[Vec<u8>; 2], StoreError> {
         use std::io::Seek;
-        let mut bytes = Vec::new();
-        self.log.rewind().map_err(io)?;
-        self.log.read_to_end(&mut bytes).map_err(io)?;
-        Ok(bytes)
+        let mut logs = [Vec::new(), Vec::new()];
+        for (which, bytes) in logs.iter_mut().enumerate() {
+            self.with_log(which, |log| {
+                log.rewind()?;
+                log.read_to_end(bytes)
+            })?;
+        }
+        Ok(logs)
     }
 
-    fn truncate_log(&mut self, len: u64) -> Result<(), StoreError> {
-        self.log.set_len(len).map_err(io)?;
-        self.log.sync_all().map_err(io)
+    fn cut_log(&mut self, which: usize, len: u64) -> Result<(), StoreError> {
+        self.with_log(which, |log| {
+            log.set_len(len)?;
+            log.sync_all()
+        })
+    }
+
+    fn switch_log(&mut self) -> Result<(), StoreError> {
+        let other = self
+            .other
+            .take()
+            .ok_or_else(|| StoreError::Io("the inactive log is in use".into()))?;
+        let previous = std::mem::replace(&mut *self.active(), other);
+        self.other = Some(previous);
+        Ok(())
+    }
+
+    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64) {
+        let Some(old) = self.other.take() else {
+            return;
+        };
+        let db = self.db.clone();
+        let work = move || {
+            let done = commit(&db, &changes, seq).and_then(|()| empty(&old));
+            (done, old)
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("hyperdex-checkpoint".into())
+            .spawn(move || {
+                let _ = tx.send(work());
+            });
+        if let Err(e) = spawned {
+            // The receiver then reports the checkpoint failed, and the store stops.
+            tracing::error!("cannot start a checkpoint thread: {e}");
+        }
+        self.job = Some(rx);
+    }
+
+    fn checkpoint_finished(&mut self, wait: bool) -> Option<Result<(), StoreError>> {
+        let Some(job) = &self.job else {
+            return Some(Ok(()));
+        };
+        let outcome = if wait {
+            job.recv().map_err(|_| ())
+        } else {
+            match job.try_recv() {
+                Ok(o) => Ok(o),
+                Err(mpsc::TryRecvError::Empty) => return None,
+                Err(mpsc::TryRecvError::Disconnected) => Err(()),
+            }
+        };
+        self.job = None;
+        match outcome {
+            Ok((done, old)) => {
+                self.other = Some(old);
+                Some(done)
+            }
+            Err(()) => Some(Err(StoreError::Io(
+                "the checkpoint thread stopped without finishing".into(),
+            ))),
+        }
     }
 
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
-        match self.log.try_clone() {
-            Ok(file) => Some(Box::new(FileWriter(file))),
-            Err(e) => {
-                tracing::warn!("cannot share the log file ({e}): syncing on the actor's thread");
-                None
-            }
-        }
+        Some(Box::new(FileWriter(self.active.clone())))
     }
 }
 
-/// The log file (opened for appending), written from the daemon's sync thread.
-struct FileWriter(File);
+/// The active log (opened for appending), written from the daemon's sync thread. The log is
+/// switched only while no record is in flight, so no append straddles a switch.
+struct FileWriter(Arc<Mutex<File>>);
 
 impl LogWriter for FileWriter {
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
-        self.0.write_all(record).map_err(io)?;
-        self.0.sync_data().map_err(io)
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.write_all(record).map_err(io)?;
+        log.sync_data().map_err(io)
     }
 }
 
