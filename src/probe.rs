@@ -48,6 +48,9 @@ pub const ALL: &[(&str, bool)] = &[
     ("search.read_through_index", true),
     ("storage.torn_tail_dropped", true),
     ("storage.log_replayed", true),
+    ("storage.checkpointed_records_skipped", true),
+    ("storage.crash_before_checkpoint_commit", false),
+    ("storage.crash_before_old_log_emptied", false),
 ];
 
 /// The probes the CI seeds must all reach.
