@@ -276,6 +276,32 @@ mod tests {
         }
     }
 
+    /// Every page of a search (or a count) over `regions`, following each page's cursor.
+    fn every_page(
+        store: &MemStore,
+        sc: &SpaceConfig,
+        regions: &[RegionId],
+        checks: &[hyperdex_model::Check],
+        count_only: bool,
+    ) -> Vec<Page> {
+        let (mut pages, mut after) = (Vec::new(), None);
+        loop {
+            let page = search_store(
+                store,
+                sc,
+                regions,
+                (after.as_ref(), None),
+                (checks, count_only),
+            )
+            .unwrap();
+            after = page.next.clone();
+            pages.push(page);
+            if after.is_none() {
+                return pages;
+            }
+        }
+    }
+
     #[test]
     fn pages_cover_every_object_once_and_counts_add_up() {
         let mut store = MemStore::new();
@@ -296,48 +322,23 @@ mod tests {
             "n",
             Predicate::LessThan(Value::Int(n)),
         )];
-        let (mut seen, mut pages, mut after) = (std::collections::BTreeSet::new(), 0, None);
-        loop {
-            let page = search_store(
-                &store,
-                &sc,
-                &regions,
-                (after.as_ref(), None),
-                (&even, false),
-            )
-            .unwrap();
-            pages += 1;
-            assert!(page.objects.len() <= PAGE_SCAN);
-            for o in &page.objects {
-                assert!(seen.insert(o["n"].clone()), "{:?} twice", o["n"]);
-            }
-            match page.next {
-                Some(c) => after = Some(c),
-                None => break,
-            }
+        let pages = every_page(&store, &sc, &regions, &even, false);
+        let mut seen = std::collections::BTreeSet::new();
+        for o in pages.iter().flat_map(|p| &p.objects) {
+            assert!(seen.insert(o["n"].clone()), "{:?} twice", o["n"]);
         }
+        assert!(pages.iter().all(|p| p.objects.len() <= PAGE_SCAN));
         let live = (0..n).filter(|i| i % 7 != 0).count();
         assert_eq!(seen.len(), live);
-        assert!(pages >= 3, "{pages} pages");
+        assert!(pages.len() >= 3, "{} pages", pages.len());
         // Counted with a check (objects decoded) and without (liveness read from the bytes).
         for checks in [&even[..], &[]] {
-            let (mut counted, mut after) = (0, None);
-            loop {
-                let page = search_store(
-                    &store,
-                    &sc,
-                    &regions,
-                    (after.as_ref(), None),
-                    (checks, true),
-                )
-                .unwrap();
-                assert!(page.objects.is_empty(), "a count ships no objects");
-                counted += page.count;
-                match page.next {
-                    Some(c) => after = Some(c),
-                    None => break,
-                }
-            }
+            let pages = every_page(&store, &sc, &regions, checks, true);
+            assert!(
+                pages.iter().all(|p| p.objects.is_empty()),
+                "a count ships no objects"
+            );
+            let counted: u64 = pages.iter().map(|p| p.count).sum();
             assert_eq!(counted, live as u64, "{checks:?}");
         }
     }
