@@ -55,7 +55,7 @@ pub trait Backend: Send {
     fn switch_log(&mut self) -> Result<(), StoreError>;
     /// Starts writing `changes` to the tree durably with `seq`, then emptying the inactive
     /// log, in the background.
-    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64);
+    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64) -> Result<(), StoreError>;
     /// Whether the checkpoint begun last has finished (`wait`: once it has), and how; `None`
     /// while it runs.
     fn checkpoint_finished(&mut self, wait: bool) -> Option<Result<(), StoreError>>;
@@ -178,10 +178,11 @@ impl<B: Backend> Logged<B> {
         }
         self.backend.switch_log().map_err(|e| self.fail(e))?;
         let frozen = Arc::new(std::mem::take(&mut self.pending));
-        self.backend.start_checkpoint(frozen.clone(), self.seq);
-        self.frozen = Some(frozen);
+        // Read from where they are even if the checkpoint cannot start (the store then fails).
+        self.frozen = Some(frozen.clone());
         self.log_bytes = 0;
-        Ok(())
+        let started = self.backend.start_checkpoint(frozen, self.seq);
+        started.map_err(|e| self.fail(e))
     }
 
     /// Takes note of the background checkpoint's end, if it has ended (`wait`: once it has).

@@ -269,9 +269,9 @@ impl Backend for RedbBackend {
         Ok(())
     }
 
-    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64) {
+    fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64) -> Result<(), StoreError> {
         let Some(old) = self.other.take() else {
-            return;
+            return Err(StoreError::Io("no inactive log to checkpoint from".into()));
         };
         let db = self.db.clone();
         let work = move || {
@@ -289,6 +289,7 @@ impl Backend for RedbBackend {
             tracing::error!("cannot start a checkpoint thread: {e}");
         }
         self.job = Some(rx);
+        Ok(())
     }
 
     fn checkpoint_finished(&mut self, wait: bool) -> Option<Result<(), StoreError>> {
