@@ -60,10 +60,14 @@ pub enum Bug {
     /// A store opened after a crash ignores its write-ahead log: writes synced since the last
     /// checkpoint (acknowledged ones among them) are gone.
     LogNotReplayed = 131072,
+    /// A background checkpoint empties the old log before the tree holds its writes (the
+    /// simulated disk swaps its two steps): a crash in between loses what was synced since
+    /// the checkpoint before, acknowledged writes among it.
+    LogEmptiedFirst = 262144,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 18] = [
+    pub const ALL: [Bug; 19] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -82,6 +86,7 @@ impl Bug {
         Bug::IndexMissesUpdate,
         Bug::ShortRecordHorizon,
         Bug::LogNotReplayed,
+        Bug::LogEmptiedFirst,
     ];
 }
 

@@ -55,6 +55,7 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         // Retries seconds after their write: a daemon killed while writes are in flight.
         Bug::ShortRecordHorizon => vec![Fault::KillDaemon, Fault::LinkResets],
         Bug::LogNotReplayed => vec![Fault::CrashDisk],
+        Bug::LogEmptiedFirst => vec![Fault::CrashDisk, Fault::PowerFailure],
     }
 }
 

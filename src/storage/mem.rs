@@ -121,13 +121,20 @@ impl Backend for MemDisk {
                 return Some(Ok(()));
             };
             let polls = polls + 1;
-            // The tree first, then the log: swapping the two loses the frozen writes to a
-            // crash in between (the store's property test fails at once).
+            // The tree first, then the log: swapping the two (the planted bug) loses the
+            // frozen writes to a crash in between.
+            let swap = crate::bugs::planted(crate::bugs::Bug::LogEmptiedFirst);
             if polls == JOB_POLLS {
-                self.commit(&changes, seq);
+                match swap {
+                    true => self.logs[1 - self.active].clear(),
+                    false => self.commit(&changes, seq),
+                }
             }
             if polls == 2 * JOB_POLLS {
-                self.logs[1 - self.active].clear();
+                match swap {
+                    true => self.commit(&changes, seq),
+                    false => self.logs[1 - self.active].clear(),
+                }
                 return Some(Ok(()));
             }
             self.job = Some((changes, seq, polls));
