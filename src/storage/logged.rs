@@ -241,8 +241,8 @@ impl<B: Backend> Logged<B> {
 
 impl<B: Backend> Store for Logged<B> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let frozen = self.frozen.as_ref().and_then(|f| f.get(table, key));
-        match self.pending.get(table, key).or(frozen) {
+        let frozen = || self.frozen.as_ref().and_then(|f| f.get(table, key));
+        match self.pending.get(table, key).or_else(frozen) {
             Some(v) => Ok(v),
             None => self.backend.get(table, key),
         }
@@ -255,18 +255,15 @@ impl<B: Backend> Store for Logged<B> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        match &self.frozen {
-            Some(frozen) => {
-                let overs = [frozen.as_ref(), &self.pending];
-                self.backend
-                    .scan_from(table, (prefix, after), &overs, limit)
-            }
-            None => {
-                let overs = [&self.pending];
-                self.backend
-                    .scan_from(table, (prefix, after), &overs, limit)
-            }
-        }
+        // The frozen writes (if a checkpoint runs) below the pending ones.
+        let overs: Vec<&Overlay> = self
+            .frozen
+            .as_deref()
+            .into_iter()
+            .chain([&self.pending])
+            .collect();
+        self.backend
+            .scan_from(table, (prefix, after), &overs, limit)
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
