@@ -64,10 +64,17 @@ pub enum Bug {
     /// simulated disk swaps its two steps): a crash in between loses what was synced since
     /// the checkpoint before, acknowledged writes among it.
     LogEmptiedFirst = 262144,
+    /// Members other than the tail do not keep the writes they hold pending on disk, yet
+    /// acknowledge them (and the head answers) before their commit is synced: a crash loses
+    /// an acknowledged write from the member that may be the last copy.
+    PendingNotKept = 524288,
+    /// A restarted member drops the pending writes it kept on disk instead of committing
+    /// them: a write it acknowledged before its commit was synced is gone from its copy.
+    PendingNotRecovered = 1048576,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 21] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -87,6 +94,8 @@ impl Bug {
         Bug::ShortRecordHorizon,
         Bug::LogNotReplayed,
         Bug::LogEmptiedFirst,
+        Bug::PendingNotKept,
+        Bug::PendingNotRecovered,
     ];
 }
 

@@ -56,6 +56,11 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::ShortRecordHorizon => vec![Fault::KillDaemon, Fault::LinkResets],
         Bug::LogNotReplayed => vec![Fault::CrashDisk],
         Bug::LogEmptiedFirst => vec![Fault::CrashDisk, Fault::PowerFailure],
+        // A member that answered before its commit was synced loses power, and every other
+        // member of its region fails too, so that its copy is the one the region keeps.
+        Bug::PendingNotKept | Bug::PendingNotRecovered => {
+            vec![Fault::CrashDisk, Fault::PowerFailure]
+        }
     }
 }
 

@@ -89,6 +89,9 @@ impl Actor {
             }
             let outs = self.step_batch(batch)?;
             batches += 1;
+            // Records that became durable while the batch was stepped are counted first, so
+            // that outputs vouched for by them (and by nothing staged since) leave now.
+            self.deliver_synced(syncer.as_mut())?;
             // Pipelining: writes go on down their chains now, so that the successors' syncs
             // overlap this one. A forwarded write promises nothing (a member acknowledges a
             // write only after its own sync and its successor's acknowledgement, and a server
@@ -98,7 +101,6 @@ impl Actor {
             let (early, mut outs): (Vec<_>, Vec<_>) =
                 outs.into_iter().partition(|o| before_sync(o, store));
             self.deliver(early);
-            self.deliver_synced(syncer.as_mut())?;
             if planted(Bug::ReplyBeforeSync) {
                 self.deliver(std::mem::take(&mut outs));
             }
@@ -284,6 +286,7 @@ impl Actor {
                     // A report that does not fit is made again on the next tick.
                     let _ = self.reports.try_send((region, since));
                 }
+                Output::Durable(o, _) => self.deliver(vec![*o]),
             }
         }
     }
@@ -347,13 +350,16 @@ pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
 }
 
 /// Whether an output may leave before the sync of the batch that produced it: a chain write
-/// going on down its chain (pipelining; see `Actor::run`), or a read of an object that no
-/// write of this batch or of a record in flight touched (what it read is durable, and the
-/// sync adds nothing to it). Everything else vouches for state the sync makes durable.
+/// going on down its chain (pipelining; see `Actor::run`), a read of an object that no write
+/// of this batch or of a record in flight touched (what it read is durable, and the sync adds
+/// nothing to it), or an acknowledgement or reply that vouches for pending writes whose
+/// records are durable (`replica::durable`). Everything else vouches for state the sync makes
+/// durable.
 fn before_sync<W>(o: &Output<W>, store: &dyn Store) -> bool {
     match o {
         Output::Send(_, ChainMessage::Write(_)) => true,
         Output::Read(_, _, key) => !store.unsynced(Table::Objects, key),
+        Output::Durable(_, kept) => kept.iter().all(|k| !store.unsynced(Table::Pending, k)),
         _ => false,
     }
 }

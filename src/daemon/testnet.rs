@@ -79,6 +79,11 @@ impl Net {
         let (r, store) = self.replicas.get_mut(&to).expect("a server of the net");
         let outs = r.step(store, now, input).expect("step");
         store.sync().expect("sync");
+        self.collect(to, outs);
+    }
+
+    /// Takes what server `to` delivers.
+    fn collect(&mut self, to: ServerId, outs: Vec<Output<u32>>) {
         for o in outs {
             match o {
                 Output::Reply(w, ClientResponse::Reply(m))
@@ -89,6 +94,7 @@ impl Net {
                 Output::Send(s, m) => self.in_flight.push((to, s, m)),
                 Output::FetchConfig => {}
                 Output::TransferDone(r, _) => self.transfers_done.push((to, r)),
+                Output::Durable(o, _) => self.collect(to, vec![*o]),
             }
         }
     }

@@ -34,11 +34,14 @@ pub enum Table {
     Meta,
     /// Secondary index entries (`daemon::index`): keys only.
     Index,
+    /// Chain writes a member holds before the chain acknowledges them (`daemon::replica`):
+    /// durable on arrival, so that an acknowledgement needs no second sync.
+    Pending,
 }
 
 impl Table {
     /// Every table, in declaration order (`t as usize` is `t`'s position).
-    pub const ALL: [Table; 3] = [Table::Objects, Table::Meta, Table::Index];
+    pub const ALL: [Table; 4] = [Table::Objects, Table::Meta, Table::Index, Table::Pending];
 }
 
 #[derive(Debug, thiserror::Error)]

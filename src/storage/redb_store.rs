@@ -22,6 +22,7 @@ use super::{KeyValues, LogWriter, StoreError, Table};
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
+const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 /// The log's bookkeeping: the last record the tree holds.
 const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
 const CHECKPOINTED: &str = "checkpointed";
@@ -31,6 +32,7 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         Table::Objects => OBJECTS,
         Table::Meta => META,
         Table::Index => INDEX,
+        Table::Pending => PENDING,
     }
 }
 

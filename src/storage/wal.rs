@@ -36,6 +36,7 @@ fn table_byte(t: Table) -> u8 {
         Table::Objects => 0,
         Table::Meta => 1,
         Table::Index => 2,
+        Table::Pending => 3,
     }
 }
 
@@ -44,6 +45,7 @@ fn table_of(b: u8) -> Option<Table> {
         0 => Table::Objects,
         1 => Table::Meta,
         2 => Table::Index,
+        3 => Table::Pending,
         _ => return None,
     })
 }
@@ -168,7 +170,7 @@ mod tests {
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        let table = prop_oneof![Just(Table::Objects), Just(Table::Meta), Just(Table::Index)];
+        let table = prop::sample::select(Table::ALL.to_vec());
         let bytes = proptest::collection::vec(any::<u8>(), 0..40);
         prop_oneof![
             (

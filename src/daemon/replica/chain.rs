@@ -5,7 +5,8 @@ use std::collections::btree_map::Entry;
 
 use hyperdex_model::Reply;
 
-use super::{push_effects, reply, Output, Outputs, Pending, Replica};
+use super::durable::{self, pending_key};
+use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
 use crate::daemon::record::{absorb, add_record, load, stage, StoredObject};
@@ -165,6 +166,7 @@ impl<W: Clone> Replica<W> {
             Some(succ) => {
                 let pend = self.pending.entry((w.region, w.key.clone())).or_default();
                 if let Entry::Vacant(slot) = pend.entry(w.version) {
+                    durable::keep(store, &w);
                     out.push(Output::Send(succ, ChainMessage::Write(w.clone())));
                     slot.insert(Pending {
                         write: w,
@@ -196,7 +198,7 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         };
         let pred = pos.checked_sub(1).map(|p| chain[p]);
-        self.commit_through(store, a.region, &a.key, a.version, out)?;
+        let kept = self.commit_through(store, a.region, &a.key, a.version, out)?;
         // Pass the ack on only if this server really holds the version durably: after a
         // restart it may have lost a write that its successor acknowledges, and the
         // predecessor's retransmission will bring it here again.
@@ -205,12 +207,14 @@ impl<W: Clone> Replica<W> {
         }
         if let Some(pred) = pred {
             let ack = self.ack(&a.key, a.region, a.version);
-            out.push(Output::Send(pred, ChainMessage::Ack(ack)));
+            out.push(vouched(Output::Send(pred, ChainMessage::Ack(ack)), kept));
         }
         Ok(())
     }
 
     /// Stores pending writes of `key` up to `version` and answers their clients (at the head).
+    /// Returns the pending records of the writes committed: what they are durable by (the
+    /// replies wait for those records only; see `durable`).
     pub(super) fn commit_through(
         &mut self,
         store: &mut dyn Store,
@@ -218,10 +222,10 @@ impl<W: Clone> Replica<W> {
         key: &[u8],
         version: u64,
         out: &mut Outputs<W>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let slot = (region, key.to_vec());
         let Some(pend) = self.pending.get_mut(&slot) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let rest = pend.split_off(&(version + 1));
         let done = std::mem::replace(pend, rest);
@@ -229,7 +233,11 @@ impl<W: Clone> Replica<W> {
             self.pending.remove(&slot);
         }
         if done.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
+        }
+        let kept: Vec<Vec<u8>> = done.keys().map(|&v| pending_key(region, key, v)).collect();
+        for k in &kept {
+            self.forget.later(k.clone());
         }
         let mut stored = load(store, region, key)?;
         for p in done.values() {
@@ -251,12 +259,13 @@ impl<W: Clone> Replica<W> {
                 .map(|d| d.reply.clone())
                 .unwrap_or(Reply::Success);
             for w in p.waiters {
-                out.push(Output::Reply(w, reply(answer.clone())));
+                let o = Output::Reply(w, reply(answer.clone()));
+                out.push(vouched(o, kept.clone()));
             }
             for (w, r) in p.deferred {
-                out.push(Output::Reply(w, reply(r)));
+                out.push(vouched(Output::Reply(w, reply(r)), kept.clone()));
             }
         }
-        Ok(())
+        Ok(kept)
     }
 }

@@ -197,6 +197,7 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Reply(waiter, reply(answer)));
             return;
         };
+        super::durable::keep(store, &write);
         out.push(Output::Send(next, ChainMessage::Write(write.clone())));
         let waiters = if planted(Bug::EarlyReply) {
             out.push(Output::Reply(waiter, reply(answer)));

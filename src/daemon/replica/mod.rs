@@ -17,8 +17,12 @@
 //!   (CMPFAIL, NOTFOUND...) changes nothing, but its reply waits until every earlier pending
 //!   write of the key is acknowledged, because it observed them.
 //! - **Middle** servers keep received writes pending and forward them; on the ack they store
-//!   the acknowledged version durably and pass the ack up.
+//!   the acknowledged version and pass the ack up.
 //! - **Tail**: stores each write durably, then acknowledges it.
+//! - **Pending writes are durable on arrival** (`durable`): head and middle servers keep each
+//!   pending write on disk from the sync of the batch it arrived in, which overlaps the
+//!   successors' syncs, so the acknowledgement (at the head: the reply) that commits it may
+//!   leave before the commit itself is synced. A restarted server commits what it kept.
 //! - **Reads** go to the head and return the latest acknowledged (stored) version, never a
 //!   pending one. A read that returns the stored version while a write is pending linearizes
 //!   before that write, whose client has not been answered yet.
@@ -46,6 +50,7 @@
 //! reads, ordering writes), `chain` (chain writes, acknowledgements, commits).
 
 mod chain;
+pub mod durable;
 mod head;
 
 use std::collections::BTreeMap;
@@ -112,6 +117,11 @@ pub enum Output<W> {
     FetchConfig,
     /// This server has every object of a region it joins: tell the coordinator.
     TransferDone(RegionId, u64),
+    /// An acknowledgement or reply that vouches only for writes this server keeps pending on
+    /// disk (these [`Table::Pending`] keys) and its successors acknowledged: it may leave as
+    /// soon as those keys' records are durable, before the sync of the commit that produced
+    /// it (see [`durable`]).
+    Durable(Box<Output<W>>, Vec<Vec<u8>>),
 }
 
 #[derive(Debug)]
@@ -141,6 +151,8 @@ pub struct Replica<W> {
     /// The indexes of the current configuration, and those being built.
     indexes: Arc<Specs>,
     builds: Builds,
+    /// Records of committed pending writes, deleted a tick later.
+    forget: durable::Forget,
 }
 
 fn reply(r: Reply) -> ClientResponse {
@@ -172,6 +184,7 @@ impl<W: Clone> Replica<W> {
             lease_length: Timing::default().lease,
             promoted: Default::default(),
             builds: Default::default(),
+            forget: Default::default(),
         }
     }
 
@@ -252,6 +265,7 @@ impl<W: Clone> Replica<W> {
                 push_effects(effects, &mut out);
             }
             Input::Tick => {
+                self.forget.tick(store);
                 self.builds.step(store, &self.indexes)?;
                 self.resend(None, &mut out);
                 let effects = self.transfers.tick(store, &self.config)?;
@@ -315,6 +329,11 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         let old = std::mem::replace(&mut self.config, Arc::new(config));
+        if old.version == 0 {
+            // The first configuration since this server started: what a previous life held
+            // pending on disk is committed first (see `durable`).
+            durable::promote(store, &self.config)?;
+        }
         if planted(Bug::StallReads) {
             for (region, pos) in self.config.regions_of(self.me) {
                 if pos == 0 && old.chain(region).iter().skip(1).any(|m| *m == self.me) {
@@ -326,6 +345,7 @@ impl<W: Clone> Replica<W> {
         for s in old.spaces.values() {
             if self.config.space_by_id(s.id).is_none() {
                 store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
+                store.delete_prefix(Table::Pending, &s.id.0.to_be_bytes());
             }
         }
         self.builds.reconcile(store, &self.indexes)?;
@@ -371,6 +391,7 @@ impl<W: Clone> Replica<W> {
                     .into_iter()
                     .flat_map(BTreeMap::into_values)
                 {
+                    durable::drop_now(store, &p.write);
                     let waiters = p
                         .waiters
                         .into_iter()
@@ -387,10 +408,11 @@ impl<W: Clone> Replica<W> {
                 // We are the tail now: everything pending is stored and acknowledged.
                 crate::probe!("replica.became_tail_with_pending");
                 let top = self.pending[&slot].keys().next_back().copied().unwrap_or(0);
-                self.commit_through(store, region, &slot.1, top, out)?;
+                let kept = self.commit_through(store, region, &slot.1, top, out)?;
                 if pos > 0 {
                     let ack = self.ack(&slot.1, region, top);
-                    out.push(Output::Send(chain[pos - 1], ChainMessage::Ack(ack)));
+                    let ack = Output::Send(chain[pos - 1], ChainMessage::Ack(ack));
+                    out.push(vouched(ack, kept));
                 }
             }
             Some((pos, chain)) => {
@@ -430,6 +452,16 @@ impl<W: Clone> Replica<W> {
                 }
             }
         }
+    }
+}
+
+/// `o`, leaving as soon as the pending records `kept` are durable (as it does after the
+/// batch's sync when there are none).
+fn vouched<W>(o: Output<W>, kept: Vec<Vec<u8>>) -> Output<W> {
+    if kept.is_empty() {
+        o
+    } else {
+        Output::Durable(Box::new(o), kept)
     }
 }
 

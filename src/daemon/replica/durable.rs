@@ -1,0 +1,238 @@
+//! Pending writes on disk: every member but the tail keeps each chain write it holds in
+//! [`Table::Pending`] from the moment it arrives (in the same batch, so under the same sync
+//! as its forwarding's predecessor batch), until some time after the chain has acknowledged
+//! it.
+//!
+//! **Why.** A member acknowledges a write upstream (the head: answers its client) only once
+//! it holds the write durably. Without this table, "durably" meant the object stored when the
+//! acknowledgement came back, one more sync after the successor's: the syncs of a chain added
+//! up. With it, the write is durable at every member from the sync of the batch it arrived
+//! in, which runs while the successors store it; the acknowledgement that comes back
+//! commits the object (visible to reads from then on) and may leave **before** that commit is
+//! synced, because what it vouches for is already on disk ([`Output::Durable`]).
+//!
+//! **Recovery.** A member that crashes after acknowledging, before its commit is synced,
+//! holds the write only here. When it starts again, the first configuration it installs
+//! promotes every pending record to a committed object ([`promote`]), as if its
+//! acknowledgement had arrived: the chain acknowledged it, or it was never answered and its
+//! outcome is unknown (its dedupe record comes with it, so a retry is answered from it). For
+//! a server that rejoins, the transfer then brings its copy level as it does for a tail that
+//! stored a write no one acknowledged; for the last member of a region whose other replicas
+//! all failed, its copy is the region's, acknowledged writes included.
+//!
+//! **Forgetting.** A committed write's record is deleted a tick or two later
+//! ([`Forget`]), never in the batch of its commit: the acknowledgement leaves early only while
+//! the record's own write is durable, and a deletion staged in that batch would make it look
+//! otherwise. A deletion that is lost in a crash leaves a record whose version is already
+//! stored; [`promote`] drops it.
+//!
+//! Layout: the object's store key (region prefix and key bytes), then the version (8 bytes,
+//! big-endian); the value is the chain write (postcard).
+//!
+//! [`Output::Durable`]: super::Output::Durable
+
+use crate::bugs::{planted, Bug};
+use crate::config::{Config, RegionId};
+use crate::daemon::record::{absorb, add_record, load, object_key, stage};
+use crate::protocol::ChainWrite;
+use crate::storage::{Store, StoreError, Table};
+
+/// The [`Table::Pending`] key of version `version` of `key` in `region`.
+pub fn pending_key(region: RegionId, key: &[u8], version: u64) -> Vec<u8> {
+    let mut k = object_key(region, key);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Keeps a write this member holds pending, durably from this batch's sync on.
+pub fn keep(store: &mut dyn Store, w: &ChainWrite) {
+    if planted(Bug::PendingNotKept) {
+        return;
+    }
+    let bytes = postcard::to_allocvec(w).unwrap_or_default();
+    store.put(
+        Table::Pending,
+        &pending_key(w.region, &w.key, w.version),
+        Some(bytes),
+    );
+}
+
+/// Deletes the record of a pending write now (a write dropped, not committed).
+pub fn drop_now(store: &mut dyn Store, w: &ChainWrite) {
+    store.put(
+        Table::Pending,
+        &pending_key(w.region, &w.key, w.version),
+        None,
+    );
+}
+
+/// Records of committed writes, deleted a tick after the one in which they were committed
+/// (see the module docs): the two lists are swapped on every tick.
+#[derive(Debug, Default)]
+pub struct Forget {
+    /// Committed since the last tick.
+    fresh: Vec<Vec<u8>>,
+    /// Committed before the last tick: deleted at the next one.
+    due: Vec<Vec<u8>>,
+}
+
+impl Forget {
+    pub fn later(&mut self, key: Vec<u8>) {
+        self.fresh.push(key);
+    }
+
+    /// Deletes the records that are due and makes the fresh ones due.
+    pub fn tick(&mut self, store: &mut dyn Store) {
+        for k in self.due.drain(..) {
+            store.put(Table::Pending, &k, None);
+        }
+        std::mem::swap(&mut self.due, &mut self.fresh);
+    }
+}
+
+/// Commits every pending record a previous life of this server left (see the module docs),
+/// through `store` (which keeps the indexes in step), and deletes them. Records of spaces
+/// that `config` no longer has are only deleted. Returns how many writes were promoted.
+pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreError> {
+    let records = store.scan_prefix(Table::Pending, &[])?;
+    let mut promoted = 0;
+    for (k, bytes) in records {
+        store.put(Table::Pending, &k, None);
+        if planted(Bug::PendingNotRecovered) {
+            continue;
+        }
+        let Ok(w) = postcard::from_bytes::<ChainWrite>(&bytes) else {
+            tracing::warn!("an unreadable pending write record: dropped");
+            continue;
+        };
+        if config.space_by_id(w.region.space).is_none() {
+            continue;
+        }
+        let mut stored = load(store, w.region, &w.key)?;
+        if w.version > stored.version {
+            absorb(&mut stored, &w);
+            promoted += 1;
+        } else if let Some(d) = &w.dedupe {
+            if !add_record(&mut stored, d) {
+                continue;
+            }
+        } else {
+            continue;
+        }
+        stage(store, w.region, &w.key, &stored);
+    }
+    if promoted > 0 {
+        crate::probe!("replica.pending_promoted_at_start");
+        tracing::info!(
+            writes = promoted,
+            "writes held pending before a restart committed"
+        );
+    }
+    Ok(promoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use hyperdex_model::{Operation, Reply, Value};
+
+    use super::*;
+    use crate::config::{key_bytes, Config};
+    use crate::daemon::replica::{Input, Output, Replica};
+    use crate::daemon::testnet::{head_of, op, Net};
+    use crate::protocol::ChainMessage;
+
+    fn pending_records(store: &dyn Store) -> usize {
+        store.scan_prefix(Table::Pending, &[]).unwrap().len()
+    }
+
+    /// The head answers as soon as the tail acknowledges, before its own commit is synced;
+    /// a crash then loses the commit, and the restarted head commits the write from its
+    /// pending record, retry record included.
+    #[test]
+    fn an_answer_before_the_commit_is_synced_survives_a_crash() {
+        let (mut net, config) = Net::new(
+            2,
+            "space s key k attributes int n create 1 partition tolerate 1 failure",
+        );
+        let (head, region) = head_of(&config, "a");
+        let put = Operation::put("s", "a", vec![("n", Value::Int(5))]);
+        net.input(head, op(&config, 1, 1, put.clone()));
+        assert_eq!(
+            pending_records(&net.replicas[&head].1),
+            1,
+            "kept on arrival"
+        );
+        // The tail stores the write and acknowledges it.
+        assert!(net.deliver_one());
+        let (from, to, ack) = net.in_flight.remove(0);
+        assert_eq!(to, head);
+        assert!(matches!(ack, ChainMessage::Ack(_)));
+        // The head takes the acknowledgement; nothing it stages is synced.
+        let now = net.now;
+        let (replica, store) = net.replicas.get_mut(&head).unwrap();
+        let outs = replica
+            .step(store, now, Input::Chain { from, msg: ack })
+            .unwrap();
+        let [Output::Durable(reply, kept)] = outs.as_slice() else {
+            panic!("one reply, vouched for by the pending record: {outs:?}")
+        };
+        assert!(matches!(**reply, Output::Reply(1, _)));
+        assert_eq!(kept, &vec![pending_key(region, &key_of("a", &config), 1)]);
+        assert!(
+            kept.iter().all(|k| !store.unsynced(Table::Pending, k)),
+            "the record it vouches for is durable: the reply may leave now"
+        );
+        assert!(store.unsynced(
+            Table::Objects,
+            &crate::daemon::record::object_key(region, &key_of("a", &config))
+        ));
+        // A power failure before the commit's sync.
+        store.crash();
+        let kb = key_of("a", &config);
+        assert_eq!(load(store, region, &kb).unwrap().version, 0, "commit lost");
+        // The head starts again on its disk: the first configuration promotes the record.
+        let mut again = Replica::<u32>::new(head, Config::default());
+        again
+            .step(store, now, Input::Config(config.clone()))
+            .unwrap();
+        let stored = load(store, region, &kb).unwrap();
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.object.unwrap()["n"], Value::Int(5));
+        assert_eq!(stored.dedupe.len(), 1, "its retry record came with it");
+        assert_eq!(pending_records(store), 0);
+    }
+
+    /// A committed write's record goes a tick after the tick following its commit, and
+    /// an old record whose version is stored is only dropped by a restart.
+    #[test]
+    fn records_are_forgotten_after_a_tick() {
+        let (mut net, config) = Net::new(
+            3,
+            "space s key k attributes int n create 1 partition tolerate 2 failures",
+        );
+        let (head, _) = head_of(&config, "a");
+        let put = Operation::put("s", "a", vec![("n", Value::Int(5))]);
+        net.input(head, op(&config, 1, 1, put));
+        net.deliver_all();
+        assert_eq!(net.replies, vec![(1, Reply::Success)]);
+        let ids: Vec<_> = net.replicas.keys().copied().collect();
+        let held = |net: &Net| -> usize {
+            ids.iter()
+                .map(|i| pending_records(&net.replicas[i].1))
+                .sum()
+        };
+        assert_eq!(held(&net), 2, "head and middle keep it; the tail stores it");
+        for &id in &ids {
+            net.input(id, Input::Tick);
+        }
+        assert_eq!(held(&net), 2, "not at the first tick");
+        for &id in &ids {
+            net.input(id, Input::Tick);
+        }
+        assert_eq!(held(&net), 0);
+    }
+
+    fn key_of(k: &str, config: &Config) -> Vec<u8> {
+        key_bytes(&config.space("s").unwrap().schema, &Value::string(k)).unwrap()
+    }
+}
