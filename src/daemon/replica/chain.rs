@@ -206,6 +206,8 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         if let Some(pred) = pred {
+            // Vouched for by the records of the versions committed now: what they build on
+            // is durable once they are (see `durable`'s docs on the gap rule).
             let ack = self.ack(&a.key, a.region, a.version);
             out.push(vouched(Output::Send(pred, ChainMessage::Ack(ack)), kept));
         }

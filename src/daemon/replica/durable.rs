@@ -27,15 +27,26 @@
 //! stored; [`promote`] drops it.
 //!
 //! Layout: the object's store key (region prefix and key bytes), then the version (8 bytes,
-//! big-endian); the value is the chain write (postcard).
+//! big-endian); the value is a layout byte ([`LAYOUT`]) and the chain write (postcard). A
+//! version that changes [`ChainWrite`] must bump the layout byte and still read the old one:
+//! a record is the only copy of an acknowledged write until its commit is synced.
+//!
+//! **Why it is safe to vouch with the newest record only.** A member takes version `v + 1` of
+//! a key only when it holds `v` (pending or stored: the gap rule in `chain`), and log records
+//! become durable in the order they were written; so when the record of the newest version an
+//! acknowledgement covers is durable, so is everything that version builds on. Letting a
+//! member accept writes with gaps would break this.
 //!
 //! [`Output::Durable`]: super::Output::Durable
 
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId};
-use crate::daemon::record::{absorb, add_record, load, object_key, stage};
+use crate::daemon::record::{absorb, load, object_key, stage};
 use crate::protocol::ChainWrite;
 use crate::storage::{Store, StoreError, Table};
+
+/// The first byte of every record: the layout of what follows.
+pub const LAYOUT: u8 = 1;
 
 /// The [`Table::Pending`] key of version `version` of `key` in `region`.
 pub fn pending_key(region: RegionId, key: &[u8], version: u64) -> Vec<u8> {
@@ -49,7 +60,8 @@ pub fn keep(store: &mut dyn Store, w: &ChainWrite) {
     if planted(Bug::PendingNotKept) {
         return;
     }
-    let bytes = postcard::to_allocvec(w).unwrap_or_default();
+    let mut bytes = vec![LAYOUT];
+    bytes.extend(postcard::to_allocvec(w).unwrap_or_default());
     store.put(
         Table::Pending,
         &pending_key(w.region, &w.key, w.version),
@@ -101,25 +113,28 @@ pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreErr
         if planted(Bug::PendingNotRecovered) {
             continue;
         }
-        let Ok(w) = postcard::from_bytes::<ChainWrite>(&bytes) else {
-            tracing::warn!("an unreadable pending write record: dropped");
+        let decoded = match bytes.split_first() {
+            Some((&LAYOUT, rest)) => postcard::from_bytes::<ChainWrite>(rest).ok(),
+            _ => None,
+        };
+        let Some(w) = decoded else {
+            tracing::error!(
+                record = ?k,
+                "a pending write record this version cannot read: dropped"
+            );
             continue;
         };
         if config.space_by_id(w.region.space).is_none() {
             continue;
         }
+        // A version already stored was committed with its retry record (the commit that
+        // stored it took every pending version up to it): only its deletion was lost.
         let mut stored = load(store, w.region, &w.key)?;
         if w.version > stored.version {
             absorb(&mut stored, &w);
+            stage(store, w.region, &w.key, &stored);
             promoted += 1;
-        } else if let Some(d) = &w.dedupe {
-            if !add_record(&mut stored, d) {
-                continue;
-            }
-        } else {
-            continue;
         }
-        stage(store, w.region, &w.key, &stored);
     }
     if promoted > 0 {
         crate::probe!("replica.pending_promoted_at_start");
