@@ -106,34 +106,16 @@ impl Forget {
 /// through `store` (which keeps the indexes in step), and deletes them. Records of spaces
 /// that `config` no longer has are only deleted. Returns how many writes were promoted.
 pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreError> {
-    let records = store.scan_prefix(Table::Pending, &[])?;
     let mut promoted = 0;
-    for (k, bytes) in records {
-        store.put(Table::Pending, &k, None);
-        if planted(Bug::PendingNotRecovered) {
-            continue;
-        }
-        let decoded = match bytes.split_first() {
-            Some((&LAYOUT, rest)) => postcard::from_bytes::<ChainWrite>(rest).ok(),
-            _ => None,
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let window = store.scan_from(Table::Pending, &[], after.as_deref(), PROMOTE_WINDOW)?;
+        let Some((last, _)) = window.last() else {
+            break;
         };
-        let Some(w) = decoded else {
-            tracing::error!(
-                record = ?k,
-                "a pending write record this version cannot read: dropped"
-            );
-            continue;
-        };
-        if config.space_by_id(w.region.space).is_none() {
-            continue;
-        }
-        // A version already stored was committed with its retry record (the commit that
-        // stored it took every pending version up to it): only its deletion was lost.
-        let mut stored = load(store, w.region, &w.key)?;
-        if w.version > stored.version {
-            absorb(&mut stored, &w);
-            stage(store, w.region, &w.key, &stored);
-            promoted += 1;
+        after = Some(last.clone());
+        for (k, bytes) in window {
+            promoted += usize::from(promote_one(store, config, &k, &bytes)?);
         }
     }
     if promoted > 0 {
@@ -144,6 +126,45 @@ pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreErr
         );
     }
     Ok(promoted)
+}
+
+/// Records read at a time by [`promote`]: they hold whole objects.
+const PROMOTE_WINDOW: usize = 1024;
+
+/// Commits one pending record `k` (and deletes it); whether it was newer than the object.
+fn promote_one(
+    store: &mut dyn Store,
+    config: &Config,
+    k: &[u8],
+    bytes: &[u8],
+) -> Result<bool, StoreError> {
+    store.put(Table::Pending, k, None);
+    if planted(Bug::PendingNotRecovered) {
+        return Ok(false);
+    }
+    let decoded = match bytes.split_first() {
+        Some((&LAYOUT, rest)) => postcard::from_bytes::<ChainWrite>(rest).ok(),
+        _ => None,
+    };
+    let Some(w) = decoded else {
+        tracing::error!(
+            record = ?k,
+            "a pending write record this version cannot read: dropped"
+        );
+        return Ok(false);
+    };
+    if config.space_by_id(w.region.space).is_none() {
+        return Ok(false);
+    }
+    // A version already stored was committed with its retry record (the commit that
+    // stored it took every pending version up to it): only its deletion was lost.
+    let mut stored = load(store, w.region, &w.key)?;
+    if w.version <= stored.version {
+        return Ok(false);
+    }
+    absorb(&mut stored, &w);
+    stage(store, w.region, &w.key, &stored);
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -245,6 +266,54 @@ mod tests {
             net.input(id, Input::Tick);
         }
         assert_eq!(held(&net), 0);
+    }
+
+    /// Records are promoted a window at a time, every one of them, and removed spaces'
+    /// records only deleted.
+    #[test]
+    fn promotion_takes_every_record_in_windows() {
+        let (_, config) = Net::new(1, "space s key k attributes int n create 4 partitions");
+        let space = config.space("s").unwrap();
+        let mut store = crate::storage::MemStore::new();
+        let n = PROMOTE_WINDOW * 2 + 7;
+        for i in 0..n {
+            let key = key_of(&format!("k{i}"), &config);
+            let mut object = hyperdex_model::Object::new();
+            object.insert("n".into(), Value::Int(i as i64));
+            keep(
+                &mut store,
+                &ChainWrite {
+                    config_version: config.version,
+                    region: space.region_of_bytes(&key),
+                    key,
+                    version: 1,
+                    object: Some(object),
+                    dedupe: None,
+                },
+            );
+        }
+        let mut gone = ChainWrite {
+            config_version: 1,
+            region: RegionId {
+                space: crate::config::SpaceId(999),
+                index: 0,
+            },
+            key: b"x".to_vec(),
+            version: 1,
+            object: None,
+            dedupe: None,
+        };
+        keep(&mut store, &gone);
+        gone.version = 2;
+        keep(&mut store, &gone);
+        store.sync().unwrap();
+        assert_eq!(promote(&mut store, &config).unwrap(), n);
+        assert_eq!(pending_records(&store), 0);
+        for i in [0, PROMOTE_WINDOW, n - 1] {
+            let key = key_of(&format!("k{i}"), &config);
+            let stored = load(&store, space.region_of_bytes(&key), &key).unwrap();
+            assert_eq!(stored.object.unwrap()["n"], Value::Int(i as i64));
+        }
     }
 
     fn key_of(k: &str, config: &Config) -> Vec<u8> {
