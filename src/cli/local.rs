@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::client::{fetch_config, ClientOptions};
+use crate::config::Timing;
 use crate::coordinator::{self, CoordinatorOptions};
 use crate::daemon::{self, DaemonOptions};
 use crate::rt;
@@ -33,6 +34,13 @@ pub struct LocalArgs {
     /// PORT + N.
     #[arg(long = "metrics-listen", value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// Makes heartbeats, leases and failure detection N times slower (at most 20: beyond,
+    /// administrative calls that wait for every daemon to take a new configuration outlast
+    /// their 10 s timeout), for a cluster that runs under a profiler such as valgrind, so
+    /// that it does not take its own slowness for failed servers.
+    #[arg(long = "timing-scale", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub timing_scale: u32,
     #[command(flatten)]
     pub security: super::security::SecurityFlags,
 }
@@ -88,10 +96,12 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
     })?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let addr = format!("{}:{port}", args.listen);
+    let timing = Timing::default().scaled(args.timing_scale);
     let opts = CoordinatorOptions {
         listen: addr.clone(),
         secret: secret.clone(),
         tls: tls.accept.clone(),
+        timing,
         ..CoordinatorOptions::default()
     };
     let metrics_at = |n: usize| -> Result<Option<String>, String> {
@@ -122,6 +132,7 @@ pub async fn start(args: &LocalArgs, dir: &std::path::Path) -> Result<String, St
             coordinator: addr.clone(),
             secret: secret.clone(),
             tls: tls.clone(),
+            timing,
             ..DaemonOptions::default()
         };
         super::process::serve_metrics(metrics_at(i + 1)?.as_deref(), opts.metrics.clone()).await?;

@@ -76,6 +76,11 @@ pub struct ClusterArgs {
     /// Start a local cluster (a coordinator and three daemons) for the run.
     #[arg(long)]
     pub local: bool,
+    /// With --local: heartbeats, leases and failure detection N times slower, so that a
+    /// run under valgrind (for instruction counts) sees no failover.
+    #[arg(long = "timing-scale", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub timing_scale: u32,
 }
 
 impl ClusterArgs {
@@ -92,6 +97,7 @@ impl ClusterArgs {
             port: 0,
             security: Default::default(),
             metrics_listen: None,
+            timing_scale: self.timing_scale,
         };
         start(&local, dir).await
     }
