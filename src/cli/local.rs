@@ -34,10 +34,11 @@ pub struct LocalArgs {
     /// PORT + N.
     #[arg(long = "metrics-listen", value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
-    /// Makes heartbeats, leases and failure detection N times slower (at most 20: beyond,
-    /// administrative calls that wait for every daemon to take a new configuration outlast
-    /// their 10 s timeout), for a cluster that runs under a profiler such as valgrind, so
-    /// that it does not take its own slowness for failed servers.
+    /// Heartbeats, leases and failure detection N times slower (1 to 20), for a cluster run
+    /// under a profiler such as valgrind
+    // So that it does not take its own slowness for failed servers. At most 20: beyond,
+    // administrative calls that wait for every daemon to take a new configuration outlast
+    // their 10 s timeout.
     #[arg(long = "timing-scale", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub timing_scale: u32,
