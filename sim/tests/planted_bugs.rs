@@ -22,7 +22,8 @@ const SLOW: &[(Bug, u64)] = &[(Bug::KeepStaleKeys, 1000)];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
 /// head cut off from the servers after its successor took a write, within the extra lease
-/// (seed 209 of `isolate-from-servers` since the index and record-expiry changes).
+/// (143 to 355 seeds of `isolate-from-servers` since the index and record-expiry
+/// changes).
 const MORE_SEEDS: &[(Bug, u64)] = &[(Bug::LongLease, 600)];
 
 fn faults_for(bug: Bug) -> Vec<Fault> {

@@ -36,9 +36,12 @@ pub struct LocalArgs {
     pub metrics_listen: Option<String>,
     /// Heartbeats, leases and failure detection N times slower (1 to 20), for a cluster run
     /// under a profiler such as valgrind
-    // So that it does not take its own slowness for failed servers. At most 20: beyond,
-    // administrative calls that wait for every daemon to take a new configuration outlast
-    // their 10 s timeout.
+    // So that it does not take its own slowness for failed servers. The daemons' tick (lost
+    // chain messages resent, committed writes' records deleted) slows with it; client
+    // timeouts do not. At most 20: a coordinator may hold an administrative call until
+    // every lease on the old configuration has run out (12.5 s at 20, beyond the admin
+    // client's 10 s timeout; creating a space normally ends sooner, when every daemon has
+    // taken the configuration), and at 50 creating the bench space timed out.
     #[arg(long = "timing-scale", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub timing_scale: u32,

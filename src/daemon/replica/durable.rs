@@ -31,11 +31,12 @@
 //! version that changes [`ChainWrite`] must bump the layout byte and still read the old one:
 //! a record is the only copy of an acknowledged write until its commit is synced.
 //!
-//! **Why it is safe to vouch with the newest record only.** A member takes version `v + 1` of
-//! a key only when it holds `v` (pending or stored: the gap rule in `chain`), and log records
-//! become durable in the order they were written; so when the record of the newest version an
-//! acknowledgement covers is durable, so is everything that version builds on. Letting a
-//! member accept writes with gaps would break this.
+//! **Why the records of the versions committed are enough.** An acknowledgement names the
+//! records of the versions it commits, not of the older versions those build on. A member
+//! takes version `v + 1` of a key only when it holds `v` (pending or stored: the gap rule in
+//! `chain`), and log records become durable in the order they were written; so once the
+//! records it names are durable, so is everything their versions build on. Letting a member
+//! accept writes with gaps would break this.
 //!
 //! [`Output::Durable`]: super::Output::Durable
 

@@ -78,7 +78,7 @@ pub struct ClusterArgs {
     pub local: bool,
     /// With --local: heartbeats, leases and failure detection N times slower, so that a
     /// run under valgrind (for instruction counts) sees no failover.
-    #[arg(long = "timing-scale", value_name = "N", default_value_t = 1,
+    #[arg(long = "timing-scale", value_name = "N", default_value_t = 1, requires = "local",
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub timing_scale: u32,
 }
