@@ -262,32 +262,36 @@ impl Actor {
 
     fn deliver(&mut self, outs: Vec<Output<Waiter>>) {
         for o in outs {
-            match o {
-                Output::Reply(w, answer) | Output::Read(w, answer, _) => {
-                    let code = match &answer {
-                        crate::protocol::ClientResponse::Reply(r) => r.code().symbol(),
-                        crate::protocol::ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
-                    };
-                    let took = rt::now().saturating_duration_since(w.received);
-                    self.metrics.request(w.kind, code, took.as_secs_f64());
-                    w.tx.send(Envelope {
-                        id: w.id,
-                        msg: Message::FromDaemon(answer),
-                    });
-                }
-                Output::Send(to, msg) => {
-                    if let Some(server) = self.replica.config().server(to) {
-                        let addr = server.addr.clone();
-                        self.peers.send(to, &addr, msg);
-                    }
-                }
-                Output::FetchConfig => self.fetch.notify_one(),
-                Output::TransferDone(region, since) => {
-                    // A report that does not fit is made again on the next tick.
-                    let _ = self.reports.try_send((region, since));
-                }
-                Output::Durable(o, _) => self.deliver(vec![*o]),
+            self.deliver_one(o);
+        }
+    }
+
+    fn deliver_one(&mut self, o: Output<Waiter>) {
+        match o {
+            Output::Reply(w, answer) | Output::Read(w, answer, _) => {
+                let code = match &answer {
+                    crate::protocol::ClientResponse::Reply(r) => r.code().symbol(),
+                    crate::protocol::ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
+                };
+                let took = rt::now().saturating_duration_since(w.received);
+                self.metrics.request(w.kind, code, took.as_secs_f64());
+                w.tx.send(Envelope {
+                    id: w.id,
+                    msg: Message::FromDaemon(answer),
+                });
             }
+            Output::Send(to, msg) => {
+                if let Some(server) = self.replica.config().server(to) {
+                    let addr = server.addr.clone();
+                    self.peers.send(to, &addr, msg);
+                }
+            }
+            Output::FetchConfig => self.fetch.notify_one(),
+            Output::TransferDone(region, since) => {
+                // A report that does not fit is made again on the next tick.
+                let _ = self.reports.try_send((region, since));
+            }
+            Output::Durable(o, _) => self.deliver_one(*o),
         }
     }
 }
