@@ -36,6 +36,8 @@ use hyperdex_model::{Check, Object, Predicate, Space, Value};
 use crate::config::{placement_hash, region_index};
 use crate::daemon::index::encode::{bounds, sortable};
 
+pub mod entry;
+
 /// How an attribute's values become coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
