@@ -80,7 +80,8 @@ pub struct ServerInfo {
 pub struct SpaceConfig {
     pub id: SpaceId,
     pub schema: Space,
-    /// For each region of the key subspace, its chain (head first).
+    /// For each region, its chain (head first): the key subspace's `partitions` regions first,
+    /// then those of each `subspace` clause in turn ([`SpaceConfig::subspace_of`]).
     pub chains: Vec<Vec<ServerId>>,
     /// For each region, the server being filled by state transfer, if any. It is always the
     /// last member of the chain: it stores and acknowledges writes like a tail, but it never
@@ -260,7 +261,7 @@ impl fmt::Display for Config {
                 f,
                 "space {name} (id {}, {} partitions, tolerate {} failures)",
                 s.id.0,
-                s.chains.len(),
+                s.key_regions(),
                 s.schema.tolerate
             )?;
             for (i, chain) in s.chains.iter().enumerate() {
@@ -369,12 +370,46 @@ impl Config {
     }
 }
 
+/// How many regions a space with this schema has: `partitions` for its key and for each
+/// subspace.
+pub fn regions_of_schema(schema: &Space) -> usize {
+    schema.partitions.max(1) as usize * (1 + schema.subspaces.len())
+}
+
 impl SpaceConfig {
+    /// How many regions each subspace has; the key subspace's are regions `0..` this.
+    pub fn key_regions(&self) -> u32 {
+        self.schema.partitions.max(1)
+    }
+
+    /// The key subspace's regions.
+    pub fn key_region_ids(&self) -> impl Iterator<Item = RegionId> + '_ {
+        (0..self.key_regions()).map(|index| RegionId {
+            space: self.id,
+            index,
+        })
+    }
+
+    /// Which subspace region `index` belongs to (0: the key's; `i`: the `i`th `subspace`
+    /// clause's) and its number within it.
+    pub fn subspace_of(&self, index: u32) -> (usize, u32) {
+        let n = self.key_regions();
+        ((index / n) as usize, index % n)
+    }
+
+    /// Region `region` of subspace `subspace` (as [`SpaceConfig::subspace_of`] numbers them).
+    pub fn subspace_region(&self, subspace: usize, region: u32) -> RegionId {
+        RegionId {
+            space: self.id,
+            index: subspace as u32 * self.key_regions() + region,
+        }
+    }
+
     /// The region holding the object with these canonical key bytes.
     pub fn region_of_bytes(&self, key: &[u8]) -> RegionId {
         RegionId {
             space: self.id,
-            index: region_index(placement_hash(key), self.chains.len().max(1)),
+            index: region_index(placement_hash(key), self.key_regions() as usize),
         }
     }
 

@@ -30,7 +30,7 @@ impl Client {
             .iter()
             .filter_map(|r| config.chain(*r).first())
             .collect();
-        let how = if regions.len() == 1 && sc.chains.len() > 1 {
+        let how = if regions.len() == 1 && sc.key_regions() > 1 {
             "the key is pinned by an equality"
         } else {
             "no check pins the key"
@@ -57,7 +57,7 @@ impl Client {
             "search of space \"{space}\" with {} check(s): {} of {} regions on {} server(s) ({how}); {read}",
             checks.len(),
             regions.len(),
-            sc.chains.len(),
+            sc.key_regions(),
             servers.len()
         ))
     }

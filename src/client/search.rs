@@ -351,7 +351,8 @@ impl SearchStream {
 }
 
 /// The regions a search must visit: the one region that can hold the object when a check
-/// pins the key with `Equals` (the daemon still validates every check), otherwise all.
+/// pins the key with `Equals` (the daemon still validates every check), otherwise every region
+/// of the key subspace.
 pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
     let pinned = checks.iter().find_map(|c| match &c.predicate {
         Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
@@ -359,12 +360,7 @@ pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId
     });
     match pinned {
         Some(r) => vec![r],
-        None => (0..sc.chains.len())
-            .map(|index| RegionId {
-                space: sc.id,
-                index: index as u32,
-            })
-            .collect(),
+        None => sc.key_region_ids().collect(),
     }
 }
 

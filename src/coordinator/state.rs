@@ -22,7 +22,8 @@ use hyperdex_model::{parse_space, ReturnCode, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    Config, IndexId, Joiner, RegionId, ServerId, ServerInfo, ServerState, SpaceConfig, SpaceId,
+    regions_of_schema, Config, IndexId, Joiner, RegionId, ServerId, ServerInfo, ServerState,
+    SpaceConfig, SpaceId,
 };
 
 /// Everything that can change the cluster.
@@ -320,18 +321,18 @@ impl Cluster {
             ));
         }
         let regions: usize = self.config.spaces.values().map(|s| s.chains.len()).sum();
-        if regions + schema.partitions as usize > MAX_REGIONS {
+        let more = regions_of_schema(&schema);
+        if regions + more > MAX_REGIONS {
             return Err((
                 ReturnCode::BadSpace,
                 format!(
-                    "the cluster has {regions} regions; {} more would pass the limit of {MAX_REGIONS}",
-                    schema.partitions
+                    "the cluster has {regions} regions; {more} more would pass the limit of {MAX_REGIONS}",
                 ),
             ));
         }
         let available = self.available();
         let replicas = (schema.tolerate as usize + 1).min(available.len());
-        let chains = (0..schema.partitions as usize)
+        let chains = (0..more)
             .map(|i| {
                 (0..replicas)
                     .map(|j| available[(i + j) % available.len()])
@@ -344,7 +345,7 @@ impl Cluster {
             schema.name.clone(),
             SpaceConfig {
                 id,
-                joining: vec![None; schema.partitions as usize],
+                joining: vec![None; more],
                 schema,
                 chains,
             },
@@ -753,6 +754,50 @@ mod tests {
         c.apply(&Command::add_space("space s key k tolerate 2 failures").expect("a valid space"))
             .unwrap();
         assert!(c.config.spaces["s"].chains.iter().all(|ch| ch.len() == 1));
+    }
+
+    #[test]
+    fn every_subspace_has_regions_with_chains_of_their_own() {
+        let mut c = cluster(3);
+        let text = "space s key k attributes a, int n subspace a subspace n create 4 partitions";
+        c.apply(&Command::add_space(text).expect("a valid space"))
+            .unwrap();
+        let s = &c.config.spaces["s"];
+        assert_eq!(
+            s.chains.len(),
+            12,
+            "4 regions for the key and for each subspace"
+        );
+        assert_eq!(s.joining.len(), 12);
+        assert!(s.chains.iter().all(|ch| ch.len() == 2));
+        assert_eq!(s.subspace_of(5), (1, 1));
+        assert_eq!(s.subspace_region(2, 3).index, 11);
+        // Keys are placed in the key subspace's regions only.
+        let placed: std::collections::BTreeSet<u32> = (0..100)
+            .map(|i| {
+                s.region_of(&hyperdex_model::Value::string(format!("k{i}")))
+                    .unwrap()
+                    .index
+            })
+            .collect();
+        assert_eq!(placed, (0..4).collect());
+        // A failure is repaired in every subspace alike.
+        c.apply(&Command::ServerFailed(ServerId(2))).unwrap();
+        let s = &c.config.spaces["s"];
+        for (chain, joining) in s.chains.iter().zip(&s.joining) {
+            assert!(!chain.contains(&ServerId(2)));
+            assert_eq!(chain.len(), 2, "refilled: {chain:?} {joining:?}");
+        }
+        // The limit on regions counts every subspace's.
+        let many = format!(
+            "space t key k attributes a subspace a create {} partitions",
+            MAX_REGIONS / 2
+        );
+        let refused = c.apply(&Command::add_space(&many).expect("a valid space"));
+        assert!(
+            matches!(&refused, Err((ReturnCode::BadSpace, m)) if m.contains("limit of")),
+            "{refused:?}"
+        );
     }
 
     #[test]
