@@ -70,3 +70,15 @@ pub const CLOCK_SKEW_SECS: u64 = if cfg!(madsim) { 1 } else { 60 };
 /// by a head's clock, so more than `RETRY_WINDOW_SECS + CLOCK_SKEW_SECS` before by the
 /// client's, and is refused (see `daemon::record`).
 pub const RECORD_HORIZON_SECS: u64 = RETRY_WINDOW_SECS + 3 * CLOCK_SKEW_SECS + 5;
+
+/// How long a search may last, at most: a subspace region keeps a key's former values this
+/// long after the key's head is known to have committed what replaced them, so a search that
+/// began while the head still showed them finds them (`hyperspace::entry`). The simulation's
+/// runs are short, so its life is too.
+pub const SEARCH_LIFE: Duration = Duration::from_secs(if cfg!(madsim) { 10 } else { 120 });
+
+/// The most keys a subspace member notes to settle at once (more are found by its sweep).
+pub const GC_KEYS: usize = 100_000;
+
+/// The most keys one settling query asks about.
+pub const SETTLE_BATCH: usize = 1024;

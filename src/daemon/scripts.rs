@@ -81,6 +81,41 @@ fn message_text(m: &ChainMessage) -> String {
                 w.config_version
             )
         }
+        ChainMessage::Update(u) => {
+            let value = u
+                .object
+                .as_ref()
+                .map_or_else(|| "not here".to_string(), object_text);
+            format!(
+                "SubspaceUpdate r{} {} v{} {value} @c{}",
+                u.region.index,
+                key_text(&u.key),
+                u.version,
+                u.config_version
+            )
+        }
+        ChainMessage::Updated(a) | ChainMessage::UpdateDone(a) => format!(
+            "{} r{} {} v{} @c{}",
+            m.name(),
+            a.region.index,
+            key_text(&a.key),
+            a.version,
+            a.config_version
+        ),
+        ChainMessage::SettleQuery(q) => format!(
+            "SettleQuery r{} for r{}: {} key(s) @c{}",
+            q.region.index,
+            q.subspace.index,
+            q.keys.len(),
+            q.config_version
+        ),
+        ChainMessage::SettleAnswer(a) => format!(
+            "SettleAnswer r{} for r{}: {} key(s) @c{}",
+            a.region.index,
+            a.subspace.index,
+            a.versions.len(),
+            a.config_version
+        ),
         ChainMessage::Ack(a) => format!(
             "ChainAck r{} {} v{} @c{}",
             a.region.index,

@@ -33,6 +33,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::rt::Instant;
 
 /// One write of a key as a subspace region hears of it.
@@ -46,17 +48,19 @@ pub struct Update<T> {
 }
 
 /// Values the object had here at an older version, which the head may still show.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Former<T> {
     /// The version that replaced them.
     pub until: u64,
     pub values: T,
-    /// When the head was known to have committed `until`.
+    /// When the head was known to have committed `until` (not stored: a restarted server
+    /// asks again).
+    #[serde(skip)]
     pub settled: Option<Instant>,
 }
 
 /// What a subspace region keeps for one key.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry<T> {
     /// The newest version heard of.
     pub version: u64,
@@ -64,6 +68,7 @@ pub struct Entry<T> {
     pub current: Option<T>,
     pub formers: Vec<Former<T>>,
     /// Without current values: when the head was known to have committed `version`.
+    #[serde(skip)]
     pub settled: Option<Instant>,
 }
 
@@ -94,6 +99,17 @@ impl<T: Clone + PartialEq> Entry<T> {
         }
     }
 
+    /// Takes in another copy of the entry (a state transfer's): what either holds stays.
+    pub fn merge(&mut self, other: Entry<T>) {
+        for f in other.formers {
+            self.keep(f.until, f.values);
+        }
+        self.absorb(Update {
+            version: other.version,
+            now: other.current,
+        });
+    }
+
     fn keep(&mut self, until: u64, values: T) {
         // The values of version `until - 1` (a duplicate update brings them again).
         if self.formers.iter().any(|f| f.until == until) {
@@ -104,6 +120,17 @@ impl<T: Clone + PartialEq> Entry<T> {
             values,
             settled: None,
         });
+    }
+
+    /// Whether this region has taken in the update of `version` (`values`: whether it carried
+    /// values), as far as it can matter: values kept until the head committed what replaced
+    /// them may be gone once it has.
+    pub fn took(&self, version: u64, values: bool) -> bool {
+        if !values {
+            return self.version >= version;
+        }
+        (self.version == version && self.current.is_some())
+            || self.formers.iter().any(|f| f.until == version + 1)
     }
 
     /// Whether a search whose checks `matches` must consider this key.

@@ -107,6 +107,63 @@ pub enum ChainMessage {
     TransferData(TransferData),
     TransferAck(TransferAck),
     TransferQuery(TransferQuery),
+    /// Down a subspace region's chain, from the key region's tail.
+    Update(SubspaceUpdate),
+    /// Up a subspace region's chain.
+    Updated(SubspaceAck),
+    /// From a subspace region's head to the key region's tail.
+    UpdateDone(SubspaceAck),
+    /// From a subspace region's member to a key region's head.
+    SettleQuery(SettleQuery),
+    SettleAnswer(SettleAnswer),
+}
+
+/// "Which version of these keys have you committed?", from a member of subspace region
+/// `subspace` to the head of key region `region` (so it may forget what only searches that
+/// began before that version needed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleQuery {
+    pub config_version: u64,
+    pub region: RegionId,
+    pub subspace: RegionId,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// The versions a key region's head has committed, of the keys a [`SettleQuery`] asked about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleAnswer {
+    pub config_version: u64,
+    pub region: RegionId,
+    pub subspace: RegionId,
+    pub versions: Vec<(Vec<u8>, u64)>,
+}
+
+/// One write of a key, as a region of another subspace learns it (value-dependent chaining;
+/// `hyperspace::entry`): the key region's tail sends it to the head of the region holding the
+/// new object and to that of the region holding the old one, and each passes it down its chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceUpdate {
+    pub config_version: u64,
+    /// The subspace region.
+    pub region: RegionId,
+    /// The canonical key bytes.
+    pub key: Vec<u8>,
+    pub version: u64,
+    /// The object after the write, if it lies in this region (`None`: deleted, or moved to
+    /// another region).
+    pub object: Option<Object>,
+}
+
+/// "Every member of the subspace region from the sender on has taken in this update."
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubspaceAck {
+    pub config_version: u64,
+    pub region: RegionId,
+    pub key: Vec<u8>,
+    pub version: u64,
+    /// Whether the update carried the object (what a member checks it holds before passing
+    /// the acknowledgement on).
+    pub object: bool,
 }
 
 impl ChainMessage {
@@ -118,6 +175,10 @@ impl ChainMessage {
             ChainMessage::TransferData(t) => t.config_version,
             ChainMessage::TransferAck(a) => a.config_version,
             ChainMessage::TransferQuery(q) => q.config_version,
+            ChainMessage::Update(u) => u.config_version,
+            ChainMessage::Updated(a) | ChainMessage::UpdateDone(a) => a.config_version,
+            ChainMessage::SettleQuery(q) => q.config_version,
+            ChainMessage::SettleAnswer(a) => a.config_version,
         }
     }
 
@@ -129,6 +190,10 @@ impl ChainMessage {
             ChainMessage::TransferData(t) => t.region,
             ChainMessage::TransferAck(a) => a.region,
             ChainMessage::TransferQuery(q) => q.region,
+            ChainMessage::Update(u) => u.region,
+            ChainMessage::Updated(a) | ChainMessage::UpdateDone(a) => a.region,
+            ChainMessage::SettleQuery(q) => q.region,
+            ChainMessage::SettleAnswer(a) => a.region,
         }
     }
 
@@ -139,6 +204,11 @@ impl ChainMessage {
             ChainMessage::TransferData(_) => "TransferData",
             ChainMessage::TransferAck(_) => "TransferAck",
             ChainMessage::TransferQuery(_) => "TransferQuery",
+            ChainMessage::Update(_) => "SubspaceUpdate",
+            ChainMessage::Updated(_) => "SubspaceUpdated",
+            ChainMessage::UpdateDone(_) => "SubspaceUpdateDone",
+            ChainMessage::SettleQuery(_) => "SettleQuery",
+            ChainMessage::SettleAnswer(_) => "SettleAnswer",
         }
     }
 }

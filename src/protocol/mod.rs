@@ -27,8 +27,8 @@ use hyperdex_model::ReturnCode;
 use serde::{Deserialize, Serialize};
 
 pub use chain::{
-    ChainAck, ChainMessage, ChainWrite, ClientId, Dedupe, Digest, TransferAck, TransferData,
-    TransferEntry, TransferQuery,
+    ChainAck, ChainMessage, ChainWrite, ClientId, Dedupe, Digest, SettleAnswer, SettleQuery,
+    SubspaceAck, SubspaceUpdate, TransferAck, TransferData, TransferEntry, TransferQuery,
 };
 pub use client::{ClientRequest, ClientResponse, OpRequest, SearchRequest};
 pub use coordinator::{AdminCommand, AdminOutput, CoordRequest, CoordResponse};

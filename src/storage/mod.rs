@@ -37,11 +37,20 @@ pub enum Table {
     /// Chain writes a member holds before the chain acknowledges them (`daemon::replica`):
     /// durable on arrival, so that an acknowledgement needs no second sync.
     Pending,
+    /// What regions of other subspaces keep per key (`hyperspace::entry`): region and key →
+    /// entry.
+    Subspace,
 }
 
 impl Table {
     /// Every table, in declaration order (`t as usize` is `t`'s position).
-    pub const ALL: [Table; 4] = [Table::Objects, Table::Meta, Table::Index, Table::Pending];
+    pub const ALL: [Table; 5] = [
+        Table::Objects,
+        Table::Meta,
+        Table::Index,
+        Table::Pending,
+        Table::Subspace,
+    ];
 }
 
 #[derive(Debug, thiserror::Error)]

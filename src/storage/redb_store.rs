@@ -23,6 +23,7 @@ const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+const SUBSPACE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("subspace");
 /// The log's bookkeeping: the last record the tree holds.
 const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
 const CHECKPOINTED: &str = "checkpointed";
@@ -33,6 +34,7 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         Table::Meta => META,
         Table::Index => INDEX,
         Table::Pending => PENDING,
+        Table::Subspace => SUBSPACE,
     }
 }
 

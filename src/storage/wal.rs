@@ -37,6 +37,7 @@ fn table_byte(t: Table) -> u8 {
         Table::Meta => 1,
         Table::Index => 2,
         Table::Pending => 3,
+        Table::Subspace => 4,
     }
 }
 
@@ -46,6 +47,7 @@ fn table_of(b: u8) -> Option<Table> {
         1 => Table::Meta,
         2 => Table::Index,
         3 => Table::Pending,
+        4 => Table::Subspace,
         _ => return None,
     })
 }

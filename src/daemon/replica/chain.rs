@@ -6,6 +6,7 @@ use std::collections::btree_map::Entry;
 use hyperdex_model::Reply;
 
 use super::durable::{self, pending_key};
+use super::subspace::send_updates;
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
@@ -48,7 +49,7 @@ impl<W: Clone> Replica<W> {
             crate::probe!("chain.stale_version_dropped");
             return Ok(());
         }
-        if self.sender_of(&msg) != Some(from) && !planted(Bug::TrustAnyPeer) {
+        if !self.sent_by(&msg, from) && !planted(Bug::TrustAnyPeer) {
             crate::probe!("chain.forged_sender_dropped");
             tracing::warn!(
                 server = self.me.0, from = from.0, region = %msg.region(),
@@ -75,18 +76,47 @@ impl<W: Clone> Replica<W> {
                 push_effects(effects, out);
                 Ok(())
             }
+            ChainMessage::Update(u) => self.on_update(store, u, out),
+            ChainMessage::Updated(a) => self.on_updated(store, a, out),
+            ChainMessage::UpdateDone(a) => self.on_update_done(store, a, out),
+            ChainMessage::SettleQuery(q) => self.on_settle_query(store, from, q, out),
+            ChainMessage::SettleAnswer(a) => {
+                self.on_settle_answer(self.now, a);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `from` may send `msg` here.
+    fn sent_by(&self, msg: &ChainMessage, from: ServerId) -> bool {
+        match msg {
+            ChainMessage::SettleQuery(_) | ChainMessage::SettleAnswer(_) => {
+                self.settle_sent_by(msg, from)
+            }
+            _ => self.sender_of(msg) == Some(from),
         }
     }
 
     /// The only server that may send `msg` here: writes and transfer windows come from the
     /// predecessor in the region's chain, acknowledgements from the successor.
     fn sender_of(&self, msg: &ChainMessage) -> Option<ServerId> {
+        if matches!(
+            msg,
+            ChainMessage::Update(_) | ChainMessage::Updated(_) | ChainMessage::UpdateDone(_)
+        ) {
+            return self.subspace_sender(msg);
+        }
         let (pos, chain) = self.position(msg.region())?;
         match msg {
             ChainMessage::Write(_)
             | ChainMessage::TransferData(_)
             | ChainMessage::TransferQuery(_) => pos.checked_sub(1).map(|p| chain[p]),
             ChainMessage::Ack(_) | ChainMessage::TransferAck(_) => chain.get(pos + 1).copied(),
+            ChainMessage::Update(_)
+            | ChainMessage::Updated(_)
+            | ChainMessage::UpdateDone(_)
+            | ChainMessage::SettleQuery(_)
+            | ChainMessage::SettleAnswer(_) => unreachable!("answered above"),
         }
     }
 
@@ -158,6 +188,28 @@ impl<W: Clone> Replica<W> {
                 if unverified {
                     tracing::debug!(server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key), version = w.version, "joiner: write to an unverified key");
                 }
+                let pend = self.pending.get(&(w.region, w.key.clone()));
+                let old = match pend.and_then(|p| p.values().next_back()) {
+                    Some(p) => p.write.object.clone(),
+                    None => stored.object.clone(),
+                };
+                let updates = self.updates_of(&w, old.as_ref());
+                if !updates.is_empty() {
+                    // Committed once the other subspaces' regions hold it (`subspace`).
+                    let pend = self.pending.entry((w.region, w.key.clone())).or_default();
+                    if let Entry::Vacant(slot) = pend.entry(w.version) {
+                        durable::keep(store, &w);
+                        let send = updates.iter();
+                        send_updates(&self.config, send, out);
+                        slot.insert(Pending {
+                            write: w,
+                            waiters: Vec::new(),
+                            deferred: Vec::new(),
+                            awaiting: Some(updates),
+                        });
+                    }
+                    return Ok(());
+                }
                 absorb(&mut stored, &w);
                 stage(store, w.region, &w.key, &stored);
                 let ack = self.ack(&w.key, w.region, w.version);
@@ -172,6 +224,7 @@ impl<W: Clone> Replica<W> {
                         write: w,
                         waiters: Vec::new(),
                         deferred: Vec::new(),
+                        awaiting: None,
                     });
                 }
             }
@@ -188,7 +241,7 @@ impl<W: Clone> Replica<W> {
         }
     }
 
-    fn on_chain_ack(
+    pub(super) fn on_chain_ack(
         &mut self,
         store: &mut dyn Store,
         a: ChainAck,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use hyperdex_model::db::step_key;
-use hyperdex_model::{Operation, Reply, ReturnCode};
+use hyperdex_model::{Object, Operation, Reply, ReturnCode};
 
+use super::subspace::send_updates;
 use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
@@ -157,6 +158,12 @@ impl<W: Clone> Replica<W> {
         } else {
             (unauthorized(), None)
         };
+        // What the write replaces, for the other subspaces' regions when this head is alone.
+        let alone = self.config.chain(o.region).len() == 1;
+        let old = match alone && !o.space.schema.subspaces.is_empty() {
+            true => latest.cloned(),
+            false => None,
+        };
         let Some(new) = change else {
             tracing::debug!(
                 server = self.me.0, region = %o.region, client = req.client, seq = req.seq,
@@ -188,17 +195,42 @@ impl<W: Clone> Replica<W> {
             server = self.me.0, region = %o.region, version = write.version, client = req.client,
             seq = req.seq, reply = ?answer, config = self.config.version, "head orders a write"
         );
-        let chain = self.config.chain(o.region);
-        let Some(&next) = chain.get(1) else {
+        self.send_write(store, write, o.stored, old, (waiter, answer), out);
+    }
+
+    /// Sends a write the head has ordered down the chain (and, alone in it, to the other
+    /// subspaces' regions), or stores and answers it at once.
+    fn send_write(
+        &mut self,
+        store: &mut dyn Store,
+        write: ChainWrite,
+        stored: StoredObject,
+        old: Option<Object>,
+        (waiter, answer): (W, Reply),
+        out: &mut Outputs<W>,
+    ) {
+        let slot = (write.region, write.key.clone());
+        let chain = self.config.chain(write.region);
+        let next = chain.get(1).copied();
+        // Head and tail at once, in a space with subspaces: answered once the other
+        // subspaces' regions hold the write (`subspace`).
+        let updates = match next {
+            Some(_) => None,
+            None => Some(self.updates_of(&write, old.as_ref())),
+        };
+        if next.is_none() && updates.as_ref().is_some_and(Vec::is_empty) {
             // Head and tail at once: durable after this batch's sync, then answered.
-            let mut s = o.stored;
+            let mut s = stored;
             absorb(&mut s, &write);
-            stage(store, o.region, &write.key, &s);
+            stage(store, write.region, &write.key, &s);
             out.push(Output::Reply(waiter, reply(answer)));
             return;
-        };
+        }
         super::durable::keep(store, &write);
-        out.push(Output::Send(next, ChainMessage::Write(write.clone())));
+        if let Some(next) = next {
+            out.push(Output::Send(next, ChainMessage::Write(write.clone())));
+        }
+        send_updates(&self.config, updates.iter().flatten(), out);
         let waiters = if planted(Bug::EarlyReply) {
             out.push(Output::Reply(waiter, reply(answer)));
             Vec::new()
@@ -209,6 +241,7 @@ impl<W: Clone> Replica<W> {
             write,
             waiters,
             deferred: Vec::new(),
+            awaiting: updates,
         };
         self.pending
             .entry(slot)

@@ -52,6 +52,10 @@
 mod chain;
 pub mod durable;
 mod head;
+mod settle;
+mod subspace;
+
+pub(crate) use subspace::{load_entry, stage_entry};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +66,9 @@ use hyperdex_model::{Reply, ReturnCode};
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, Joiner, RegionId, ServerId, Timing};
 use crate::daemon::index::{Builds, Indexed, Specs};
-use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, OpRequest, SearchRequest};
+use crate::protocol::{
+    ChainMessage, ChainWrite, ClientResponse, OpRequest, SearchRequest, SubspaceUpdate,
+};
 use crate::rt::Instant;
 use crate::storage::{Store, StoreError, Table};
 
@@ -130,6 +136,9 @@ struct Pending<W> {
     waiters: Vec<W>,
     /// Replies to failed operations that observed this write; sent when it is acknowledged.
     deferred: Vec<(W, Reply)>,
+    /// At the end of the key chain, in a space with subspaces: the updates of other
+    /// subspaces' regions not yet done (`subspace`). `None` elsewhere.
+    awaiting: Option<Vec<SubspaceUpdate>>,
 }
 
 type PendingWrites<W> = BTreeMap<u64, Pending<W>>;
@@ -153,6 +162,12 @@ pub struct Replica<W> {
     builds: Builds,
     /// Records of committed pending writes, deleted a tick later.
     forget: durable::Forget,
+    /// Keys of subspace regions with values kept for searches in progress (`settle`).
+    settling: settle::Settling,
+    /// Where the sweep of the subspace table for such keys has reached.
+    sweep: Option<Vec<u8>>,
+    /// The time of the input being taken.
+    now: Instant,
 }
 
 fn reply(r: Reply) -> ClientResponse {
@@ -185,6 +200,9 @@ impl<W: Clone> Replica<W> {
             promoted: Default::default(),
             builds: Default::default(),
             forget: Default::default(),
+            settling: Default::default(),
+            sweep: None,
+            now: crate::rt::now(),
         }
     }
 
@@ -232,6 +250,7 @@ impl<W: Clone> Replica<W> {
         let mut indexed = Indexed::new(store, self.indexes.clone());
         let store: &mut dyn Store = &mut indexed;
         let mut out = Vec::new();
+        self.now = now;
         self.transfers.advance(now);
         match input {
             Input::Op { waiter, req, unix } => {
@@ -268,11 +287,30 @@ impl<W: Clone> Replica<W> {
                 self.forget.tick(store);
                 self.builds.step(store, &self.indexes)?;
                 self.resend(None, &mut out);
+                self.settle_tick(store, now, &mut out)?;
                 let effects = self.transfers.tick(store, &self.config)?;
                 push_effects(effects, &mut out);
             }
         }
+        self.loopback(store, &mut out)?;
         Ok(out)
+    }
+
+    /// Messages to this server itself (it may serve a key's region and a subspace region the
+    /// key's writes update) are taken in at once, in the same batch.
+    fn loopback(&mut self, store: &mut dyn Store, out: &mut Outputs<W>) -> Result<(), StoreError> {
+        let me = self.me;
+        let to_me = |o: &Output<W>| matches!(o, Output::Send(to, _) if *to == me);
+        while out.iter().any(to_me) {
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(out).into_iter().partition(to_me);
+            *out = rest;
+            for o in mine {
+                if let Output::Send(_, msg) = o {
+                    self.on_chain(store, me, msg, out)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether this server holds a lease on its current configuration at `now`.
@@ -346,6 +384,7 @@ impl<W: Clone> Replica<W> {
             if self.config.space_by_id(s.id).is_none() {
                 store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
                 store.delete_prefix(Table::Pending, &s.id.0.to_be_bytes());
+                store.delete_prefix(Table::Subspace, &s.id.0.to_be_bytes());
             }
         }
         self.builds.reconcile(store, &self.indexes)?;
@@ -355,6 +394,7 @@ impl<W: Clone> Replica<W> {
         }
         let config = self.config.clone();
         push_effects(self.transfers.on_config(store, &old, &config)?, out);
+        self.resend_updates(None, out);
         for (from, msg) in std::mem::take(&mut self.early) {
             self.on_chain(store, from, msg, out)?;
         }
@@ -405,15 +445,11 @@ impl<W: Clone> Replica<W> {
                 }
             }
             Some((pos, chain)) if pos + 1 == chain.len() => {
-                // We are the tail now: everything pending is stored and acknowledged.
+                // We are the tail now: everything pending is stored and acknowledged, once
+                // the regions of other subspaces hold it.
                 crate::probe!("replica.became_tail_with_pending");
-                let top = self.pending[&slot].keys().next_back().copied().unwrap_or(0);
-                let kept = self.commit_through(store, region, &slot.1, top, out)?;
-                if pos > 0 {
-                    let ack = self.ack(&slot.1, region, top);
-                    let ack = Output::Send(chain[pos - 1], ChainMessage::Ack(ack));
-                    out.push(vouched(ack, kept));
-                }
+                self.hold_for_subspaces(store, region, &slot.1)?;
+                self.commit_done(store, region, &slot.1, out)?;
             }
             Some((pos, chain)) => {
                 crate::probe!("replica.pending_resent_after_reconfigure");
@@ -424,6 +460,8 @@ impl<W: Clone> Replica<W> {
                     .into_iter()
                     .flat_map(|p| p.values_mut())
                 {
+                    // The new tail updates the other subspaces' regions.
+                    p.awaiting = None;
                     p.write.config_version = version;
                     out.push(Output::Send(
                         chain[pos + 1],
@@ -438,6 +476,7 @@ impl<W: Clone> Replica<W> {
     /// Resends pending writes to their successor (only those whose successor is `only`, if
     /// given). Receivers ignore versions they have and acknowledge again.
     fn resend(&mut self, only: Option<ServerId>, out: &mut Outputs<W>) {
+        self.resend_updates(only, out);
         for ((region, _), pend) in &self.pending {
             let chain = self.config.chain(*region);
             let succ = chain
@@ -471,5 +510,7 @@ fn push_effects<W>(effects: Vec<Effect>, out: &mut Outputs<W>) {
         Effect::Done(region, since) => Output::TransferDone(region, since),
     }));
 }
+#[cfg(test)]
+mod subspace_tests;
 #[cfg(test)]
 mod tests;

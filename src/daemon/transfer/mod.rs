@@ -39,12 +39,20 @@ use crate::config::{Config, Joiner, RegionId, ServerId};
 use crate::limits::JOIN_LIVE_BYTES;
 use crate::protocol::coordinator::JoinProgress;
 use crate::protocol::{ChainMessage, TransferAck, TransferData, TransferQuery};
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, Table};
 
 use rate::Rate;
 pub use rate::DEFAULT_TRANSFER_RATE;
 pub use reconcile::store_transferred;
 use window::{held_after, read_window, Held, Window};
+
+/// The table a region's data is in: a subspace region's entries have their own.
+fn table_of(config: &Config, region: RegionId) -> Table {
+    match config.space_by_id(region.space) {
+        Some(s) if s.subspace_of(region.index).0 > 0 => Table::Subspace,
+        _ => Table::Objects,
+    }
+}
 
 /// Most objects per transfer window.
 pub const TRANSFER_WINDOW: usize = 4096;
@@ -335,7 +343,7 @@ impl Transfers {
             bytes,
         } = read_window(
             store,
-            region,
+            (table_of(config, region), region),
             o.cursor.as_deref(),
             self.window,
             o.held.as_ref(),
@@ -389,7 +397,8 @@ impl Transfers {
             return self.on_query(store, config, t.region);
         }
         let live = self.live.entry(t.region).or_default();
-        let applied = reconcile::apply_window(store, &t, live)?;
+        let table = table_of(config, t.region);
+        let applied = reconcile::apply_window(store, &t, table, live)?;
         if let Some(upto) = &applied.upto {
             // Keys up to here are verified now.
             let mut beyond = live.split_off(upto);
@@ -473,7 +482,8 @@ impl Transfers {
         let (held, held_all) = if done {
             (Vec::new(), true)
         } else {
-            held_after(store, region, upto.as_deref(), self.window)?
+            let at = (table_of(config, region), region);
+            held_after(store, at, upto.as_deref(), self.window)?
         };
         Ok(Effect::Send(
             to,

@@ -23,7 +23,11 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::bugs::{planted, Bug};
+use hyperdex_model::Object;
+
 use crate::config::RegionId;
+use crate::daemon::replica::{load_entry, stage_entry};
+use crate::hyperspace::entry::Entry;
 use crate::protocol::{TransferData, TransferEntry};
 use crate::storage::{Store, StoreError, Table};
 
@@ -51,6 +55,7 @@ pub struct Applied {
 pub fn apply_window(
     store: &mut dyn Store,
     t: &TransferData,
+    table: Table,
     live: &BTreeSet<Vec<u8>>,
 ) -> Result<Applied, StoreError> {
     let region = t.region;
@@ -59,7 +64,7 @@ pub fn apply_window(
         upto: t.after.clone(),
         ..Applied::default()
     };
-    let mut mine = Mine::new(t.after.clone());
+    let mut mine = Mine::new(table, t.after.clone());
     let mut incoming = t.entries.iter().peekable();
     loop {
         let own = mine.peek(store, region, &in_range)?.map(<[u8]>::to_vec);
@@ -82,12 +87,15 @@ pub fn apply_window(
             (None, Some(_)) => {
                 crate::probe!("transfer.stale_removed");
                 tracing::debug!(%region, key = %String::from_utf8_lossy(&key), "transfer: removing a key the source lacks");
-                store.put(Table::Objects, &object_key(region, &key), None);
+                store.put(table, &object_key(region, &key), None);
             }
             (None, None) => {}
             (Some(TransferEntry::Object(bytes)), _) => {
                 done.bytes += (key.len() + bytes.len()) as u64;
-                store_object(store, region, &key, bytes, written_live)?;
+                match table {
+                    Table::Subspace => store_entry(store, region, &key, bytes, written_live)?,
+                    _ => store_object(store, region, &key, bytes, written_live)?,
+                }
             }
             (Some(TransferEntry::Unchanged(d)), Some((_, v))) if digest(&v) == *d => {
                 crate::probe!("transfer.unchanged_kept");
@@ -159,8 +167,31 @@ pub fn store_transferred(
     Ok(())
 }
 
+/// Stores a subspace region's entry sent whole: over the joiner's, or, if an update reached
+/// the joiner during this join, merged with it.
+fn store_entry(
+    store: &mut dyn Store,
+    region: RegionId,
+    key: &[u8],
+    bytes: &[u8],
+    written_live: bool,
+) -> Result<(), StoreError> {
+    let Ok(incoming) = postcard::from_bytes::<Entry<Object>>(bytes) else {
+        store.put(Table::Subspace, &object_key(region, key), None);
+        return Ok(());
+    };
+    let mut entry = match written_live {
+        true => load_entry(store, region, key)?,
+        false => Entry::new(),
+    };
+    entry.merge(incoming);
+    stage_entry(store, region, key, &entry);
+    Ok(())
+}
+
 /// The joiner's own objects in a window's range, read a chunk at a time.
 struct Mine {
+    table: Table,
     rows: VecDeque<(Vec<u8>, Vec<u8>)>,
     /// The last key read from the store.
     after: Option<Vec<u8>>,
@@ -168,8 +199,9 @@ struct Mine {
 }
 
 impl Mine {
-    fn new(after: Option<Vec<u8>>) -> Mine {
+    fn new(table: Table, after: Option<Vec<u8>>) -> Mine {
         Mine {
+            table,
             rows: VecDeque::new(),
             after,
             exhausted: false,
@@ -183,7 +215,8 @@ impl Mine {
         in_range: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Option<&[u8]>, StoreError> {
         if self.rows.is_empty() && !self.exhausted {
-            let rows = objects_after(store, region, self.after.as_deref(), CHUNK)?;
+            let at = (self.table, region);
+            let rows = objects_after(store, at, self.after.as_deref(), CHUNK)?;
             self.exhausted = rows.len() < CHUNK;
             self.after = rows.last().map(|(k, _)| k.clone());
             for row in rows {

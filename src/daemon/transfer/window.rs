@@ -32,17 +32,18 @@ pub fn digest(bytes: &[u8]) -> Digest {
     d
 }
 
-/// The region's objects after key `after` (at most `max`), as stored: (key, bytes).
+/// The region's objects (in `table`: a subspace region's entries are in their own) after key
+/// `after` (at most `max`), as stored: (key, bytes).
 pub fn objects_after(
     store: &dyn Store,
-    region: RegionId,
+    (table, region): (Table, RegionId),
     after: Option<&[u8]>,
     max: usize,
 ) -> Result<KeyValues, StoreError> {
     let prefix = region_prefix(region);
     let after = after.map(|c| object_key(region, c));
     Ok(store
-        .scan_from(Table::Objects, &prefix, after.as_deref(), max)?
+        .scan_from(table, &prefix, after.as_deref(), max)?
         .into_iter()
         .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
         .collect())
@@ -52,7 +53,7 @@ pub fn objects_after(
 /// keys of at most [`HELD_BYTES`] together), and whether there are no more.
 pub fn held_after(
     store: &dyn Store,
-    region: RegionId,
+    region: (Table, RegionId),
     after: Option<&[u8]>,
     max: usize,
 ) -> Result<Held, StoreError> {
@@ -86,7 +87,7 @@ pub struct Window {
 /// joiner's copy.
 pub fn read_window(
     store: &dyn Store,
-    region: RegionId,
+    region: (Table, RegionId),
     after: Option<&[u8]>,
     max: usize,
     held: Option<&Held>,

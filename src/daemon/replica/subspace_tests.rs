@@ -1,0 +1,270 @@
+//! Value-dependent chaining, step by step on a hand-wired network (`daemon::testnet`).
+
+use hyperdex_model::{Object, Operation, Reply, Value};
+
+use super::subspace::load_entry;
+use super::*;
+use crate::config::{key_bytes, RegionId};
+use crate::daemon::record::load;
+use crate::daemon::testnet::{head_of, op, Net};
+use crate::limits::SEARCH_LIFE;
+use crate::protocol::SettleAnswer;
+
+/// Keys with `n < 0` lie in region 0 of the subspace over `n`, the others in region 1.
+const SPACE: &str =
+    "space s key k attributes int n subspace n create 2 partitions tolerate 1 failure";
+
+fn put(net: &mut Net, config: &Config, waiter: u32, key: &str, n: i64) {
+    let (head, _) = head_of(config, key);
+    let input = op(
+        config,
+        waiter,
+        waiter.into(),
+        Operation::put("s", key, vec![("n", Value::Int(n))]),
+    );
+    net.input(head, input);
+}
+
+fn key(config: &Config, key: &str) -> Vec<u8> {
+    key_bytes(&config.space("s").unwrap().schema, &Value::string(key)).unwrap()
+}
+
+/// Region `r` of the subspace over `n`.
+fn sub_region(config: &Config, r: u32) -> RegionId {
+    config.space("s").unwrap().subspace_region(1, r)
+}
+
+/// What every member of region `r` of the subspace holds for `key`: current value of `n` and
+/// the values of `n` kept as formers.
+fn held(net: &Net, config: &Config, r: u32, k: &str) -> Vec<(Option<i64>, Vec<i64>)> {
+    let n = |o: &Object| match o["n"] {
+        Value::Int(n) => n,
+        _ => panic!("an int"),
+    };
+    let region = sub_region(config, r);
+    config
+        .chain(region)
+        .iter()
+        .map(|m| {
+            let e = load_entry(&net.replicas[m].1, region, &key(config, k)).unwrap();
+            let formers = e.formers.iter().map(|f| n(&f.values)).collect();
+            (e.current.as_ref().map(n), formers)
+        })
+        .collect()
+}
+
+fn is_update(m: &ChainMessage) -> bool {
+    matches!(
+        m,
+        ChainMessage::Update(_) | ChainMessage::Updated(_) | ChainMessage::UpdateDone(_)
+    )
+}
+
+/// Delivers every message but the subspace ones; returns those.
+fn deliver_key_chain(net: &mut Net) -> Vec<(ServerId, ServerId, ChainMessage)> {
+    let mut held_back = Vec::new();
+    while !net.in_flight.is_empty() {
+        let (from, to, msg) = net.in_flight.remove(0);
+        if is_update(&msg) {
+            held_back.push((from, to, msg));
+        } else {
+            net.input(to, Input::Chain { from, msg });
+        }
+    }
+    held_back
+}
+
+#[test]
+fn a_write_is_answered_only_once_every_subspace_region_it_touches_holds_it() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    let updates = deliver_key_chain(&mut net);
+    assert!(
+        net.replies.is_empty(),
+        "no reply before the subspace holds it"
+    );
+    assert_eq!(updates.len(), 1, "one region: {updates:?}");
+    net.in_flight = updates;
+    net.deliver_all();
+    assert_eq!(net.replies, vec![(1, Reply::Success)]);
+    assert_eq!(held(&net, &config, 1, "a"), vec![(Some(5), vec![]); 2]);
+    assert_eq!(held(&net, &config, 0, "a"), vec![(None, vec![]); 2]);
+}
+
+#[test]
+fn a_write_that_moves_an_object_updates_both_regions() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    net.deliver_all();
+    put(&mut net, &config, 2, "a", -5);
+    let updates = deliver_key_chain(&mut net);
+    let mut regions: Vec<RegionId> = updates.iter().map(|(_, _, m)| m.region()).collect();
+    regions.sort();
+    assert_eq!(
+        regions,
+        vec![sub_region(&config, 0), sub_region(&config, 1)]
+    );
+    net.in_flight = updates;
+    net.deliver_all();
+    assert_eq!(net.replies, vec![(1, Reply::Success), (2, Reply::Success)]);
+    assert_eq!(held(&net, &config, 0, "a"), vec![(Some(-5), vec![]); 2]);
+    // The old values stay a candidate until the head is known to have committed the move.
+    assert_eq!(held(&net, &config, 1, "a"), vec![(None, vec![5]); 2]);
+}
+
+#[test]
+fn lost_updates_are_resent_by_the_key_tail() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    deliver_key_chain(&mut net); // the updates are lost
+    for &s in config.servers.keys() {
+        net.input(s, Input::Tick);
+    }
+    net.deliver_all();
+    assert_eq!(net.replies, vec![(1, Reply::Success)]);
+    assert_eq!(held(&net, &config, 1, "a"), vec![(Some(5), vec![]); 2]);
+}
+
+#[test]
+fn a_new_key_tail_sends_the_updates_of_the_writes_pending_at_it() {
+    let (mut net, config) = Net::new(3, SPACE);
+    let (head, region) = head_of(&config, "a");
+    put(&mut net, &config, 1, "a", 5);
+    // The write reaches the head only; the tail fails.
+    net.in_flight.clear();
+    let tail = config.chain(region)[1];
+    let mut next = config.clone();
+    next.version += 1;
+    for ch in &mut next.spaces.get_mut("s").unwrap().chains {
+        if ch.len() > 1 {
+            ch.retain(|&m| m != tail);
+        }
+    }
+    for &s in next.servers.keys() {
+        net.install(s, &next);
+    }
+    assert!(net.replies.is_empty());
+    net.in_flight.retain(|(_, to, _)| *to != tail);
+    net.deliver_all();
+    assert_eq!(net.replies, vec![(1, Reply::Success)]);
+    assert!(held(&net, &next, 1, "a")
+        .iter()
+        .all(|h| *h == (Some(5), vec![])));
+    assert!(
+        load(&net.replicas[&head].1, region, &key(&config, "a"))
+            .unwrap()
+            .version
+            == 1
+    );
+}
+
+#[test]
+fn a_head_alone_in_its_chain_answers_once_the_subspace_holds_the_write() {
+    let (mut net, config) = Net::new(
+        1,
+        "space s key k attributes int n subspace n create 2 partitions",
+    );
+    put(&mut net, &config, 1, "a", 5);
+    // Server 1 is the subspace region's head too: the update is taken in at once.
+    assert!(net.in_flight.is_empty(), "{:?}", net.in_flight);
+    assert_eq!(net.replies, vec![(1, Reply::Success)]);
+    assert_eq!(held(&net, &config, 1, "a"), vec![(Some(5), vec![])]);
+}
+
+#[test]
+fn an_update_from_a_server_that_is_not_the_key_tail_is_dropped() {
+    let (mut net, config) = Net::new(3, SPACE);
+    let region = sub_region(&config, 1);
+    let head = config.chain(region)[0];
+    let (_, key_region) = head_of(&config, "a");
+    let key_tail = *config.chain(key_region).last().unwrap();
+    let forger = *config
+        .servers
+        .keys()
+        .find(|&&s| s != key_tail && s != head)
+        .unwrap();
+    let mut object = Object::new();
+    object.insert("n".into(), Value::Int(9));
+    let msg = ChainMessage::Update(SubspaceUpdate {
+        config_version: config.version,
+        region,
+        key: key(&config, "a"),
+        version: 7,
+        object: Some(object),
+    });
+    net.input(head, Input::Chain { from: forger, msg });
+    assert!(net.in_flight.is_empty());
+    let e = load_entry(&net.replicas[&head].1, region, &key(&config, "a")).unwrap();
+    assert_eq!(e.version, 0, "nothing taken in");
+}
+
+fn tick_all(net: &mut Net, config: &Config) {
+    for &s in config.servers.keys() {
+        net.input(s, Input::Tick);
+    }
+    net.deliver_all();
+}
+
+#[test]
+fn values_a_move_left_behind_go_a_search_life_after_the_head_committed_the_move() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    net.deliver_all();
+    put(&mut net, &config, 2, "a", -5);
+    net.deliver_all();
+    put(&mut net, &config, 3, "a", -6);
+    net.deliver_all();
+    assert_eq!(net.replies.len(), 3);
+    assert_eq!(held(&net, &config, 1, "a"), vec![(None, vec![5]); 2]);
+    assert_eq!(held(&net, &config, 0, "a"), vec![(Some(-6), vec![-5]); 2]);
+    // The members learn that the head committed version 3; a search's life later they forget.
+    tick_all(&mut net, &config);
+    net.advance(SEARCH_LIFE / 2);
+    tick_all(&mut net, &config);
+    assert_eq!(held(&net, &config, 1, "a"), vec![(None, vec![5]); 2]);
+    net.advance(SEARCH_LIFE / 2);
+    tick_all(&mut net, &config);
+    assert_eq!(held(&net, &config, 0, "a"), vec![(Some(-6), vec![]); 2]);
+    let region = sub_region(&config, 1);
+    for m in config.chain(region) {
+        let bytes = net.replicas[m].1.get(
+            Table::Subspace,
+            &crate::daemon::record::object_key(region, &key(&config, "a")),
+        );
+        assert_eq!(
+            bytes.unwrap(),
+            None,
+            "the entry of the region the object left is deleted"
+        );
+    }
+}
+
+#[test]
+fn a_settling_answer_from_a_server_that_is_not_the_key_head_is_dropped() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    net.deliver_all();
+    put(&mut net, &config, 2, "a", -5);
+    net.deliver_all();
+    let (head, key_region) = head_of(&config, "a");
+    let region = sub_region(&config, 1);
+    let member = config.chain(region)[0];
+    let forger = *config.servers.keys().find(|&&s| s != head).unwrap();
+    let answer = ChainMessage::SettleAnswer(SettleAnswer {
+        config_version: config.version,
+        region: key_region,
+        subspace: region,
+        versions: vec![(key(&config, "a"), 99)],
+    });
+    net.input(
+        member,
+        Input::Chain {
+            from: forger,
+            msg: answer,
+        },
+    );
+    net.advance(SEARCH_LIFE * 2);
+    net.input(member, Input::Tick);
+    let e = load_entry(&net.replicas[&member].1, region, &key(&config, "a")).unwrap();
+    assert_eq!(e.formers.len(), 1, "kept: {e:?}");
+}
