@@ -168,8 +168,59 @@ impl ProcCluster {
             c.daemons.push(d);
             c.start_daemon(i);
         }
-        c.wait_for_daemons(n);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.daemons_available(n) {
+            c.respawn_port_losers();
+            assert!(
+                Instant::now() < deadline,
+                "daemons did not register: {}",
+                c.show_config()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         c
+    }
+
+    /// Restarts, on a new port, every daemon that exited because its port was taken between
+    /// [`free_port`] finding it free and the daemon binding it (another process's outgoing
+    /// connection can take it in that moment).
+    fn respawn_port_losers(&mut self) {
+        for i in 0..self.daemons.len() {
+            let exited = self.daemons[i]
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let log = self.dir.join(format!("daemon{}.log", i + 1));
+            let lost = std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("cannot listen") && t.contains("in use"));
+            if exited && lost {
+                eprintln!(
+                    "daemon {} lost port {}; restarting",
+                    i + 1,
+                    self.daemons[i].port
+                );
+                self.daemons[i].port = free_port();
+                self.start_daemon(i);
+            }
+        }
+    }
+
+    fn show_config(&self) -> String {
+        let out = self.hyperdex(&["show-config"], None);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn daemons_available(&self, n: usize) -> bool {
+        let out = self.hyperdex(&["show-config"], None);
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .matches("AVAILABLE")
+                .count()
+                >= n
     }
 
     pub fn start_coordinator(&mut self) {
