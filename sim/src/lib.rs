@@ -31,6 +31,8 @@ pub mod rogue;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
+pub mod subspaces;
+#[cfg(madsim)]
 pub mod sweep;
 #[cfg(madsim)]
 pub mod workload;

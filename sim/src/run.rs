@@ -202,6 +202,13 @@ pub async fn run(opts: RunOptions) -> RunReport {
 }
 
 async fn add_space(cluster: &SimCluster) {
+    for space in [SPACE, WIDE] {
+        // A space the simulation cannot add would leave every run waiting for it.
+        assert!(
+            hyperdex_model::parse_space(space).is_ok(),
+            "the simulated space does not parse: {space}"
+        );
+    }
     cluster
         .on_control(async {
             for space in [SPACE, WIDE] {
@@ -272,7 +279,9 @@ async fn report(
         })
         .await;
     let convergence = match &config {
-        Some(c) => converged(cluster, c),
+        Some(c) => {
+            converged(cluster, c).and_then(|n| crate::subspaces::placed(cluster, c).map(|m| n + m))
+        }
         None => Err("cannot fetch the final configuration".into()),
     };
     let final_config = config.as_ref().map(ToString::to_string).unwrap_or_default();

@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 use hyperdex_model::Reply;
 
 use super::durable::{self, pending_key};
-use super::subspace::send_updates;
+use super::subspace::{send_updates, Old};
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
@@ -189,11 +189,20 @@ impl<W: Clone> Replica<W> {
                     tracing::debug!(server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key), version = w.version, "joiner: write to an unverified key");
                 }
                 let pend = self.pending.get(&(w.region, w.key.clone()));
-                let old = match pend.and_then(|p| p.values().next_back()) {
-                    Some(p) => p.write.object.clone(),
-                    None => stored.object.clone(),
+                if pend.is_some_and(|p| p.contains_key(&w.version)) {
+                    // Held pending for the other subspaces' regions (a retransmission): it
+                    // commits when they hold it, not now.
+                    return Ok(());
+                }
+                let last = pend.and_then(|p| p.values().next_back());
+                let old = match last {
+                    Some(p) => Old::Known(p.write.object.as_ref()),
+                    // An unverified key's stored object may be stale or missing: the write
+                    // tells every other region of each subspace that the object is not there.
+                    None if unverified => Old::Unknown,
+                    None => Old::Known(stored.object.as_ref()),
                 };
-                let updates = self.updates_of(&w, old.as_ref());
+                let updates = self.updates_of(&w, old);
                 if !updates.is_empty() {
                     // Committed once the other subspaces' regions hold it (`subspace`).
                     let pend = self.pending.entry((w.region, w.key.clone())).or_default();

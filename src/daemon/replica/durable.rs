@@ -100,11 +100,23 @@ impl Forget {
     }
 }
 
+/// What [`promote`] did with the records a previous life left.
+#[derive(Debug, Default)]
+pub struct Promoted {
+    /// Writes committed.
+    pub committed: usize,
+    /// Writes of spaces with subspaces, oldest first per key: they commit only once the
+    /// regions of the other subspaces hold them, so they are held pending again (their
+    /// records stay) and the replica sends their updates if it is the tail (`subspace`).
+    pub held: Vec<ChainWrite>,
+}
+
 /// Commits every pending record a previous life of this server left (see the module docs),
-/// through `store` (which keeps the indexes in step), and deletes them. Records of spaces
-/// that `config` no longer has are only deleted. Returns how many writes were promoted.
-pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreError> {
-    let mut promoted = 0;
+/// through `store` (which keeps the indexes in step), and deletes them; the writes of spaces
+/// with subspaces are returned to be held pending instead. Records of spaces that `config` no
+/// longer has are only deleted.
+pub fn promote(store: &mut dyn Store, config: &Config) -> Result<Promoted, StoreError> {
+    let mut promoted = Promoted::default();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let window = store.scan_from(Table::Pending, &[], after.as_deref(), PROMOTE_WINDOW)?;
@@ -113,14 +125,20 @@ pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreErr
         };
         after = Some(last.clone());
         for (k, bytes) in window {
-            promoted += usize::from(promote_one(store, config, &k, &bytes)?);
+            match promote_one(store, config, &k, &bytes)? {
+                Outcome::Dropped => {}
+                Outcome::Committed => promoted.committed += 1,
+                Outcome::Held(w) => promoted.held.push(*w),
+            }
         }
     }
-    if promoted > 0 {
+    if promoted.committed + promoted.held.len() > 0 {
         crate::probe!("replica.pending_promoted_at_start");
         tracing::info!(
-            writes = promoted,
-            "writes held pending before a restart committed"
+            writes = promoted.committed,
+            held = promoted.held.len(),
+            "writes held pending before a restart committed (those of spaces with subspaces \
+             held until the subspaces' regions have them)"
         );
     }
     Ok(promoted)
@@ -129,40 +147,54 @@ pub fn promote(store: &mut dyn Store, config: &Config) -> Result<usize, StoreErr
 /// Records read at a time by [`promote`]: they hold whole objects.
 const PROMOTE_WINDOW: usize = 1024;
 
-/// Commits one pending record `k` (and deletes it); whether it was newer than the object.
+/// What became of one record.
+enum Outcome {
+    Dropped,
+    Committed,
+    Held(Box<ChainWrite>),
+}
+
+/// Commits one pending record `k` (and deletes it), or returns it to be held pending.
 fn promote_one(
     store: &mut dyn Store,
     config: &Config,
     k: &[u8],
     bytes: &[u8],
-) -> Result<bool, StoreError> {
-    store.put(Table::Pending, k, None);
+) -> Result<Outcome, StoreError> {
     if planted(Bug::PendingNotRecovered) {
-        return Ok(false);
+        store.put(Table::Pending, k, None);
+        return Ok(Outcome::Dropped);
     }
     let decoded = match bytes.split_first() {
         Some((&LAYOUT, rest)) => postcard::from_bytes::<ChainWrite>(rest).ok(),
         _ => None,
     };
     let Some(w) = decoded else {
+        store.put(Table::Pending, k, None);
         tracing::error!(
             record = ?k,
             "a pending write record this version cannot read: dropped"
         );
-        return Ok(false);
+        return Ok(Outcome::Dropped);
     };
-    if config.space_by_id(w.region.space).is_none() {
-        return Ok(false);
-    }
+    let Some(space) = config.space_by_id(w.region.space) else {
+        store.put(Table::Pending, k, None);
+        return Ok(Outcome::Dropped);
+    };
     // A version already stored was committed with its retry record (the commit that
     // stored it took every pending version up to it): only its deletion was lost.
     let mut stored = load(store, w.region, &w.key)?;
     if w.version <= stored.version {
-        return Ok(false);
+        store.put(Table::Pending, k, None);
+        return Ok(Outcome::Dropped);
     }
+    if !space.schema.subspaces.is_empty() {
+        return Ok(Outcome::Held(Box::new(w)));
+    }
+    store.put(Table::Pending, k, None);
     absorb(&mut stored, &w);
     stage(store, w.region, &w.key, &stored);
-    Ok(true)
+    Ok(Outcome::Committed)
 }
 
 #[cfg(test)]
@@ -290,7 +322,7 @@ mod tests {
             keep(&mut store, &write(removed, b"x".to_vec(), version, None));
         }
         store.sync().unwrap();
-        assert_eq!(promote(&mut store, &config).unwrap(), n);
+        assert_eq!(promote(&mut store, &config).unwrap().committed, n);
         assert_eq!(pending_records(&store), 0);
         for i in [0, PROMOTE_WINDOW, n - 1] {
             let key = key_of(&format!("k{i}"), &config);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyperdex_model::db::step_key;
 use hyperdex_model::{Object, Operation, Reply, ReturnCode};
 
-use super::subspace::send_updates;
+use super::subspace::{send_updates, Old};
 use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
@@ -216,7 +216,7 @@ impl<W: Clone> Replica<W> {
         // subspaces' regions hold the write (`subspace`).
         let updates = match next {
             Some(_) => None,
-            None => Some(self.updates_of(&write, old.as_ref())),
+            None => Some(self.updates_of(&write, Old::Known(old.as_ref()))),
         };
         if next.is_none() && updates.as_ref().is_some_and(Vec::is_empty) {
             // Head and tail at once: durable after this batch's sync, then answered.

@@ -55,7 +55,8 @@ mod head;
 mod settle;
 mod subspace;
 
-pub(crate) use subspace::{load_entry, stage_entry};
+pub use subspace::load_entry;
+pub(crate) use subspace::stage_entry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -370,7 +371,20 @@ impl<W: Clone> Replica<W> {
         if old.version == 0 {
             // The first configuration since this server started: what a previous life held
             // pending on disk is committed first (see `durable`).
-            durable::promote(store, &self.config)?;
+            let promoted = durable::promote(store, &self.config)?;
+            for w in promoted.held {
+                let slot = (w.region, w.key.clone());
+                let pend = self.pending.entry(slot).or_default();
+                pend.insert(
+                    w.version,
+                    Pending {
+                        write: w,
+                        waiters: Vec::new(),
+                        deferred: Vec::new(),
+                        awaiting: None,
+                    },
+                );
+            }
         }
         if planted(Bug::StallReads) {
             for (region, pos) in self.config.regions_of(self.me) {

@@ -27,8 +27,8 @@ use crate::hyperspace::Subspace;
 use crate::protocol::{ChainMessage, ChainWrite, SubspaceAck, SubspaceUpdate};
 use crate::storage::{Store, StoreError, Table};
 
-/// A subspace region's entry for `key`.
-pub(crate) fn load_entry(
+/// A subspace region's entry for `key` (an empty one if there is none or it is unreadable).
+pub fn load_entry(
     store: &dyn Store,
     region: RegionId,
     key: &[u8],
@@ -49,6 +49,15 @@ pub(crate) fn stage_entry(
     store.put(Table::Subspace, &object_key(region, key), Some(bytes));
 }
 
+/// The object a write replaces, as the server computing its subspace updates knows it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Old<'a> {
+    /// Stored or pending here (none: the key had no object).
+    Known(Option<&'a Object>),
+    /// Not known: a joiner's copy of the key has not been verified by its transfer yet.
+    Unknown,
+}
+
 /// The geometry of each `subspace` clause of `space` (numbered from 1, as its regions are).
 pub(crate) fn subspaces(space: &SpaceConfig) -> Vec<Subspace> {
     let schema = &space.schema;
@@ -60,9 +69,9 @@ pub(crate) fn subspaces(space: &SpaceConfig) -> Vec<Subspace> {
 }
 
 impl<W: Clone> Replica<W> {
-    /// The updates write `w` sends to other subspaces' regions, `old` being the object it
+    /// The updates write `w` sends to other subspaces' regions, given the object it
     /// replaces (none for a space without subspaces).
-    pub(super) fn updates_of(&self, w: &ChainWrite, old: Option<&Object>) -> Vec<SubspaceUpdate> {
+    pub(super) fn updates_of(&self, w: &ChainWrite, old: Old<'_>) -> Vec<SubspaceUpdate> {
         let Some(space) = self.config.space_by_id(w.region.space) else {
             return Vec::new();
         };
@@ -72,22 +81,37 @@ impl<W: Clone> Replica<W> {
         let Ok(key) = hyperdex_model::value::decode(&w.key) else {
             return Vec::new();
         };
+        tracing::debug!(
+            server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key),
+            version = w.version, ?old, "subspace updates of a write"
+        );
         let mut out = Vec::new();
         for (i, sub) in subspaces(space).iter().enumerate() {
             let new = w.object.as_ref().map(|o| sub.region_of(&key, o));
-            let was = old.map(|o| sub.region_of(&key, o));
-            let moved_from = was.filter(|r| Some(*r) != new);
-            let targets = [(new, w.object.clone()), (moved_from, None)];
-            for (region, object) in targets {
-                if let Some(r) = region {
-                    out.push(SubspaceUpdate {
-                        config_version: self.config.version,
-                        region: space.subspace_region(i + 1, r),
-                        key: w.key.clone(),
-                        version: w.version,
-                        object,
-                    });
-                }
+            // Where the object is no longer: the old object's region if it moved, or, when
+            // the old object is not known here, every other region of the subspace.
+            let gone: Vec<u32> = match old {
+                Old::Known(o) => o
+                    .map(|o| sub.region_of(&key, o))
+                    .filter(|r| Some(*r) != new)
+                    .into_iter()
+                    .collect(),
+                Old::Unknown => (0..space.key_regions())
+                    .filter(|r| Some(*r) != new)
+                    .collect(),
+            };
+            let targets = new
+                .map(|r| (r, w.object.clone()))
+                .into_iter()
+                .chain(gone.into_iter().map(|r| (r, None)));
+            for (r, object) in targets {
+                out.push(SubspaceUpdate {
+                    config_version: self.config.version,
+                    region: space.subspace_region(i + 1, r),
+                    key: w.key.clone(),
+                    version: w.version,
+                    object,
+                });
             }
         }
         out
@@ -137,6 +161,11 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         }
         let mut entry = load_entry(store, u.region, &u.key)?;
+        tracing::debug!(
+            server = self.me.0, region = %u.region, key = %String::from_utf8_lossy(&u.key),
+            version = u.version, values = u.object.is_some(), held = entry.version, unverified,
+            "subspace update"
+        );
         entry.absorb(Update {
             version: u.version,
             now: u.object.clone(),
@@ -251,11 +280,16 @@ impl<W: Clone> Replica<W> {
         let Some(pend) = self.pending.get(&slot) else {
             return Ok(());
         };
+        let unverified = self.transfers.unverified(&self.config, region, key);
         let mut old = load(store, region, key)?.object;
         let mut computed = Vec::new();
-        for (v, p) in pend {
+        for (i, (v, p)) in pend.iter().enumerate() {
             if p.awaiting.is_none() {
-                computed.push((*v, self.updates_of(&p.write, old.as_ref())));
+                let before = match (i, unverified) {
+                    (0, true) => Old::Unknown,
+                    _ => Old::Known(old.as_ref()),
+                };
+                computed.push((*v, self.updates_of(&p.write, before)));
             }
             old = p.write.object.clone();
         }
