@@ -26,7 +26,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("replica.became_tail_with_pending", true),
     ("replica.pending_resent_after_reconfigure", true),
     ("replica.pending_promoted_at_start", true),
-    ("subspace.entry_forgotten", true),
+    ("subspace.entry_forgotten", false),
     ("coordinator.region_taken_back", false),
     ("transfer.completed", true),
     ("transfer.rewound", true),
