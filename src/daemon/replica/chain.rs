@@ -210,12 +210,7 @@ impl<W: Clone> Replica<W> {
                         durable::keep(store, &w);
                         let send = updates.iter();
                         send_updates(&self.config, send, out);
-                        slot.insert(Pending {
-                            write: w,
-                            waiters: Vec::new(),
-                            deferred: Vec::new(),
-                            awaiting: Some(updates),
-                        });
+                        slot.insert(Pending::unwaited(w, Some(updates)));
                     }
                     return Ok(());
                 }
@@ -229,12 +224,7 @@ impl<W: Clone> Replica<W> {
                 if let Entry::Vacant(slot) = pend.entry(w.version) {
                     durable::keep(store, &w);
                     out.push(Output::Send(succ, ChainMessage::Write(w.clone())));
-                    slot.insert(Pending {
-                        write: w,
-                        waiters: Vec::new(),
-                        deferred: Vec::new(),
-                        awaiting: None,
-                    });
+                    slot.insert(Pending::unwaited(w, None));
                 }
             }
         }

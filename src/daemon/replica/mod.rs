@@ -142,6 +142,18 @@ struct Pending<W> {
     awaiting: Option<Vec<SubspaceUpdate>>,
 }
 
+impl<W> Pending<W> {
+    /// A write held pending with no client waiting on it here.
+    fn unwaited(write: ChainWrite, awaiting: Option<Vec<SubspaceUpdate>>) -> Pending<W> {
+        Pending {
+            write,
+            waiters: Vec::new(),
+            deferred: Vec::new(),
+            awaiting,
+        }
+    }
+}
+
 type PendingWrites<W> = BTreeMap<u64, Pending<W>>;
 type Outputs<W> = Vec<Output<W>>;
 
@@ -375,15 +387,7 @@ impl<W: Clone> Replica<W> {
             for w in promoted.held {
                 let slot = (w.region, w.key.clone());
                 let pend = self.pending.entry(slot).or_default();
-                pend.insert(
-                    w.version,
-                    Pending {
-                        write: w,
-                        waiters: Vec::new(),
-                        deferred: Vec::new(),
-                        awaiting: None,
-                    },
-                );
+                pend.insert(w.version, Pending::unwaited(w, None));
             }
         }
         if planted(Bug::StallReads) {
