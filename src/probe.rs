@@ -27,6 +27,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("replica.pending_resent_after_reconfigure", true),
     ("replica.pending_promoted_at_start", true),
     ("subspace.entry_forgotten", false),
+    ("subspace.stored_write_rechecked", false),
     ("coordinator.region_taken_back", false),
     ("transfer.completed", true),
     ("transfer.rewound", true),

@@ -167,6 +167,7 @@ async fn forged_chain(to: &str, config: &Config, claim: bool) -> &'static str {
             after: None,
             entries: vec![(key, TransferEntry::Object(vec![0; 8]))],
             through: None,
+            held: Vec::new(),
         }),
     };
     let conn = if claim {

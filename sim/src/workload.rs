@@ -25,7 +25,8 @@ pub const SPACE_NAME: &str = "sim";
 
 /// The space every simulated run uses; searches on `n` read its index where a daemon has
 /// built it.
-pub const SPACE: &str = "space sim key k attributes int n, set(int) s, string t index n \
+pub const SPACE: &str =
+    "space sim key k attributes int n, set(int) s, string t subspace t index n \
      create 4 partitions tolerate 1 failure";
 
 /// The model the history starts from: the space, no objects.

@@ -73,6 +73,10 @@ pub struct TransferData {
     pub entries: Vec<(Vec<u8>, TransferEntry)>,
     /// The window ends with this key; `None`: at the region's end (the last window).
     pub through: Option<Vec<u8>>,
+    /// Writes of keys in the window that the source stores but still holds pending until the
+    /// regions of the space's other subspaces hold them (committed by a restarted member
+    /// before those regions had them): the joiner, the region's new tail, holds them too.
+    pub held: Vec<ChainWrite>,
 }
 
 /// The source of a transfer asks the joiner where it is and what it holds (before its

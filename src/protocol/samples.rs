@@ -187,6 +187,7 @@ fn chain_messages(object: hyperdex_model::Object) -> Vec<ChainMessage> {
                 (b"c".to_vec(), TransferEntry::Unchanged([7; 16])),
             ],
             through: None,
+            held: Vec::new(),
         }),
         ChainMessage::TransferAck(TransferAck {
             config_version: 5,

@@ -61,10 +61,11 @@ impl<W: Clone> Replica<W> {
         match msg {
             ChainMessage::Write(w) => self.on_chain_write(store, w, out),
             ChainMessage::Ack(a) => self.on_chain_ack(store, a, out),
-            ChainMessage::TransferData(t) => {
+            ChainMessage::TransferData(mut t) => {
+                let held = std::mem::take(&mut t.held);
                 let effects = self.transfers.on_data(store, &self.config, t)?;
                 push_effects(effects, out);
-                Ok(())
+                self.take_held(store, held, out)
             }
             ChainMessage::TransferAck(a) => {
                 let effects = self.transfers.on_ack(store, &self.config, a)?;
@@ -155,6 +156,9 @@ impl<W: Clone> Replica<W> {
                 if add_record(&mut stored, d) {
                     stage(store, w.region, &w.key, &stored);
                 }
+            }
+            if succ.is_none() && w.version == stored.version && self.recheck(store, &w, out) {
+                return Ok(());
             }
             let ack = self.ack(&w.key, w.region, stored.version);
             out.push(Output::Send(pred, ChainMessage::Ack(ack)));

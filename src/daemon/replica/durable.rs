@@ -105,16 +105,19 @@ impl Forget {
 pub struct Promoted {
     /// Writes committed.
     pub committed: usize,
-    /// Writes of spaces with subspaces, oldest first per key: they commit only once the
-    /// regions of the other subspaces hold them, so they are held pending again (their
-    /// records stay) and the replica sends their updates if it is the tail (`subspace`).
+    /// Writes of spaces with subspaces, oldest first per key: committed like the others
+    /// (the chain may have acknowledged them, so reads must see them), and also held pending
+    /// again, their records kept, until the regions of the other subspaces hold them: the
+    /// replica sends them on, or their updates if it is the tail (`subspace`). A record whose
+    /// version is already stored is held again too, since its commit may be one an earlier
+    /// promotion made before those regions had it.
     pub held: Vec<ChainWrite>,
 }
 
 /// Commits every pending record a previous life of this server left (see the module docs),
 /// through `store` (which keeps the indexes in step), and deletes them; the writes of spaces
-/// with subspaces are returned to be held pending instead. Records of spaces that `config` no
-/// longer has are only deleted.
+/// with subspaces are kept and returned to be held pending as well. Records of spaces that
+/// `config` no longer has are only deleted.
 pub fn promote(store: &mut dyn Store, config: &Config) -> Result<Promoted, StoreError> {
     let mut promoted = Promoted::default();
     let mut after: Option<Vec<u8>> = None;
@@ -184,16 +187,19 @@ fn promote_one(
     // A version already stored was committed with its retry record (the commit that
     // stored it took every pending version up to it): only its deletion was lost.
     let mut stored = load(store, w.region, &w.key)?;
-    if w.version <= stored.version {
+    let subspaces = !space.schema.subspaces.is_empty();
+    if w.version < stored.version || (w.version == stored.version && !subspaces) {
         store.put(Table::Pending, k, None);
         return Ok(Outcome::Dropped);
     }
-    if !space.schema.subspaces.is_empty() {
+    if w.version > stored.version {
+        absorb(&mut stored, &w);
+        stage(store, w.region, &w.key, &stored);
+    }
+    if subspaces {
         return Ok(Outcome::Held(Box::new(w)));
     }
     store.put(Table::Pending, k, None);
-    absorb(&mut stored, &w);
-    stage(store, w.region, &w.key, &stored);
     Ok(Outcome::Committed)
 }
 

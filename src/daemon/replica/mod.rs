@@ -52,6 +52,7 @@
 mod chain;
 pub mod durable;
 mod head;
+mod held;
 mod settle;
 mod subspace;
 
@@ -75,6 +76,7 @@ use crate::storage::{Store, StoreError, Table};
 
 use super::search;
 use super::transfer::{Effect, Transfers, TRANSFER_WINDOW};
+use subspace::Old;
 
 /// The coordinator answered a heartbeat that was sent at `sent`, when it had configuration
 /// `config_version`.
@@ -306,6 +308,7 @@ impl<W: Clone> Replica<W> {
             }
         }
         self.loopback(store, &mut out)?;
+        self.attach_held(store, &mut out)?;
         Ok(out)
     }
 
@@ -385,9 +388,12 @@ impl<W: Clone> Replica<W> {
             // pending on disk is committed first (see `durable`).
             let promoted = durable::promote(store, &self.config)?;
             for w in promoted.held {
+                // Its old object is gone (the promotion stored the write over it): as the
+                // tail, it tells every other region of each subspace that it is not there.
+                let updates = self.updates_of(&w, Old::Unknown);
                 let slot = (w.region, w.key.clone());
                 let pend = self.pending.entry(slot).or_default();
-                pend.insert(w.version, Pending::unwaited(w, None));
+                pend.insert(w.version, Pending::unwaited(w, Some(updates)));
             }
         }
         if planted(Bug::StallReads) {

@@ -362,6 +362,7 @@ impl Transfers {
                 after: o.cursor.clone(),
                 entries,
                 through,
+                held: Vec::new(),
             }),
         ))
     }

@@ -1,0 +1,109 @@
+//! Writes committed before the regions of their space's other subspaces hold them.
+//!
+//! A member that restarts commits the writes it held pending on disk (`durable::promote`):
+//! the chain may have acknowledged them, so reads and searches must see them. For a space
+//! with subspaces that commit can come before the subspaces' regions have the write, so the
+//! member also keeps holding it pending, with updates that tell every other region of each
+//! subspace that the object is not there (its old object is gone). The obligation travels
+//! with the object:
+//!
+//! - a transfer window that carries such an object carries the write too
+//!   ([`Replica::attach_held`]), and the joiner, the region's new tail, holds it
+//!   ([`Replica::take_held`]);
+//! - a key tail that receives a write whose version it already stores holds it the same way
+//!   ([`Replica::recheck`]): it may have the object only from such a transfer or promotion.
+//!
+//! Once the subspaces' regions hold the write, the tail acknowledges it up the chain and
+//! every member lets it go, as for any other write.
+
+use super::durable;
+use super::subspace::{send_updates, Old};
+use super::{Output, Outputs, Pending, Replica};
+use crate::daemon::record::load;
+use crate::protocol::{ChainMessage, ChainWrite};
+use crate::storage::{Store, StoreError};
+
+impl<W: Clone> Replica<W> {
+    /// At the key tail, a write of a space with subspaces whose version it already stores:
+    /// it is held pending until the other subspaces' regions hold it, telling every other
+    /// region of each subspace that the object is not there. Whether it is held (false: the
+    /// space has no subspaces, acknowledge now).
+    pub(super) fn recheck(
+        &mut self,
+        store: &mut dyn Store,
+        w: &ChainWrite,
+        out: &mut Outputs<W>,
+    ) -> bool {
+        let slot = (w.region, w.key.clone());
+        if self
+            .pending
+            .get(&slot)
+            .is_some_and(|p| p.contains_key(&w.version))
+        {
+            return true;
+        }
+        let updates = self.updates_of(w, Old::Unknown);
+        if updates.is_empty() {
+            return false;
+        }
+        crate::probe!("subspace.stored_write_rechecked");
+        durable::keep(store, w);
+        send_updates(&self.config, updates.iter(), out);
+        let pend = self.pending.entry(slot).or_default();
+        pend.insert(w.version, Pending::unwaited(w.clone(), Some(updates)));
+        true
+    }
+
+    /// Adds to every transfer window among `out` the writes this server holds pending for
+    /// keys in the window although it stores their version.
+    pub(super) fn attach_held(
+        &self,
+        store: &dyn Store,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        for o in out.iter_mut() {
+            let Output::Send(_, ChainMessage::TransferData(t)) = o else {
+                continue;
+            };
+            let subspaces = self
+                .config
+                .space_by_id(t.region.space)
+                .is_some_and(|s| !s.schema.subspaces.is_empty());
+            if !subspaces {
+                continue;
+            }
+            let from = (t.region, t.after.clone().unwrap_or_default());
+            for ((region, key), pend) in self.pending.range(from..) {
+                if *region != t.region || t.through.as_ref().is_some_and(|th| key > th) {
+                    break;
+                }
+                if t.after.as_ref() == Some(key) {
+                    continue;
+                }
+                let stored = load(store, *region, key)?.version;
+                let held = pend.values().filter(|p| p.write.version <= stored);
+                t.held.extend(held.map(|p| p.write.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The writes a transfer window carried as held at its source: as the region's tail,
+    /// this server holds each whose version it now stores.
+    pub(super) fn take_held(
+        &mut self,
+        store: &mut dyn Store,
+        held: Vec<ChainWrite>,
+        out: &mut Outputs<W>,
+    ) -> Result<(), StoreError> {
+        for w in held {
+            let tail = self
+                .position(w.region)
+                .is_some_and(|(pos, chain)| pos + 1 == chain.len());
+            if tail && load(store, w.region, &w.key)?.version == w.version {
+                self.recheck(store, &w, out);
+            }
+        }
+        Ok(())
+    }
+}
