@@ -71,10 +71,14 @@ pub enum Bug {
     /// A restarted member drops the pending writes it kept on disk instead of committing
     /// them: a write it acknowledged before its commit was synced is gone from its copy.
     PendingNotRecovered = 1048576,
+    /// A write that moves an object to another region of a subspace skips that region (the
+    /// key tail neither sends it the new values nor waits for it): a search through the
+    /// subspace misses the object.
+    SubspaceHopSkipped = 2097152,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 21] = [
+    pub const ALL: [Bug; 22] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -96,6 +100,7 @@ impl Bug {
         Bug::LogEmptiedFirst,
         Bug::PendingNotKept,
         Bug::PendingNotRecovered,
+        Bug::SubspaceHopSkipped,
     ];
 }
 

@@ -28,6 +28,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("replica.pending_promoted_at_start", true),
     ("subspace.entry_forgotten", false),
     ("subspace.stored_write_rechecked", false),
+    ("subspace.version_given_again", false),
     ("coordinator.region_taken_back", false),
     ("transfer.completed", true),
     ("transfer.rewound", true),

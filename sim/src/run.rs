@@ -279,9 +279,15 @@ async fn report(
         })
         .await;
     let convergence = match &config {
-        Some(c) => {
-            converged(cluster, c).and_then(|n| crate::subspaces::placed(cluster, c).map(|m| n + m))
-        }
+        Some(c) => converged(cluster, c).and_then(|n| {
+            let audit = crate::subspaces::placed(cluster, c)?;
+            tracing::info!(
+                compared = audit.compared,
+                extra = audit.extra,
+                "subspace regions hold every object placed there"
+            );
+            Ok(n + audit.compared)
+        }),
         None => Err("cannot fetch the final configuration".into()),
     };
     let final_config = config.as_ref().map(ToString::to_string).unwrap_or_default();

@@ -62,6 +62,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::PendingNotKept | Bug::PendingNotRecovered => {
             vec![Fault::CrashDisk, Fault::PowerFailure]
         }
+        // No fault needed: any write that moves an object between regions of the subspace.
+        Bug::SubspaceHopSkipped => vec![Fault::LatencySpike],
     }
 }
 

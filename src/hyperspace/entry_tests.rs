@@ -220,3 +220,35 @@ fn an_older_update_arriving_late_keeps_its_values() {
     });
     assert_eq!(e, before);
 }
+
+#[test]
+fn a_version_given_again_to_another_write_replaces_the_dropped_one() {
+    let t0 = crate::rt::now();
+    let mut e = Entry::new();
+    // Version 2 places the object here with "orphan", then its chain drops it uncommitted;
+    // a later head gives version 2 to another write, whose values also place it here.
+    e.absorb(Update {
+        version: 2,
+        now: Some("orphan"),
+    });
+    e.absorb(Update {
+        version: 2,
+        now: Some("kept"),
+    });
+    assert_eq!(e.current, Some("kept"));
+    assert!(e.took(2, true));
+    assert!(e.candidate(|v| *v == "kept"));
+    // The dropped write's values are a candidate too many until the head commits version 3.
+    assert!(e.candidate(|v| *v == "orphan"));
+    e.settle(3, t0);
+    assert!(!e.expire(t0 + KEEP, KEEP));
+    assert!(!e.candidate(|v| *v == "orphan"));
+    assert!(e.candidate(|v| *v == "kept"));
+    // The same update again changes nothing.
+    let before = e.clone();
+    e.absorb(Update {
+        version: 2,
+        now: Some("kept"),
+    });
+    assert_eq!(e, before);
+}

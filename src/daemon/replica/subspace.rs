@@ -20,6 +20,7 @@
 use hyperdex_model::Object;
 
 use super::{Output, Outputs, Replica};
+use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
 use crate::daemon::record::{load, object_key};
 use crate::hyperspace::entry::{Entry, Update};
@@ -100,7 +101,10 @@ impl<W: Clone> Replica<W> {
                     .filter(|r| Some(*r) != new)
                     .collect(),
             };
+            // The planted bug drops the new region's update when the object moves.
+            let skipped = planted(Bug::SubspaceHopSkipped) && !gone.is_empty();
             let targets = new
+                .filter(|_| !skipped)
                 .map(|r| (r, w.object.clone()))
                 .into_iter()
                 .chain(gone.into_iter().map(|r| (r, None)));
