@@ -50,6 +50,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("client.retried_after_reconfigure", true),
     ("index.built", true),
     ("search.read_through_index", true),
+    ("search.candidates_looked_up", true),
     ("storage.torn_tail_dropped", true),
     ("storage.log_replayed", true),
     ("storage.checkpointed_records_skipped", true),

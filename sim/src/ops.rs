@@ -35,6 +35,14 @@ fn check_n() -> Check {
     Check::new("n", p)
 }
 
+/// An equality on `t`, the attribute of `sim`'s subspace: a search with one reads that
+/// subspace's one region that can match and looks the keys it holds up at their heads.
+fn check_t() -> Check {
+    let values = ["x", "xy", "xg", ""];
+    let v = values[thread_rng().gen_range(0..values.len())];
+    Check::new("t", Predicate::Equals(Value::string(v)))
+}
+
 /// One random operation: nine in ten on `sim`'s keys, the rest on `wide`'s; one in twenty
 /// is a multi-key operation.
 pub fn random_op(keys: Keys) -> Operation {
@@ -140,10 +148,11 @@ pub fn search() -> Operation {
 fn multi_key() -> Operation {
     let mut rng = thread_rng();
     let space = SPACE_NAME.to_string();
-    let checks = if rng.gen_bool(0.8) {
-        vec![check_n()]
-    } else {
-        Vec::new()
+    let checks = match rng.gen_range(0..10) {
+        0..=1 => Vec::new(),
+        2..=5 => vec![check_n()],
+        6..=8 => vec![check_t()],
+        _ => vec![check_t(), check_n()],
     };
     match rng.gen_range(0..10) {
         0..=4 => Operation::Search { space, checks },

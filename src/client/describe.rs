@@ -25,15 +25,21 @@ impl Client {
         };
         let checks =
             validate_checks(&sc.schema, checks).map_err(|f| ClientError::new(f.code, f.reason))?;
-        let regions = search_regions(sc, &checks);
+        let (regions, candidates) = search_regions(sc, &checks);
         let servers: BTreeSet<_> = regions
             .iter()
             .filter_map(|r| config.chain(*r).first())
             .collect();
-        let how = if regions.len() == 1 && sc.key_regions() > 1 {
-            "the key is pinned by an equality"
+        let how = if candidates {
+            let (subspace, _) = sc.subspace_of(regions[0].index);
+            let attrs = sc.schema.subspaces[subspace - 1].attributes.join(", ");
+            format!(
+                "the checks narrow the subspace of {attrs}: the keys its regions hold are                  looked up at their key regions' heads"
+            )
+        } else if regions.len() == 1 && sc.key_regions() > 1 {
+            "the key is pinned by an equality".to_string()
         } else {
-            "no check pins the key"
+            "no check pins the key or narrows a subspace".to_string()
         };
         // The checks an index can serve: those the daemons' index planning bounds.
         let usable: Vec<&Check> = checks

@@ -11,6 +11,7 @@ use hyperdex_model::{Check, Funcall, Object, Operation, Predicate, Reply, Return
 
 use super::{unexpected, Client, ClientError, ClientResult};
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::hyperspace::Subspace;
 use crate::protocol::{ClientRequest, ClientResponse, Message, SearchRequest};
 use crate::rt;
 
@@ -122,7 +123,10 @@ impl Client {
             queue: None,
             cursor: None,
             deadline: rt::now() + self.inner.opts.timeout,
+            began: rt::now(),
             started: false,
+            candidates: None,
+            lookups: None,
         }
     }
 
@@ -181,9 +185,15 @@ pub struct SearchStream {
     queue: Option<VecDeque<Vec<RegionId>>>,
     cursor: Option<(RegionId, Vec<u8>)>,
     deadline: rt::Instant,
+    began: rt::Instant,
     /// Whether a page has been returned (a space replaced after that is an error; before,
     /// the search starts over on the new one).
     started: bool,
+    /// While the regions scanned are another subspace's: the candidate keys found so far.
+    candidates: Option<BTreeSet<Vec<u8>>>,
+    /// Once the candidates are in: the lookups left, each a key region and some of its
+    /// candidates (the first starts after the cursor's key, if any).
+    lookups: Option<VecDeque<(RegionId, Vec<Vec<u8>>)>>,
 }
 
 impl SearchStream {
@@ -207,14 +217,29 @@ impl SearchStream {
                     }
                 }
             }
-            if self.queue.is_none() {
+            if self.queue.is_none() && self.lookups.is_none() {
                 match self.plan(&config) {
                     Ok(q) => self.queue = Some(q),
                     Err(e) => return Some(Err(e)),
                 }
             }
-            let group = self.queue.as_ref()?.front()?.clone();
-            let problem = match self.request(&config, &group).await {
+            let attempt = if let Some(lookups) = &self.lookups {
+                let (region, keys) = lookups.front()?.clone();
+                self.request(&config, &[region], keys).await
+            } else {
+                let Some(group) = self.queue.as_ref()?.front().cloned() else {
+                    match self.candidates_in(&config) {
+                        Ok(()) => continue,
+                        Err(e) => return Some(Err(e)),
+                    }
+                };
+                self.request(&config, &group, Vec::new()).await
+            };
+            let problem = match attempt {
+                Ok(Ok(page)) if self.candidates.is_some() => {
+                    self.take_candidates(&config, page);
+                    continue;
+                }
                 Ok(Ok(page)) => {
                     self.started = true;
                     return Some(Ok(page));
@@ -258,9 +283,12 @@ impl SearchStream {
             }
             (self.remaining, self.cursor) = (None, None);
         }
-        let remaining = self
-            .remaining
-            .get_or_insert_with(|| search_regions(sc, &self.checks).into_iter().collect());
+        if self.remaining.is_none() {
+            let (regions, candidates) = search_regions(sc, &self.checks);
+            self.remaining = Some(regions.into_iter().collect());
+            self.candidates = candidates.then(BTreeSet::new);
+        }
+        let remaining = self.remaining.get_or_insert_with(BTreeSet::new);
         let mut queue = VecDeque::new();
         let mut by_head: BTreeMap<Option<ServerId>, Vec<RegionId>> = BTreeMap::new();
         for r in remaining.iter() {
@@ -282,6 +310,7 @@ impl SearchStream {
         &mut self,
         config: &Config,
         group: &[RegionId],
+        keys: Vec<Vec<u8>>,
     ) -> Result<ClientResult<SearchPage>, String> {
         let head = *config
             .chain(group[0])
@@ -298,7 +327,9 @@ impl SearchStream {
             regions: group.to_vec(),
             checks: self.checks.clone(),
             after: self.cursor.clone(),
-            count_only: self.count_only,
+            // Candidates are gathered whole; what they resolve to may be only counted.
+            count_only: self.count_only && self.candidates.is_none(),
+            keys,
         }));
         let conn = self.client.conn(&addr).await.map_err(|e| e.to_string())?;
         let answer = conn
@@ -324,8 +355,70 @@ impl SearchStream {
         }
     }
 
+    /// The keys of a page of candidates.
+    fn take_candidates(&mut self, config: &Config, page: SearchPage) {
+        let (Some(found), Some(sc)) = (self.candidates.as_mut(), config.space(&self.space)) else {
+            return;
+        };
+        let key = &sc.schema.key.name;
+        let keys = page.objects.iter().filter_map(|o| o.get(key));
+        found.extend(keys.filter_map(|k| crate::config::key_bytes(&sc.schema, k)));
+    }
+
+    /// Every region of the other subspace has been read: its candidates are looked up at
+    /// their key regions' heads, a batch at a time. Their regions kept the values a key's
+    /// head showed for a search's life after it stopped showing them, so the reading must
+    /// have ended within that life of the search's start.
+    fn candidates_in(&mut self, config: &Config) -> ClientResult<()> {
+        let Some(found) = self.candidates.take() else {
+            return Err(ClientError::new(ReturnCode::Internal, "no candidates"));
+        };
+        if rt::now().saturating_duration_since(self.began) >= crate::limits::SEARCH_LIFE {
+            return Err(ClientError::new(
+                ReturnCode::Timeout,
+                "the search read its subspace's regions for longer than a search may live",
+            ));
+        }
+        let Some(sc) = config.space(&self.space) else {
+            return Err(ClientError::new(
+                ReturnCode::UnknownSpace,
+                format!("space \"{}\" was removed during the search", self.space),
+            ));
+        };
+        crate::probe!("search.candidates_looked_up");
+        let mut by_region: BTreeMap<RegionId, Vec<Vec<u8>>> = BTreeMap::new();
+        for k in found {
+            by_region.entry(sc.region_of_bytes(&k)).or_default().push(k);
+        }
+        let batch = crate::daemon::search::RESOLVE_KEYS;
+        let lookups = by_region
+            .into_iter()
+            .flat_map(|(r, keys)| {
+                keys.chunks(batch)
+                    .map(|c| (r, c.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (self.lookups, self.queue, self.cursor) = (Some(lookups), None, None);
+        Ok(())
+    }
+
     /// After a page: on from its cursor, or to the next request when the group is done.
     fn advance(&mut self, next: Option<(RegionId, Vec<u8>)>) {
+        if let Some(lookups) = self.lookups.as_mut() {
+            // A lookup's page ends after a key: the next asks for the keys after it.
+            match next {
+                Some((_, after)) => {
+                    if let Some((_, keys)) = lookups.front_mut() {
+                        keys.retain(|k| *k > after);
+                    }
+                }
+                None => {
+                    lookups.pop_front();
+                }
+            }
+            return;
+        }
         let (Some(queue), Some(remaining)) = (self.queue.as_mut(), self.remaining.as_mut()) else {
             return;
         };
@@ -350,17 +443,37 @@ impl SearchStream {
     }
 }
 
-/// The regions a search must visit: the one region that can hold the object when a check
-/// pins the key with `Equals` (the daemon still validates every check), otherwise every region
-/// of the key subspace.
-pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> Vec<RegionId> {
+/// The regions a search must visit, and whether they are another subspace's (whose keys are
+/// candidates to look up at their key regions): the one region that can hold the object when
+/// a check pins the key with `Equals` (the daemon still validates every check); otherwise the
+/// regions of the subspace whose regions that can hold a match are fewest, if fewer than the
+/// key subspace's (every one of them).
+pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> (Vec<RegionId>, bool) {
     let pinned = checks.iter().find_map(|c| match &c.predicate {
         Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
         _ => None,
     });
-    match pinned {
-        Some(r) => vec![r],
-        None => sc.key_region_ids().collect(),
+    if let Some(r) = pinned {
+        return (vec![r], false);
+    }
+    let schema = &sc.schema;
+    let subspaces: Vec<Subspace> = schema
+        .subspaces
+        .iter()
+        .filter_map(|s| Subspace::new(schema, &s.attributes, sc.key_regions()))
+        .collect();
+    let best = subspaces
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i + 1, s.matching(checks)))
+        .filter(|(_, r)| r.count() > 0)
+        .min_by_key(|(_, r)| r.count());
+    match best {
+        Some((i, regions)) if regions.count() < u64::from(sc.key_regions()) => (
+            regions.iter().map(|r| sc.subspace_region(i, r)).collect(),
+            true,
+        ),
+        _ => (sc.key_region_ids().collect(), false),
     }
 }
 
@@ -393,10 +506,10 @@ mod tests {
     fn a_search_pinning_the_key_visits_one_region() {
         let sc = space();
         assert_eq!(sc.chains.len(), 64);
-        let all = search_regions(&sc, &[Check::new("age", Predicate::Equals(Value::Int(3)))]);
+        let (all, _) = search_regions(&sc, &[Check::new("age", Predicate::Equals(Value::Int(3)))]);
         assert_eq!(all.len(), 64);
         let key = Value::String(b"jane".to_vec());
-        let one = search_regions(
+        let (one, _) = search_regions(
             &sc,
             &[
                 Check::new("age", Predicate::GreaterEqual(Value::Int(3))),
@@ -406,9 +519,10 @@ mod tests {
         assert_eq!(one, vec![sc.region_of(&key).expect("a key")]);
         // Other predicates on the key, and values that cannot be a key, still visit everything
         // (so the daemons report the type error).
-        let range = search_regions(&sc, &[Check::new("name", Predicate::Regex("j.*".into()))]);
+        let (range, _) = search_regions(&sc, &[Check::new("name", Predicate::Regex("j.*".into()))]);
         assert_eq!(range.len(), 64);
-        let wrong = search_regions(&sc, &[Check::new("name", Predicate::Equals(Value::Int(1)))]);
+        let (wrong, _) =
+            search_regions(&sc, &[Check::new("name", Predicate::Equals(Value::Int(1)))]);
         assert_eq!(wrong.len(), 64);
     }
 }

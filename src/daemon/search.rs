@@ -12,6 +12,7 @@ use hyperdex_model::value::decode;
 use hyperdex_model::{Check, Object, Reply, ReturnCode, Space};
 
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::hyperspace::entry::Entry;
 use crate::protocol::{ClientResponse, SearchRequest};
 use crate::storage::{Store, StoreError, Table};
 
@@ -23,6 +24,8 @@ use super::record::{region_prefix, REGION_PREFIX_LEN};
 pub const PAGE_SCAN: usize = if cfg!(madsim) { 6 } else { 8192 };
 /// About the most bytes of objects one page returns (a page always holds at least one).
 pub const PAGE_BYTES: usize = 1 << 20;
+/// The most keys one request may ask to look up (`SearchRequest::keys`).
+pub const RESOLVE_KEYS: usize = PAGE_SCAN;
 
 /// One page of a search: the matching objects (or only their number), and where the next
 /// page starts (`None`: the regions are done).
@@ -92,7 +95,10 @@ pub fn search_store(
         let from = after
             .filter(|(a, _)| a == region)
             .map_or(Position::Start, |(_, p)| Position::parse(p));
-        if let (Position::Start, Some(plan)) = (&from, plan) {
+        // A region of another subspace than the key's holds candidates (`hyperspace::entry`),
+        // never read through an index.
+        let subspace = space.subspace_of(region.index).0 > 0;
+        if let (Position::Start, Some(plan), false) = (&from, plan, subspace) {
             let budget = PAGE_SCAN - at.scanned;
             let entries = index::scan_region(store, *region, plan, None, budget + 1)?;
             if entries.len() <= budget {
@@ -130,8 +136,13 @@ pub fn search_store(
             Position::Start => None,
         };
         let prefix = region_prefix(*region);
+        let table = if subspace {
+            Table::Subspace
+        } else {
+            Table::Objects
+        };
         let entries = store.scan_from(
-            Table::Objects,
+            table,
             &prefix,
             from.as_deref(),
             PAGE_SCAN.saturating_sub(at.scanned).max(1),
@@ -139,7 +150,15 @@ pub fn search_store(
         for (k, v) in &entries {
             let kb = &k[REGION_PREFIX_LEN..];
             at.scanned += 1;
-            if count_only && checks.is_empty() {
+            if subspace {
+                take(
+                    &mut page,
+                    &mut at,
+                    candidate(schema, kb, v, checks),
+                    v.len(),
+                    false,
+                );
+            } else if count_only && checks.is_empty() {
                 // Counting every live object: no need to decode it.
                 page.count += u64::from(super::record::is_live(v) == Some(true));
             } else {
@@ -187,6 +206,50 @@ fn matching(
     matches(schema, &key, &obj, checks).then(|| with_key(schema, &key, &obj))
 }
 
+/// A key a subspace region holds values for that may pass `checks` (current or kept for
+/// searches in progress), with those values: a candidate for the key's head to resolve.
+fn candidate(schema: &Space, kb: &[u8], stored: &[u8], checks: &[Check]) -> Option<Object> {
+    let entry: Entry<Object> = postcard::from_bytes(stored).ok()?;
+    let key = decode(kb).ok()?;
+    let passes = |o: &Object| matches(schema, &key, o, checks);
+    let values = entry
+        .current
+        .iter()
+        .chain(entry.formers.iter().map(|f| &f.values))
+        .find(|o| passes(o))?;
+    Some(with_key(schema, &key, values))
+}
+
+/// The objects among `keys` (sorted, deduplicated) of key region `region` that are live and
+/// pass `checks`, starting after `after`: a page ends once about [`PAGE_BYTES`] are taken.
+pub fn resolve_keys(
+    store: &dyn Store,
+    schema: &Space,
+    region: RegionId,
+    (keys, after): (&[Vec<u8>], Option<&[u8]>),
+    (checks, count_only): (&[Check], bool),
+) -> Result<Page, StoreError> {
+    let mut page = Page::default();
+    let mut at = Mark::default();
+    let mut last = None;
+    for kb in keys
+        .iter()
+        .filter(|k| after.is_none_or(|a| k.as_slice() > a))
+    {
+        if let (true, Some(last)) = (at.bytes >= PAGE_BYTES, last) {
+            page.next = Some((region, Vec::clone(last)));
+            return Ok(page);
+        }
+        let stored = store
+            .get(Table::Objects, &super::record::object_key(region, kb))?
+            .unwrap_or_default();
+        let found = matching(schema, kb, &stored, checks, None);
+        take(&mut page, &mut at, found, stored.len(), count_only);
+        last = Some(kb);
+    }
+    Ok(page)
+}
+
 /// Answers a search request (whose configuration and lease the replica has checked): every
 /// region named must be one this server heads, and the checks must be valid for the space.
 pub fn run(
@@ -232,6 +295,31 @@ pub fn run(
         Ok(c) => c,
         Err(f) => return Ok(ClientResponse::Reply(f.into_reply())),
     };
+    if !req.keys.is_empty() {
+        let key_region = regions.len() == 1 && space.subspace_of(regions[0].index).0 == 0;
+        if !key_region || req.keys.len() > RESOLVE_KEYS {
+            return error(
+                ReturnCode::Garbage,
+                format!("a lookup of keys names one key region and at most {RESOLVE_KEYS} keys"),
+            );
+        }
+        let mut keys = req.keys.clone();
+        keys.sort();
+        keys.dedup();
+        let after = req.after.as_ref().map(|(_, k)| k.as_slice());
+        let page = resolve_keys(
+            store,
+            &space.schema,
+            regions[0],
+            (&keys, after),
+            (&checks, req.count_only),
+        )?;
+        return Ok(ClientResponse::Page {
+            objects: page.objects,
+            count: page.count,
+            next: page.next,
+        });
+    }
     // Each page decides afresh: a region is read through an index all at once or in key
     // order, so pages of one search need not read alike.
     let plan = index::plan(store, space, &checks)?;

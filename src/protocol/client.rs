@@ -38,6 +38,10 @@ pub struct SearchRequest {
     pub after: Option<(RegionId, Vec<u8>)>,
     /// Count the matches only, without returning them.
     pub count_only: bool,
+    /// When not empty: look up only these keys (canonical bytes, at most
+    /// `daemon::search::RESOLVE_KEYS`) in the one key region named, instead of scanning it;
+    /// a page then ends after a key (`after` names it), never inside the list.
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// What a client asks a daemon.

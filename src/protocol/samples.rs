@@ -99,6 +99,16 @@ pub fn sample_envelopes() -> Vec<Envelope> {
             checks: vec![Check::new("i", Predicate::Equals(Value::Int(1)))],
             after: Some((region(), b"k".to_vec())),
             count_only: false,
+            keys: Vec::new(),
+        })),
+        Message::ToDaemon(ClientRequest::Search(SearchRequest {
+            config_version: 5,
+            space: "space".into(),
+            regions: vec![region()],
+            checks: vec![Check::new("i", Predicate::GreaterThan(Value::Int(1)))],
+            after: None,
+            count_only: true,
+            keys: vec![b"a".to_vec(), b"b".to_vec()],
         })),
         Message::FromDaemon(ClientResponse::Reply(Reply::Found(object.clone()))),
         Message::FromDaemon(ClientResponse::Page {
