@@ -75,10 +75,14 @@ pub enum Bug {
     /// key tail neither sends it the new values nor waits for it): a search through the
     /// subspace misses the object.
     SubspaceHopSkipped = 2097152,
+    /// A subspace region answers a search with the keys of its current values only, not of
+    /// values kept for searches in progress: a search misses an object whose move away is
+    /// still pending at its key's head.
+    CandidatesCurrentOnly = 4194304,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 22] = [
+    pub const ALL: [Bug; 23] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -101,6 +105,7 @@ impl Bug {
         Bug::PendingNotKept,
         Bug::PendingNotRecovered,
         Bug::SubspaceHopSkipped,
+        Bug::CandidatesCurrentOnly,
     ];
 }
 

@@ -64,6 +64,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         }
         // No fault needed: any write that moves an object between regions of the subspace.
         Bug::SubspaceHopSkipped => vec![Fault::LatencySpike],
+        // Moves pending at a key's head while a search reads the subspace: slow links.
+        Bug::CandidatesCurrentOnly => vec![Fault::Pause, Fault::LatencySpike],
     }
 }
 

@@ -484,6 +484,10 @@ mod tests {
     use hyperdex_model::Value;
 
     fn space() -> SpaceConfig {
+        space_of("space people key name attributes int age")
+    }
+
+    fn space_of(description: &str) -> SpaceConfig {
         let mut cluster = Cluster::new(1);
         for port in 0..3 {
             cluster
@@ -494,10 +498,7 @@ mod tests {
                 .expect("register");
         }
         cluster
-            .apply(
-                &Command::add_space("space people key name attributes int age")
-                    .expect("a valid space"),
-            )
+            .apply(&Command::add_space(description).expect("a valid space"))
             .expect("add space");
         cluster.config.space("people").expect("space").clone()
     }
@@ -524,5 +525,36 @@ mod tests {
         let (wrong, _) =
             search_regions(&sc, &[Check::new("name", Predicate::Equals(Value::Int(1)))]);
         assert_eq!(wrong.len(), 64);
+    }
+
+    #[test]
+    fn a_search_that_narrows_a_subspace_reads_only_its_regions_that_can_match() {
+        let sc = space_of(
+            "space people key name attributes int age, string city subspace city subspace age",
+        );
+        let city = Check::new("city", Predicate::Equals(Value::string("Ithaca")));
+        let (regions, candidates) = search_regions(&sc, std::slice::from_ref(&city));
+        assert!(candidates);
+        assert_eq!(regions.len(), 1);
+        assert_eq!(sc.subspace_of(regions[0].index).0, 1);
+        // A narrow range of an int: a few regions of the `age` subspace, in order.
+        let young = Check::new("age", Predicate::Range(Value::Int(20), Value::Int(21)));
+        let (regions, candidates) = search_regions(&sc, &[young]);
+        assert!(candidates);
+        assert!(regions.len() < 64 && !regions.is_empty(), "{regions:?}");
+        assert!(regions.iter().all(|r| sc.subspace_of(r.index).0 == 2));
+        // Nothing narrowed: every key region; the key pinned: its one region.
+        let any = Check::new("city", Predicate::Regex("I.*".into()));
+        assert_eq!(
+            search_regions(&sc, &[any]),
+            (sc.key_region_ids().collect(), false)
+        );
+        let jane = Value::string("jane");
+        let pinned = Check::new("name", Predicate::Equals(jane.clone()));
+        let (regions, candidates) = search_regions(&sc, &[city, pinned]);
+        assert_eq!(
+            (regions, candidates),
+            (vec![sc.region_of(&jane).unwrap()], false)
+        );
     }
 }

@@ -11,6 +11,7 @@ use hyperdex_model::db::with_key;
 use hyperdex_model::value::decode;
 use hyperdex_model::{Check, Object, Reply, ReturnCode, Space};
 
+use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId, ServerId, SpaceConfig};
 use crate::hyperspace::entry::Entry;
 use crate::protocol::{ClientResponse, SearchRequest};
@@ -212,10 +213,14 @@ fn candidate(schema: &Space, kb: &[u8], stored: &[u8], checks: &[Check]) -> Opti
     let entry: Entry<Object> = postcard::from_bytes(stored).ok()?;
     let key = decode(kb).ok()?;
     let passes = |o: &Object| matches(schema, &key, o, checks);
+    let formers = entry
+        .formers
+        .iter()
+        .filter(|_| !planted(Bug::CandidatesCurrentOnly));
     let values = entry
         .current
         .iter()
-        .chain(entry.formers.iter().map(|f| &f.values))
+        .chain(formers.map(|f| &f.values))
         .find(|o| passes(o))?;
     Some(with_key(schema, &key, values))
 }
@@ -428,6 +433,138 @@ mod tests {
             );
             let counted: u64 = pages.iter().map(|p| p.count).sum();
             assert_eq!(counted, live as u64, "{checks:?}");
+        }
+    }
+
+    /// A space with a subspace on `t`, 2 regions per subspace.
+    fn subspace_space() -> SpaceConfig {
+        SpaceConfig {
+            id: SpaceId(1),
+            schema: parse_space(
+                "space s key k attributes int n, string t subspace t create 2 partitions",
+            )
+            .unwrap(),
+            chains: vec![vec![crate::config::ServerId(1)]; 4],
+            joining: vec![None; 4],
+        }
+    }
+
+    fn obj(n: i64, t: &str) -> Object {
+        [
+            ("n".to_string(), Value::Int(n)),
+            ("t".to_string(), Value::string(t)),
+        ]
+        .into()
+    }
+
+    fn key(k: &str) -> Vec<u8> {
+        hyperdex_model::value::encode(&Value::string(k))
+    }
+
+    #[test]
+    fn a_subspace_region_answers_its_candidates_current_or_former() {
+        let mut store = MemStore::new();
+        let sc = subspace_space();
+        let sub = sc.subspace_region(1, 0);
+        let mut moved = Entry::new();
+        // "b" had t = "x" here at version 1, and version 2 moved it away: kept for searches.
+        moved.absorb(crate::hyperspace::entry::Update {
+            version: 1,
+            now: Some(obj(1, "x")),
+        });
+        moved.absorb(crate::hyperspace::entry::Update {
+            version: 2,
+            now: None,
+        });
+        let mut here = Entry::new();
+        here.absorb(crate::hyperspace::entry::Update {
+            version: 4,
+            now: Some(obj(2, "x")),
+        });
+        let mut other = Entry::new();
+        other.absorb(crate::hyperspace::entry::Update {
+            version: 1,
+            now: Some(obj(3, "y")),
+        });
+        for (k, e) in [("a", &here), ("b", &moved), ("c", &other)] {
+            crate::daemon::replica::stage_entry(&mut store, sub, &key(k), e);
+        }
+        let x = [hyperdex_model::Check::new(
+            "t",
+            Predicate::Equals(Value::string("x")),
+        )];
+        let pages = every_page(&store, &sc, &[sub], &x, false);
+        let keys: Vec<Value> = pages
+            .iter()
+            .flat_map(|p| &p.objects)
+            .map(|o| o["k"].clone())
+            .collect();
+        assert_eq!(keys, vec![Value::string("a"), Value::string("b")]);
+    }
+
+    #[test]
+    fn a_lookup_returns_the_live_matching_objects_among_its_keys() {
+        let mut store = MemStore::new();
+        let sc = subspace_space();
+        let r = region(0);
+        for (k, n, live) in [("a", 1, true), ("b", 5, true), ("c", 1, false)] {
+            let o = StoredObject {
+                version: 1,
+                object: live.then(|| obj(n, "x")),
+                dedupe: Vec::new(),
+            };
+            stage(&mut store, r, &key(k), &o);
+        }
+        let small = [hyperdex_model::Check::new(
+            "n",
+            Predicate::LessThan(Value::Int(3)),
+        )];
+        let keys = [key("a"), key("b"), key("c"), key("d")];
+        let page = resolve_keys(&store, &sc.schema, r, (&keys, None), (&small, false)).unwrap();
+        assert_eq!(page.objects.len(), 1);
+        assert_eq!(page.objects[0]["k"], Value::string("a"));
+        assert_eq!(page.next, None);
+        // After "a": nothing left that matches.
+        let page = resolve_keys(
+            &store,
+            &sc.schema,
+            r,
+            (&keys, Some(&key("a"))),
+            (&small, true),
+        )
+        .unwrap();
+        assert_eq!(page.count, 0);
+    }
+
+    #[test]
+    fn a_lookup_naming_a_subspace_region_or_too_many_keys_is_refused() {
+        let store = MemStore::new();
+        let sc = subspace_space();
+        let mut config = Config::default();
+        config.spaces.insert("s".to_string(), sc.clone());
+        let request = |regions: Vec<RegionId>, keys: usize| SearchRequest {
+            config_version: 0,
+            space: "s".into(),
+            regions,
+            checks: Vec::new(),
+            after: None,
+            count_only: false,
+            keys: (0..keys).map(|i| key(&format!("k{i}"))).collect(),
+        };
+        let me = crate::config::ServerId(1);
+        for req in [
+            request(vec![sc.subspace_region(1, 0)], 1),
+            request(vec![region(0)], RESOLVE_KEYS + 1),
+            request(vec![region(0), region(1)], 1),
+        ] {
+            match run(&store, &config, me, &req).unwrap() {
+                ClientResponse::Reply(Reply::Error(ReturnCode::Garbage, _)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        match run(&store, &config, me, &request(vec![region(0)], RESOLVE_KEYS)).unwrap() {
+            ClientResponse::Page { objects, .. } => assert!(objects.is_empty()),
+            other => panic!("{other:?}"),
         }
     }
 }
