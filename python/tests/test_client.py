@@ -226,6 +226,40 @@ def test_indexes_as_hyperdex_admin_has_them(cluster, c):
         admin.rm_space("idx")
 
 
+def test_searches_through_subspaces(cluster, c):
+    admin = Admin(*cluster)
+    space = "space sub key k attributes city, int age subspace city subspace age"
+    assert admin.add_space(space) is True
+    try:
+        subspaces = admin.list_subspaces("sub")
+        assert [s.attributes for s in subspaces] == [["k"], ["city"], ["age"]]
+        cities = ["Ithaca", "Boston", "Austin"]
+        for i in range(200):
+            c.put("sub", "p%03d" % i, {"city": cities[i % 3], "age": i})
+        found = sorted(o["k"] for o in c.search("sub", {"city": "Ithaca"}))
+        assert found == ["p%03d" % i for i in range(200) if i % 3 == 0]
+        assert c.count("sub", {"age": Range(20, 29)}) == 10
+        both = sorted(o["age"] for o in c.search("sub", {"age": Range(20, 29), "city": "Boston"}))
+        assert both == [i for i in range(20, 30) if i % 3 == 1]
+        oldest = c.sorted_search("sub", {"city": "Austin"}, "age", 2, "max")
+        assert [o["k"] for o in oldest] == ["p197", "p194"]
+        described = c.search_describe("sub", {"city": "Ithaca"})
+        assert "narrow the subspace of city" in described, described
+        assert "1 of 64 regions" in described, described
+        # An object that moves between regions is found where it is now, once; a deleted one
+        # nowhere.
+        c.put("sub", "p000", {"city": "Boston"})
+        assert "p000" not in [o["k"] for o in c.search("sub", {"city": "Ithaca"})]
+        assert [o["k"] for o in c.search("sub", {"city": "Boston", "age": 0})] == ["p000"]
+        c.delete("sub", "p003")
+        assert c.count("sub", {"city": "Ithaca"}) == 65
+        assert c.group_del("sub", {"city": "Austin"}) == 66
+        assert c.count("sub", {"city": "Austin"}) == 0
+        assert c.count("sub", {}) == 133
+    finally:
+        admin.rm_space("sub")
+
+
 def test_backup(cluster, c, tmp_path):
     admin = Admin(*cluster)
     c.put("kv", "backed-up", {"n": 7})

@@ -7,8 +7,8 @@
 //! 2. a short fault-free workload from every client node ([`OPS`] operations each).
 //!
 //! Every one of these operations must return a definite answer within the bound: an answer
-//! whose outcome is unknown (TIMEOUT, OFFLINE, RECONFIGURE, a lost connection) is a liveness
-//! failure, reported with the key and the server that heads its region. A cluster that stops
+//! whose outcome is unknown (TIMEOUT, OFFLINE, RECONFIGURE, a lost connection), or an
+//! internal error or a request the server calls garbage, is a liveness failure, reported with the key and the server that heads its region. A cluster that stops
 //! answering after a reconfiguration fails here, where the safety checks alone would pass it
 //! (its operations only take longer).
 
@@ -34,7 +34,9 @@ fn indefinite(r: &Reply) -> bool {
                 | ReturnCode::Offline
                 | ReturnCode::Reconfigure
                 | ReturnCode::CoordFail
-                | ReturnCode::ServerError,
+                | ReturnCode::ServerError
+                | ReturnCode::Internal
+                | ReturnCode::Garbage,
             _
         )
     )

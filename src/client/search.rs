@@ -228,6 +228,7 @@ impl SearchStream {
                 self.request(&config, &[region], keys).await
             } else {
                 let Some(group) = self.queue.as_ref()?.front().cloned() else {
+                    self.candidates.as_ref()?;
                     match self.candidates_in(&config) {
                         Ok(()) => continue,
                         Err(e) => return Some(Err(e)),
