@@ -1,13 +1,16 @@
-//! `hyperdex search-bench`: selective searches through secondary indexes against the same
-//! searches on attributes without an index (every object of every region examined), on one
-//! data set.
+//! `hyperdex search-bench`: selective searches through secondary indexes and through
+//! subspaces against the same searches on attributes with neither (every object of every
+//! region examined), on one data set.
 //!
 //! Each record has a category (`cat`, 10,000 values, about `--records / 10,000` objects each),
 //! a number (`num`, a permutation of `0..records`, so a range of 100 numbers matches 100
-//! objects) and 100 bytes of padding; `catx` and `numx` hold the same values without an index.
-//! The searches: equality on the category, a range of 100 numbers, each through the index and
-//! on the copy, `--repeat` times with a different value each time; and a count of everything.
-//! Prints the median and 90th percentile of each, and the ratio of scan to index.
+//! objects) and 100 bytes of padding; `catx` and `numx` hold the same values without an index,
+//! and `cats` and `nums` the same values again, each the attribute of a subspace (`--subspaces
+//! 2`, the default; 1: `cats` only; 0: none, to measure what value-dependent chaining costs
+//! writes). The searches: equality on the category, a range of 100 numbers, each through the
+//! index, through the subspace and on the copy, `--repeat` times with a different value each
+//! time; and a count of everything. Prints the load's rate, the median and 90th percentile of
+//! each search, and the ratios of scan to index and to subspace.
 
 #![allow(clippy::disallowed_methods)] // the benchmark measures wall time on purpose
 
@@ -33,10 +36,20 @@ pub struct SearchBenchArgs {
     /// Search the space a previous run loaded instead of loading it again.
     #[arg(long)]
     pub existing: bool,
+    /// How many of `cats` and `nums` are the attribute of a subspace (0, 1 or 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub subspaces: u8,
 }
 
-const SPACE: &str = "space searchbench key k attributes string cat, int num, string pad, \
-     string catx, int numx index cat index num tolerate 1 failure";
+/// The space, with `subspaces` subspace clauses.
+fn space(subspaces: u8) -> String {
+    let clauses = ["subspace cats", "subspace nums"];
+    format!(
+        "space searchbench key k attributes string cat, int num, string pad, string catx, \
+         int numx, string cats, int nums {} index cat index num tolerate 1 failure",
+        clauses[..usize::from(subspaces)].join(" ")
+    )
+}
 const CATEGORIES: u64 = 10_000;
 
 /// The category and number of record `i` (a fixed pseudo-random spread, reproducible).
@@ -59,8 +72,10 @@ async fn load(client: &Client, records: u64) {
                 ("cat", cat.clone()),
                 ("num", Value::Int(num)),
                 ("pad", pad.clone()),
-                ("catx", cat),
+                ("catx", cat.clone()),
                 ("numx", Value::Int(num)),
+                ("cats", cat),
+                ("nums", Value::Int(num)),
             ],
         ));
         outstanding += 1;
@@ -105,26 +120,34 @@ async fn bench(addr: &str, args: &SearchBenchArgs) -> Result<String, String> {
     let mut out = String::new();
     if !args.existing {
         let _ = admin.rm_space("searchbench").await;
-        admin.add_space(SPACE).await.map_err(|e| e.to_string())?;
+        admin
+            .add_space(&space(args.subspaces))
+            .await
+            .map_err(|e| e.to_string())?;
         admin
             .wait_until_stable(Duration::from_secs(60))
             .await
             .map_err(|e| e.to_string())?;
         let t = Instant::now();
         load(&client, records).await;
+        let secs = t.elapsed().as_secs_f64();
         out += &format!(
-            "loaded {records} objects in {:.1} s\n",
-            t.elapsed().as_secs_f64()
+            "loaded {records} objects with {} subspace(s) in {secs:.1} s ({:.0} puts/s)\n",
+            args.subspaces,
+            records as f64 / secs
         );
     }
     out += "search                               median ms    p90 ms   matches\n";
     let mut medians = Vec::new();
-    for (name, attr, range) in [
+    let searches = [
         ("equality, indexed (cat)", "cat", false),
         ("equality, no index (catx)", "catx", false),
         ("range of 100, indexed (num)", "num", true),
         ("range of 100, no index (numx)", "numx", true),
-    ] {
+        ("equality, subspace (cats)", "cats", false),
+        ("range of 100, subspace (nums)", "nums", true),
+    ];
+    for (name, attr, range) in searches.into_iter().take(4 + usize::from(args.subspaces)) {
         let client = &client;
         let (p50, p90, found) = measure(args.repeat, |r| async move {
             let step = records / args.repeat.max(1);
@@ -166,6 +189,14 @@ async fn bench(addr: &str, args: &SearchBenchArgs) -> Result<String, String> {
         medians[1] / medians[0],
         medians[3] / medians[2]
     );
+    let subspace = |i: usize, scan: usize| medians.get(i).map(|m| medians[scan] / m);
+    if let Some(e) = subspace(4, 1) {
+        out += &format!("subspace speedup (median, scan / subspace): equality {e:.1}x");
+        if let Some(r) = subspace(5, 3) {
+            out += &format!(", range {r:.1}x");
+        }
+        out += "\n";
+    }
     Ok(out)
 }
 
