@@ -208,7 +208,8 @@ fn matching(
 }
 
 /// A key a subspace region holds values for that may pass `checks` (current or kept for
-/// searches in progress), with those values: a candidate for the key's head to resolve.
+/// searches in progress), as an object holding only the key: a candidate for the key's head
+/// to resolve (its values there are what counts).
 fn candidate(schema: &Space, kb: &[u8], stored: &[u8], checks: &[Check]) -> Option<Object> {
     let entry: Entry<Object> = postcard::from_bytes(stored).ok()?;
     let key = decode(kb).ok()?;
@@ -217,12 +218,12 @@ fn candidate(schema: &Space, kb: &[u8], stored: &[u8], checks: &[Check]) -> Opti
         .formers
         .iter()
         .filter(|_| !planted(Bug::CandidatesCurrentOnly));
-    let values = entry
+    entry
         .current
         .iter()
         .chain(formers.map(|f| &f.values))
         .find(|o| passes(o))?;
-    Some(with_key(schema, &key, values))
+    Some(with_key(schema, &key, &Object::new()))
 }
 
 /// The objects among `keys` (sorted, deduplicated) of key region `region` that are live and
