@@ -10,7 +10,7 @@ use hyperdex_model::db::sort_results;
 use hyperdex_model::{Check, Funcall, Object, Operation, Predicate, Reply, ReturnCode};
 
 use super::{unexpected, Client, ClientError, ClientResult};
-use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::config::{Config, RegionId, ServerId, SpaceConfig, SpaceId};
 use crate::hyperspace::Subspace;
 use crate::protocol::{ClientRequest, ClientResponse, Message, SearchRequest};
 use crate::rt;
@@ -126,6 +126,7 @@ impl Client {
             began: rt::now(),
             started: false,
             candidates: None,
+            began_in: None,
             lookups: None,
         }
     }
@@ -191,6 +192,8 @@ pub struct SearchStream {
     started: bool,
     /// While the regions scanned are another subspace's: the candidate keys found so far.
     candidates: Option<BTreeSet<Vec<u8>>>,
+    /// The space the regions planned belong to.
+    began_in: Option<SpaceId>,
     /// Once the candidates are in: the lookups left, each a key region and some of its
     /// candidates (the first starts after the cursor's key, if any).
     lookups: Option<VecDeque<(RegionId, Vec<Vec<u8>>)>>,
@@ -288,6 +291,7 @@ impl SearchStream {
             let (regions, candidates) = search_regions(sc, &self.checks);
             self.remaining = Some(regions.into_iter().collect());
             self.candidates = candidates.then(BTreeSet::new);
+            self.began_in = Some(sc.id);
         }
         let remaining = self.remaining.get_or_insert_with(BTreeSet::new);
         let mut queue = VecDeque::new();
@@ -380,7 +384,12 @@ impl SearchStream {
                 "the search read its subspace's regions for longer than a search may live",
             ));
         }
-        let Some(sc) = config.space(&self.space) else {
+        // The candidates' space, as the first request's regions name it.
+        let read = self.began_in;
+        let Some(sc) = config
+            .space(&self.space)
+            .filter(|sc| read.is_none_or(|id| id == sc.id))
+        else {
             return Err(ClientError::new(
                 ReturnCode::UnknownSpace,
                 format!("space \"{}\" was removed during the search", self.space),
