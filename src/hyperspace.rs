@@ -290,6 +290,17 @@ fn prime_factors(mut n: u32) -> Vec<u32> {
     out
 }
 
+/// The geometry of each `subspace` clause of `space`, in order (subspace `i + 1` of
+/// [`SpaceConfig::subspace_region`](crate::config::SpaceConfig::subspace_region)).
+pub fn of_space(space: &crate::config::SpaceConfig) -> Vec<Subspace> {
+    let schema = &space.schema;
+    schema
+        .subspaces
+        .iter()
+        .filter_map(|s| Subspace::new(schema, &s.attributes, space.key_regions()))
+        .collect()
+}
+
 /// Of `subspaces`, the one whose regions matching `checks` are fewest (the first of equals),
 /// and those regions.
 pub fn best<'a>(subspaces: &'a [Subspace], checks: &[Check]) -> Option<(&'a Subspace, Regions)> {

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use hyperdex::config::{Config, RegionId, SpaceConfig};
 use hyperdex::daemon::record::{load, region_prefix, REGION_PREFIX_LEN};
 use hyperdex::daemon::replica::load_entry;
-use hyperdex::hyperspace::Subspace;
 use hyperdex::storage::{Store, Table};
 use hyperdex_model::Object;
 
@@ -78,12 +77,7 @@ fn expected(
     config: &Config,
     space: &SpaceConfig,
 ) -> Result<BTreeMap<RegionId, Placed>, String> {
-    let schema = &space.schema;
-    let subspaces: Vec<Subspace> = schema
-        .subspaces
-        .iter()
-        .filter_map(|s| Subspace::new(schema, &s.attributes, space.key_regions()))
-        .collect();
+    let subspaces = hyperdex::hyperspace::of_space(space);
     let mut out: BTreeMap<RegionId, Placed> = BTreeMap::new();
     for (i, _) in subspaces.iter().enumerate() {
         for r in 0..space.key_regions() {

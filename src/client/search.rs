@@ -11,7 +11,6 @@ use hyperdex_model::{Check, Funcall, Object, Operation, Predicate, Reply, Return
 
 use super::{unexpected, Client, ClientError, ClientResult};
 use crate::config::{Config, RegionId, ServerId, SpaceConfig, SpaceId};
-use crate::hyperspace::Subspace;
 use crate::protocol::{ClientRequest, ClientResponse, Message, SearchRequest};
 use crate::rt;
 
@@ -466,13 +465,7 @@ pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> (Vec<RegionI
     if let Some(r) = pinned {
         return (vec![r], false);
     }
-    let schema = &sc.schema;
-    let subspaces: Vec<Subspace> = schema
-        .subspaces
-        .iter()
-        .filter_map(|s| Subspace::new(schema, &s.attributes, sc.key_regions()))
-        .collect();
-    let best = subspaces
+    let best = crate::hyperspace::of_space(sc)
         .iter()
         .enumerate()
         .map(|(i, s)| (i + 1, s.matching(checks)))

@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 use hyperdex_model::Reply;
 
 use super::durable::{self, pending_key};
-use super::subspace::{send_updates, Old};
+use super::subspace::Old;
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
@@ -209,13 +209,7 @@ impl<W: Clone> Replica<W> {
                 let updates = self.updates_of(&w, old);
                 if !updates.is_empty() {
                     // Committed once the other subspaces' regions hold it (`subspace`).
-                    let pend = self.pending.entry((w.region, w.key.clone())).or_default();
-                    if let Entry::Vacant(slot) = pend.entry(w.version) {
-                        durable::keep(store, &w);
-                        let send = updates.iter();
-                        send_updates(&self.config, send, out);
-                        slot.insert(Pending::unwaited(w, Some(updates)));
-                    }
+                    self.hold(store, w, updates, out);
                     return Ok(());
                 }
                 absorb(&mut stored, &w);

@@ -16,11 +16,13 @@
 //! Once the subspaces' regions hold the write, the tail acknowledges it up the chain and
 //! every member lets it go, as for any other write.
 
+use std::collections::btree_map::Entry;
+
 use super::durable;
 use super::subspace::{send_updates, Old};
 use super::{Output, Outputs, Pending, Replica};
 use crate::daemon::record::load;
-use crate::protocol::{ChainMessage, ChainWrite};
+use crate::protocol::{ChainMessage, ChainWrite, SubspaceUpdate};
 use crate::storage::{Store, StoreError};
 
 impl<W: Clone> Replica<W> {
@@ -47,11 +49,25 @@ impl<W: Clone> Replica<W> {
             return false;
         }
         crate::probe!("subspace.stored_write_rechecked");
-        durable::keep(store, w);
-        send_updates(&self.config, updates.iter(), out);
-        let pend = self.pending.entry(slot).or_default();
-        pend.insert(w.version, Pending::unwaited(w.clone(), Some(updates)));
+        self.hold(store, w.clone(), updates, out);
         true
+    }
+
+    /// At the key tail: holds write `w` pending (on disk) until the other subspaces' regions
+    /// have taken `updates`, which it sends; a write already held stays as it is.
+    pub(super) fn hold(
+        &mut self,
+        store: &mut dyn Store,
+        w: ChainWrite,
+        updates: Vec<SubspaceUpdate>,
+        out: &mut Outputs<W>,
+    ) {
+        let pend = self.pending.entry((w.region, w.key.clone())).or_default();
+        if let Entry::Vacant(slot) = pend.entry(w.version) {
+            durable::keep(store, &w);
+            send_updates(&self.config, updates.iter(), out);
+            slot.insert(Pending::unwaited(w, Some(updates)));
+        }
     }
 
     /// Adds to every transfer window among `out` the writes this server holds pending for

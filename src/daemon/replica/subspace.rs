@@ -21,10 +21,9 @@ use hyperdex_model::Object;
 
 use super::{Output, Outputs, Replica};
 use crate::bugs::{planted, Bug};
-use crate::config::{Config, RegionId, ServerId, SpaceConfig};
+use crate::config::{Config, RegionId, ServerId};
 use crate::daemon::record::{load, object_key};
 use crate::hyperspace::entry::{Entry, Update};
-use crate::hyperspace::Subspace;
 use crate::protocol::{ChainMessage, ChainWrite, SubspaceAck, SubspaceUpdate};
 use crate::storage::{Store, StoreError, Table};
 
@@ -59,16 +58,6 @@ pub(super) enum Old<'a> {
     Unknown,
 }
 
-/// The geometry of each `subspace` clause of `space` (numbered from 1, as its regions are).
-pub(crate) fn subspaces(space: &SpaceConfig) -> Vec<Subspace> {
-    let schema = &space.schema;
-    schema
-        .subspaces
-        .iter()
-        .filter_map(|s| Subspace::new(schema, &s.attributes, space.key_regions()))
-        .collect()
-}
-
 impl<W: Clone> Replica<W> {
     /// The updates write `w` sends to other subspaces' regions, given the object it
     /// replaces (none for a space without subspaces).
@@ -87,7 +76,7 @@ impl<W: Clone> Replica<W> {
             version = w.version, ?old, "subspace updates of a write"
         );
         let mut out = Vec::new();
-        for (i, sub) in subspaces(space).iter().enumerate() {
+        for (i, sub) in crate::hyperspace::of_space(space).iter().enumerate() {
             let new = w.object.as_ref().map(|o| sub.region_of(&key, o));
             // Where the object is no longer: the old object's region if it moved, or, when
             // the old object is not known here, every other region of the subspace.
