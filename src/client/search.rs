@@ -399,14 +399,9 @@ impl SearchStream {
         for k in found {
             by_region.entry(sc.region_of_bytes(&k)).or_default().push(k);
         }
-        let batch = crate::daemon::search::RESOLVE_KEYS;
         let lookups = by_region
             .into_iter()
-            .flat_map(|(r, keys)| {
-                keys.chunks(batch)
-                    .map(|c| (r, c.to_vec()))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(r, keys)| batches(keys).into_iter().map(move |b| (r, b)))
             .collect();
         (self.lookups, self.queue, self.cursor) = (Some(lookups), None, None);
         Ok(())
@@ -452,11 +447,37 @@ impl SearchStream {
     }
 }
 
+/// `keys` in lookup requests: at most [`RESOLVE_KEYS`](crate::daemon::search::RESOLVE_KEYS)
+/// keys and about [`PAGE_BYTES`](crate::daemon::search::PAGE_BYTES) of them each (always at
+/// least one), so a request stays far below the frame limit whatever the keys' sizes.
+fn batches(keys: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    use crate::daemon::search::{PAGE_BYTES, RESOLVE_KEYS};
+    let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut bytes = 0;
+    for k in keys {
+        let full = out
+            .last()
+            .is_none_or(|b| b.len() >= RESOLVE_KEYS || bytes + k.len() > PAGE_BYTES);
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += k.len();
+        out.last_mut().expect("a batch").push(k);
+    }
+    out
+}
+
+/// A search reads another subspace only when the regions of it that can match are at most
+/// this fraction of the key subspace's: each candidate costs a lookup at its key's head after
+/// the subspace is read, which a search that narrows little would pay for most objects.
+const NARROW: u64 = 4;
+
 /// The regions a search must visit, and whether they are another subspace's (whose keys are
 /// candidates to look up at their key regions): the one region that can hold the object when
 /// a check pins the key with `Equals` (the daemon still validates every check); otherwise the
-/// regions of the subspace whose regions that can hold a match are fewest, if fewer than the
-/// key subspace's (every one of them).
+/// regions of the subspace whose regions that can hold a match are fewest, if at most a
+/// [`NARROW`]th of the key subspace's (every one of them).
 pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> (Vec<RegionId>, bool) {
     let pinned = checks.iter().find_map(|c| match &c.predicate {
         Predicate::Equals(v) if c.attr == sc.schema.key.name => sc.region_of(v),
@@ -472,7 +493,7 @@ pub(super) fn search_regions(sc: &SpaceConfig, checks: &[Check]) -> (Vec<RegionI
         .filter(|(_, r)| r.count() > 0)
         .min_by_key(|(_, r)| r.count());
     match best {
-        Some((i, regions)) if regions.count() < u64::from(sc.key_regions()) => (
+        Some((i, regions)) if regions.count() * NARROW <= u64::from(sc.key_regions()) => (
             regions.iter().map(|r| sc.subspace_region(i, r)).collect(),
             true,
         ),
@@ -546,6 +567,12 @@ mod tests {
         assert!(candidates);
         assert!(regions.len() < 64 && !regions.is_empty(), "{regions:?}");
         assert!(regions.iter().all(|r| sc.subspace_of(r.index).0 == 2));
+        // Half the ages: reading the subspace would look up most objects one by one.
+        let adults = Check::new("age", Predicate::Range(Value::Int(0), Value::Int(i64::MAX)));
+        assert_eq!(
+            search_regions(&sc, &[adults]),
+            (sc.key_region_ids().collect(), false)
+        );
         // Nothing narrowed: every key region; the key pinned: its one region.
         let any = Check::new("city", Predicate::Regex("I.*".into()));
         assert_eq!(
@@ -559,5 +586,25 @@ mod tests {
             (regions, candidates),
             (vec![sc.region_of(&jane).unwrap()], false)
         );
+    }
+
+    #[test]
+    fn lookups_are_batched_by_count_and_by_bytes() {
+        use crate::daemon::search::{PAGE_BYTES, RESOLVE_KEYS};
+        let small: Vec<Vec<u8>> = (0..RESOLVE_KEYS as u32 + 1)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        let sizes: Vec<usize> = batches(small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![RESOLVE_KEYS, 1]);
+        let big = vec![vec![7u8; PAGE_BYTES / 2 + 1]; 3];
+        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+        let huge = vec![vec![7u8; PAGE_BYTES * 2]];
+        assert_eq!(
+            batches(huge).len(),
+            1,
+            "a key larger than a batch still goes alone"
+        );
+        assert!(batches(Vec::new()).is_empty());
     }
 }
