@@ -11,6 +11,7 @@
 pub const ALL: &[(&str, bool)] = &[
     ("chain.gap_dropped", true),
     ("chain.forged_sender_dropped", false),
+    ("chain.ack_below_held", false),
     ("chain.stale_version_dropped", true),
     ("chain.early_message_held", true),
     ("daemon.chain_from_stranger_dropped", true),
