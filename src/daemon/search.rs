@@ -69,11 +69,10 @@ struct Mark {
 /// examined and about [`PAGE_BYTES`] returned, so a page costs the same whatever the region's
 /// size.
 ///
-/// With a `plan`, a region whose index entries within the plan's bounds fit in what is left of
-/// the page is read through the index, all of it in this page; any other region is read in key
-/// order, a page at a time. A region is never paged in index order: an object whose indexed
-/// value changes between two pages would move across the page boundary and be seen twice or
-/// not at all, while keys do not move.
+/// With a `plan` (for a key region) or checks that bound an attribute of its subspace (for a
+/// region of another subspace), a region whose entries within the bounds fit in what is left
+/// of the page is read through them, all of it in this page (`through_entries`); any other
+/// region is read in key order, a page at a time.
 pub fn search_store(
     store: &dyn Store,
     space: &SpaceConfig,
@@ -97,38 +96,28 @@ pub fn search_store(
             .filter(|(a, _)| a == region)
             .map_or(Position::Start, |(_, p)| Position::parse(p));
         // A region of another subspace than the key's holds candidates (`hyperspace::entry`),
-        // never read through an index.
+        // read through its own entries in value order (`index::subspace`).
         let subspace = space.subspace_of(region.index).0 > 0;
-        if let (Position::Start, Some(plan), false) = (&from, plan, subspace) {
-            let budget = PAGE_SCAN - at.scanned;
-            let entries = index::scan_region(store, *region, plan, None, budget + 1)?;
-            if entries.len() <= budget {
-                let before = (at, page.objects.len(), page.count);
-                for suffix in &entries {
-                    at.scanned += 1;
-                    let Some((value, key)) = index::split_entry(plan.spec.ty, suffix) else {
-                        continue;
-                    };
-                    let stored = store
-                        .get(Table::Objects, &super::record::object_key(*region, key))?
-                        .unwrap_or_default();
-                    let found = matching(schema, key, &stored, checks, Some((value, &plan.spec)));
-                    take(&mut page, &mut at, found, stored.len(), count_only);
-                }
-                if at.bytes < PAGE_BYTES {
-                    continue;
-                }
-                // Too much to send in one page: take the region back, and read it in key
-                // order (in the next page if this one holds anything else).
-                (at, _, page.count) = before;
-                page.objects.truncate(before.1);
-                if at.scanned > 0 {
+        let plan = match subspace {
+            true => index::subspace::plan(space, *region, checks),
+            false => plan.cloned(),
+        };
+        if let (Position::Start, Some(plan)) = (&from, &plan) {
+            let read = (*region, plan, subspace);
+            match through_entries(
+                store,
+                schema,
+                read,
+                (checks, count_only),
+                &mut page,
+                &mut at,
+            )? {
+                Through::Done => continue,
+                Through::NextPage => {
                     page.next = Some((*region, vec![START]));
                     return Ok(page);
                 }
-            } else if at.scanned > 0 {
-                page.next = Some((*region, vec![START]));
-                return Ok(page);
+                Through::KeyOrder => {}
             }
         }
         // In key order, from where the last page of this region ended.
@@ -173,6 +162,79 @@ pub fn search_store(
         }
     }
     Ok(page)
+}
+
+/// What became of a region read through entries in value order.
+enum Through {
+    /// Read whole into the page.
+    Done,
+    /// Not started: the page ends before it.
+    NextPage,
+    /// Not started: read it in key order instead, from this page on.
+    KeyOrder,
+}
+
+/// Reads `region` through the entries of `plan` (of a subspace region's own entries when
+/// `subspace`), all of it into this page if its entries within the plan's bounds fit in what
+/// is left of the page; otherwise leaves it (and the page) as they were. A region is never
+/// paged in value order: an object whose value changes between two pages would move across
+/// the page boundary and be seen twice or not at all, while keys do not move.
+fn through_entries(
+    store: &dyn Store,
+    schema: &Space,
+    (region, plan, subspace): (RegionId, &Plan, bool),
+    (checks, count_only): (&[Check], bool),
+    page: &mut Page,
+    at: &mut Mark,
+) -> Result<Through, StoreError> {
+    let budget = PAGE_SCAN - at.scanned;
+    let entries = index::scan_region(store, region, plan, None, budget + 1)?;
+    let started = at.scanned > 0;
+    if entries.len() > budget {
+        return Ok(if started {
+            Through::NextPage
+        } else {
+            Through::KeyOrder
+        });
+    }
+    let before = (*at, page.objects.len(), page.count);
+    // A subspace region has an entry per value it keeps for a key: each key once, in key
+    // order as a scan would give them.
+    let mut keys = std::collections::BTreeSet::new();
+    for suffix in &entries {
+        at.scanned += 1;
+        let Some((value, key)) = index::split_entry(plan.spec.ty, suffix) else {
+            continue;
+        };
+        if subspace {
+            keys.insert(key);
+            continue;
+        }
+        let stored = store
+            .get(Table::Objects, &super::record::object_key(region, key))?
+            .unwrap_or_default();
+        let found = matching(schema, key, &stored, checks, Some((value, &plan.spec)));
+        take(page, at, found, stored.len(), count_only);
+    }
+    for key in keys {
+        let stored = store
+            .get(Table::Subspace, &super::record::object_key(region, key))?
+            .unwrap_or_default();
+        let found = candidate(schema, key, &stored, checks);
+        take(page, at, found, key.len(), false);
+    }
+    if at.bytes < PAGE_BYTES {
+        return Ok(Through::Done);
+    }
+    // Too much to send in one page: take the region back, and read it in key order (in the
+    // next page if this one holds anything else).
+    (*at, _, page.count) = before;
+    page.objects.truncate(before.1);
+    Ok(if started {
+        Through::NextPage
+    } else {
+        Through::KeyOrder
+    })
 }
 
 /// Adds an object a page found.
@@ -487,8 +549,13 @@ mod tests {
             version: 1,
             now: Some(obj(3, "y")),
         });
+        // Through the store that keeps the region's entries in value order, as every write is.
+        let mut config = crate::config::Config::default();
+        config.spaces.insert("s".into(), sc.clone());
+        let specs = std::sync::Arc::new(index::Specs::of(&config));
+        let mut indexed = index::Indexed::new(&mut store, specs);
         for (k, e) in [("a", &here), ("b", &moved), ("c", &other)] {
-            crate::daemon::replica::stage_entry(&mut store, sub, &key(k), e);
+            crate::daemon::replica::stage_entry(&mut indexed, sub, &key(k), e);
         }
         let x = [hyperdex_model::Check::new(
             "t",

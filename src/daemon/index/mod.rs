@@ -22,6 +22,7 @@
 
 pub mod encode;
 mod scan;
+pub mod subspace;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::storage::{KeyValues, Store, StoreError, Table};
 use super::record::{StoredObject, REGION_PREFIX_LEN};
 
 pub use scan::{plan, scan_region, split_entry, Plan};
+use subspace::SubspaceSpecs;
 
 /// Objects indexed per tick by a build.
 pub const BUILD_BATCH: usize = 4096;
@@ -51,24 +53,32 @@ pub struct Spec {
 }
 
 /// The indexes of every space in a configuration (only attributes whose values have an order:
-/// strings, ints, floats, timestamps; a document index is accepted and not used).
+/// strings, ints, floats, timestamps; a document index is accepted and not used), and the
+/// ordered attributes of their subspaces ([`subspace`]).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Specs(BTreeMap<SpaceId, Vec<Spec>>);
+pub struct Specs {
+    indexes: BTreeMap<SpaceId, Vec<Spec>>,
+    subspaces: BTreeMap<SpaceId, SubspaceSpecs>,
+}
 
 impl Specs {
     pub fn of(config: &Config) -> Specs {
-        let mut out = BTreeMap::new();
+        let mut out = Specs::default();
         for space in config.spaces.values() {
             let specs = specs_of(&space.schema);
             if !specs.is_empty() {
-                out.insert(space.id, specs);
+                out.indexes.insert(space.id, specs);
+            }
+            let subspaces = SubspaceSpecs::of(space);
+            if !subspaces.is_empty() {
+                out.subspaces.insert(space.id, subspaces);
             }
         }
-        Specs(out)
+        out
     }
 
     pub fn space(&self, space: SpaceId) -> &[Spec] {
-        self.0.get(&space).map_or(&[], Vec::as_slice)
+        self.indexes.get(&space).map_or(&[], Vec::as_slice)
     }
 
     fn has(&self, space: SpaceId, pos: u16) -> bool {
@@ -221,13 +231,21 @@ impl Store for Indexed<'_> {
         if table == Table::Objects {
             self.maintain(key, value.as_deref());
         }
+        if table == Table::Subspace {
+            let specs = self.specs.clone();
+            let space = split_object_key(key).map(|(s, _, _)| s);
+            if let Some(specs) = space.and_then(|s| specs.subspaces.get(&s)) {
+                let old = self.inner.get(Table::Subspace, key).ok().flatten();
+                subspace::maintain(self.inner, specs, key, old.as_deref(), value.as_deref());
+            }
+        }
         self.inner.put(table, key, value);
     }
 
     fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
         // Whole spaces are deleted this way (a removed space): their entries go with them.
-        debug_assert!(table != Table::Objects || prefix.len() <= 8);
-        if table == Table::Objects && prefix.len() <= 8 {
+        debug_assert!(!matches!(table, Table::Objects | Table::Subspace) || prefix.len() <= 8);
+        if matches!(table, Table::Objects | Table::Subspace) && prefix.len() <= 8 {
             self.inner.delete_prefix(Table::Index, prefix);
         }
         self.inner.delete_prefix(table, prefix);
@@ -264,7 +282,7 @@ impl Builds {
             }
             keep
         });
-        for (space, list) in &specs.0 {
+        for (space, list) in &specs.indexes {
             for spec in list {
                 let id = (*space, spec.pos);
                 if !self.0.contains_key(&id) && !is_built(store, *space, spec.pos)? {
@@ -327,5 +345,7 @@ fn split_built(k: &[u8]) -> Option<(SpaceId, u16)> {
     Some((space, u16::from_be_bytes([rest[8], rest[9]])))
 }
 
+#[cfg(test)]
+mod subspace_tests;
 #[cfg(test)]
 mod tests;

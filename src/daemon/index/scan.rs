@@ -55,14 +55,25 @@ pub fn plan(
     space: &SpaceConfig,
     checks: &[Check],
 ) -> Result<Option<Plan>, StoreError> {
-    let mut best: Option<Plan> = None;
+    let mut built = Vec::new();
     for spec in specs_of(&space.schema) {
+        if is_built(store, space.id, spec.pos)? {
+            built.push(spec);
+        }
+    }
+    Ok(plan_over(&built, checks))
+}
+
+/// Of `specs` (entries complete), the one to read for `checks`, as [`plan`] chooses.
+pub(super) fn plan_over(specs: &[Spec], checks: &[Check]) -> Option<Plan> {
+    let mut best: Option<Plan> = None;
+    for spec in specs {
         let mut bounded = checks
             .iter()
             .filter(|c| c.attr == spec.attr)
             .filter_map(|c| bounds(&c.predicate, spec.ty))
             .peekable();
-        if bounded.peek().is_none() || !is_built(store, space.id, spec.pos)? {
+        if bounded.peek().is_none() {
             continue;
         }
         let (lo, hi) = bounded.fold((Bound::Unbounded, Bound::Unbounded), |(lo, hi), (l, h)| {
@@ -83,7 +94,7 @@ pub fn plan(
             best = Some(plan);
         }
     }
-    Ok(best)
+    best
 }
 
 /// Of two inclusive bounds, the one further in the direction `wins` (the greater of two

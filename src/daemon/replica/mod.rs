@@ -386,6 +386,7 @@ impl<W: Clone> Replica<W> {
         if old.version == 0 {
             // The first configuration since this server started: what a previous life held
             // pending on disk is committed first (see `durable`).
+            crate::daemon::index::subspace::ensure_built(store, &self.config)?;
             let promoted = durable::promote(store, &self.config)?;
             for w in promoted.held {
                 // Its old object is gone (the promotion stored the write over it): as the
