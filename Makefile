@@ -30,9 +30,9 @@ unit:
 	$(CARGO) test --workspace
 
 sim:
-	SIM_SEEDS=$(SIM_SEEDS) $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test ci_seeds -- --nocapture
-	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
-	$(SIM) test -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance --test power -- --nocapture
+	SIM_SEEDS=$(SIM_SEEDS) $(SIM) test --profile sim -p hyperdex-sim --target-dir $(SIM_DIR) --test ci_seeds -- --nocapture
+	MADSIM_TEST_SEED=1 MADSIM_TEST_NUM=3 MADSIM_TEST_CHECK_DETERMINISM=1 $(SIM) test --profile sim -p hyperdex-sim --target-dir $(SIM_DIR) --test linearizability
+	$(SIM) test --profile sim -p hyperdex-sim --target-dir $(SIM_DIR) --test determinism --test planted_bugs --test tolerance --test power -- --nocapture
 
 # The Python package: one abi3 wheel built from ./python (distribution hyperdex-rs), installed
 # into a fresh virtualenv with no Rust toolchain on the PATH (it must not need one), then into
@@ -66,4 +66,4 @@ netns-check:
 # A long seed sweep with a progress bar and a summary: make sweep SEEDS=10000
 SEEDS ?= 10000
 sweep:
-	$(SIM) run --release -p hyperdex-sim --target-dir $(SIM_DIR) --bin sweep -- --seeds $(SEEDS)
+	$(SIM) run --profile sim -p hyperdex-sim --target-dir $(SIM_DIR) --bin sweep -- --seeds $(SEEDS)

@@ -79,10 +79,26 @@ pub enum Bug {
     /// values kept for searches in progress: a search misses an object whose move away is
     /// still pending at its key's head.
     CandidatesCurrentOnly = 4194304,
+    /// A restarted member of a space with subspaces commits the writes it kept pending and
+    /// forgets them, without holding them until the subspaces' regions have them: a write
+    /// the chain acknowledged may never reach its subspace regions.
+    PromotedNotHeld = 8388608,
+    /// A transfer window does not carry the writes its source holds for the subspaces
+    /// although it stores them: a joiner that becomes the region's only member never sends
+    /// them to the subspaces' regions.
+    HeldNotCarried = 16777216,
+    /// A key tail that receives a write whose version it already stores acknowledges it at
+    /// once, even if it stores the object only from a transfer or a promotion whose
+    /// subspace regions never had it.
+    StoredNotRechecked = 33554432,
+    /// A subspace region ignores an update of the version it holds with other values (a
+    /// later write given the version of one the key's chain dropped): it keeps the dropped
+    /// write's values as the object's.
+    VersionGivenAgainIgnored = 67108864,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 23] = [
+    pub const ALL: [Bug; 27] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -106,6 +122,10 @@ impl Bug {
         Bug::PendingNotRecovered,
         Bug::SubspaceHopSkipped,
         Bug::CandidatesCurrentOnly,
+        Bug::PromotedNotHeld,
+        Bug::HeldNotCarried,
+        Bug::StoredNotRechecked,
+        Bug::VersionGivenAgainIgnored,
     ];
 }
 

@@ -9,7 +9,7 @@ pub fn replay_command(seed: u64) -> String {
         .map(|f| format!("SIM_FAULTS={f} "))
         .unwrap_or_default();
     format!(
-        "replay with: {faults}RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" cargo run --release \
+        "replay with: {faults}RUST_LOG=hyperdex=debug RUSTFLAGS=\"--cfg madsim\" cargo run --profile sim \
          -p hyperdex-sim --target-dir target/sim --bin sweep -- --seeds 1 --from {seed} --jobs 1"
     )
 }

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::{planted, Bug};
 use crate::rt::Instant;
 
 /// One write of a key as a subspace region hears of it.
@@ -99,7 +100,7 @@ impl<T: Clone + PartialEq> Entry<T> {
             if let Some(now) = u.now {
                 self.keep(u.version + 1, now);
             }
-        } else if u.now != self.current {
+        } else if u.now != self.current && !planted(Bug::VersionGivenAgainIgnored) {
             // Two writes given the same version: one the key's chain dropped before
             // committing it (all its members left or rejoined) and one a later head ordered
             // in its place. Updates of an older configuration are not taken once a region has

@@ -1,7 +1,7 @@
 //! `sweep`: runs many simulation seeds with a progress bar and prints a summary.
 //!
 //! ```text
-//! RUSTFLAGS="--cfg madsim" cargo run --release -p hyperdex-sim --target-dir target/sim \
+//! RUSTFLAGS="--cfg madsim" cargo run --profile sim -p hyperdex-sim --target-dir target/sim \
 //!     --bin sweep -- --seeds 10000 [--from 1]
 //! ```
 //! Seeds run in child processes of 100 seeds each, as many at once as there are cores

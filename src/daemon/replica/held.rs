@@ -21,6 +21,7 @@ use std::collections::btree_map::Entry;
 use super::durable;
 use super::subspace::{send_updates, Old};
 use super::{Output, Outputs, Pending, Replica};
+use crate::bugs::{planted, Bug};
 use crate::daemon::record::load;
 use crate::protocol::{ChainMessage, ChainWrite, SubspaceUpdate};
 use crate::storage::{Store, StoreError};
@@ -43,6 +44,9 @@ impl<W: Clone> Replica<W> {
             .is_some_and(|p| p.contains_key(&w.version))
         {
             return true;
+        }
+        if planted(Bug::StoredNotRechecked) {
+            return false;
         }
         let updates = self.updates_of(w, Old::Unknown);
         if updates.is_empty() {
@@ -77,6 +81,9 @@ impl<W: Clone> Replica<W> {
         store: &dyn Store,
         out: &mut Outputs<W>,
     ) -> Result<(), StoreError> {
+        if planted(Bug::HeldNotCarried) {
+            return Ok(());
+        }
         for o in out.iter_mut() {
             let Output::Send(_, ChainMessage::TransferData(t)) = o else {
                 continue;
