@@ -160,17 +160,16 @@ impl<W: Clone> Replica<W> {
             if succ.is_none() && w.version == stored.version && self.recheck(store, &w, out) {
                 return Ok(());
             }
-            // Not past a version this tail still holds for the subspaces (stored by a
-            // promotion or a transfer, not yet in every subspace region): acknowledging it
-            // would let the head answer the write, and a retry of it, too soon.
+            // Not past a version this member still holds (stored by a promotion or a
+            // transfer, not yet in every subspace region, or, once the member has a successor,
+            // not yet acknowledged by it): acknowledging it would let the head answer the
+            // write, and a retry of it, too soon. The held write's own acknowledgement covers
+            // this one.
             let held = self
                 .pending
                 .get(&(w.region, w.key.clone()))
-                .and_then(|pend| pend.keys().next())
-                .filter(|_| succ.is_none());
+                .and_then(|pend| pend.keys().next());
             if held.is_some_and(|first| *first <= stored.version) {
-                // The held write's own acknowledgement (once the subspaces have it) covers
-                // this one.
                 crate::probe!("chain.ack_below_held");
                 return Ok(());
             }
