@@ -18,7 +18,16 @@ const MAX_SEEDS: u64 = 200;
 /// run only when named (`PLANTED_BUG=KeepStaleKeys`). `KeepStaleKeys` needs a power failure
 /// that leaves a joiner a key no other member kept, and no later transfer that repairs it
 /// before the final audit (seed 533 of the full mix).
-const SLOW: &[(Bug, u64)] = &[(Bug::KeepStaleKeys, 1000)];
+///
+/// `VersionGivenAgainIgnored` needs a write every member of its key chain lost unsynced to
+/// reach a subspace region that then hears of another write given its version, and no later
+/// write of the key before the audit: seed 317 of `crash-disk`, `power-failure` before chain
+/// members withheld acknowledgements past a write they hold; not within 600 seeds since (the
+/// rule is also checked without the simulation, in `hyperspace::entry_tests`).
+const SLOW: &[(Bug, u64)] = &[
+    (Bug::KeepStaleKeys, 1000),
+    (Bug::VersionGivenAgainIgnored, 2000),
+];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
 /// head cut off from the servers after its successor took a write, within the extra lease
@@ -26,15 +35,7 @@ const SLOW: &[(Bug, u64)] = &[(Bug::KeepStaleKeys, 1000)];
 /// changes). `ReplyBeforeSync` needs a power failure just after a reply left unsynced (seed
 /// 203 since the simulated space has a subspace, whose writes wait on more chains; 515 since
 /// subspace regions keep their entries in value order).
-///
-/// `VersionGivenAgainIgnored` needs such a write to reach a subspace region that then hears
-/// of the other write, and no later write of the key before the audit (seed 317 of
-/// `crash-disk`, `power-failure`).
-const MORE_SEEDS: &[(Bug, u64)] = &[
-    (Bug::LongLease, 600),
-    (Bug::ReplyBeforeSync, 1000),
-    (Bug::VersionGivenAgainIgnored, 600),
-];
+const MORE_SEEDS: &[(Bug, u64)] = &[(Bug::LongLease, 600), (Bug::ReplyBeforeSync, 1000)];
 
 fn faults_for(bug: Bug) -> Vec<Fault> {
     match bug {
