@@ -84,6 +84,7 @@ pub fn search_store(
     let mut page = Page::default();
     let mut at = Mark::default();
     let full = |at: &Mark| at.scanned >= PAGE_SCAN || at.bytes >= PAGE_BYTES;
+    let subspace_specs = index::subspace::SubspaceSpecs::of(space);
     for region in regions
         .iter()
         .filter(|r| after.is_none_or(|(a, _)| *r >= a))
@@ -98,11 +99,15 @@ pub fn search_store(
         // A region of another subspace than the key's holds candidates (`hyperspace::entry`),
         // read through its own entries in value order (`index::subspace`).
         let subspace = space.subspace_of(region.index).0 > 0;
+        let own;
         let plan = match subspace {
-            true => index::subspace::plan(space, *region, checks),
-            false => plan.cloned(),
+            true => {
+                own = subspace_specs.plan(*region, checks);
+                own.as_ref()
+            }
+            false => plan,
         };
-        if let (Position::Start, Some(plan)) = (&from, &plan) {
+        if let (Position::Start, Some(plan)) = (&from, plan) {
             let read = (*region, plan, subspace);
             match through_entries(
                 store,

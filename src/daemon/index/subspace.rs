@@ -76,6 +76,12 @@ impl SubspaceSpecs {
         let subspace = (region.index / self.regions.max(1)) as usize;
         self.attrs.get(subspace).map_or(&[], Vec::as_slice)
     }
+
+    /// The entries a search of subspace region `region` reads for `checks`, if they bound one
+    /// of its subspace's ordered attributes.
+    pub fn plan(&self, region: RegionId, checks: &[Check]) -> Option<Plan> {
+        plan_over(self.of_region(region), checks)
+    }
 }
 
 /// Every encoded value a stored entry keeps for each of `specs`.
@@ -118,13 +124,6 @@ pub(super) fn maintain(
     for (pos, v) in is.difference(&was) {
         inner.put(Table::Index, &entry(region, *pos, v, key), Some(Vec::new()));
     }
-}
-
-/// The entries a search of subspace region `region` reads for `checks`, if they bound one of
-/// its subspace's ordered attributes.
-pub fn plan(space: &SpaceConfig, region: RegionId, checks: &[Check]) -> Option<Plan> {
-    let specs = SubspaceSpecs::of(space);
-    plan_over(specs.of_region(region), checks)
 }
 
 /// At a daemon's first configuration: writes the entries of every subspace region entry it

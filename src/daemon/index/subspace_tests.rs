@@ -8,7 +8,7 @@ use hyperdex_model::value::encode;
 use hyperdex_model::{parse_space, Check, Object, Predicate, Value};
 use proptest::prelude::*;
 
-use super::subspace::{ensure_built, plan};
+use super::subspace::{ensure_built, SubspaceSpecs};
 use super::*;
 use crate::config::{Config, SpaceConfig};
 use crate::daemon::replica::{load_entry, stage_entry};
@@ -153,7 +153,7 @@ proptest! {
             }
         }
         for c in checks() {
-            prop_assert!(plan(&sc, REGION, &c).is_some(), "{c:?} bounds the subspace");
+            prop_assert!(SubspaceSpecs::of(&sc).plan(REGION, &c).is_some(), "{c:?} bounds the subspace");
             prop_assert_eq!(found(&disk, &sc, &c), scanned(&disk, &sc, &c), "{:?}", c);
         }
         // Rebuilt from scratch (a store that predates the entries), the same entries.
@@ -184,7 +184,9 @@ fn a_narrow_range_reads_only_its_entries() {
         "n",
         Predicate::Range(Value::Int(100), Value::Int(119)),
     )];
-    let p = plan(&sc, REGION, &two).expect("n bounds the subspace");
+    let p = SubspaceSpecs::of(&sc)
+        .plan(REGION, &two)
+        .expect("n bounds the subspace");
     assert_eq!(
         scan_region(&disk, REGION, &p, None, usize::MAX)
             .unwrap()
@@ -197,5 +199,5 @@ fn a_narrow_range_reads_only_its_entries() {
     );
     // An attribute of no subspace of this region: no plan (the region is scanned).
     let f = vec![Check::new("f", Predicate::Equals(Value::Float(1.0)))];
-    assert_eq!(plan(&sc, REGION, &f), None);
+    assert_eq!(SubspaceSpecs::of(&sc).plan(REGION, &f), None);
 }
