@@ -95,10 +95,14 @@ pub enum Bug {
     /// later write given the version of one the key's chain dropped): it keeps the dropped
     /// write's values as the object's.
     VersionGivenAgainIgnored = 67108864,
+    /// A key's head answers reads and searches with a write it holds for the subspaces
+    /// although it stores it (a promotion after a restart), before the subspaces' regions
+    /// hold it: a search through a subspace then misses an object a read has shown.
+    HeldShown = 134217728,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 27] = [
+    pub const ALL: [Bug; 28] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -126,6 +130,7 @@ impl Bug {
         Bug::HeldNotCarried,
         Bug::StoredNotRechecked,
         Bug::VersionGivenAgainIgnored,
+        Bug::HeldShown,
     ];
 }
 

@@ -91,6 +91,14 @@ impl<W: Clone> Replica<W> {
             } else {
                 unauthorized()
             };
+            if self.shows_held(region, &kb, stored.version) {
+                // Answered once the held write is done (then every region holds it).
+                crate::probe!("head.read_waits_for_held");
+                let pend = self.pending.get_mut(&(region, kb)).expect("checked");
+                let first = pend.values_mut().next().expect("checked");
+                first.deferred.push((waiter, answer));
+                return Ok(());
+            }
             out.push(Output::Read(waiter, reply(answer), object_key(region, &kb)));
             return Ok(());
         }

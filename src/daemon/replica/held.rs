@@ -22,6 +22,7 @@ use super::durable;
 use super::subspace::{send_updates, Old};
 use super::{Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
+use crate::config::RegionId;
 use crate::daemon::record::load;
 use crate::protocol::{ChainMessage, ChainWrite, SubspaceUpdate};
 use crate::storage::{Store, StoreError};
@@ -109,6 +110,42 @@ impl<W: Clone> Replica<W> {
             }
         }
         Ok(())
+    }
+
+    /// At a key's head: whether it shows a write it holds (stores it, and keeps it pending
+    /// until the regions of its space's other subspaces hold it). Such a write may never have
+    /// been acknowledged, and a search through a subspace would not find it yet: whoever
+    /// observes it waits until those regions hold it. `stored`: the version the head stores.
+    pub(super) fn shows_held(&self, region: RegionId, key: &[u8], stored: u64) -> bool {
+        !planted(Bug::HeldShown)
+            && self
+                .pending
+                .get(&(region, key.to_vec()))
+                .and_then(|pend| pend.keys().next())
+                .is_some_and(|first| *first <= stored)
+    }
+
+    /// At a search's head: the first of `regions` with a key whose held write it shows (see
+    /// [`shows_held`](Self::shows_held)); such a region is not searched until its held
+    /// writes are done.
+    pub(super) fn region_showing_held(
+        &self,
+        store: &dyn Store,
+        regions: &[RegionId],
+    ) -> Result<Option<RegionId>, StoreError> {
+        for &region in regions {
+            let from = (region, Vec::new());
+            for ((r, key), pend) in self.pending.range(from..) {
+                if *r != region {
+                    break;
+                }
+                let first = pend.keys().next().copied().unwrap_or(u64::MAX);
+                if first <= load(store, region, key)?.version && !planted(Bug::HeldShown) {
+                    return Ok(Some(region));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The writes a transfer window carried as held at its source: as the region's tail,

@@ -277,6 +277,10 @@ impl<W: Clone> Replica<W> {
                 } else {
                     self.admit(now, req.config_version, &mut out)
                 };
+                let admitted = match admitted {
+                    Ok(()) => self.search_held(store, &req.regions)?,
+                    refused => refused,
+                };
                 let answer = match admitted {
                     Ok(()) => search::run(store, &self.config, self.me, &req)?,
                     Err(refusal) => {
@@ -366,6 +370,25 @@ impl<W: Clone> Replica<W> {
         Err(reconfigure(format!(
             "the request carries configuration {theirs}, the server has {mine}"
         )))
+    }
+
+    /// Refuses (for now: the client asks again) a search of key regions one of which shows
+    /// a held write (see `held`).
+    fn search_held(
+        &self,
+        store: &dyn Store,
+        regions: &[RegionId],
+    ) -> Result<Result<(), ClientResponse>, StoreError> {
+        Ok(match self.region_showing_held(store, regions)? {
+            Some(region) => {
+                crate::probe!("replica.search_waits_for_held");
+                Err(reconfigure(format!(
+                    "region {region} shows a write from before a restart that the regions of \
+                     its space's other subspaces do not hold yet"
+                )))
+            }
+            None => Ok(()),
+        })
     }
 
     fn position(&self, region: RegionId) -> Option<(usize, &[ServerId])> {

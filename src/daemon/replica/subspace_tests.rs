@@ -268,3 +268,78 @@ fn a_settling_answer_from_a_server_that_is_not_the_key_head_is_dropped() {
     let e = load_entry(&net.replicas[&member].1, region, &key(&config, "a")).unwrap();
     assert_eq!(e.formers.len(), 1, "kept: {e:?}");
 }
+
+#[test]
+fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    let updates = deliver_key_chain(&mut net); // the subspace region has not heard of it
+    assert_eq!(updates.len(), 1);
+    // The head restarts: it stores the write it kept pending (the chain may have
+    // acknowledged it) and holds it for the subspace.
+    let (head, region) = head_of(&config, "a");
+    let store = net.replicas.remove(&head).expect("the head").1;
+    net.replicas
+        .insert(head, (Replica::new(head, Config::default()), store));
+    net.install(head, &config);
+    let restart_updates = std::mem::take(&mut net.in_flight);
+    assert_eq!(
+        load(&net.replicas[&head].1, region, &key(&config, "a"))
+            .unwrap()
+            .version,
+        1
+    );
+    // A read waits, and a search of the key's region is refused for now.
+    net.input(head, op(&config, 2, 2, Operation::get("s", "a")));
+    let search = SearchRequest {
+        config_version: config.version,
+        space: "s".into(),
+        regions: vec![region],
+        checks: Vec::new(),
+        after: None,
+        count_only: false,
+        keys: Vec::new(),
+    };
+    net.input(
+        head,
+        Input::Search {
+            waiter: 3,
+            req: search.clone(),
+        },
+    );
+    assert!(
+        !net.replies.iter().any(|(w, _)| *w == 2),
+        "{:?}",
+        net.replies
+    );
+    assert!(
+        matches!(
+            &net.replies[..],
+            [(3, Reply::Error(ReturnCode::Reconfigure, _))]
+        ),
+        "{:?}",
+        net.replies
+    );
+    // Once the subspace region holds it, the read is answered with it, and the region is
+    // searched.
+    net.in_flight = updates.into_iter().chain(restart_updates).collect();
+    net.deliver_all();
+    let read = net.replies.iter().find(|(w, _)| *w == 2).map(|(_, r)| r);
+    assert!(
+        matches!(read, Some(Reply::Found(o)) if o["n"] == Value::Int(5)),
+        "{read:?}"
+    );
+    assert_eq!(held(&net, &config, 1, "a"), vec![(Some(5), vec![]); 2]);
+    net.input(
+        head,
+        Input::Search {
+            waiter: 4,
+            req: search,
+        },
+    );
+    assert!(
+        net.objects.iter().any(|(w, _)| *w == 4),
+        "{:?}",
+        net.replies
+    );
+}
