@@ -10,6 +10,7 @@
 /// docs/simulation.md). A unit test keeps this list and the code in step.
 pub const ALL: &[(&str, bool)] = &[
     ("chain.gap_dropped", true),
+    ("chain.resent", true),
     ("chain.forged_sender_dropped", false),
     ("chain.ack_below_held", false),
     ("chain.stale_version_dropped", true),

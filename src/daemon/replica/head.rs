@@ -7,7 +7,9 @@ use hyperdex_model::db::step_key;
 use hyperdex_model::{Object, Operation, Reply, ReturnCode};
 
 use super::subspace::{send_updates, Old};
-use super::{carries, reconfigure, reply, Output, Outputs, Pending, PendingWrites, Replica};
+use super::{
+    carries, reconfigure, reply, Backoff, Output, Outputs, Pending, PendingWrites, Replica,
+};
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
@@ -250,6 +252,7 @@ impl<W: Clone> Replica<W> {
             waiters,
             deferred: Vec::new(),
             awaiting: updates,
+            backoff: Backoff::default(),
         };
         self.pending
             .entry(slot)

@@ -159,11 +159,15 @@ impl<W: Clone> Replica<W> {
             version = u.version, values = u.object.is_some(), held = entry.version, unverified,
             "subspace update"
         );
+        let before = entry.clone();
         entry.absorb(Update {
             version: u.version,
             now: u.object.clone(),
         });
-        stage_entry(store, u.region, &u.key, &entry);
+        // An update taken before (a resend) changes nothing: the entry is not written again.
+        if entry != before {
+            stage_entry(store, u.region, &u.key, &entry);
+        }
         if entry.unsettled().is_some() {
             self.note_settling(u.region, &u.key);
         }

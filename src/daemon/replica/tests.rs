@@ -355,7 +355,10 @@ fn a_write_that_skips_a_lost_one_waits_for_it_so_every_retry_record_is_kept() {
         load(&net.replicas[&tail].1, region, &kb).unwrap().version,
         1
     );
-    // The head resends what is pending; now both are stored, in order, with their records.
+    // The head resends what is pending, a tick after the next (a tick's backoff); now both
+    // are stored, in order, with their records.
+    net.input(head, Input::Tick);
+    assert!(net.in_flight.is_empty(), "{:?}", net.in_flight);
     net.input(head, Input::Tick);
     net.deliver_all();
     assert_eq!(net.replies.len(), 3);
@@ -545,4 +548,13 @@ fn record_times_never_go_backwards_and_future_requests_are_refused() {
         "{:?}",
         net.replies.last()
     );
+}
+
+#[test]
+fn a_pending_write_is_resent_ever_less_often_up_to_a_bound() {
+    let mut b = super::Backoff::default();
+    let resent: Vec<usize> = (1..=20).filter(|_| b.due()).collect();
+    // One tick waited after the first send, then 2, then 4, and 4 from then on.
+    assert_eq!(resent, vec![2, 5, 10, 15, 20]);
+    assert_eq!(super::RESEND_TICKS_MAX, 4);
 }

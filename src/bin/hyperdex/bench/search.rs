@@ -60,10 +60,19 @@ fn fields(i: u64, records: u64) -> (Value, i64) {
     (Value::string(format!("c{cat:05}")), num)
 }
 
+/// Loads the records, 256 puts outstanding, printing the rate of each tenth to stderr (the
+/// rate as the data grows).
 async fn load(client: &Client, records: u64) {
     let pad = Value::String(vec![b'p'; 100]);
     let mut outstanding = 0;
+    let tenth = (records / 10).max(1);
+    let mut since = Instant::now();
     for i in 0..records {
+        if i > 0 && i % tenth == 0 {
+            let rate = tenth as f64 / since.elapsed().as_secs_f64();
+            eprintln!("loaded {i} of {records} ({rate:.0} puts/s over the last {tenth})");
+            since = Instant::now();
+        }
         let (cat, num) = fields(i, records);
         client.start(Operation::put(
             "searchbench",
