@@ -20,11 +20,11 @@ use std::collections::btree_map::Entry;
 
 use super::durable;
 use super::subspace::{send_updates, Old};
-use super::{Output, Outputs, Pending, Replica};
+use super::{Output, Outputs, Pending, PendingWrites, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::daemon::record::load;
-use crate::protocol::{ChainMessage, ChainWrite, SubspaceUpdate};
+use crate::protocol::{ChainMessage, ChainWrite, SearchRequest, SubspaceUpdate};
 use crate::storage::{Store, StoreError};
 
 impl<W: Clone> Replica<W> {
@@ -125,22 +125,39 @@ impl<W: Clone> Replica<W> {
                 .is_some_and(|first| *first <= stored)
     }
 
-    /// At a search's head: the first of `regions` with a key whose held write it shows (see
-    /// [`shows_held`](Self::shows_held)); such a region is not searched until its held
-    /// writes are done.
+    /// At a search's head: the first of the key regions `req` reads with a key whose held
+    /// write it shows (see [`shows_held`](Self::shows_held)), among the keys it looks up if
+    /// it names any; such a region is not searched until those held writes are done.
     pub(super) fn region_showing_held(
         &self,
         store: &dyn Store,
-        regions: &[RegionId],
+        req: &SearchRequest,
     ) -> Result<Option<RegionId>, StoreError> {
-        for &region in regions {
+        if planted(Bug::HeldShown) {
+            return Ok(None);
+        }
+        let shows = |region: RegionId, key: &[u8], pend: &PendingWrites<W>| {
+            let first = pend.keys().next().copied().unwrap_or(u64::MAX);
+            Ok::<_, StoreError>(first <= load(store, region, key)?.version)
+        };
+        if let (false, Some(&region)) = (req.keys.is_empty(), req.regions.first()) {
+            for key in &req.keys {
+                let Some(pend) = self.pending.get(&(region, key.clone())) else {
+                    continue;
+                };
+                if shows(region, key, pend)? {
+                    return Ok(Some(region));
+                }
+            }
+            return Ok(None);
+        }
+        for &region in &req.regions {
             let from = (region, Vec::new());
             for ((r, key), pend) in self.pending.range(from..) {
                 if *r != region {
                     break;
                 }
-                let first = pend.keys().next().copied().unwrap_or(u64::MAX);
-                if first <= load(store, region, key)?.version && !planted(Bug::HeldShown) {
+                if shows(region, key, pend)? {
                     return Ok(Some(region));
                 }
             }

@@ -159,15 +159,15 @@ impl<W> Pending<W> {
     }
 }
 
-/// Ticks between resends of a key's pending writes, at most (2.5 s apart at the default
-/// heartbeat). A resend is not free: every member it reaches loads the key, and a subspace
+/// Ticks a key's pending writes stay quiet between two resends, at most (resends are then
+/// 5 ticks apart, 2.5 s at the default heartbeat). A resend is not free: every member it reaches loads the key, and a subspace
 /// member stores its entry again; resending every tick whatever the chain's latency, a
 /// loaded chain whose writes took longer than a tick spent its time on copies, took longer
 /// still, and collapsed (92 puts/s instead of 491 after 60,000 puts with two subspaces).
-pub const RESEND_TICKS_MAX: u8 = 4;
+pub const RESEND_QUIET_MAX: u8 = 4;
 
 /// How many ticks a key's pending writes wait before the tick resends them: one tick after
-/// they were first sent, then twice as long after each resend, up to [`RESEND_TICKS_MAX`].
+/// they were first sent, then twice as long after each resend, up to [`RESEND_QUIET_MAX`].
 /// A new configuration or a peer reconnecting resends at once, whatever this says.
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
@@ -193,7 +193,7 @@ impl Backoff {
             self.quiet -= 1;
             return false;
         }
-        self.interval = (self.interval * 2).min(RESEND_TICKS_MAX);
+        self.interval = (self.interval * 2).min(RESEND_QUIET_MAX);
         self.quiet = self.interval;
         true
     }
@@ -321,7 +321,7 @@ impl<W: Clone> Replica<W> {
                     self.admit(now, req.config_version, &mut out)
                 };
                 let admitted = match admitted {
-                    Ok(()) => self.search_held(store, &req.regions)?,
+                    Ok(()) => self.search_held(store, &req)?,
                     refused => refused,
                 };
                 let answer = match admitted {
@@ -420,9 +420,9 @@ impl<W: Clone> Replica<W> {
     fn search_held(
         &self,
         store: &dyn Store,
-        regions: &[RegionId],
+        req: &SearchRequest,
     ) -> Result<Result<(), ClientResponse>, StoreError> {
-        Ok(match self.region_showing_held(store, regions)? {
+        Ok(match self.region_showing_held(store, req)? {
             Some(region) => {
                 crate::probe!("replica.search_waits_for_held");
                 Err(reconfigure(format!(

@@ -323,6 +323,27 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
         "{:?}",
         net.replies
     );
+    // A lookup of other keys of the region is answered.
+    let other = (b'b'..=b'z')
+        .map(|c| String::from(c as char))
+        .find(|k| head_of(&config, k).1 == region)
+        .expect("another key in the region");
+    let lookup = SearchRequest {
+        keys: vec![key(&config, &other)],
+        ..search.clone()
+    };
+    net.input(
+        head,
+        Input::Search {
+            waiter: 5,
+            req: lookup,
+        },
+    );
+    assert!(
+        net.objects.iter().any(|(w, _)| *w == 5),
+        "{:?}",
+        net.replies
+    );
     // Once the subspace region holds it, the read is answered with it, and the region is
     // searched.
     net.in_flight = updates.into_iter().chain(restart_updates).collect();

@@ -556,5 +556,5 @@ fn a_pending_write_is_resent_ever_less_often_up_to_a_bound() {
     let resent: Vec<usize> = (1..=20).filter(|_| b.due()).collect();
     // One tick waited after the first send, then 2, then 4, and 4 from then on.
     assert_eq!(resent, vec![2, 5, 10, 15, 20]);
-    assert_eq!(super::RESEND_TICKS_MAX, 4);
+    assert_eq!(super::RESEND_QUIET_MAX, 4);
 }
