@@ -3,9 +3,9 @@
 //! The actor hands every chain message to [`Peers::send`], which never waits: a message to a
 //! peer whose queue is full ([`PEER_QUEUE`] messages or [`PEER_QUEUE_BYTES`] bytes) is
 //! dropped, and so are the messages queued while a link is down. That is safe because the
-//! replica resends what matters (pending writes on every tick, a transfer window left
-//! unacknowledged for a few ticks) and whenever a link comes up again ([`Input::PeerUp`]),
-//! and receivers ignore what they already have.
+//! replica resends what matters (pending writes on ticks, less often the longer they wait; a
+//! transfer window left unacknowledged for a few ticks) and whenever a link comes up again
+//! ([`Input::PeerUp`]), and receivers ignore what they already have.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,7 +104,7 @@ impl Peers {
             link.bytes.fetch_sub(size, Ordering::Relaxed);
             debug!(
                 peer = to.0,
-                "peer queue full: message dropped (resent on the next tick)"
+                "peer queue full: message dropped (resent on a later tick)"
             );
         }
     }

@@ -180,7 +180,7 @@ impl<W: Clone> Replica<W> {
         // Only the next version is taken: one that skips a lost write would be stored (it
         // holds that write's effect) without that write's retry record, and a retry of it
         // would be applied again here once this server is head. The predecessor resends
-        // every pending write, in order, on its next tick. A joiner too: for a key the
+        // every pending write, in order, on a later tick. A joiner too: for a key the
         // transfer has not verified yet it takes only a first version, and waits for the
         // transfer (whose copy is committed, so older than any write it dropped) otherwise.
         let held = self

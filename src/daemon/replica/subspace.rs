@@ -11,9 +11,10 @@
 //!   ([`ChainMessage::UpdateDone`]). Once every update of a write, and of every write before
 //!   it, is done, the key tail commits it and acknowledges it up the key chain as before. So
 //!   the key's head shows a version only after every subspace region it touches holds it.
-//! - **Retransmission** is the key tail's alone: it resends the updates not yet done on every
-//!   tick, on a new configuration and when a subspace head reconnects; subspace members keep
-//!   no pending state (taking in an update twice changes nothing).
+//! - **Retransmission** is the key tail's alone: it resends the updates not yet done on ticks
+//!   (with its pending writes, backing off: `Backoff`), on a new configuration and when a
+//!   subspace head reconnects; subspace members keep no pending state (taking in an update
+//!   twice changes nothing, and is not written again).
 //! - A server that **becomes the key region's tail** with writes pending sends their updates
 //!   (each write's old object is the one before it, pending or stored).
 
