@@ -82,3 +82,7 @@ pub const GC_KEYS: usize = 100_000;
 
 /// The most keys one settling query asks about.
 pub const SETTLE_BATCH: usize = 1024;
+
+/// The most reads of one key that wait at its head for a held write shown after a restart
+/// (`daemon::replica::held`); more are answered RECONFIGURE, and the client asks again.
+pub const HELD_READERS: usize = 1024;

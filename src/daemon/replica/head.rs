@@ -14,7 +14,7 @@ use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
 use crate::daemon::record::{absorb, load, object_key, stage, StoredObject};
-use crate::limits::{CLOCK_SKEW_SECS, RETRY_WINDOW_SECS};
+use crate::limits::{CLOCK_SKEW_SECS, HELD_READERS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
 use crate::storage::{Store, StoreError};
@@ -98,7 +98,12 @@ impl<W: Clone> Replica<W> {
                 crate::probe!("head.read_waits_for_held");
                 let pend = self.pending.get_mut(&(region, kb)).expect("checked");
                 let first = pend.values_mut().next().expect("checked");
-                first.deferred.push((waiter, answer));
+                if first.deferred.len() < HELD_READERS {
+                    first.deferred.push((waiter, answer));
+                } else {
+                    let why = "the key's last write is not yet in every subspace region";
+                    out.push(Output::Reply(waiter, reconfigure(why.into())));
+                }
                 return Ok(());
             }
             out.push(Output::Read(waiter, reply(answer), object_key(region, &kb)));

@@ -272,6 +272,19 @@ fn a_settling_answer_from_a_server_that_is_not_the_key_head_is_dropped() {
     assert_eq!(e.formers.len(), 1, "kept: {e:?}");
 }
 
+/// A search of every object of `region`.
+fn scan_of(config: &Config, region: RegionId) -> SearchRequest {
+    SearchRequest {
+        config_version: config.version,
+        space: "s".into(),
+        regions: vec![region],
+        checks: Vec::new(),
+        after: None,
+        count_only: false,
+        keys: Vec::new(),
+    }
+}
+
 #[test]
 fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it() {
     let (mut net, config) = Net::new(3, SPACE);
@@ -294,15 +307,7 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
     );
     // A read waits, and a search of the key's region is refused for now.
     net.input(head, op(&config, 2, 2, Operation::get("s", "a")));
-    let search = SearchRequest {
-        config_version: config.version,
-        space: "s".into(),
-        regions: vec![region],
-        checks: Vec::new(),
-        after: None,
-        count_only: false,
-        keys: Vec::new(),
-    };
+    let search = scan_of(&config, region);
     net.input(
         head,
         Input::Search {
@@ -322,6 +327,23 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
         ),
         "{:?}",
         net.replies
+    );
+    // Reads beyond the bound are asked to come again.
+    for w in 0..crate::limits::HELD_READERS as u32 {
+        net.input(
+            head,
+            op(
+                &config,
+                1000 + w,
+                1000 + u64::from(w),
+                Operation::get("s", "a"),
+            ),
+        );
+    }
+    assert!(
+        matches!(&net.replies[1..], [(w, Reply::Error(ReturnCode::Reconfigure, _))] if *w == 2023),
+        "{:?}",
+        &net.replies[1..]
     );
     // A lookup of other keys of the region is answered.
     let other = (b'b'..=b'z')
