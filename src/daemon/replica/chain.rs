@@ -6,6 +6,7 @@ use std::collections::btree_map::Entry;
 use hyperdex_model::Reply;
 
 use super::durable::{self, pending_key};
+use super::held;
 use super::subspace::Old;
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
@@ -165,11 +166,8 @@ impl<W: Clone> Replica<W> {
             // not yet acknowledged by it): acknowledging it would let the head answer the
             // write, and a retry of it, too soon. The held write's own acknowledgement covers
             // this one.
-            let held = self
-                .pending
-                .get(&(w.region, w.key.clone()))
-                .and_then(|pend| pend.keys().next());
-            if held.is_some_and(|first| *first <= stored.version) {
+            let pend = self.pending.get(&(w.region, w.key.clone()));
+            if pend.is_some_and(|pend| held::holds_stored(pend, stored.version)) {
                 crate::probe!("chain.ack_below_held");
                 return Ok(());
             }

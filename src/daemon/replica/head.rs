@@ -93,11 +93,9 @@ impl<W: Clone> Replica<W> {
             } else {
                 unauthorized()
             };
-            if self.shows_held(region, &kb, stored.version) {
+            if let Some(first) = self.held_shown(region, &kb, stored.version) {
                 // Answered once the held write is done (then every region holds it).
                 crate::probe!("head.read_waits_for_held");
-                let pend = self.pending.get_mut(&(region, kb)).expect("checked");
-                let first = pend.values_mut().next().expect("checked");
                 if first.deferred.len() < HELD_READERS {
                     first.deferred.push((waiter, answer));
                 } else {

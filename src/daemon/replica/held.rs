@@ -112,17 +112,22 @@ impl<W: Clone> Replica<W> {
         Ok(())
     }
 
-    /// At a key's head: whether it shows a write it holds (stores it, and keeps it pending
-    /// until the regions of its space's other subspaces hold it). Such a write may never have
-    /// been acknowledged, and a search through a subspace would not find it yet: whoever
-    /// observes it waits until those regions hold it. `stored`: the version the head stores.
-    pub(super) fn shows_held(&self, region: RegionId, key: &[u8], stored: u64) -> bool {
-        !planted(Bug::HeldShown)
-            && self
-                .pending
-                .get(&(region, key.to_vec()))
-                .and_then(|pend| pend.keys().next())
-                .is_some_and(|first| *first <= stored)
+    /// At a key's head: the write it shows although it holds it (stores it, and keeps it
+    /// pending until the regions of its space's other subspaces hold it), if any. Such a write
+    /// may never have been acknowledged, and a search through a subspace would not find it
+    /// yet: whoever observes it waits until those regions hold it. `stored`: the version the
+    /// head stores.
+    pub(super) fn held_shown(
+        &mut self,
+        region: RegionId,
+        key: &[u8],
+        stored: u64,
+    ) -> Option<&mut Pending<W>> {
+        let pend = self.pending.get_mut(&(region, key.to_vec()))?;
+        if planted(Bug::HeldShown) || !holds_stored(pend, stored) {
+            return None;
+        }
+        pend.values_mut().next()
     }
 
     /// At a search's head: the first of the key regions `req` reads with a key whose held
@@ -137,8 +142,7 @@ impl<W: Clone> Replica<W> {
             return Ok(None);
         }
         let shows = |region: RegionId, key: &[u8], pend: &PendingWrites<W>| {
-            let first = pend.keys().next().copied().unwrap_or(u64::MAX);
-            Ok::<_, StoreError>(first <= load(store, region, key)?.version)
+            Ok::<_, StoreError>(holds_stored(pend, load(store, region, key)?.version))
         };
         if let (false, Some(&region)) = (req.keys.is_empty(), req.regions.first()) {
             for key in &req.keys {
@@ -183,4 +187,10 @@ impl<W: Clone> Replica<W> {
         }
         Ok(())
     }
+}
+
+/// Whether a key's pending writes include one whose version is at most `stored`, the version
+/// the member stores: a write it holds (see the module documentation), not one in flight.
+pub(super) fn holds_stored<W>(pend: &PendingWrites<W>, stored: u64) -> bool {
+    pend.keys().next().is_some_and(|first| *first <= stored)
 }

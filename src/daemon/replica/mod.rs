@@ -76,7 +76,7 @@ use crate::storage::{Store, StoreError, Table};
 
 use super::search;
 use super::transfer::{Effect, Transfers, TRANSFER_WINDOW};
-use subspace::{send_updates, Old};
+use subspace::{send_again, Old};
 
 /// The coordinator answered a heartbeat that was sent at `sent`, when it had configuration
 /// `config_version`.
@@ -578,14 +578,7 @@ impl<W: Clone> Replica<W> {
                 if let Some(peer) = succ {
                     out.push(Output::Send(peer, ChainMessage::Write(p.write.clone())));
                 }
-                let version = self.config.version;
-                let updates: Vec<SubspaceUpdate> = (p.awaiting.iter().flatten())
-                    .map(|u| SubspaceUpdate {
-                        config_version: version,
-                        ..u.clone()
-                    })
-                    .collect();
-                send_updates(&self.config, updates.iter(), out);
+                send_again(&self.config, p.awaiting.iter().flatten(), out);
             }
         }
     }

@@ -309,14 +309,25 @@ impl<W: Clone> Replica<W> {
             .flat_map(|pend| pend.values())
             .filter_map(|p| p.awaiting.as_ref())
             .flatten();
-        for u in awaiting {
-            let head = self.config.chain(u.region).first().copied();
-            if only.is_none_or(|o| head == Some(o)) {
-                let mut u = u.clone();
-                u.config_version = self.config.version;
-                send_updates(&self.config, std::iter::once(&u), out);
-            }
-        }
+        let to_only = |u: &&SubspaceUpdate| {
+            only.is_none_or(|o| self.config.chain(u.region).first() == Some(&o))
+        };
+        send_again(&self.config, awaiting.filter(to_only), out);
+    }
+}
+
+/// Sends each update again to its region's head, stamped with the configuration in force.
+pub(super) fn send_again<'a, W>(
+    config: &Config,
+    updates: impl Iterator<Item = &'a SubspaceUpdate>,
+    out: &mut Outputs<W>,
+) {
+    for u in updates {
+        let u = SubspaceUpdate {
+            config_version: config.version,
+            ..u.clone()
+        };
+        send_updates(config, std::iter::once(&u), out);
     }
 }
 

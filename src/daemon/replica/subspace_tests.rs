@@ -272,6 +272,11 @@ fn a_settling_answer_from_a_server_that_is_not_the_key_head_is_dropped() {
     assert_eq!(e.formers.len(), 1, "kept: {e:?}");
 }
 
+/// `req` at server `at`, from waiter `waiter`.
+fn search_at(net: &mut Net, at: ServerId, waiter: u32, req: SearchRequest) {
+    net.input(at, Input::Search { waiter, req });
+}
+
 /// A search of every object of `region`.
 fn scan_of(config: &Config, region: RegionId) -> SearchRequest {
     SearchRequest {
@@ -308,13 +313,7 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
     // A read waits, and a search of the key's region is refused for now.
     net.input(head, op(&config, 2, 2, Operation::get("s", "a")));
     let search = scan_of(&config, region);
-    net.input(
-        head,
-        Input::Search {
-            waiter: 3,
-            req: search.clone(),
-        },
-    );
+    search_at(&mut net, head, 3, search.clone());
     assert!(
         !net.replies.iter().any(|(w, _)| *w == 2),
         "{:?}",
@@ -354,13 +353,7 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
         keys: vec![key(&config, &other)],
         ..search.clone()
     };
-    net.input(
-        head,
-        Input::Search {
-            waiter: 5,
-            req: lookup,
-        },
-    );
+    search_at(&mut net, head, 5, lookup);
     assert!(
         net.objects.iter().any(|(w, _)| *w == 5),
         "{:?}",
@@ -376,13 +369,7 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
         "{read:?}"
     );
     assert_eq!(held(&net, &config, 1, "a"), vec![(Some(5), vec![]); 2]);
-    net.input(
-        head,
-        Input::Search {
-            waiter: 4,
-            req: search,
-        },
-    );
+    search_at(&mut net, head, 4, search);
     assert!(
         net.objects.iter().any(|(w, _)| *w == 4),
         "{:?}",
