@@ -9,7 +9,7 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::{Envelope, MAGIC, VERSION};
 
@@ -86,15 +86,22 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Envelope, FrameError> {
 /// The most a reader allocates for a frame before its bytes arrive.
 const INITIAL_BUFFER: usize = 4 << 10;
 
-/// Reads envelopes from a byte stream.
+/// How many bytes a reader takes from the stream at once: every frame that arrived together
+/// (replies queued behind each other, a client's pipelined requests) is read by one call.
+const READ_BUFFER: usize = 16 << 10;
+
+/// Reads envelopes from a byte stream, through a buffer of [`READ_BUFFER`] bytes.
 pub struct FramedReader<R> {
-    inner: R,
+    inner: BufReader<R>,
     max: usize,
 }
 
 impl<R: AsyncRead + Unpin> FramedReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        FramedReader { inner, max }
+        FramedReader {
+            inner: BufReader::with_capacity(READ_BUFFER, inner),
+            max,
+        }
     }
 
     /// The next envelope; `Closed` at a clean end of stream.
