@@ -18,10 +18,9 @@
 //! nothing twice: records carry sequence numbers and the tree the last one it holds), cutting
 //! off a torn tail; then it checkpoints at once and empties both.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::overlay::Overlay;
+use super::overlay::{ByTable, Overlay};
 use super::wal::{self, Op};
 use super::{KeyValues, LogWriter, Store, StoreError, Table};
 use crate::bugs::{planted, Bug};
@@ -90,7 +89,7 @@ pub struct Logged<B> {
     failed: Option<String>,
     /// Keys with a write in a record not yet durable (or not yet begun), and that record's
     /// sequence number; prefixes deleted likewise. Bounded by the records in flight.
-    unsynced: BTreeMap<(Table, Vec<u8>), u64>,
+    unsynced: ByTable<u64>,
     unsynced_prefixes: Vec<(Table, Vec<u8>, u64)>,
     /// The last record known durable.
     durable: u64,
@@ -133,7 +132,7 @@ impl<B: Backend> Logged<B> {
             checkpoint_bytes,
             checkpoints: 0,
             failed: None,
-            unsynced: BTreeMap::new(),
+            unsynced: ByTable::default(),
             unsynced_prefixes: Vec::new(),
             durable: checkpointed,
         };
@@ -224,7 +223,7 @@ impl<B: Backend> Logged<B> {
     /// Record `seq` (and every one before it) is durable.
     pub(super) fn durable_through(&mut self, seq: u64) {
         self.durable = seq;
-        self.unsynced.retain(|_, s| *s > seq);
+        self.unsynced.retain(|s| *s > seq);
         self.unsynced_prefixes.retain(|(_, _, s)| *s > seq);
     }
 
@@ -267,7 +266,7 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.unsynced.insert((table, key.to_vec()), self.seq + 1);
+        self.unsynced.insert(table, key, self.seq + 1);
         wal::encode_put(&mut self.unlogged, table, key, value.as_deref());
         self.unlogged_ops += 1;
         self.pending.put(table, key, value);
@@ -311,7 +310,7 @@ impl<B: Backend> Store for Logged<B> {
     }
 
     fn unsynced(&self, table: Table, key: &[u8]) -> bool {
-        self.unsynced.contains_key(&(table, key.to_vec()))
+        self.unsynced.get(table, key).is_some()
             || self
                 .unsynced_prefixes
                 .iter()

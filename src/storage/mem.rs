@@ -38,10 +38,10 @@ impl MemDisk {
                 self.tree.remove(&k);
             }
         }
-        for ((t, k), v) in &changes.staged {
+        for (t, k, v) in changes.staged.iter() {
             match v {
-                Some(v) => self.tree.insert((*t, k.clone()), v.clone()),
-                None => self.tree.remove(&(*t, k.clone())),
+                Some(v) => self.tree.insert((t, k.clone()), v.clone()),
+                None => self.tree.remove(&(t, k.clone())),
             };
         }
         self.checkpointed = seq;

@@ -6,7 +6,60 @@ use std::collections::BTreeMap;
 
 use super::{KeyValues, Table};
 
-pub type Staged = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+/// One ordered map of keys per table, so that a lookup borrows its key instead of copying
+/// it into a `(table, key)` pair, and rewriting a key already held allocates nothing.
+#[derive(Clone, Debug)]
+pub struct ByTable<V>([BTreeMap<Vec<u8>, V>; Table::ALL.len()]);
+
+impl<V> Default for ByTable<V> {
+    fn default() -> Self {
+        ByTable(std::array::from_fn(|_| BTreeMap::new()))
+    }
+}
+
+impl<V> ByTable<V> {
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<&V> {
+        self.0[table as usize].get(key)
+    }
+
+    pub fn insert(&mut self, table: Table, key: &[u8], value: V) {
+        let map = &mut self.0[table as usize];
+        match map.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(key.to_vec(), value);
+            }
+        }
+    }
+
+    /// One table's keys, in order.
+    pub fn table(&self, table: Table) -> &BTreeMap<Vec<u8>, V> {
+        &self.0[table as usize]
+    }
+
+    pub fn table_mut(&mut self, table: Table) -> &mut BTreeMap<Vec<u8>, V> {
+        &mut self.0[table as usize]
+    }
+
+    /// Every entry, table by table, each in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (Table, &Vec<u8>, &V)> {
+        Table::ALL
+            .iter()
+            .flat_map(move |&t| self.table(t).iter().map(move |(k, v)| (t, k, v)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(BTreeMap::is_empty)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        for map in &mut self.0 {
+            map.retain(|_, v| keep(v));
+        }
+    }
+}
+
+pub type Staged = ByTable<Option<Vec<u8>>>;
 
 /// What a store has staged since its last sync.
 #[derive(Debug, Default)]
@@ -21,20 +74,21 @@ impl Overlay {
     /// What the overlay says of `key`: `Some(value)` if it decides it (`Some(None)`:
     /// deleted), `None` if the durable contents do.
     pub fn get(&self, table: Table, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if let Some(v) = self.staged.get(&(table, key.to_vec())) {
+        if let Some(v) = self.staged.get(table, key) {
             return Some(v.clone());
         }
         self.hides(table, key).then_some(None)
     }
 
     pub fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.staged.insert((table, key.to_vec()), value);
+        self.staged.insert(table, key, value);
     }
 
     /// Deletes every key under `prefix`, staged or durable.
     pub fn clear_prefix(&mut self, table: Table, prefix: &[u8]) {
         self.staged
-            .retain(|(t, k), _| !(*t == table && k.starts_with(prefix)));
+            .table_mut(table)
+            .retain(|k, _| !k.starts_with(prefix));
         self.cleared.push((table, prefix.to_vec()));
     }
 
@@ -143,13 +197,14 @@ fn staged_range<'a>(
 ) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + 'a {
     use std::ops::Bound;
     let lower = match after {
-        Some(a) if a >= prefix => Bound::Excluded((table, a.to_vec())),
-        _ => Bound::Included((table, prefix.to_vec())),
+        Some(a) if a >= prefix => Bound::Excluded(a),
+        _ => Bound::Included(prefix),
     };
     staged
-        .range((lower, Bound::Unbounded))
-        .take_while(move |((t, k), _)| *t == table && k.starts_with(prefix))
-        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .table(table)
+        .range::<[u8], _>((lower, Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
 }
 
 #[cfg(test)]

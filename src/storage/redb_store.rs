@@ -110,8 +110,8 @@ fn commit(db: &Database, changes: &Overlay, seq: u64) -> Result<(), StoreError> 
             }
             .map_err(io)?;
         }
-        for ((t, k), v) in &changes.staged {
-            let table = &mut tables[*t as usize];
+        for (t, k, v) in changes.staged.iter() {
+            let table = &mut tables[t as usize];
             match v {
                 Some(v) => {
                     table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
