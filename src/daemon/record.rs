@@ -54,6 +54,16 @@ pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObj
         .unwrap_or_default())
 }
 
+/// The version of a stored object (0: never written), read from the first field of its
+/// record without decoding the object or its dedupe records.
+pub fn stored_version(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<u64, StoreError> {
+    let bytes = store.get(Table::Objects, &object_key(region, key))?;
+    Ok(bytes
+        .filter(|b| is_live(b).is_some())
+        .and_then(|b| postcard::from_bytes::<u64>(&b).ok())
+        .unwrap_or(0))
+}
+
 pub fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredObject) {
     let bytes = postcard::to_allocvec(obj).unwrap_or_default();
     store.put(Table::Objects, &object_key(region, key), Some(bytes));
@@ -414,6 +424,41 @@ mod tests {
         }
         assert_eq!(is_live(&[]), None);
         assert_eq!(is_live(&[5, 7]), None);
+    }
+
+    #[test]
+    fn a_stored_version_reads_as_loading_the_object_would() {
+        let mut store = crate::storage::MemStore::new();
+        let region = RegionId {
+            space: crate::config::SpaceId(3),
+            index: 1,
+        };
+        assert_eq!(
+            stored_version(&store, region, b"k").unwrap(),
+            0,
+            "never written"
+        );
+        let objects = [
+            StoredObject {
+                version: 300,
+                object: Some([("n".to_string(), hyperdex_model::Value::Int(1))].into()),
+                dedupe: vec![timed(1, 1_800_000_000)],
+            },
+            StoredObject {
+                version: u64::MAX,
+                object: None,
+                dedupe: Vec::new(),
+            },
+        ];
+        for s in objects {
+            stage(&mut store, region, b"k", &s);
+            assert_eq!(stored_version(&store, region, b"k").unwrap(), s.version);
+            assert_eq!(load(&store, region, b"k").unwrap().version, s.version);
+        }
+        // Bytes that are no stored object read as never written, as `load` reads them.
+        store.put(Table::Objects, &object_key(region, b"k"), Some(vec![5, 7]));
+        assert_eq!(stored_version(&store, region, b"k").unwrap(), 0);
+        assert_eq!(load(&store, region, b"k").unwrap().version, 0);
     }
 
     #[test]

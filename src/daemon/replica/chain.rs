@@ -11,7 +11,7 @@ use super::subspace::Old;
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
-use crate::daemon::record::{absorb, add_record, load, stage, StoredObject};
+use crate::daemon::record::{absorb, add_record, load, stage, stored_version, StoredObject};
 use crate::limits::{EARLY_MESSAGES, EARLY_WINDOWS};
 use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
 use crate::storage::{Store, StoreError};
@@ -263,7 +263,7 @@ impl<W: Clone> Replica<W> {
         // Pass the ack on only if this server really holds the version durably: after a
         // restart it may have lost a write that its successor acknowledges, and the
         // predecessor's retransmission will bring it here again.
-        if load(store, a.region, &a.key)?.version < a.version {
+        if stored_version(store, a.region, &a.key)? < a.version {
             return Ok(());
         }
         if let Some(pred) = pred {

@@ -23,7 +23,7 @@ use super::subspace::{send_updates, Old};
 use super::{Output, Outputs, Pending, PendingWrites, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
-use crate::daemon::record::load;
+use crate::daemon::record::stored_version;
 use crate::protocol::{ChainMessage, ChainWrite, SearchRequest, SubspaceUpdate};
 use crate::storage::{Store, StoreError};
 
@@ -104,7 +104,7 @@ impl<W: Clone> Replica<W> {
                 if t.after.as_ref() == Some(key) {
                     continue;
                 }
-                let stored = load(store, *region, key)?.version;
+                let stored = stored_version(store, *region, key)?;
                 let held = pend.values().filter(|p| p.write.version <= stored);
                 t.held.extend(held.map(|p| p.write.clone()));
             }
@@ -142,7 +142,7 @@ impl<W: Clone> Replica<W> {
             return Ok(None);
         }
         let shows = |region: RegionId, key: &[u8], pend: &PendingWrites<W>| {
-            Ok::<_, StoreError>(holds_stored(pend, load(store, region, key)?.version))
+            Ok::<_, StoreError>(holds_stored(pend, stored_version(store, region, key)?))
         };
         if let (false, Some(&region)) = (req.keys.is_empty(), req.regions.first()) {
             for key in &req.keys {
@@ -181,7 +181,7 @@ impl<W: Clone> Replica<W> {
             let tail = self
                 .position(w.region)
                 .is_some_and(|(pos, chain)| pos + 1 == chain.len());
-            if tail && load(store, w.region, &w.key)?.version == w.version {
+            if tail && stored_version(store, w.region, &w.key)? == w.version {
                 self.recheck(store, &w, out);
             }
         }

@@ -17,7 +17,7 @@ use hyperdex_model::Object;
 use super::subspace::{load_entry, stage_entry};
 use super::{Output, Outputs, Replica};
 use crate::config::{RegionId, ServerId, SpaceId};
-use crate::daemon::record::{load, object_key, REGION_PREFIX_LEN};
+use crate::daemon::record::{object_key, stored_version, REGION_PREFIX_LEN};
 use crate::hyperspace::entry::Entry;
 use crate::limits::{GC_KEYS, SEARCH_LIFE, SETTLE_BATCH};
 use crate::protocol::{ChainMessage, SettleAnswer, SettleQuery};
@@ -141,7 +141,7 @@ impl<W: Clone> Replica<W> {
         let mut versions = Vec::with_capacity(q.keys.len().min(SETTLE_BATCH));
         for key in q.keys.into_iter().take(SETTLE_BATCH) {
             if space.region_of_bytes(&key) == q.region {
-                let version = load(store, q.region, &key)?.version;
+                let version = stored_version(store, q.region, &key)?;
                 versions.push((key, version));
             }
         }
