@@ -13,7 +13,7 @@ use super::{
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
-use crate::daemon::record::{absorb, load, object_key, stage, StoredObject};
+use crate::daemon::record::{absorb, load, load_without_records, object_key, stage, StoredObject};
 use crate::limits::{CLOCK_SKEW_SECS, HELD_READERS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
@@ -76,8 +76,8 @@ impl<W: Clone> Replica<W> {
         let Some(space) = config.space(req.op.space().unwrap_or_default()) else {
             return Ok(());
         };
-        let stored = load(store, region, &kb)?;
         if !req.op.is_mutation() {
+            let stored = load_without_records(store, region, &kb)?;
             if planted(Bug::StallReads) && self.promoted.contains(&region) {
                 return Ok(());
             }
@@ -107,6 +107,7 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Read(waiter, reply(answer), object_key(region, &kb)));
             return Ok(());
         }
+        let stored = load(store, region, &kb)?;
         let ordered = Ordered {
             space,
             region,
