@@ -99,10 +99,14 @@ pub enum Bug {
     /// although it stores it (a promotion after a restart), before the subspaces' regions
     /// hold it: a search through a subspace then misses an object a read has shown.
     HeldShown = 134217728,
+    /// A subspace region keeps one former per version: an older update whose version it
+    /// keeps a dropped write's values for is not kept, though a later head gave that version
+    /// to the write it shows.
+    FormersOnePerVersion = 268435456,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 28] = [
+    pub const ALL: [Bug; 29] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -131,6 +135,7 @@ impl Bug {
         Bug::StoredNotRechecked,
         Bug::VersionGivenAgainIgnored,
         Bug::HeldShown,
+        Bug::FormersOnePerVersion,
     ];
 }
 

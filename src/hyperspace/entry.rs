@@ -28,7 +28,10 @@
 //!   goes the same way (its version is kept until then, so a late duplicate is recognised);
 //! - an update of the version held with other values is of another write given the same
 //!   version (the first was dropped before any head committed it): it becomes the current
-//!   values, and the values it replaces a former.
+//!   values, and the values it replaces a former;
+//! - likewise an update older than what is held whose version the region keeps other values
+//!   for (the dropped write's, and newer ones built on them): its values are kept as a former
+//!   beside those, not in their place.
 //!
 //! The tests drive random deliveries against a head that commits a version only once this
 //! region has acknowledged it, and check the rule at every step, and that everything settled
@@ -127,8 +130,14 @@ impl<T: Clone + PartialEq> Entry<T> {
     }
 
     fn keep(&mut self, until: u64, values: T) {
-        // The values of version `until - 1` (a duplicate update brings them again).
-        if self.formers.iter().any(|f| f.until == until) {
+        // The values of version `until - 1` (a duplicate update brings them again). Two
+        // writes given that version (one dropped) have values of their own: both are kept.
+        let one_per_version = planted(Bug::FormersOnePerVersion);
+        if self
+            .formers
+            .iter()
+            .any(|f| f.until == until && (one_per_version || f.values == values))
+        {
             return;
         }
         self.formers.push(Former {

@@ -252,3 +252,46 @@ fn a_version_given_again_to_another_write_replaces_the_dropped_one() {
     });
     assert_eq!(e, before);
 }
+
+#[test]
+fn a_version_given_again_below_a_dropped_newer_one_keeps_its_values() {
+    let t0 = crate::rt::now();
+    let mut e = Entry::new();
+    // Versions 3 and 4 place the object here, then its chain drops both uncommitted; a later
+    // head gives version 3 to another write, whose values also place it here, and commits it.
+    for (version, values) in [(3, "dropped 3"), (4, "dropped 4")] {
+        e.absorb(Update {
+            version,
+            now: Some(values),
+        });
+    }
+    e.absorb(Update {
+        version: 3,
+        now: Some("shown"),
+    });
+    assert!(e.candidate(|v| *v == "shown"), "{e:?}");
+    assert!(e.took(3, true));
+    // The head has committed version 3 only: what replaced it is unknown, nothing goes.
+    e.settle(3, t0);
+    assert!(!e.expire(t0 + KEEP, KEEP));
+    assert!(e.candidate(|v| *v == "shown"));
+    // The same update again changes nothing.
+    let before = e.clone();
+    e.absorb(Update {
+        version: 3,
+        now: Some("shown"),
+    });
+    assert_eq!(e, before);
+    // The head gives version 4 to a later write and commits it: the values it replaced go
+    // (the shown ones and the dropped version 3's); the dropped version 4's stay until the
+    // head commits version 5.
+    e.absorb(Update {
+        version: 4,
+        now: Some("next"),
+    });
+    e.settle(4, t0);
+    assert!(!e.expire(t0 + KEEP, KEEP));
+    assert_eq!(e.current, Some("next"));
+    let kept: Vec<_> = e.formers.iter().map(|f| (f.until, f.values)).collect();
+    assert_eq!(kept, vec![(5, "dropped 4")]);
+}
