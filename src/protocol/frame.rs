@@ -90,7 +90,7 @@ const INITIAL_BUFFER: usize = 4 << 10;
 /// (replies queued behind each other, a client's pipelined requests) is read by one call.
 const READ_BUFFER: usize = 16 << 10;
 
-/// Reads envelopes from a byte stream, through a buffer of [`READ_BUFFER`] bytes.
+/// Reads envelopes from a byte stream, through a buffer of 16 KiB (`READ_BUFFER`).
 pub struct FramedReader<R> {
     inner: BufReader<R>,
     max: usize,
