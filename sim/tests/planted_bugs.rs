@@ -31,7 +31,7 @@ const MAX_SEEDS: u64 = 200;
 const SLOW: &[(Bug, u64)] = &[
     (Bug::KeepStaleKeys, 1000),
     (Bug::VersionGivenAgainIgnored, 2000),
-    (Bug::FormersOnePerVersion, 1200),
+    (Bug::FormersOnePerVersion, 2000),
 ];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a

@@ -86,11 +86,12 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Envelope, FrameError> {
 /// The most a reader allocates for a frame before its bytes arrive.
 const INITIAL_BUFFER: usize = 4 << 10;
 
-/// How many bytes a reader takes from the stream at once: every frame that arrived together
-/// (replies queued behind each other, a client's pipelined requests) is read by one call.
-const READ_BUFFER: usize = 16 << 10;
+/// How many bytes a reader takes from the stream at once: the frames that arrived together
+/// (replies queued behind each other, a client's pipelined requests) are read by one call.
+/// Every connection holds this much from its start, idle or not.
+const READ_BUFFER: usize = 4 << 10;
 
-/// Reads envelopes from a byte stream, through a buffer of 16 KiB (`READ_BUFFER`).
+/// Reads envelopes from a byte stream, through a buffer of 4 KiB (`READ_BUFFER`).
 pub struct FramedReader<R> {
     inner: BufReader<R>,
     max: usize,

@@ -14,6 +14,7 @@ mod bench;
 /// The daemons allocate and free small buffers on every request (frames, keys, decoded
 /// objects) from several threads; mimalloc's per-thread heaps serve that with less CPU than
 /// the system allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
