@@ -48,10 +48,18 @@ pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
 
 /// Reads a stored object; a missing or unreadable record reads as "never written".
 pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
-    Ok(store
-        .get(Table::Objects, &object_key(region, key))?
+    Ok(stored_bytes(store, region, key)?
         .and_then(|b| decode(&b))
         .unwrap_or_default())
+}
+
+/// The bytes of an object's record, if it has one.
+fn stored_bytes(
+    store: &dyn Store,
+    region: RegionId,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    store.get(Table::Objects, &object_key(region, key))
 }
 
 /// A stored object without its dedupe records (what a read needs), decoded from the
@@ -62,19 +70,18 @@ pub fn load_without_records(
     region: RegionId,
     key: &[u8],
 ) -> Result<StoredObject, StoreError> {
-    let bytes = store.get(Table::Objects, &object_key(region, key))?;
-    Ok(bytes
-        .and_then(|b| {
-            postcard::take_from_bytes::<Leading>(&b)
-                .ok()
-                .map(|(l, _)| l)
-        })
-        .map(|l| StoredObject {
+    let leading = stored_bytes(store, region, key)?.and_then(|b| {
+        postcard::take_from_bytes::<Leading>(&b)
+            .ok()
+            .map(|(l, _)| l)
+    });
+    Ok(
+        leading.map_or_else(StoredObject::default, |l| StoredObject {
             version: l.version,
             object: l.object,
             dedupe: Vec::new(),
-        })
-        .unwrap_or_default())
+        }),
+    )
 }
 
 /// The fields every layout of a stored object begins with.
@@ -87,8 +94,7 @@ struct Leading {
 /// The version of a stored object (0: never written), read from the first field of its
 /// record without decoding the object or its dedupe records.
 pub fn stored_version(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<u64, StoreError> {
-    let bytes = store.get(Table::Objects, &object_key(region, key))?;
-    Ok(bytes
+    Ok(stored_bytes(store, region, key)?
         .filter(|b| is_live(b).is_some())
         .and_then(|b| postcard::from_bytes::<u64>(&b).ok())
         .unwrap_or(0))
