@@ -105,12 +105,15 @@ impl<B: Backend> Logged<B> {
         for (which, log) in logs.iter().enumerate() {
             let (read, whole) = wal::read(log);
             if whole < log.len() {
-                crate::probe!("storage.torn_tail_dropped");
-                tracing::warn!(
-                    bytes = log.len() - whole,
-                    "the write-ahead log ends in a torn record (a crash while it was written); \
-                     it was never acknowledged and is dropped"
-                );
+                // Zeros are room the log was grown by (`log_file`), anything else a torn record.
+                if log[whole..].iter().any(|b| *b != 0) {
+                    crate::probe!("storage.torn_tail_dropped");
+                    tracing::warn!(
+                        bytes = log.len() - whole,
+                        "the write-ahead log ends in a torn record (a crash while it was \
+                         written); it was never acknowledged and is dropped"
+                    );
+                }
                 backend.cut_log(which, whole as u64)?;
             }
             any |= whole > 0;

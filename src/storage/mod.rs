@@ -16,6 +16,7 @@
 //!
 //! This module and `rt` are the only places that may touch the file system.
 
+mod log_file;
 pub mod logged;
 mod mem;
 pub mod overlay;

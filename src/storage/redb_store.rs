@@ -2,19 +2,21 @@
 //! logs, `hyperdex.wal` and `hyperdex.wal.1`, in the node's data directory (see [`Logged`] for
 //! how they work together).
 //!
-//! A sync appends one record to the active log and `fdatasync`s it; the writes reach redb in
+//! A sync writes one record after the last in the active log and `fdatasync`s it (the logs grow
+//! ahead of their records, in zeros: a sync that does not change a file's size is cheaper); the
+//! writes reach redb in
 //! a checkpoint, one write transaction with immediate durability for every
 //! [`CHECKPOINT_BYTES`] of log, on a thread of its own while the daemon goes on.
 
 #![allow(clippy::disallowed_methods)]
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use super::log_file::LogFile;
 use super::logged::{Backend, Logged};
 use super::overlay::{prefix_end, stack, Overlay};
 use super::{KeyValues, LogWriter, StoreError, Table};
@@ -55,15 +57,15 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 pub struct RedbBackend {
     db: Arc<Database>,
     /// The active log, shared with the sync thread's writer.
-    active: Arc<Mutex<File>>,
+    active: Arc<Mutex<LogFile>>,
     /// The inactive log (`None` while a background checkpoint empties it).
-    other: Option<File>,
+    other: Option<LogFile>,
     /// The background checkpoint's outcome, and the inactive log back.
-    job: Option<mpsc::Receiver<(Result<(), StoreError>, File)>>,
+    job: Option<mpsc::Receiver<(Result<(), StoreError>, LogFile)>>,
 }
 
 impl RedbBackend {
-    fn active(&self) -> std::sync::MutexGuard<'_, File> {
+    fn active(&self) -> std::sync::MutexGuard<'_, LogFile> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -71,7 +73,7 @@ impl RedbBackend {
     fn with_log<R>(
         &mut self,
         which: usize,
-        f: impl FnOnce(&mut File) -> std::io::Result<R>,
+        f: impl FnOnce(&mut LogFile) -> std::io::Result<R>,
     ) -> Result<R, StoreError> {
         match which {
             0 => f(&mut self.active()).map_err(io),
@@ -128,9 +130,8 @@ fn commit(db: &Database, changes: &Overlay, seq: u64) -> Result<(), StoreError> 
 }
 
 /// Empties a log durably.
-fn empty(log: &File) -> Result<(), StoreError> {
-    log.set_len(0).map_err(io)?;
-    log.sync_all().map_err(io)
+fn empty(log: &mut LogFile) -> Result<(), StoreError> {
+    log.cut(0).map_err(io)
 }
 
 /// The production store.
@@ -164,12 +165,7 @@ impl Logged<RedbBackend> {
         tx.commit().map_err(|e| open_err(e.to_string()))?;
         let wal = dir.join("hyperdex.wal");
         let open_log = |path: &Path| {
-            OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .open(path)
-                .map_err(|e| open_err(format!("{}: {e}", path.display())))
+            LogFile::open(path).map_err(|e| open_err(format!("{}: {e}", path.display())))
         };
         let (first, second) = (open_log(&wal)?, open_log(&dir.join("hyperdex.wal.1"))?);
         // The logs' directory entries must be durable before anything in them counts as such.
@@ -239,28 +235,18 @@ impl Backend for RedbBackend {
     }
 
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
-        let mut log = self.active();
-        log.write_all(record).map_err(io)?;
-        log.sync_data().map_err(io)
+        self.active().append(record).map_err(io)
     }
 
     fn read_logs(&mut self) -> Result<[Vec<u8>; 2], StoreError> {
-        use std::io::Seek;
-        let mut logs = [Vec::new(), Vec::new()];
-        for (which, bytes) in logs.iter_mut().enumerate() {
-            self.with_log(which, |log| {
-                log.rewind()?;
-                log.read_to_end(bytes)
-            })?;
-        }
-        Ok(logs)
+        Ok([
+            self.with_log(0, LogFile::read_all)?,
+            self.with_log(1, LogFile::read_all)?,
+        ])
     }
 
     fn cut_log(&mut self, which: usize, len: u64) -> Result<(), StoreError> {
-        self.with_log(which, |log| {
-            log.set_len(len)?;
-            log.sync_all()
-        })
+        self.with_log(which, |log| log.cut(len))
     }
 
     fn switch_log(&mut self) -> Result<(), StoreError> {
@@ -274,12 +260,12 @@ impl Backend for RedbBackend {
     }
 
     fn start_checkpoint(&mut self, changes: Arc<Overlay>, seq: u64) -> Result<(), StoreError> {
-        let Some(old) = self.other.take() else {
+        let Some(mut old) = self.other.take() else {
             return Err(StoreError::Io("no inactive log to checkpoint from".into()));
         };
         let db = self.db.clone();
         let work = move || {
-            let done = commit(&db, &changes, seq).and_then(|()| empty(&old));
+            let done = commit(&db, &changes, seq).and_then(|()| empty(&mut old));
             (done, old)
         };
         let (tx, rx) = mpsc::sync_channel(1);
@@ -328,13 +314,12 @@ impl Backend for RedbBackend {
 
 /// The active log (opened for appending), written from the daemon's sync thread. The log is
 /// switched only while no record is in flight, so no append straddles a switch.
-struct FileWriter(Arc<Mutex<File>>);
+struct FileWriter(Arc<Mutex<LogFile>>);
 
 impl LogWriter for FileWriter {
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        log.write_all(record).map_err(io)?;
-        log.sync_data().map_err(io)
+        log.append(record).map_err(io)
     }
 }
 
@@ -446,8 +431,11 @@ mod tests {
         wal::encode_put(&mut torn, Table::Objects, b"torn", Some(b"x"));
         let torn = wal::frame(1_000, &torn);
         let log = dir.join("hyperdex.wal");
-        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
-        file.write_all(&torn[..torn.len() - 3]).unwrap();
+        let end = wal::read(&std::fs::read(&log).unwrap()).1;
+        let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &torn[..torn.len() - 3], end as u64)
+            .unwrap();
+        assert!(file.metadata().unwrap().len() > end as u64 + torn.len() as u64);
         drop(file);
         let mut s = RedbStore::open(&dir).unwrap();
         assert_eq!(
