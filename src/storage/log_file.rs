@@ -19,7 +19,7 @@ use std::path::Path;
 pub const GROWTH: u64 = 4 << 20;
 
 /// Zeros are written in pieces of this size.
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// One log file: records up to `end`, zeros from there to `len`.
 #[derive(Debug)]
