@@ -109,14 +109,18 @@ fn a_restart_with_data_rejoins_in_bounded_memory_without_false_failures() {
         let admin = Admin::connect_addr(&addr, Default::default())
             .await
             .expect("admin");
-        // Sample memory while waiting (the restarted daemon must first be seen back).
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let wait = admin.wait_until_stable(Duration::from_secs(60));
+        // Sample memory and the transfers' progress from the restart on; wait for stability
+        // once the restarted daemon can have been seen back (a rejoin can take well under a
+        // second of the wait, so sampling does not wait for it).
+        let wait = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            admin.wait_until_stable(Duration::from_secs(60)).await
+        };
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 r = &mut wait => return r,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
                     for (p, pid) in peak.iter_mut().zip(pids(&c)) {
                         *p = (*p).max(rss_mb(pid));
                     }
