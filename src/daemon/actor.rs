@@ -1,4 +1,5 @@
-//! The actor: the one task that owns a daemon's replica and store.
+//! The actor: the one task that owns a daemon's replica and store (see [`spawn`] for where it
+//! runs).
 //!
 //! It repeats: take a batch of inputs (the newest configuration and lease first, then up to
 //! [`ACTOR_BATCH`] queued events), step the replica through each, forward the batch's chain
@@ -73,7 +74,8 @@ impl Actor {
             if self.store.checkpoint_due() {
                 // Only what is durable goes to the tree: the records in flight first.
                 self.drain(syncer.as_mut()).await?;
-                self.store.checkpoint()?;
+                // It may wait for the checkpoint before it.
+                rt::blocking(|| self.store.checkpoint())?;
             }
             let Some(batch) = self.next_batch(next_tick, syncer.as_mut()).await? else {
                 self.drain(syncer.as_mut()).await?;
@@ -87,7 +89,10 @@ impl Actor {
             if batch.is_empty() {
                 continue;
             }
-            let outs = self.step_batch(batch)?;
+            let outs = match batch.iter().all(light) {
+                true => self.step_batch(batch)?,
+                false => rt::blocking(|| self.step_batch(batch))?,
+            };
             batches += 1;
             // Records that became durable while the batch was stepped are counted first, so
             // that outputs vouched for by them (and by nothing staged since) leave now.
@@ -113,7 +118,7 @@ impl Actor {
                 // Staged, not yet durable: a crash here loses the batch.
                 rt::disk_pause().await;
                 let started = rt::now();
-                self.store.sync()?;
+                rt::blocking(|| self.store.sync())?;
                 let took = rt::now().saturating_duration_since(started);
                 self.metrics.sync_seconds.observe(took.as_secs_f64());
                 // Durable, not yet sent: a crash here loses only the replies.
@@ -333,13 +338,16 @@ fn span_of(input: &Event) -> tracing::Span {
     }
 }
 
-/// Runs `actor` where it may block on its disk (its own thread in production); stops the
-/// daemon when it ends: on a storage failure, or asked to (its store closed by then).
 /// Why a daemon stops when its actor ended as asked (see `DaemonOptions::shutdown`).
 pub const ASKED_TO_STOP: &str = "asked to stop";
 
+/// Runs the actor as a task of the daemon's runtime: a message it answers or passes on goes
+/// to a task of the same runtime, often on the same thread, with no wake-up of another thread
+/// (which a thread of its own took: a put's latency at one client was a quarter higher). What
+/// may block for long runs in [`rt::blocking`]; the syncs are the sync thread's. Stops the
+/// daemon when the actor ends: on a storage failure, or asked to (its store closed by then).
 pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
-    rt::spawn_dedicated("hyperdex-actor", async move {
+    rt::spawn(async move {
         match actor.run().await {
             Ok(()) => {
                 tracing::info!("data directory closed");
@@ -351,6 +359,17 @@ pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
             }
         }
     });
+}
+
+/// Whether stepping `input` reads or writes only the few keys it names: a single-key
+/// operation, a chain write or acknowledgement. Anything else (a search, a transfer, a tick, a
+/// new configuration) may read much of the store and is stepped in [`rt::blocking`].
+fn light(input: &Event) -> bool {
+    match input {
+        Input::Op { .. } => true,
+        Input::Chain { msg, .. } => matches!(msg, ChainMessage::Write(_) | ChainMessage::Ack(_)),
+        _ => false,
+    }
 }
 
 /// Whether an output may leave before the sync of the batch that produced it: a chain write

@@ -216,8 +216,9 @@ pub async fn run(
         shutdown: opts.shutdown.clone(),
         metrics: opts.metrics.clone(),
     };
-    // The actor blocks on fsync: it gets a thread of its own so that heartbeats and
-    // connections never wait behind a disk.
+    // A task; its fsyncs are on a thread of its own, and what else may block for long
+    // hands the runtime's other tasks over first, so that heartbeats and connections never
+    // wait behind a disk (see `actor::spawn`).
     actor::spawn(actor, stop.clone());
 
     let security = (opts.secret.clone(), opts.tls.accept.clone());

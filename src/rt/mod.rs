@@ -34,6 +34,25 @@ where
     tokio::spawn(future)
 }
 
+/// Runs `f`, which may block on the disk for a while (a checkpoint to wait for, a scan), in
+/// a task: on a multi-threaded runtime the worker first hands its other tasks to another
+/// thread, so that they do not wait behind it. Elsewhere (a single-threaded runtime, the
+/// simulation, where disks never block) it just runs `f`.
+#[cfg(not(madsim))]
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Runs `f` (see the production version: the simulation's disks never block).
+#[cfg(madsim)]
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Runs `future` where it may block on disk I/O without stalling other tasks: on a thread of
 /// its own with a single-threaded runtime in production, as an ordinary task under the
 /// simulation (where threads would escape it, and simulated disks never block).
@@ -66,9 +85,8 @@ where
     spawn(future);
 }
 
-/// A handle on the runtime it was taken on, to spawn tasks there from a task that runs
-/// elsewhere (the daemon's actor runs on a thread of its own in production, but the
-/// connections it opens must not wait behind its disk).
+/// A handle on the runtime it was taken on, to spawn tasks there from a task that may run
+/// elsewhere (the connections a daemon's actor opens must not wait behind its disk).
 #[derive(Clone, Debug)]
 pub struct Spawner {
     #[cfg(not(madsim))]
