@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""The cost of one durable log record on this machine's disk, as the write-ahead log pays it.
+
+Writes N records of 150 bytes, each followed by fdatasync, twice per round: appended to the
+end of a file (each sync must also write the file's new size), and written over zeros the
+file already holds (how `storage::log_file` writes them). Prints the median, 95th percentile
+and mean of the syncs, in microseconds.
+
+    scripts/sync-cost.py [DIR] [N]      # DIR: where the data directory would be (default /tmp)
+"""
+import os
+import statistics
+import sys
+import time
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
+N = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+RECORD = b"x" * 150
+
+
+def run(grown):
+    path = os.path.join(DIR, "hyperdex-sync-cost.%d" % os.getpid())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    try:
+        if grown:
+            os.write(fd, b"\0" * (N * len(RECORD) + 4096))
+            os.fsync(fd)
+            os.lseek(fd, 0, os.SEEK_SET)
+        took = []
+        for _ in range(N):
+            os.write(fd, RECORD)
+            start = time.perf_counter()
+            os.fdatasync(fd)
+            took.append((time.perf_counter() - start) * 1e6)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    took.sort()
+    return took[len(took) // 2], took[len(took) * 95 // 100], statistics.mean(took)
+
+
+for _ in range(2):
+    for grown, label in [(False, "appended"), (True, "over zeros")]:
+        p50, p95, mean = run(grown)
+        print("%-10s fdatasync p50 %6.1f us  p95 %6.1f us  mean %6.1f us" % (label, p50, p95, mean))
