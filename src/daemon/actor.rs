@@ -61,15 +61,18 @@ pub struct Actor {
 
 impl Actor {
     /// Runs until every event sender is gone, the daemon is asked to stop, or the store fails.
-    pub async fn run(mut self) -> Result<(), StoreError> {
+    pub async fn run(&mut self) -> Result<(), StoreError> {
         let mut batches = 0u64;
         let mut next_tick = rt::now() + self.tick;
-        // Without a log to append elsewhere, each batch syncs on this thread.
+        // Without a log to append elsewhere, each batch syncs in this task (`rt::blocking`).
         let mut syncer = self
             .store
             .log_writer()
             .map(|w| Syncer::start(w, self.metrics.clone()));
         loop {
+            // A batch that only reads awaits nothing: let the tasks it woke (the replies'
+            // writers) and the runtime's timers and sockets have the thread first.
+            rt::yield_now().await;
             self.deliver_synced(syncer.as_mut())?;
             if self.store.checkpoint_due() {
                 // Only what is durable goes to the tree: the records in flight first.
@@ -348,7 +351,11 @@ pub const ASKED_TO_STOP: &str = "asked to stop";
 /// daemon when the actor ends: on a storage failure, or asked to (its store closed by then).
 pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
     rt::spawn(async move {
-        match actor.run().await {
+        let mut actor = actor;
+        let ran = actor.run().await;
+        // Closing the store waits for a checkpoint still running.
+        rt::blocking(|| drop(actor));
+        match ran {
             Ok(()) => {
                 tracing::info!("data directory closed");
                 stop.now(ASKED_TO_STOP.into());

@@ -312,7 +312,7 @@ impl Backend for RedbBackend {
     }
 }
 
-/// The active log (opened for appending), written from the daemon's sync thread. The log is
+/// The active log, written from the daemon's sync thread. The log is
 /// switched only while no record is in flight, so no append straddles a switch.
 struct FileWriter(Arc<Mutex<LogFile>>);
 
