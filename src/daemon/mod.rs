@@ -206,7 +206,6 @@ pub async fn run(
             events_tx.clone(),
             opts.limits.max_frame,
             credentials(&opts, Some(me)),
-            rt::Spawner::current(),
         ),
         fetch,
         reports: reports_tx,

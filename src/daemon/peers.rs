@@ -41,23 +41,16 @@ pub struct Peers {
     events: mpsc::Sender<Event>,
     max_frame: usize,
     who: Credentials,
-    spawner: rt::Spawner,
 }
 
 impl Peers {
-    /// Links will run on the runtime `spawner` belongs to and report `PeerUp` to `events`.
-    pub fn new(
-        events: mpsc::Sender<Event>,
-        max_frame: usize,
-        who: Credentials,
-        spawner: rt::Spawner,
-    ) -> Peers {
+    /// Links will run as tasks of the caller's runtime and report `PeerUp` to `events`.
+    pub fn new(events: mpsc::Sender<Event>, max_frame: usize, who: Credentials) -> Peers {
         Peers {
             links: BTreeMap::new(),
             events,
             max_frame,
             who,
-            spawner,
         }
     }
 
@@ -78,7 +71,7 @@ impl Peers {
                 self.events.clone(),
                 (self.max_frame, self.who.clone()),
             );
-            self.spawner.spawn(link);
+            rt::spawn(link);
             let addr = addr.to_string();
             self.links.insert(to, Link { addr, tx, bytes });
         }

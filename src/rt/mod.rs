@@ -93,35 +93,6 @@ where
     spawn(future);
 }
 
-/// A handle on the runtime it was taken on, to spawn tasks there from a task that may run
-/// elsewhere (the connections a daemon's actor opens must not wait behind its disk).
-#[derive(Clone, Debug)]
-pub struct Spawner {
-    #[cfg(not(madsim))]
-    handle: tokio::runtime::Handle,
-}
-
-impl Spawner {
-    /// A handle on the current runtime (call from inside it).
-    pub fn current() -> Spawner {
-        Spawner {
-            #[cfg(not(madsim))]
-            handle: tokio::runtime::Handle::current(),
-        }
-    }
-
-    /// Spawns `future` on the runtime this handle was taken on.
-    pub fn spawn<F>(&self, future: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        #[cfg(not(madsim))]
-        self.handle.spawn(future);
-        #[cfg(madsim)]
-        spawn(future);
-    }
-}
-
 /// Sleeps for `d` on this node's clock (virtual time under the simulation, where clocks may
 /// run at their own rates: see [`knobs`]).
 pub async fn sleep(d: Duration) {
