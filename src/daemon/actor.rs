@@ -349,9 +349,8 @@ pub const ASKED_TO_STOP: &str = "asked to stop";
 /// (which a thread of its own took: a put's latency at one client was a quarter higher). What
 /// may block for long runs in [`rt::blocking`]; the syncs are the sync thread's. Stops the
 /// daemon when the actor ends: on a storage failure, or asked to (its store closed by then).
-pub fn spawn(actor: Actor, stop: Arc<super::Stop>) {
+pub fn spawn(mut actor: Actor, stop: Arc<super::Stop>) {
     rt::spawn(async move {
-        let mut actor = actor;
         let ran = actor.run().await;
         // Closing the store waits for a checkpoint still running.
         rt::blocking(|| drop(actor));

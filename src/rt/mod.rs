@@ -47,18 +47,18 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs `f` (see the production version: the simulation's disks never block).
+#[cfg(madsim)]
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Lets the runtime's other tasks run before the caller goes on, in production. Under the
 /// simulation it does nothing: a simulated node's tasks all run on one thread anyway, and the
 /// runs stay as they were.
 pub async fn yield_now() {
     #[cfg(not(madsim))]
     tokio::task::yield_now().await;
-}
-
-/// Runs `f` (see the production version: the simulation's disks never block).
-#[cfg(madsim)]
-pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 /// Runs `future` where it may block on disk I/O without stalling other tasks: on a thread of

@@ -2,11 +2,12 @@
 //!
 //! A write that makes a file longer changes its size, and `fdatasync` must then write the
 //! inode as well as the data. On an ext4 disk a sync of a 150-byte record appended to the
-//! end took 112–133 µs at the median, against 85–93 µs for the same record written over space
-//! the file already held (`scripts/sync-cost.py`; docs/benchmarks.md). So a log grows by [`GROWTH`] bytes of zeros at a
-//! time (one slower sync per step) and records overwrite the zeros. Reading a log back stops
-//! at the first record that does not check (`wal::read`), and zeros are no record, so the
-//! zeros after the last record read as the end of the log.
+//! end took 112–133 µs at the median, against 85–93 µs for the same record written over
+//! space the file already held (`scripts/sync-cost.py`; docs/benchmarks.md). So a log grows
+//! by [`GROWTH`] bytes of zeros at a time (one slower sync per step) and records overwrite
+//! the zeros. Reading a log back stops at the first record that does not check
+//! (`wal::read`), and zeros are no record, so the zeros after the last record read as the
+//! end of the log.
 
 #![allow(clippy::disallowed_methods)]
 

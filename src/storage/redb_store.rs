@@ -2,11 +2,11 @@
 //! logs, `hyperdex.wal` and `hyperdex.wal.1`, in the node's data directory (see [`Logged`] for
 //! how they work together).
 //!
-//! A sync writes one record after the last in the active log and `fdatasync`s it (the logs grow
-//! ahead of their records, in zeros: a sync that does not change a file's size is cheaper); the
-//! writes reach redb in
-//! a checkpoint, one write transaction with immediate durability for every
-//! [`CHECKPOINT_BYTES`] of log, on a thread of its own while the daemon goes on.
+//! A sync writes one record after the last in the active log and `fdatasync`s it (the logs
+//! grow ahead of their records, in zeros: a sync that does not change a file's size is
+//! cheaper); the writes reach redb in a checkpoint, one write transaction with immediate
+//! durability for every [`CHECKPOINT_BYTES`] of log, on a thread of its own while the daemon
+//! goes on.
 
 #![allow(clippy::disallowed_methods)]
 
