@@ -103,10 +103,16 @@ pub enum Bug {
     /// keeps a dropped write's values for is not kept, though a later head gave that version
     /// to the write it shows.
     FormersOnePerVersion = 268435456,
+    /// A write staged at a key's head does not take the key's object out of the read cache:
+    /// reads answered without the actor go on showing the object from before the write.
+    ReadCacheStale = 536870912,
+    /// Reads answered from the cache skip the lease: a head cut off from the coordinator
+    /// answers them after another server has become head and taken writes.
+    CachedReadWithoutLease = 1073741824,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 29] = [
+    pub const ALL: [Bug; 31] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -136,6 +142,8 @@ impl Bug {
         Bug::VersionGivenAgainIgnored,
         Bug::HeldShown,
         Bug::FormersOnePerVersion,
+        Bug::ReadCacheStale,
+        Bug::CachedReadWithoutLease,
     ];
 }
 

@@ -86,3 +86,10 @@ pub const SETTLE_BATCH: usize = 1024;
 /// The most reads of one key that wait at its head for a held write shown after a restart
 /// (`daemon::replica::held`); more are answered RECONFIGURE, and the client asks again.
 pub const HELD_READERS: usize = 1024;
+
+/// The most bytes of objects a daemon keeps for reads answered without its actor
+/// (`daemon::read_cache`); the objects cached longest go first.
+pub const READ_CACHE_BYTES: usize = 32 << 20;
+
+/// Objects whose record is larger than this are not cached for reads.
+pub const READ_CACHE_OBJECT_BYTES: usize = 64 << 10;

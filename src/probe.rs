@@ -17,6 +17,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("chain.early_message_held", true),
     ("daemon.chain_from_stranger_dropped", true),
     ("head.read_past_pending", true),
+    ("head.read_from_cache", true),
     ("head.read_waits_for_held", false),
     ("head.retry_answered_from_record", true),
     ("head.expired_request_refused", false),

@@ -28,10 +28,16 @@ const MAX_SEEDS: u64 = 200;
 /// `FormersOnePerVersion` needs the same, with the dropped write followed by a newer dropped
 /// one, so that the later head's write arrives older than what the region holds: seed 1087
 /// of the full mix (also checked in `hyperspace::entry_tests`).
+///
+/// `CachedReadWithoutLease` needs a client that still has the configuration before a
+/// failover to read, from the cut-off head's cache, a key the new head has since written,
+/// before any refusal sends it to fetch the new configuration: seed 1327 of
+/// `isolate-from-servers`.
 const SLOW: &[(Bug, u64)] = &[
     (Bug::KeepStaleKeys, 1000),
     (Bug::VersionGivenAgainIgnored, 2000),
     (Bug::FormersOnePerVersion, 2000),
+    (Bug::CachedReadWithoutLease, 2000),
 ];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
@@ -95,6 +101,9 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         // Two dropped writes of a key, then a later head's write given the first one's
         // version: power failures and crashes among the rest of the full mix.
         Bug::FormersOnePerVersion => Fault::ALL.to_vec(),
+        // No fault needed: a read of a key after its write, answered from the cache.
+        Bug::ReadCacheStale => vec![Fault::LatencySpike],
+        Bug::CachedReadWithoutLease => vec![Fault::IsolateFromServers],
     }
 }
 

@@ -30,6 +30,7 @@ use crate::rt;
 use crate::storage::{Store, StoreError, Table};
 
 use super::peers::Peers;
+use super::read_cache::ReadCache;
 use super::replica::{Input, Lease, Output, Replica};
 use super::syncer::Syncer;
 use super::{Event, Waiter};
@@ -57,6 +58,9 @@ pub struct Actor {
     /// `true` when the daemon is asked to stop (see `DaemonOptions::shutdown`).
     pub shutdown: Option<watch::Receiver<bool>>,
     pub metrics: Arc<Metrics>,
+    /// Objects and the view that reads answered without the actor use; every write of
+    /// `store` forgets the object of its key (`read_cache::Invalidating`).
+    pub cache: Arc<ReadCache>,
 }
 
 impl Actor {
@@ -92,11 +96,19 @@ impl Actor {
             if batch.is_empty() {
                 continue;
             }
+            // A batch that may change more than the keys it names empties the read cache,
+            // and what its reads found is not cached.
+            let clears = batch.iter().any(clears_cache);
             let outs = match batch.iter().all(light) {
                 true => self.step_batch(batch)?,
                 false => rt::blocking(|| self.step_batch(batch))?,
             };
             batches += 1;
+            if clears {
+                self.cache.clear();
+            }
+            // Before any output of the batch leaves: see `replica::cached`.
+            self.cache.publish(self.replica.view());
             // Records that became durable while the batch was stepped are counted first, so
             // that outputs vouched for by them (and by nothing staged since) leave now.
             self.deliver_synced(syncer.as_mut())?;
@@ -108,6 +120,13 @@ impl Actor {
             let store = self.store.as_ref();
             let (early, mut outs): (Vec<_>, Vec<_>) =
                 outs.into_iter().partition(|o| before_sync(o, store));
+            if !clears {
+                for o in &early {
+                    if let Output::Read(_, _, key, Some(read)) = o {
+                        self.cache.insert(key.clone(), read.clone());
+                    }
+                }
+            }
             self.deliver(early);
             if planted(Bug::ReplyBeforeSync) {
                 self.deliver(std::mem::take(&mut outs));
@@ -276,7 +295,7 @@ impl Actor {
 
     fn deliver_one(&mut self, o: Output<Waiter>) {
         match o {
-            Output::Reply(w, answer) | Output::Read(w, answer, _) => {
+            Output::Reply(w, answer) | Output::Read(w, answer, _, _) => {
                 let code = match &answer {
                     crate::protocol::ClientResponse::Reply(r) => r.code().symbol(),
                     crate::protocol::ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
@@ -378,6 +397,18 @@ fn light(input: &Event) -> bool {
     }
 }
 
+/// Whether stepping `input` may change what reads find other than by writing the keys it
+/// names (which forgets their cached objects): a new configuration, a peer that came back, a
+/// transfer window or a subspace message. Client requests, chain writes and
+/// acknowledgements, searches, leases and ticks do not.
+fn clears_cache(input: &Event) -> bool {
+    match input {
+        Input::Op { .. } | Input::Search { .. } | Input::Lease(_) | Input::Tick => false,
+        Input::Chain { msg, .. } => !matches!(msg, ChainMessage::Write(_) | ChainMessage::Ack(_)),
+        Input::Config(_) | Input::PeerUp(_) => true,
+    }
+}
+
 /// Whether an output may leave before the sync of the batch that produced it: a chain write
 /// going on down its chain (pipelining; see `Actor::run`), a read of an object that no write
 /// of this batch or of a record in flight touched (what it read is durable, and the sync adds
@@ -387,7 +418,7 @@ fn light(input: &Event) -> bool {
 fn before_sync<W>(o: &Output<W>, store: &dyn Store) -> bool {
     match o {
         Output::Send(_, ChainMessage::Write(_)) => true,
-        Output::Read(_, _, key) => !store.unsynced(Table::Objects, key),
+        Output::Read(_, _, key, _) => !store.unsynced(Table::Objects, key),
         Output::Durable(_, kept) => kept.iter().all(|k| !store.unsynced(Table::Pending, k)),
         _ => false,
     }
@@ -421,7 +452,12 @@ mod tests {
     use hyperdex_model::Reply;
 
     fn read(key: &[u8]) -> Output<u32> {
-        Output::Read(7, ClientResponse::Reply(Reply::NotFound), key.to_vec())
+        Output::Read(
+            7,
+            ClientResponse::Reply(Reply::NotFound),
+            key.to_vec(),
+            None,
+        )
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod authorize;
 pub mod coordinator_link;
 pub mod index;
 mod peers;
+pub mod read_cache;
 pub mod record;
 pub mod replica;
 #[cfg(test)]
@@ -196,6 +197,11 @@ pub async fn run(
     let replica = Replica::new(me, Config::default())
         .with_transfers(opts.transfer_window, opts.transfer_rate)
         .with_lease(opts.timing.lease);
+    let cache = read_cache::ReadCache::new(replica.view());
+    let store = Box::new(read_cache::Invalidating {
+        inner: store,
+        cache: cache.clone(),
+    });
     let actor = actor::Actor {
         replica,
         store,
@@ -214,6 +220,7 @@ pub async fn run(
         last_lease: None,
         shutdown: opts.shutdown.clone(),
         metrics: opts.metrics.clone(),
+        cache: cache.clone(),
     };
     // A task; its fsyncs are on a thread of its own, and what else may block for long
     // hands the runtime's other tasks over first, so that heartbeats and connections never
@@ -221,14 +228,13 @@ pub async fn run(
     actor::spawn(actor, stop.clone());
 
     let security = (opts.secret.clone(), opts.tls.accept.clone());
-    let connections = opts.metrics.connections.clone();
     let served = server::run(
         listener,
-        events_tx,
+        (events_tx, cache),
         opts.limits,
         security,
         stop.clone(),
-        connections,
+        opts.metrics.clone(),
     )
     .await;
     if stop.why() == Some(actor::ASKED_TO_STOP) {

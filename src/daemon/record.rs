@@ -63,25 +63,23 @@ fn stored_bytes(
 }
 
 /// A stored object without its dedupe records (what a read needs), decoded from the
-/// record's first two fields (both layouts begin with them); reads as [`load`] would, the
-/// records left out.
+/// record's first two fields (both layouts begin with them), and the size of its record;
+/// reads as [`load`] would, the records left out.
 pub fn load_without_records(
     store: &dyn Store,
     region: RegionId,
     key: &[u8],
-) -> Result<StoredObject, StoreError> {
-    let leading = stored_bytes(store, region, key)?.and_then(|b| {
-        postcard::take_from_bytes::<Leading>(&b)
-            .ok()
-            .map(|(l, _)| l)
+) -> Result<(StoredObject, usize), StoreError> {
+    let Some(bytes) = stored_bytes(store, region, key)? else {
+        return Ok((StoredObject::default(), 0));
+    };
+    let leading = postcard::take_from_bytes::<Leading>(&bytes).ok();
+    let stored = leading.map_or_else(StoredObject::default, |(l, _)| StoredObject {
+        version: l.version,
+        object: l.object,
+        dedupe: Vec::new(),
     });
-    Ok(
-        leading.map_or_else(StoredObject::default, |l| StoredObject {
-            version: l.version,
-            object: l.object,
-            dedupe: Vec::new(),
-        }),
-    )
+    Ok((stored, bytes.len()))
 }
 
 /// The fields every layout of a stored object begins with.
@@ -494,15 +492,22 @@ mod tests {
                 dedupe: Vec::new(),
                 ..s.clone()
             };
-            assert_eq!(load_without_records(&store, region, b"k").unwrap(), without);
+            let size = store
+                .get(Table::Objects, &object_key(region, b"k"))
+                .unwrap();
+            let size = size.map_or(0, |b| b.len());
+            let read = load_without_records(&store, region, b"k").unwrap();
+            assert_eq!(read, (without.clone(), size));
             let v1 = StoredObjectV1 {
                 version: s.version,
                 object: s.object.clone(),
                 dedupe: Vec::new(),
             };
             let bytes = postcard::to_allocvec(&v1).unwrap();
+            let size = bytes.len();
             store.put(Table::Objects, &object_key(region, b"k"), Some(bytes));
-            assert_eq!(load_without_records(&store, region, b"k").unwrap(), without);
+            let read = load_without_records(&store, region, b"k").unwrap();
+            assert_eq!(read, (without, size));
             assert_eq!(stored_version(&store, region, b"k").unwrap(), s.version);
         }
         // Bytes that are no stored object read as never written, as `load` reads them.
@@ -510,7 +515,7 @@ mod tests {
         assert_eq!(stored_version(&store, region, b"k").unwrap(), 0);
         assert_eq!(load(&store, region, b"k").unwrap().version, 0);
         let none = load_without_records(&store, region, b"k").unwrap();
-        assert_eq!(none, StoredObject::default());
+        assert_eq!(none, (StoredObject::default(), 2));
     }
 
     #[test]

@@ -8,37 +8,40 @@
 use std::sync::Arc;
 
 use hyperdex_model::ReturnCode;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::bugs::{planted, Bug};
 use crate::config::ServerId;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::net::{accept_loop, serve, Limits, ReplyTx};
 use crate::protocol::auth::{Peer, Role, Secret};
-use crate::protocol::{ClientRequest, Envelope, Message};
+use crate::protocol::{ClientRequest, ClientResponse, Envelope, Message};
 use crate::rt;
 use crate::tls::TlsServer;
 
+use super::read_cache::ReadCache;
 use super::replica::Input;
 use super::{Event, Stop, Waiter};
 
 /// Accepts connections until a task of the daemon stops it (`stop`).
 pub async fn run(
     listener: rt::TcpListener,
-    events: mpsc::Sender<Event>,
+    (events, cache): (mpsc::Sender<Event>, Arc<ReadCache>),
     limits: Limits,
     (secret, tls): (Option<Secret>, Option<TlsServer>),
     stop: Arc<Stop>,
-    connections: Gauge,
+    metrics: Arc<Metrics>,
 ) -> Result<(), Error> {
     let stopped = || stop.why().is_some();
     let secret = secret.map(Arc::new);
     accept_loop(listener, limits, tls, stopped, move |stream, peer| {
         let events = events.clone();
+        let cache = cache.clone();
+        let metrics = metrics.clone();
         let secret = secret.clone();
-        let open = connections.clone();
+        let open = metrics.connections.clone();
         async move {
             open.inc();
             let why = serve(
@@ -46,7 +49,10 @@ pub async fn run(
                 limits,
                 secret.as_deref(),
                 |env: Envelope, tx: &ReplyTx, who: Peer| {
-                    let input = input_of(env, tx, &who);
+                    let input = match cached(&cache, env, tx, &metrics) {
+                        Some(env) => input_of(env, tx, &who),
+                        None => None,
+                    };
                     let events = events.clone();
                     async move {
                         if let Some(input) = input {
@@ -66,6 +72,29 @@ pub async fn run(
         "the daemon stopped: {}",
         stop.why().unwrap_or("no reason given")
     )))
+}
+
+/// Answers a read from the read cache when its rule allows (see `read_cache`); otherwise
+/// gives the frame back for the actor.
+fn cached(cache: &ReadCache, env: Envelope, tx: &ReplyTx, metrics: &Metrics) -> Option<Envelope> {
+    let Message::ToDaemon(ClientRequest::Op(req)) = &env.msg else {
+        return Some(env);
+    };
+    let received = rt::now();
+    let Some(answer) = cache.answer(req, received) else {
+        return Some(env);
+    };
+    let code = match &answer {
+        ClientResponse::Reply(r) => r.code().symbol(),
+        ClientResponse::Page { .. } => "HYPERDEX_CLIENT_SUCCESS",
+    };
+    let took = rt::now().saturating_duration_since(received);
+    metrics.request(crate::metrics::kind(&req.op), code, took.as_secs_f64());
+    tx.send(Envelope {
+        id: env.id,
+        msg: Message::FromDaemon(answer),
+    });
+    None
 }
 
 /// The actor's input for a frame, or `None` (after answering GARBAGE) for a message a daemon

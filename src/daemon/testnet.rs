@@ -87,8 +87,8 @@ impl Net {
         for o in outs {
             match o {
                 Output::Reply(w, ClientResponse::Reply(m))
-                | Output::Read(w, ClientResponse::Reply(m), _) => self.replies.push((w, m)),
-                Output::Reply(w, objects) | Output::Read(w, objects, _) => {
+                | Output::Read(w, ClientResponse::Reply(m), _, _) => self.replies.push((w, m)),
+                Output::Reply(w, objects) | Output::Read(w, objects, _, _) => {
                     self.objects.push((w, objects))
                 }
                 Output::Send(s, m) => self.in_flight.push((to, s, m)),

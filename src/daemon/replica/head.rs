@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hyperdex_model::db::step_key;
 use hyperdex_model::{Object, Operation, Reply, ReturnCode};
 
+use super::cached::Cached;
 use super::subspace::{send_updates, Old};
 use super::{
     carries, reconfigure, reply, Backoff, Output, Outputs, Pending, PendingWrites, Replica,
@@ -77,7 +78,7 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         };
         if !req.op.is_mutation() {
-            let stored = load_without_records(store, region, &kb)?;
+            let (stored, bytes) = load_without_records(store, region, &kb)?;
             if planted(Bug::StallReads) && self.promoted.contains(&region) {
                 return Ok(());
             }
@@ -104,7 +105,18 @@ impl<W: Clone> Replica<W> {
                 }
                 return Ok(());
             }
-            out.push(Output::Read(waiter, reply(answer), object_key(region, &kb)));
+            // With no write of the key in flight here, what was read is its stored version
+            // until the next write of it is staged (see `cached`).
+            let pending = self.pending.contains_key(&(region, kb.clone()));
+            let cache = (!pending).then(|| {
+                Arc::new(Cached {
+                    config_version: config.version,
+                    object: stored.object,
+                    bytes,
+                })
+            });
+            let key = object_key(region, &kb);
+            out.push(Output::Read(waiter, reply(answer), key, cache));
             return Ok(());
         }
         let stored = load(store, region, &kb)?;

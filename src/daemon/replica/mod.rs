@@ -49,6 +49,7 @@
 //! Files: this one (inputs, outputs, leases, reconfiguration), `head` (locating a key,
 //! reads, ordering writes), `chain` (chain writes, acknowledgements, commits).
 
+pub mod cached;
 mod chain;
 pub mod durable;
 mod head;
@@ -119,8 +120,9 @@ pub enum Input<W> {
 pub enum Output<W> {
     Reply(W, ClientResponse),
     /// A reply to a read of the object stored under `key` (an object key): it may leave
-    /// before the batch's sync when no write to that key is waiting for one.
-    Read(W, ClientResponse, Vec<u8>),
+    /// before the batch's sync when no write to that key is waiting for one. With the object
+    /// read, when it may be cached for reads answered without the actor (see [`cached`]).
+    Read(W, ClientResponse, Vec<u8>, Option<Arc<cached::Cached>>),
     Send(ServerId, ChainMessage),
     /// Someone has a newer configuration than ours: fetch it now.
     FetchConfig,
@@ -378,15 +380,17 @@ impl<W: Clone> Replica<W> {
 
     /// Whether this server holds a lease on its current configuration at `now`.
     pub fn leased(&self, now: Instant) -> bool {
-        let length = if planted(Bug::LongLease) {
-            self.lease_length * 4
-        } else {
-            self.lease_length
-        };
-        self.lease.is_some_and(|l| {
-            l.config_version == self.config.version
-                && now.saturating_duration_since(l.sent) < length
-        })
+        cached::lease_holds(self.lease, self.config.version, self.lease_length, now)
+    }
+
+    /// What reads answered without the actor decide by (see [`cached`]).
+    pub fn view(&self) -> cached::View {
+        cached::View {
+            me: self.me,
+            config: self.config.clone(),
+            lease: self.lease,
+            lease_length: self.lease_length,
+        }
     }
 
     /// Whether a client request stamped with configuration `theirs` may be answered now; the

@@ -1,0 +1,292 @@
+//! The read cache: objects a head has read, kept so that later reads of them are answered by
+//! the connection that received them, without a turn through the actor's queue (which may be
+//! behind a batch of writes).
+//!
+//! The rule for when a cached object may answer a read is the replica's
+//! ([`replica::cached`](super::replica::cached)); this module keeps the objects and the
+//! actor's [`View`], both bounded and safe to share between tasks:
+//!
+//! - the actor publishes its view after each batch and, for the reads of that batch that
+//!   leave at once, caches what they read;
+//! - every write the actor stages goes through [`Invalidating`], which drops the cached
+//!   object of its key first, so no cached object outlives the stored version it copies;
+//! - a batch that may change more than the keys it names (a configuration, a transfer, a
+//!   tick) empties the cache.
+//!
+//! The cache holds at most [`READ_CACHE_BYTES`] of records and forgets the oldest first.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::bugs::{planted, Bug};
+use crate::limits::{READ_CACHE_BYTES, READ_CACHE_OBJECT_BYTES};
+use crate::protocol::{ClientResponse, OpRequest};
+use crate::rt;
+use crate::storage::{KeyValues, LogWriter, Store, StoreError, Table};
+
+use super::replica::cached::{self, Cached, View};
+
+/// What an entry costs beyond its record and key.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Objects by object key, and the actor's view; see the module documentation.
+pub struct ReadCache {
+    view: RwLock<Arc<View>>,
+    objects: Mutex<Objects>,
+}
+
+#[derive(Default)]
+struct Objects {
+    map: BTreeMap<Vec<u8>, Arc<Cached>>,
+    /// Keys in the order they were cached (some since forgotten), oldest first.
+    order: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Objects {
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(c) = self.map.remove(key) {
+            self.bytes -= cost(key, &c);
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Objects::default();
+    }
+}
+
+fn cost(key: &[u8], c: &Cached) -> usize {
+    key.len() + c.bytes + ENTRY_OVERHEAD
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ReadCache {
+    pub fn new(view: View) -> Arc<ReadCache> {
+        Arc::new(ReadCache {
+            view: RwLock::new(Arc::new(view)),
+            objects: Mutex::default(),
+        })
+    }
+
+    /// The answer to `req` from the cache, received at `now`, if the replica's rule gives
+    /// one (`None`: the actor answers it).
+    pub fn answer(&self, req: &OpRequest, now: rt::Instant) -> Option<ClientResponse> {
+        if req.op.is_mutation() {
+            return None;
+        }
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let cached = |key: &[u8]| lock(&self.objects).map.get(key).cloned();
+        cached::answer(&view, req, (now, rt::unix_now()), cached)
+    }
+
+    /// Publishes the actor's view (if it says anything new).
+    pub fn publish(&self, view: View) {
+        let mut current = self.view.write().unwrap_or_else(|e| e.into_inner());
+        if !current.same(&view) {
+            *current = Arc::new(view);
+        }
+    }
+
+    /// Caches what a read at the head found under `key`.
+    pub fn insert(&self, key: Vec<u8>, c: Arc<Cached>) {
+        let need = cost(&key, &c);
+        if c.bytes > READ_CACHE_OBJECT_BYTES {
+            return;
+        }
+        let mut objects = lock(&self.objects);
+        objects.remove(&key);
+        while objects.bytes + need > READ_CACHE_BYTES {
+            let Some(oldest) = objects.order.pop_front() else {
+                break;
+            };
+            objects.remove(&oldest);
+        }
+        if objects.order.len() >= 2 * objects.map.len() + 1024 {
+            // Mostly keys forgotten since: keep only those still cached.
+            let Objects { map, order, .. } = &mut *objects;
+            order.retain(|k| map.contains_key(k));
+        }
+        objects.order.push_back(key.clone());
+        objects.map.insert(key, c);
+        objects.bytes += need;
+    }
+
+    /// Forgets the object cached under `key`, if any.
+    pub fn forget(&self, key: &[u8]) {
+        lock(&self.objects).remove(key);
+    }
+
+    /// Forgets every cached object.
+    pub fn clear(&self) {
+        lock(&self.objects).clear();
+    }
+
+    /// How many objects are cached, and the bytes they count for.
+    pub fn size(&self) -> (usize, usize) {
+        let objects = lock(&self.objects);
+        (objects.map.len(), objects.bytes)
+    }
+}
+
+/// A store that forgets the cached object of every key written through it (see the module
+/// documentation): objects under their object key, pending writes under the object key and
+/// a version.
+pub struct Invalidating {
+    pub inner: Box<dyn Store>,
+    pub cache: Arc<ReadCache>,
+}
+
+impl Invalidating {
+    fn forget(&self, table: Table, key: &[u8]) {
+        if planted(Bug::ReadCacheStale) {
+            return;
+        }
+        match table {
+            Table::Objects => self.cache.forget(key),
+            Table::Pending if key.len() >= 8 => self.cache.forget(&key[..key.len() - 8]),
+            _ => {}
+        }
+    }
+}
+
+impl Store for Invalidating {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        self.inner.scan_from(table, prefix, after, limit)
+    }
+
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<KeyValues, StoreError> {
+        self.inner.scan_prefix(table, prefix)
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        self.forget(table, key);
+        self.inner.put(table, key, value);
+    }
+
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) {
+        if matches!(table, Table::Objects | Table::Pending) {
+            self.cache.clear();
+        }
+        self.inner.delete_prefix(table, prefix);
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+
+    fn begin_sync(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.begin_sync()
+    }
+
+    fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
+        self.inner.log_writer()
+    }
+
+    fn record_durable(&mut self) {
+        self.inner.record_durable();
+    }
+
+    fn unsynced(&self, table: Table, key: &[u8]) -> bool {
+        self.inner.unsynced(table, key)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.inner.checkpoint_due()
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.inner.checkpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ServerId};
+    use crate::storage::MemStore;
+
+    fn cache() -> Arc<ReadCache> {
+        ReadCache::new(View {
+            me: ServerId(1),
+            config: Arc::new(Config::default()),
+            lease: None,
+            lease_length: std::time::Duration::from_secs(1),
+        })
+    }
+
+    fn object(bytes: usize) -> Arc<Cached> {
+        Arc::new(Cached {
+            config_version: 1,
+            object: None,
+            bytes,
+        })
+    }
+
+    fn cached(cache: &ReadCache, key: &[u8]) -> bool {
+        lock(&cache.objects).map.contains_key(key)
+    }
+
+    #[test]
+    fn every_write_through_the_store_forgets_its_keys_object() {
+        let cache = cache();
+        let mut store = Invalidating {
+            inner: Box::new(MemStore::new()),
+            cache: cache.clone(),
+        };
+        for k in [&b"a"[..], b"b", b"c"] {
+            cache.insert(k.to_vec(), object(10));
+        }
+        store.put(Table::Meta, b"a", Some(vec![1]));
+        store.put(Table::Index, b"a", Some(vec![1]));
+        assert!(cached(&cache, b"a"), "other tables leave it");
+        store.put(Table::Objects, b"a", Some(vec![1]));
+        assert!(!cached(&cache, b"a"), "a new object");
+        // A pending write's key is its object key and its version.
+        store.put(
+            Table::Pending,
+            &[b"b".as_slice(), &7u64.to_be_bytes()].concat(),
+            None,
+        );
+        assert!(!cached(&cache, b"b"), "a pending write");
+        assert!(cached(&cache, b"c"));
+        store.delete_prefix(Table::Objects, b"x");
+        assert_eq!(cache.size(), (0, 0), "a region deleted");
+    }
+
+    #[test]
+    fn the_cache_keeps_its_bytes_bounded_and_forgets_the_oldest_first() {
+        let cache = cache();
+        cache.insert(b"huge".to_vec(), object(READ_CACHE_OBJECT_BYTES + 1));
+        assert_eq!(cache.size(), (0, 0), "too large to cache");
+        let each = READ_CACHE_OBJECT_BYTES;
+        let fit = READ_CACHE_BYTES / (each + 8 + ENTRY_OVERHEAD);
+        for i in 0..fit as u64 + 10 {
+            cache.insert(i.to_be_bytes().to_vec(), object(each));
+            // The same key again replaces its entry.
+            cache.insert(i.to_be_bytes().to_vec(), object(each));
+        }
+        let (objects, bytes) = cache.size();
+        assert!(bytes <= READ_CACHE_BYTES, "{bytes}");
+        assert_eq!(objects, fit);
+        assert!(!cached(&cache, &0u64.to_be_bytes()), "the oldest went");
+        assert!(cached(&cache, &(fit as u64 + 9).to_be_bytes()));
+        let order = lock(&cache.objects).order.len();
+        assert!(
+            order <= 2 * objects + 1024,
+            "keys forgotten are dropped: {order}"
+        );
+    }
+}
