@@ -197,7 +197,7 @@ pub async fn run(
     let replica = Replica::new(me, Config::default())
         .with_transfers(opts.transfer_window, opts.transfer_rate)
         .with_lease(opts.timing.lease);
-    let cache = read_cache::ReadCache::new(replica.view());
+    let cache = read_cache::ReadCache::new(replica.view(), config_rx.clone(), lease_rx.clone());
     let store = Box::new(read_cache::Invalidating {
         inner: store,
         cache: cache.clone(),

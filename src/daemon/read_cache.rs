@@ -13,18 +13,23 @@
 //! - a batch that may change more than the keys it names (a configuration, a transfer, a
 //!   tick) empties the cache.
 //!
-//! The cache holds at most [`READ_CACHE_BYTES`] of records and forgets the oldest first.
+//! The cache holds at most [`READ_CACHE_BYTES`] (the leading fields of each record, encoded,
+//! and its key) and forgets the objects cached longest ago first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
+use tokio::sync::watch;
+
 use crate::bugs::{planted, Bug};
+use crate::config::Config;
 use crate::limits::{READ_CACHE_BYTES, READ_CACHE_OBJECT_BYTES};
 use crate::protocol::{ClientResponse, OpRequest};
 use crate::rt;
 use crate::storage::{KeyValues, LogWriter, Store, StoreError, Table};
 
-use super::replica::cached::{self, Cached, View};
+use super::replica::cached::{self, Cached, Newest, View};
+use super::replica::Lease;
 
 /// What an entry costs beyond its record and key.
 const ENTRY_OVERHEAD: usize = 64;
@@ -32,31 +37,33 @@ const ENTRY_OVERHEAD: usize = 64;
 /// Objects by object key, and the actor's view; see the module documentation.
 pub struct ReadCache {
     view: RwLock<Arc<View>>,
+    /// The newest configuration and lease the coordinator link has received.
+    config: watch::Receiver<Arc<Config>>,
+    lease: watch::Receiver<Option<Lease>>,
     objects: Mutex<Objects>,
 }
 
 #[derive(Default)]
 struct Objects {
-    map: BTreeMap<Vec<u8>, Arc<Cached>>,
-    /// Keys in the order they were cached (some since forgotten), oldest first.
-    order: VecDeque<Vec<u8>>,
+    /// Each object with the number it was cached as.
+    map: BTreeMap<Vec<u8>, (u64, Arc<Cached>)>,
+    /// Keys by the number they were cached as, oldest first; an entry whose number is not
+    /// its key's in `map` was forgotten or cached again since.
+    order: VecDeque<(u64, Vec<u8>)>,
+    next: u64,
     bytes: usize,
 }
 
 impl Objects {
     fn remove(&mut self, key: &[u8]) {
-        if let Some(c) = self.map.remove(key) {
+        if let Some((_, c)) = self.map.remove(key) {
             self.bytes -= cost(key, &c);
         }
-    }
-
-    fn clear(&mut self) {
-        *self = Objects::default();
     }
 }
 
 fn cost(key: &[u8], c: &Cached) -> usize {
-    key.len() + c.bytes + ENTRY_OVERHEAD
+    key.len() + c.leading.len() + ENTRY_OVERHEAD
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,9 +71,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReadCache {
-    pub fn new(view: View) -> Arc<ReadCache> {
+    /// A cache that answers nothing until the actor publishes a view with a lease;
+    /// `config` and `lease` are the coordinator link's.
+    pub fn new(
+        view: View,
+        config: watch::Receiver<Arc<Config>>,
+        lease: watch::Receiver<Option<Lease>>,
+    ) -> Arc<ReadCache> {
         Arc::new(ReadCache {
             view: RwLock::new(Arc::new(view)),
+            config,
+            lease,
             objects: Mutex::default(),
         })
     }
@@ -78,8 +93,12 @@ impl ReadCache {
             return None;
         }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let cached = |key: &[u8]| lock(&self.objects).map.get(key).cloned();
-        cached::answer(&view, req, (now, rt::unix_now()), cached)
+        let newest = Newest {
+            config_version: self.config.borrow().version,
+            lease: *self.lease.borrow(),
+        };
+        let cached = |key: &[u8]| lock(&self.objects).map.get(key).map(|(_, c)| c.clone());
+        cached::answer((&view, newest), req, (now, rt::unix_now()), cached)
     }
 
     /// Publishes the actor's view (if it says anything new).
@@ -93,24 +112,31 @@ impl ReadCache {
     /// Caches what a read at the head found under `key`.
     pub fn insert(&self, key: Vec<u8>, c: Arc<Cached>) {
         let need = cost(&key, &c);
-        if c.bytes > READ_CACHE_OBJECT_BYTES {
+        if need > READ_CACHE_OBJECT_BYTES {
             return;
         }
-        let mut objects = lock(&self.objects);
+        let mut guard = lock(&self.objects);
+        let objects = &mut *guard;
         objects.remove(&key);
         while objects.bytes + need > READ_CACHE_BYTES {
-            let Some(oldest) = objects.order.pop_front() else {
+            let Some((n, oldest)) = objects.order.pop_front() else {
                 break;
             };
-            objects.remove(&oldest);
+            if objects.map.get(&oldest).is_some_and(|(m, _)| *m == n) {
+                objects.remove(&oldest);
+            }
         }
         if objects.order.len() >= 2 * objects.map.len() + 1024 {
-            // Mostly keys forgotten since: keep only those still cached.
-            let Objects { map, order, .. } = &mut *objects;
-            order.retain(|k| map.contains_key(k));
+            // Mostly keys forgotten or cached again since: keep only the current ones.
+            let map = &objects.map;
+            objects
+                .order
+                .retain(|(n, k)| map.get(k).is_some_and(|(m, _)| m == n));
         }
-        objects.order.push_back(key.clone());
-        objects.map.insert(key, c);
+        let n = objects.next;
+        objects.next += 1;
+        objects.order.push_back((n, key.clone()));
+        objects.map.insert(key, (n, c));
         objects.bytes += need;
     }
 
@@ -121,7 +147,7 @@ impl ReadCache {
 
     /// Forgets every cached object.
     pub fn clear(&self) {
-        lock(&self.objects).clear();
+        *lock(&self.objects) = Objects::default();
     }
 
     /// How many objects are cached, and the bytes they count for.
@@ -215,23 +241,27 @@ impl Store for Invalidating {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, ServerId};
+    use crate::config::ServerId;
     use crate::storage::MemStore;
 
     fn cache() -> Arc<ReadCache> {
-        ReadCache::new(View {
+        let config = Arc::new(Config::default());
+        let view = View {
             me: ServerId(1),
-            config: Arc::new(Config::default()),
+            config: config.clone(),
             lease: None,
             lease_length: std::time::Duration::from_secs(1),
-        })
+        };
+        // The receivers go on reading the last value once their senders are gone.
+        let (_, config) = watch::channel(config);
+        let (_, lease) = watch::channel(None);
+        ReadCache::new(view, config, lease)
     }
 
     fn object(bytes: usize) -> Arc<Cached> {
         Arc::new(Cached {
             config_version: 1,
-            object: None,
-            bytes,
+            leading: vec![0; bytes],
         })
     }
 
@@ -269,19 +299,23 @@ mod tests {
     #[test]
     fn the_cache_keeps_its_bytes_bounded_and_forgets_the_oldest_first() {
         let cache = cache();
-        cache.insert(b"huge".to_vec(), object(READ_CACHE_OBJECT_BYTES + 1));
+        cache.insert(b"huge".to_vec(), object(READ_CACHE_OBJECT_BYTES));
         assert_eq!(cache.size(), (0, 0), "too large to cache");
-        let each = READ_CACHE_OBJECT_BYTES;
-        let fit = READ_CACHE_BYTES / (each + 8 + ENTRY_OVERHEAD);
+        let each = READ_CACHE_OBJECT_BYTES - 8 - ENTRY_OVERHEAD;
+        let fit = READ_CACHE_BYTES / READ_CACHE_OBJECT_BYTES;
         for i in 0..fit as u64 + 10 {
             cache.insert(i.to_be_bytes().to_vec(), object(each));
-            // The same key again replaces its entry.
+            // The same key again replaces its entry, and counts as cached now.
             cache.insert(i.to_be_bytes().to_vec(), object(each));
+            if i == 20 {
+                cache.insert(0u64.to_be_bytes().to_vec(), object(each));
+            }
         }
         let (objects, bytes) = cache.size();
         assert!(bytes <= READ_CACHE_BYTES, "{bytes}");
         assert_eq!(objects, fit);
-        assert!(!cached(&cache, &0u64.to_be_bytes()), "the oldest went");
+        assert!(!cached(&cache, &1u64.to_be_bytes()), "the oldest went");
+        assert!(cached(&cache, &0u64.to_be_bytes()), "cached again since");
         assert!(cached(&cache, &(fit as u64 + 9).to_be_bytes()));
         let order = lock(&cache.objects).order.len();
         assert!(

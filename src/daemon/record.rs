@@ -63,23 +63,39 @@ fn stored_bytes(
 }
 
 /// A stored object without its dedupe records (what a read needs), decoded from the
-/// record's first two fields (both layouts begin with them), and the size of its record;
-/// reads as [`load`] would, the records left out.
+/// record's first two fields (both layouts begin with them), and the bytes of those two
+/// fields ([`decode_leading`] reads them again); reads as [`load`] would, the records left
+/// out.
 pub fn load_without_records(
     store: &dyn Store,
     region: RegionId,
     key: &[u8],
-) -> Result<(StoredObject, usize), StoreError> {
-    let Some(bytes) = stored_bytes(store, region, key)? else {
-        return Ok((StoredObject::default(), 0));
+) -> Result<(StoredObject, Vec<u8>), StoreError> {
+    let Some(mut bytes) = stored_bytes(store, region, key)? else {
+        return Ok((StoredObject::default(), Vec::new()));
     };
-    let leading = postcard::take_from_bytes::<Leading>(&bytes).ok();
-    let stored = leading.map_or_else(StoredObject::default, |(l, _)| StoredObject {
-        version: l.version,
-        object: l.object,
+    let Ok((leading, rest)) = postcard::take_from_bytes::<Leading>(&bytes) else {
+        return Ok((StoredObject::default(), Vec::new()));
+    };
+    let stored = StoredObject {
+        version: leading.version,
+        object: leading.object,
         dedupe: Vec::new(),
-    });
-    Ok((stored, bytes.len()))
+    };
+    let used = bytes.len() - rest.len();
+    bytes.truncate(used);
+    Ok((stored, bytes))
+}
+
+/// The object (`None`: deleted or never written) whose leading fields are `bytes`, as
+/// [`load_without_records`] returns them; `None` when they are no such fields.
+pub fn decode_leading(bytes: &[u8]) -> Option<Option<Object>> {
+    if bytes.is_empty() {
+        return Some(None);
+    }
+    postcard::from_bytes::<Leading>(bytes)
+        .ok()
+        .map(|l| l.object)
 }
 
 /// The fields every layout of a stored object begins with.
@@ -492,22 +508,19 @@ mod tests {
                 dedupe: Vec::new(),
                 ..s.clone()
             };
-            let size = store
-                .get(Table::Objects, &object_key(region, b"k"))
-                .unwrap();
-            let size = size.map_or(0, |b| b.len());
-            let read = load_without_records(&store, region, b"k").unwrap();
-            assert_eq!(read, (without.clone(), size));
+            let (read, leading) = load_without_records(&store, region, b"k").unwrap();
+            assert_eq!(read, without);
+            assert_eq!(decode_leading(&leading), Some(s.object.clone()));
             let v1 = StoredObjectV1 {
                 version: s.version,
                 object: s.object.clone(),
                 dedupe: Vec::new(),
             };
             let bytes = postcard::to_allocvec(&v1).unwrap();
-            let size = bytes.len();
             store.put(Table::Objects, &object_key(region, b"k"), Some(bytes));
-            let read = load_without_records(&store, region, b"k").unwrap();
-            assert_eq!(read, (without, size));
+            let (read, leading) = load_without_records(&store, region, b"k").unwrap();
+            assert_eq!(read, without);
+            assert_eq!(decode_leading(&leading), Some(s.object.clone()));
             assert_eq!(stored_version(&store, region, b"k").unwrap(), s.version);
         }
         // Bytes that are no stored object read as never written, as `load` reads them.
@@ -515,7 +528,9 @@ mod tests {
         assert_eq!(stored_version(&store, region, b"k").unwrap(), 0);
         assert_eq!(load(&store, region, b"k").unwrap().version, 0);
         let none = load_without_records(&store, region, b"k").unwrap();
-        assert_eq!(none, (StoredObject::default(), 2));
+        assert_eq!(none, (StoredObject::default(), Vec::new()));
+        assert_eq!(decode_leading(&none.1), Some(None));
+        assert_eq!(decode_leading(&[5, 7]), None);
     }
 
     #[test]

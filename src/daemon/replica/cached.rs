@@ -20,13 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperdex_model::db::step_key;
-use hyperdex_model::Object;
 
 use super::{reply, Lease};
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, ServerId};
 use crate::daemon::authorize::authorized;
-use crate::daemon::record::object_key;
+use crate::daemon::record::{decode_leading, object_key};
 use crate::protocol::{ClientResponse, OpRequest};
 use crate::rt::Instant;
 
@@ -50,13 +49,21 @@ impl View {
     }
 }
 
-/// A stored object as a head read it, under configuration `config_version`; `bytes` is the
-/// size of its record (what it costs to keep).
+/// A stored object as a head read it, under configuration `config_version`: the leading
+/// fields of its record (`record::load_without_records`), kept encoded so that what the cache
+/// holds is what it counts.
 #[derive(Debug, PartialEq)]
 pub struct Cached {
     pub config_version: u64,
-    pub object: Option<Object>,
-    pub bytes: usize,
+    pub leading: Vec<u8>,
+}
+
+/// The newest configuration and lease this server's coordinator link has received, which the
+/// actor may not have taken yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Newest {
+    pub config_version: u64,
+    pub lease: Option<Lease>,
 }
 
 /// Whether `lease` lets a server answer clients under configuration `version` at `now`.
@@ -74,8 +81,12 @@ pub fn lease_holds(lease: Option<Lease>, version: u64, length: Duration, now: In
 /// The answer to `req` from `view` and the object `cached` holds under an object key, if the
 /// actor would give the same one (see the module documentation); `None` leaves the request to
 /// the actor. `unix`: now, in seconds since the Unix epoch (for macaroons' time caveats).
+///
+/// A configuration or lease of another version that the link has received and the actor not
+/// yet taken stops the cache at once: the actor refuses every read it steps after taking it,
+/// and the coordinator counts this server as having it from the link's next heartbeat on.
 pub fn answer(
-    view: &View,
+    (view, newest): (&View, Newest),
     req: &OpRequest,
     (now, unix): (Instant, u64),
     cached: impl FnOnce(&[u8]) -> Option<Arc<Cached>>,
@@ -84,7 +95,9 @@ pub fn answer(
         return None;
     }
     let version = view.config.version;
-    let leased = lease_holds(view.lease, version, view.lease_length, now);
+    let leased = lease_holds(view.lease, version, view.lease_length, now)
+        && newest.config_version == version
+        && newest.lease.is_none_or(|l| l.config_version == version);
     if !(leased || planted(Bug::CachedReadWithoutLease)) || req.config_version != version {
         return None;
     }
@@ -98,12 +111,12 @@ pub fn answer(
     if entry.config_version != version {
         return None;
     }
-    let object = entry.object.as_ref();
-    if !authorized(&space.schema, object, &req.op, &req.auth, unix) {
+    let object = decode_leading(&entry.leading)?;
+    if !authorized(&space.schema, object.as_ref(), &req.op, &req.auth, unix) {
         return None;
     }
     crate::probe!("head.read_from_cache");
-    Some(reply(step_key(&space.schema, object, &req.op).0))
+    Some(reply(step_key(&space.schema, object.as_ref(), &req.op).0))
 }
 
 #[cfg(test)]
@@ -145,50 +158,110 @@ mod tests {
             panic!("a read with its object: {outs:?}");
         };
         let view = net.replicas[&head].0.view();
+        let newest = Newest {
+            config_version: config.version,
+            lease: view.lease,
+        };
         let req = request(get());
         let now = (net.now, 0);
         let lookup = |k: &[u8]| (k == key.as_slice()).then(|| c.clone());
-        assert_eq!(answer(&view, &req, now, lookup), Some(actor.clone()));
+        assert_eq!(
+            answer((&view, newest), &req, now, lookup),
+            Some(actor.clone())
+        );
 
         // Anything the actor would refuse, or could answer otherwise, is left to it.
-        assert_eq!(answer(&view, &req, now, |_| None), None, "not cached");
+        assert_eq!(
+            answer((&view, newest), &req, now, |_| None),
+            None,
+            "not cached"
+        );
         let stale = OpRequest {
             config_version: config.version - 1,
             ..req.clone()
         };
         assert_eq!(
-            answer(&view, &stale, now, lookup),
+            answer((&view, newest), &stale, now, lookup),
             None,
             "older configuration"
         );
         let late = (net.now + view.lease_length, 0);
-        assert_eq!(answer(&view, &req, late, lookup), None, "the lease ran out");
+        assert_eq!(
+            answer((&view, newest), &req, late, lookup),
+            None,
+            "the lease ran out"
+        );
         let unleased = View {
             lease: None,
             ..view.clone()
         };
-        assert_eq!(answer(&unleased, &req, now, lookup), None, "no lease");
+        assert_eq!(
+            answer((&unleased, newest), &req, now, lookup),
+            None,
+            "no lease"
+        );
         let elsewhere = View {
             me: other,
             ..view.clone()
         };
-        assert_eq!(answer(&elsewhere, &req, now, lookup), None, "not the head");
+        assert_eq!(
+            answer((&elsewhere, newest), &req, now, lookup),
+            None,
+            "not the head"
+        );
+        let ahead = Newest {
+            config_version: config.version + 1,
+            ..newest
+        };
+        assert_eq!(
+            answer((&view, ahead), &req, now, lookup),
+            None,
+            "a newer one"
+        );
+        let lease_ahead = Newest {
+            lease: view.lease.map(|l| Lease {
+                config_version: config.version + 1,
+                ..l
+            }),
+            ..newest
+        };
+        let refused = answer((&view, lease_ahead), &req, now, lookup);
+        assert_eq!(refused, None, "a lease on a newer one");
         let older = Arc::new(Cached {
             config_version: config.version - 1,
-            object: c.object.clone(),
-            bytes: c.bytes,
+            leading: c.leading.clone(),
         });
         let old_entry = |_: &[u8]| Some(older.clone());
-        assert_eq!(answer(&view, &req, now, old_entry), None, "cached earlier");
+        assert_eq!(
+            answer((&view, newest), &req, now, old_entry),
+            None,
+            "cached earlier"
+        );
         let write = request(op(&config, 3, 3, put(6)));
-        assert_eq!(answer(&view, &write, now, lookup), None, "a write");
+        assert_eq!(
+            answer((&view, newest), &write, now, lookup),
+            None,
+            "a write"
+        );
+    }
 
-        // While a write of the key is in flight at its head, what a read finds is not offered.
+    #[test]
+    fn a_read_is_not_offered_to_the_cache_while_a_write_of_its_key_is_in_flight() {
+        let space = "space s key k attributes int n create 1 partition tolerate 1 failure";
+        let (mut net, config) = Net::new(2, space);
+        let (head, _) = head_of(&config, "a");
+        let put = |n| Operation::put("s", "a", vec![("n", Value::Int(n))]);
+        let get = || op(&config, 2, 2, Operation::get("s", "a"));
+        let outs = step(&mut net, head, get());
+        assert!(matches!(&outs[..], [Output::Read(_, _, _, Some(_))]));
         net.input(head, op(&config, 4, 4, put(7)));
         let outs = step(&mut net, head, get());
         assert!(
             matches!(&outs[..], [Output::Read(_, _, _, None)]),
             "{outs:?}"
         );
+        net.deliver_all();
+        let outs = step(&mut net, head, get());
+        assert!(matches!(&outs[..], [Output::Read(_, _, _, Some(_))]));
     }
 }

@@ -78,7 +78,7 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         };
         if !req.op.is_mutation() {
-            let (stored, bytes) = load_without_records(store, region, &kb)?;
+            let (stored, leading) = load_without_records(store, region, &kb)?;
             if planted(Bug::StallReads) && self.promoted.contains(&region) {
                 return Ok(());
             }
@@ -111,8 +111,7 @@ impl<W: Clone> Replica<W> {
             let cache = (!pending).then(|| {
                 Arc::new(Cached {
                     config_version: config.version,
-                    object: stored.object,
-                    bytes,
+                    leading,
                 })
             });
             let key = object_key(region, &kb);
