@@ -398,13 +398,20 @@ fn light(input: &Event) -> bool {
 }
 
 /// Whether stepping `input` may change what reads find other than by writing the keys it
-/// names (which forgets their cached objects): a new configuration, a peer that came back, a
-/// transfer window or a subspace message. Client requests, chain writes and
-/// acknowledgements, searches, leases and ticks do not.
+/// names (which forgets their cached objects): a new configuration (promotions after a
+/// restart, regions left), a peer that came back, or a state transfer's message (a joiner
+/// takes the writes its source holds). Client requests, chain writes, acknowledgements and
+/// subspace messages (which commit writes only by storing them), searches, leases and ticks
+/// do not.
 fn clears_cache(input: &Event) -> bool {
     match input {
         Input::Op { .. } | Input::Search { .. } | Input::Lease(_) | Input::Tick => false,
-        Input::Chain { msg, .. } => !matches!(msg, ChainMessage::Write(_) | ChainMessage::Ack(_)),
+        Input::Chain { msg, .. } => matches!(
+            msg,
+            ChainMessage::TransferData(_)
+                | ChainMessage::TransferAck(_)
+                | ChainMessage::TransferQuery(_)
+        ),
         Input::Config(_) | Input::PeerUp(_) => true,
     }
 }

@@ -159,20 +159,23 @@ impl ReadCache {
 
 /// A store that forgets the cached object of every key written through it (see the module
 /// documentation): objects under their object key, pending writes under the object key and
-/// a version.
+/// a version. Deleting a pending write's record changes no stored object (its write was
+/// committed, which stored the object, or dropped), so it forgets nothing.
 pub struct Invalidating {
     pub inner: Box<dyn Store>,
     pub cache: Arc<ReadCache>,
 }
 
 impl Invalidating {
-    fn forget(&self, table: Table, key: &[u8]) {
+    fn forget(&self, table: Table, key: &[u8], value: Option<&[u8]>) {
         if planted(Bug::ReadCacheStale) {
             return;
         }
         match table {
             Table::Objects => self.cache.forget(key),
-            Table::Pending if key.len() >= 8 => self.cache.forget(&key[..key.len() - 8]),
+            Table::Pending if key.len() >= 8 && value.is_some() => {
+                self.cache.forget(&key[..key.len() - 8]);
+            }
             _ => {}
         }
     }
@@ -198,7 +201,7 @@ impl Store for Invalidating {
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
-        self.forget(table, key);
+        self.forget(table, key, value.as_deref());
         self.inner.put(table, key, value);
     }
 
@@ -285,11 +288,10 @@ mod tests {
         store.put(Table::Objects, b"a", Some(vec![1]));
         assert!(!cached(&cache, b"a"), "a new object");
         // A pending write's key is its object key and its version.
-        store.put(
-            Table::Pending,
-            &[b"b".as_slice(), &7u64.to_be_bytes()].concat(),
-            None,
-        );
+        let pending = [b"b".as_slice(), &7u64.to_be_bytes()].concat();
+        store.put(Table::Pending, &pending, None);
+        assert!(cached(&cache, b"b"), "a pending write's record deleted");
+        store.put(Table::Pending, &pending, Some(vec![1]));
         assert!(!cached(&cache, b"b"), "a pending write");
         assert!(cached(&cache, b"c"));
         store.delete_prefix(Table::Objects, b"x");
