@@ -191,8 +191,9 @@ impl<W: Clone> Replica<W> {
         };
         let Some(new) = change else {
             tracing::debug!(
-                server = self.me.0, region = %o.region, client = req.client, seq = req.seq,
-                reply = ?answer, stored = o.stored.version, "write changes nothing"
+                server = self.me.0, region = %o.region, key = %String::from_utf8_lossy(&o.key),
+                client = req.client, seq = req.seq, reply = ?answer, stored = o.stored.version,
+                "write changes nothing"
             );
             match latest_pending {
                 Some(p) => p.deferred.push((waiter, answer)),
@@ -217,8 +218,9 @@ impl<W: Clone> Replica<W> {
             }),
         };
         tracing::debug!(
-            server = self.me.0, region = %o.region, version = write.version, client = req.client,
-            seq = req.seq, reply = ?answer, config = self.config.version, "head orders a write"
+            server = self.me.0, region = %o.region, key = %String::from_utf8_lossy(&write.key),
+            version = write.version, client = req.client, seq = req.seq, reply = ?answer,
+            config = self.config.version, "head orders a write"
         );
         self.send_write(store, write, o.stored, old, (waiter, answer), out);
     }
