@@ -7,6 +7,7 @@
 
 /// A safety rule that can be switched off in simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u64)]
 pub enum Bug {
     /// The head answers a write as soon as it forwards it, before the tail has it.
     EarlyReply = 1,
@@ -109,10 +110,14 @@ pub enum Bug {
     /// Reads answered from the cache skip the lease: a head cut off from the coordinator
     /// answers them after another server has become head and taken writes.
     CachedReadWithoutLease = 1073741824,
+    /// A joiner holds a write to a key it has not verified yet (for the other subspaces)
+    /// over the copy it kept from an earlier life: the write commits over that copy, and a
+    /// version the copy has and the chain gave to another write hides the chain's.
+    HeldOverStaleCopy = 2147483648,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 31] = [
+    pub const ALL: [Bug; 32] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -144,18 +149,19 @@ impl Bug {
         Bug::FormersOnePerVersion,
         Bug::ReadCacheStale,
         Bug::CachedReadWithoutLease,
+        Bug::HeldOverStaleCopy,
     ];
 }
 
 #[cfg(madsim)]
-static PLANTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static PLANTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Whether `bug` is planted (always `false` outside the simulation).
 #[inline]
 pub fn planted(bug: Bug) -> bool {
     #[cfg(madsim)]
     {
-        PLANTED.load(std::sync::atomic::Ordering::Relaxed) & bug as u32 != 0
+        PLANTED.load(std::sync::atomic::Ordering::Relaxed) & bug as u64 != 0
     }
     #[cfg(not(madsim))]
     {
@@ -167,6 +173,6 @@ pub fn planted(bug: Bug) -> bool {
 /// Plants exactly the given bugs (simulation only).
 #[cfg(madsim)]
 pub fn plant(bugs: &[Bug]) {
-    let mask = bugs.iter().fold(0, |m, b| m | *b as u32);
+    let mask = bugs.iter().fold(0, |m, b| m | *b as u64);
     PLANTED.store(mask, std::sync::atomic::Ordering::Relaxed);
 }

@@ -33,11 +33,16 @@ const MAX_SEEDS: u64 = 200;
 /// failover to read, from the cut-off head's cache, a key the new head has since written,
 /// before any refusal sends it to fetch the new configuration: seed 1327 of
 /// `isolate-from-servers`.
+///
+/// `HeldOverStaleCopy` needs a power failure of every daemon while a head holds writes no
+/// other member has, the head back as the region's joiner, and a write the new head gives
+/// one of their versions: seed 2852 of the full mix.
 const SLOW: &[(Bug, u64)] = &[
     (Bug::KeepStaleKeys, 1000),
     (Bug::VersionGivenAgainIgnored, 2000),
     (Bug::FormersOnePerVersion, 2000),
     (Bug::CachedReadWithoutLease, 2000),
+    (Bug::HeldOverStaleCopy, 3000),
 ];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
@@ -104,6 +109,9 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         // No fault needed: a read of a key after its write, answered from the cache.
         Bug::ReadCacheStale => vec![Fault::LatencySpike],
         Bug::CachedReadWithoutLease => vec![Fault::IsolateFromServers],
+        // Found by seed 2852 of the full mix: a power failure of every daemon while a head
+        // holds writes pending, after which it rejoins the region as a joiner.
+        Bug::HeldOverStaleCopy => Fault::ALL.to_vec(),
     }
 }
 

@@ -146,8 +146,8 @@ impl<W: Clone> Replica<W> {
             load(store, w.region, &w.key)?
         };
         tracing::debug!(
-            server = self.me.0, region = %w.region, version = w.version, stored = stored.version,
-            pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
+            server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key),
+            version = w.version, stored = stored.version, pos, tail = succ.is_none(), dedupe = ?w.dedupe.as_ref().map(|d| (d.client, d.seq)),
             "chain write"
         );
         if w.version <= stored.version {
@@ -202,6 +202,13 @@ impl<W: Clone> Replica<W> {
                 }
                 if unverified {
                     tracing::debug!(server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key), version = w.version, "joiner: write to an unverified key");
+                    // From now on the transfer keeps what this server stores for the key
+                    // (`written_live`), so the copy from an earlier life goes now: a write held
+                    // for the other subspaces commits over what is stored then, and must not
+                    // find a version it never followed (one the chain gave to another write).
+                    if !planted(Bug::HeldOverStaleCopy) {
+                        stage(store, w.region, &w.key, &stored);
+                    }
                 }
                 let pend = self.pending.get(&(w.region, w.key.clone()));
                 if pend.is_some_and(|p| p.contains_key(&w.version)) {
