@@ -34,6 +34,12 @@ const MAX_SEEDS: u64 = 200;
 /// before any refusal sends it to fetch the new configuration: seed 1327 of
 /// `isolate-from-servers`.
 ///
+/// `HeldShown` needs a power failure of every daemon while a held write's updates are lost
+/// on the way, then a read and a search of the key before the resend arrives: seed 142 of
+/// the full mix until the read cache and the joiner's fix of seed 2852 changed the
+/// schedules; not within 2,200 seeds since (the probe `head.read_waits_for_held`, the
+/// branch the bug removes, is reached by the CI seeds).
+///
 /// `HeldOverStaleCopy` needs a power failure of every daemon while a head holds writes no
 /// other member has, the head back as the region's joiner, and a write the new head gives
 /// one of their versions: seed 2852 of the full mix.
@@ -43,6 +49,7 @@ const SLOW: &[(Bug, u64)] = &[
     (Bug::FormersOnePerVersion, 2000),
     (Bug::CachedReadWithoutLease, 2000),
     (Bug::HeldOverStaleCopy, 3000),
+    (Bug::HeldShown, 3000),
 ];
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
@@ -50,8 +57,9 @@ const SLOW: &[(Bug, u64)] = &[
 /// (143 to 355 seeds of `isolate-from-servers` since the index and record-expiry
 /// changes). `ReplyBeforeSync` needs a power failure just after a reply left unsynced (seed
 /// 203 since the simulated space has a subspace, whose writes wait on more chains; 515 since
-/// subspace regions keep their entries in value order).
-const MORE_SEEDS: &[(Bug, u64)] = &[(Bug::LongLease, 600), (Bug::ReplyBeforeSync, 1000)];
+/// subspace regions keep their entries in value order; 1056 since reads are answered from
+/// the head's read cache).
+const MORE_SEEDS: &[(Bug, u64)] = &[(Bug::LongLease, 600), (Bug::ReplyBeforeSync, 1500)];
 
 fn faults_for(bug: Bug) -> Vec<Fault> {
     match bug {
