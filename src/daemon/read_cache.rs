@@ -10,8 +10,8 @@
 //!   leave at once, caches what they read;
 //! - every write the actor stages goes through [`Invalidating`], which drops the cached
 //!   object of its key first, so no cached object outlives the stored version it copies;
-//! - a batch that may change more than the keys it names (a configuration, a transfer, a
-//!   tick) empties the cache.
+//! - a batch that may change more than the keys it names (a configuration, a peer that came
+//!   back, a state transfer's message) empties the cache.
 //!
 //! The cache holds at most [`READ_CACHE_BYTES`] (the leading fields of each record, encoded,
 //! and its key) and forgets the objects cached longest ago first.
@@ -29,6 +29,7 @@ use crate::rt;
 use crate::storage::{KeyValues, LogWriter, Store, StoreError, Table};
 
 use super::replica::cached::{self, Cached, Newest, View};
+use super::replica::durable::object_key_of_pending;
 use super::replica::Lease;
 
 /// What an entry costs beyond its record and key.
@@ -173,8 +174,10 @@ impl Invalidating {
         }
         match table {
             Table::Objects => self.cache.forget(key),
-            Table::Pending if key.len() >= 8 && value.is_some() => {
-                self.cache.forget(&key[..key.len() - 8]);
+            Table::Pending if value.is_some() => {
+                if let Some(object) = object_key_of_pending(key) {
+                    self.cache.forget(object);
+                }
             }
             _ => {}
         }

@@ -56,6 +56,11 @@ pub fn pending_key(region: RegionId, key: &[u8], version: u64) -> Vec<u8> {
     k
 }
 
+/// The object key a [`pending_key`] begins with (`None`: too short to be one).
+pub fn object_key_of_pending(k: &[u8]) -> Option<&[u8]> {
+    k.len().checked_sub(8).map(|end| &k[..end])
+}
+
 /// Keeps a write this member holds pending, durably from this batch's sync on.
 pub fn keep(store: &mut dyn Store, w: &ChainWrite) {
     if planted(Bug::PendingNotKept) {

@@ -82,6 +82,10 @@ impl<W: Clone> Replica<W> {
             if planted(Bug::StallReads) && self.promoted.contains(&region) {
                 return Ok(());
             }
+            let pending = self.pending.get(&(region, kb.clone()));
+            // With no write of the key in flight here, what was read is its stored version
+            // until the next write of it is staged (see `cached`).
+            let cacheable = pending.is_none();
             let answer = if authorized(
                 &space.schema,
                 stored.object.as_ref(),
@@ -89,7 +93,6 @@ impl<W: Clone> Replica<W> {
                 &req.auth,
                 unix,
             ) {
-                let pending = self.pending.get(&(region, kb.clone()));
                 read(space, &stored, pending, &req.op)
             } else {
                 unauthorized()
@@ -105,10 +108,7 @@ impl<W: Clone> Replica<W> {
                 }
                 return Ok(());
             }
-            // With no write of the key in flight here, what was read is its stored version
-            // until the next write of it is staged (see `cached`).
-            let pending = self.pending.contains_key(&(region, kb.clone()));
-            let cache = (!pending).then(|| {
+            let cache = cacheable.then(|| {
                 Arc::new(Cached {
                     config_version: config.version,
                     leading,
