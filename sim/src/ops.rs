@@ -136,11 +136,17 @@ fn wide_op(keys: Keys) -> Operation {
     }
 }
 
-/// A search of `sim` on `n`.
+/// A search of `sim`: two in three on `n` (its index or every key region), one in three on
+/// `t` (through the subspace, whose regions learn of a write after the key's chain does).
 pub fn search() -> Operation {
+    let check = if thread_rng().gen_range(0..3) == 0 {
+        check_t()
+    } else {
+        check_n()
+    };
     Operation::Search {
         space: SPACE_NAME.to_string(),
-        checks: vec![check_n()],
+        checks: vec![check],
     }
 }
 

@@ -161,9 +161,9 @@ impl Recorder {
 pub const READER: u64 = 2;
 
 /// One operation for client `index`: the [`READER`] mostly reads (six in ten are `get`s,
-/// three are searches), so it keeps reading through a head long after the writers have moved
-/// on, which is what exposes a head that answers reads it should not; the others issue the
-/// whole mix.
+/// three are searches, a third of them through the subspace), so it keeps reading through a
+/// head long after the writers have moved on, which is what exposes a head that answers reads
+/// it should not; the others issue the whole mix.
 fn op_for(index: u64, keys: Keys) -> Operation {
     if index == READER {
         match thread_rng().gen_range(0..10) {
