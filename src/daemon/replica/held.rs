@@ -170,7 +170,10 @@ impl<W: Clone> Replica<W> {
     }
 
     /// The writes a transfer window carried as held at its source: as the region's tail,
-    /// this server holds each whose version it now stores.
+    /// this server holds each whose version it now stores. A key the transfer has not
+    /// verified (the window was refused) is skipped: what this server stores there is from
+    /// an earlier life, and a version it has may be one a later head gave to another write.
+    /// The source resends the write down the chain, or in a later window.
     pub(super) fn take_held(
         &mut self,
         store: &mut dyn Store,
@@ -181,7 +184,10 @@ impl<W: Clone> Replica<W> {
             let tail = self
                 .position(w.region)
                 .is_some_and(|(pos, chain)| pos + 1 == chain.len());
-            if tail && stored_version(store, w.region, &w.key)? == w.version {
+            if !tail || self.transfers.unverified(&self.config, w.region, &w.key) {
+                continue;
+            }
+            if stored_version(store, w.region, &w.key)? == w.version {
                 self.recheck(store, &w, out);
             }
         }

@@ -5,7 +5,7 @@ use hyperdex_model::{Object, Operation, Reply, Value};
 use super::subspace::load_entry;
 use super::*;
 use crate::config::{key_bytes, RegionId};
-use crate::daemon::record::load;
+use crate::daemon::record::{load, StoredObject};
 use crate::daemon::testnet::{head_of, op, Net};
 use crate::limits::SEARCH_LIFE;
 use crate::protocol::SettleAnswer;
@@ -375,4 +375,71 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
         "{:?}",
         net.replies
     );
+}
+
+#[test]
+fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
+    let (mut net, config) = Net::new(3, SPACE);
+    put(&mut net, &config, 1, "a", 5);
+    net.deliver_all();
+    let (head, region) = head_of(&config, "a");
+    let k = key(&config, "a");
+    // A server outside the key's chain holds a copy of the key from an earlier life, with
+    // the version the chain gave to the write above and another value.
+    let joiner = (1..=3)
+        .map(ServerId)
+        .find(|s| !config.chain(region).contains(s))
+        .expect("a server outside the chain");
+    let stale = StoredObject {
+        version: 1,
+        object: Some(Object::from([("n".to_string(), Value::Int(-9))])),
+        dedupe: Vec::new(),
+    };
+    let store = &mut net.replicas.get_mut(&joiner).expect("the joiner").1;
+    crate::daemon::record::stage(store, region, &k, &stale);
+    store.sync().expect("sync");
+    // It joins the region behind the head; the head's window arrives out of place (the
+    // joiner has taken nothing yet), carrying a write the head holds for the subspace.
+    let mut joined = config.clone();
+    joined.version += 1;
+    let s = joined.spaces.get_mut("s").expect("space");
+    s.chains[region.index as usize] = vec![head, joiner];
+    s.joining[region.index as usize] = Some(crate::config::Joiner {
+        replaces: None,
+        server: joiner,
+        since: joined.version,
+    });
+    net.install(joiner, &joined);
+    net.in_flight.clear();
+    let held = ChainWrite {
+        config_version: joined.version,
+        region,
+        key: k.clone(),
+        version: 1,
+        object: Some(Object::from([("n".to_string(), Value::Int(5))])),
+        dedupe: None,
+    };
+    let window = crate::protocol::TransferData {
+        config_version: joined.version,
+        region,
+        after: Some(vec![0xff; 8]),
+        entries: Vec::new(),
+        through: None,
+        held: vec![held],
+    };
+    net.input(
+        joiner,
+        Input::Chain {
+            from: head,
+            msg: ChainMessage::TransferData(window),
+        },
+    );
+    // The window was refused, so its key is not verified: the joiner's copy is not the
+    // write's, and the joiner neither holds the write nor tells the subspace about it.
+    assert!(
+        !net.in_flight.iter().any(|(_, _, m)| is_update(m)),
+        "{:?}",
+        net.in_flight
+    );
+    assert!(net.replicas[&joiner].0.pending.is_empty());
 }
