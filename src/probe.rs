@@ -33,6 +33,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("replica.pending_promoted_at_start", true),
     ("subspace.entry_forgotten", true),
     ("subspace.stored_write_rechecked", true),
+    ("subspace.held_of_unverified_skipped", false),
     ("subspace.version_given_again", false),
     ("coordinator.region_taken_back", false),
     ("transfer.completed", true),

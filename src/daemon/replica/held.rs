@@ -184,7 +184,11 @@ impl<W: Clone> Replica<W> {
             let tail = self
                 .position(w.region)
                 .is_some_and(|(pos, chain)| pos + 1 == chain.len());
-            if !tail || self.transfers.unverified(&self.config, w.region, &w.key) {
+            if !tail {
+                continue;
+            }
+            if self.transfers.unverified(&self.config, w.region, &w.key) {
+                crate::probe!("subspace.held_of_unverified_skipped");
                 continue;
             }
             if stored_version(store, w.region, &w.key)? == w.version {

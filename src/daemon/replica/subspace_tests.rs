@@ -377,29 +377,30 @@ fn a_head_that_restarts_holding_a_write_shows_it_only_once_the_subspace_holds_it
     );
 }
 
-#[test]
-fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
-    let (mut net, config) = Net::new(3, SPACE);
-    put(&mut net, &config, 1, "a", 5);
+/// Key `a` of `config` written once (n = 5, version 1), then a server outside its chain joins
+/// the key's region behind the head, holding `stale` for the key from an earlier life, and
+/// receives a window from the head that starts after `after` with `entries` and carries the
+/// write as held for the subspace. Returns the joiner.
+fn join_with_held_window(
+    net: &mut Net,
+    config: &Config,
+    stale: Option<StoredObject>,
+    after: Option<Vec<u8>>,
+    entries: Vec<(Vec<u8>, crate::protocol::TransferEntry)>,
+) -> ServerId {
+    put(net, config, 1, "a", 5);
     net.deliver_all();
-    let (head, region) = head_of(&config, "a");
-    let k = key(&config, "a");
-    // A server outside the key's chain holds a copy of the key from an earlier life, with
-    // the version the chain gave to the write above and another value.
+    let (head, region) = head_of(config, "a");
+    let k = key(config, "a");
     let joiner = (1..=3)
         .map(ServerId)
         .find(|s| !config.chain(region).contains(s))
         .expect("a server outside the chain");
-    let stale = StoredObject {
-        version: 1,
-        object: Some(Object::from([("n".to_string(), Value::Int(-9))])),
-        dedupe: Vec::new(),
-    };
-    let store = &mut net.replicas.get_mut(&joiner).expect("the joiner").1;
-    crate::daemon::record::stage(store, region, &k, &stale);
-    store.sync().expect("sync");
-    // It joins the region behind the head; the head's window arrives out of place (the
-    // joiner has taken nothing yet), carrying a write the head holds for the subspace.
+    if let Some(stale) = stale {
+        let store = &mut net.replicas.get_mut(&joiner).expect("the joiner").1;
+        crate::daemon::record::stage(store, region, &k, &stale);
+        store.sync().expect("sync");
+    }
     let mut joined = config.clone();
     joined.version += 1;
     let s = joined.spaces.get_mut("s").expect("space");
@@ -414,7 +415,7 @@ fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
     let held = ChainWrite {
         config_version: joined.version,
         region,
-        key: k.clone(),
+        key: k,
         version: 1,
         object: Some(Object::from([("n".to_string(), Value::Int(5))])),
         dedupe: None,
@@ -422,8 +423,8 @@ fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
     let window = crate::protocol::TransferData {
         config_version: joined.version,
         region,
-        after: Some(vec![0xff; 8]),
-        entries: Vec::new(),
+        after,
+        entries,
         through: None,
         held: vec![held],
     };
@@ -433,6 +434,49 @@ fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
             from: head,
             msg: ChainMessage::TransferData(window),
         },
+    );
+    joiner
+}
+
+#[test]
+fn a_joiner_holds_the_writes_its_window_carried_as_held() {
+    let (mut net, config) = Net::new(3, SPACE);
+    let object = StoredObject {
+        version: 1,
+        object: Some(Object::from([("n".to_string(), Value::Int(5))])),
+        dedupe: Vec::new(),
+    };
+    let entry = (
+        key(&config, "a"),
+        crate::protocol::TransferEntry::Object(postcard::to_allocvec(&object).unwrap()),
+    );
+    let joiner = join_with_held_window(&mut net, &config, None, None, vec![entry]);
+    // The window (the region's only one) stored the object: the joiner, the region's new
+    // tail, holds the write and tells the subspace's regions about it.
+    assert!(
+        net.in_flight.iter().any(|(_, _, m)| is_update(m)),
+        "{:?}",
+        net.in_flight
+    );
+    assert!(!net.replicas[&joiner].0.pending.is_empty());
+}
+
+#[test]
+fn a_joiner_holds_no_write_for_a_key_its_refused_window_carried() {
+    let (mut net, config) = Net::new(3, SPACE);
+    // The joiner's copy from an earlier life has the version the chain gave to the write, and
+    // another value; the window starts where the joiner is not (it has taken nothing yet).
+    let stale = StoredObject {
+        version: 1,
+        object: Some(Object::from([("n".to_string(), Value::Int(-9))])),
+        dedupe: Vec::new(),
+    };
+    let joiner = join_with_held_window(
+        &mut net,
+        &config,
+        Some(stale),
+        Some(vec![0xff; 8]),
+        Vec::new(),
     );
     // The window was refused, so its key is not verified: the joiner's copy is not the
     // write's, and the joiner neither holds the write nor tells the subspace about it.
