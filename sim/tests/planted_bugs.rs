@@ -47,11 +47,12 @@ const SLOW: &[(Bug, u64)] = &[
 
 /// Bugs that `make test` runs with more seeds than [`MAX_SEEDS`]: `LongLease` needs a read at a
 /// head cut off from the servers after its successor took a write, within the extra lease
-/// (143 to 355 seeds of `isolate-from-servers` since the index and record-expiry
-/// changes, 489 since the reader searches through the subspace). `ReplyBeforeSync` needs a power failure just after a reply left unsynced (seed
-/// 203 since the simulated space has a subspace, whose writes wait on more chains; 515 since
-/// subspace regions keep their entries in value order; 1056 since reads are answered from
-/// the head's read cache; 240 since the reader searches through the subspace). `HeldShown` needs a power failure of every daemon while a held
+/// (143 to 355 seeds of `isolate-from-servers` since the index and record-expiry changes, 489
+/// since the reader searches through the subspace). `ReplyBeforeSync` needs a power failure
+/// just after a reply left unsynced (seed 203 since the simulated space has a subspace, whose
+/// writes wait on more chains; 515 since subspace regions keep their entries in value order;
+/// 1056 since reads are answered from the head's read cache; 240 since the reader searches
+/// through the subspace). `HeldShown` needs a power failure of every daemon while a held
 /// write's updates to the subspace are lost on the way, then a read of the key and a search
 /// through the subspace before the resend arrives: seed 375 of `power-failure` with
 /// `link-resets` (142 of the full mix before the read cache; not within 2,200 of it after,

@@ -5,7 +5,7 @@ use hyperdex_model::{Object, Operation, Reply, Value};
 use super::subspace::load_entry;
 use super::*;
 use crate::config::{key_bytes, RegionId};
-use crate::daemon::record::{load, StoredObject};
+use crate::daemon::record::{load, stage, StoredObject};
 use crate::daemon::testnet::{head_of, op, Net};
 use crate::limits::SEARCH_LIFE;
 use crate::protocol::SettleAnswer;
@@ -398,7 +398,7 @@ fn join_with_held_window(
         .expect("a server outside the chain");
     if let Some(stale) = stale {
         let store = &mut net.replicas.get_mut(&joiner).expect("the joiner").1;
-        crate::daemon::record::stage(store, region, &k, &stale);
+        stage(store, region, &k, &stale);
         store.sync().expect("sync");
     }
     let mut joined = config.clone();
