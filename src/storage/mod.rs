@@ -41,16 +41,20 @@ pub enum Table {
     /// What regions of other subspaces keep per key (`hyperspace::entry`): region and key →
     /// entry.
     Subspace,
+    /// Retry records, apart from their objects (`daemon::retry_records`): region, key and
+    /// client → that client's records for the key.
+    Records,
 }
 
 impl Table {
     /// Every table, in declaration order (`t as usize` is `t`'s position).
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Objects,
         Table::Meta,
         Table::Index,
         Table::Pending,
         Table::Subspace,
+        Table::Records,
     ];
 }
 

@@ -26,6 +26,7 @@ const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("index");
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 const SUBSPACE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("subspace");
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 /// The log's bookkeeping: the last record the tree holds.
 const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
 const CHECKPOINTED: &str = "checkpointed";
@@ -37,6 +38,7 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         Table::Index => INDEX,
         Table::Pending => PENDING,
         Table::Subspace => SUBSPACE,
+        Table::Records => RECORDS,
     }
 }
 

@@ -38,6 +38,7 @@ fn table_byte(t: Table) -> u8 {
         Table::Index => 2,
         Table::Pending => 3,
         Table::Subspace => 4,
+        Table::Records => 5,
     }
 }
 
@@ -48,6 +49,7 @@ fn table_of(b: u8) -> Option<Table> {
         2 => Table::Index,
         3 => Table::Pending,
         4 => Table::Subspace,
+        5 => Table::Records,
         _ => return None,
     })
 }
