@@ -114,10 +114,16 @@ pub enum Bug {
     /// over the copy it kept from an earlier life: the write commits over that copy, and a
     /// version the copy has and the chain gave to another write hides the chain's.
     HeldOverStaleCopy = 2147483648,
+    /// A state transfer sends an object without the retry records kept apart from it: the
+    /// joiner, once head, applies a retry of a write it stores again.
+    RecordsLeftBehind = 4294967296,
+    /// A compaction of a key's retry records keeps only those of the clients the write
+    /// touches, as if every other one had expired.
+    CompactionDropsLive = 8589934592,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 32] = [
+    pub const ALL: [Bug; 34] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -150,6 +156,8 @@ impl Bug {
         Bug::ReadCacheStale,
         Bug::CachedReadWithoutLease,
         Bug::HeldOverStaleCopy,
+        Bug::RecordsLeftBehind,
+        Bug::CompactionDropsLive,
     ];
 }
 

@@ -23,6 +23,8 @@ pub const ALL: &[(&str, bool)] = &[
     ("head.expired_request_refused", false),
     ("record.below_low_seq_skipped", false),
     ("record.expired_dropped", true),
+    ("records.compacted", true),
+    ("records.kept_apart", true),
     ("replica.no_lease_refused", true),
     ("replica.stale_config_refused", true),
     ("replica.search_refused", true),

@@ -122,6 +122,10 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         // Found by seed 2852 of the full mix: a power failure of every daemon while a head
         // holds writes pending, after which it rejoins the region as a joiner.
         Bug::HeldOverStaleCopy => Fault::ALL.to_vec(),
+        // A joiner that becomes head and gets a retry: restarts.
+        Bug::RecordsLeftBehind => vec![Fault::KillDaemon],
+        // A retry after its record was compacted away: crashes and reset links.
+        Bug::CompactionDropsLive => vec![Fault::KillDaemon, Fault::LinkResets],
     }
 }
 

@@ -6,6 +6,7 @@
 //!   write/ack/commit, reconfiguration, and the stale-configuration rule with its lease);
 //! - [`transfer`]: state transfer to joining servers, a pure state machine;
 //! - [`record`]: the stored object, the key layout, dedupe records;
+//! - [`retry_records`]: dedupe records kept apart from their objects;
 //! - [`search`]: reading a region for a search;
 //! - [`index`]: secondary indexes, kept in step with the objects by the store they go through;
 //! - [`actor`]: the task that owns the replica and the store: batch, step, sync once, deliver;
@@ -25,6 +26,7 @@ mod peers;
 pub mod read_cache;
 pub mod record;
 pub mod replica;
+pub mod retry_records;
 #[cfg(test)]
 mod scripts;
 pub mod search;

@@ -14,6 +14,8 @@ use crate::limits::RECORD_HORIZON_SECS;
 use crate::protocol::{ChainWrite, Dedupe};
 use crate::storage::{Store, StoreError, Table};
 
+use super::retry_records::Summary;
+
 /// At most this many dedupe records are kept with each object (the oldest go first). Below
 /// that, a client's records go only when the client says it has their answers (`low_seq`).
 pub const DEDUPE_RECORDS: usize = 1024;
@@ -46,11 +48,10 @@ pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Reads a stored object; a missing or unreadable record reads as "never written".
+/// Reads a stored object with every dedupe record it keeps (`retry_records::load_full`); a
+/// missing or unreadable record reads as "never written".
 pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<StoredObject, StoreError> {
-    Ok(stored_bytes(store, region, key)?
-        .and_then(|b| decode(&b))
-        .unwrap_or_default())
+    super::retry_records::load_full(store, region, key)
 }
 
 /// The bytes of an object's record, if it has one.
@@ -114,9 +115,15 @@ pub fn stored_version(store: &dyn Store, region: RegionId, key: &[u8]) -> Result
         .unwrap_or(0))
 }
 
-pub fn stage(store: &mut dyn Store, region: RegionId, key: &[u8], obj: &StoredObject) {
-    let bytes = postcard::to_allocvec(obj).unwrap_or_default();
-    store.put(Table::Objects, &object_key(region, key), Some(bytes));
+/// Stages an object with exactly the dedupe records `obj` holds
+/// (`retry_records::stage_full`).
+pub fn stage(
+    store: &mut dyn Store,
+    region: RegionId,
+    key: &[u8],
+    obj: &StoredObject,
+) -> Result<(), StoreError> {
+    super::retry_records::stage_full(store, region, key, obj)
 }
 
 /// Puts the dedupe records of an older copy of an object before the records of this one,
@@ -201,11 +208,7 @@ pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
 /// The rule depends only on the records, so every replica holding the same records drops the
 /// same ones; a deleted object ends as its version alone.
 pub fn drop_expired(stored: &mut StoredObject) {
-    let horizon = if planted(Bug::ShortRecordHorizon) {
-        1
-    } else {
-        RECORD_HORIZON_SECS
-    };
+    let horizon = horizon();
     let known = |r: &&Dedupe| r.unix != UNKNOWN_TIME;
     let Some(newest) = stored.dedupe.iter().filter(known).map(|r| r.unix).max() else {
         return;
@@ -216,6 +219,15 @@ pub fn drop_expired(stored: &mut StoredObject) {
         .retain(|r| r.unix == UNKNOWN_TIME || r.unix.saturating_add(horizon) >= newest);
     if stored.dedupe.len() < before {
         crate::probe!("record.expired_dropped");
+    }
+}
+
+/// How long after its object's newest record a record is kept ([`RECORD_HORIZON_SECS`]).
+pub fn horizon() -> u64 {
+    if planted(Bug::ShortRecordHorizon) {
+        1
+    } else {
+        RECORD_HORIZON_SECS
     }
 }
 
@@ -305,6 +317,53 @@ pub fn is_live(bytes: &[u8]) -> Option<bool> {
         1 => Some(true),
         _ => None,
     }
+}
+
+/// The current layout, borrowed (what [`encode_apart`] writes).
+#[derive(Serialize)]
+struct LayoutRef<'a> {
+    version: u64,
+    object: &'a Option<Object>,
+    dedupe: Vec<RecordV1>,
+    times: Vec<u64>,
+}
+
+/// An object's entry: the current layout with the records kept inline (`inline`), then the
+/// summary of those kept apart (which readers of the layout alone never see).
+pub fn encode_apart(
+    version: u64,
+    object: &Option<Object>,
+    inline: &[Dedupe],
+    summary: &Summary,
+) -> Vec<u8> {
+    let layout = LayoutRef {
+        version,
+        object,
+        dedupe: inline
+            .iter()
+            .map(|d| RecordV1 {
+                client: d.client,
+                seq: d.seq,
+                low_seq: d.low_seq,
+                reply: d.reply.clone(),
+            })
+            .collect(),
+        times: inline.iter().map(|d| d.unix).collect(),
+    };
+    let mut bytes = postcard::to_allocvec(&layout).unwrap_or_default();
+    bytes.extend(postcard::to_allocvec(summary).unwrap_or_default());
+    bytes
+}
+
+/// An object's entry: the object with any records kept inline (an entry written before
+/// records were kept apart, or sent by a state transfer), and the summary of those kept apart
+/// (none: the default).
+pub fn decode_apart(bytes: &[u8]) -> Option<(StoredObject, Summary)> {
+    if let Ok((s, rest)) = postcard::take_from_bytes::<StoredObject>(bytes) {
+        let summary = postcard::from_bytes(rest).unwrap_or_default();
+        return Some((s, summary));
+    }
+    decode(bytes).map(|s| (s, Summary::default()))
 }
 
 /// Decodes a stored object, in the current layout or the earlier one (records without a
@@ -501,7 +560,7 @@ mod tests {
             },
         ];
         for s in objects {
-            stage(&mut store, region, b"k", &s);
+            stage(&mut store, region, b"k", &s).unwrap();
             assert_eq!(stored_version(&store, region, b"k").unwrap(), s.version);
             assert_eq!(load(&store, region, b"k").unwrap(), s);
             let without = StoredObject {

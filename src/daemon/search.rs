@@ -475,7 +475,7 @@ mod tests {
                 dedupe: Vec::new(),
             };
             let key = hyperdex_model::value::encode(&Value::string(format!("k{i:05}")));
-            stage(&mut store, region((i % 2) as u32), &key, &obj);
+            stage(&mut store, region((i % 2) as u32), &key, &obj).unwrap();
         }
         let sc = space();
         let regions = [region(0), region(1)];
@@ -586,7 +586,7 @@ mod tests {
                 object: live.then(|| obj(n, "x")),
                 dedupe: Vec::new(),
             };
-            stage(&mut store, r, &key(k), &o);
+            stage(&mut store, r, &key(k), &o).unwrap();
         }
         let small = [hyperdex_model::Check::new(
             "n",

@@ -143,11 +143,11 @@ proptest! {
                         ].into()),
                         dedupe: Vec::new(),
                     };
-                    stage(&mut store, region(u32::from(k % 2)), &key(k), &obj);
+                    stage(&mut store, region(u32::from(k % 2)), &key(k), &obj).unwrap();
                 }
                 Step::Del(k) => {
                     let gone = StoredObject { version: 2, object: None, dedupe: Vec::new() };
-                    stage(&mut store, region(u32::from(k % 2)), &key(k), &gone);
+                    stage(&mut store, region(u32::from(k % 2)), &key(k), &gone).unwrap();
                 }
                 Step::Sync => store.sync().unwrap(),
                 Step::Crash => {
@@ -196,7 +196,7 @@ fn a_build_takes_batches_and_is_used_once_complete() {
                 dedupe: Vec::new(),
             };
             let k = encode(&Value::string(format!("k{i:06}")));
-            stage(&mut store, region((i % 2) as u32), &k, &obj);
+            stage(&mut store, region((i % 2) as u32), &k, &obj).unwrap();
         }
     }
     let cfg = config("index n");
@@ -279,14 +279,15 @@ fn a_region_too_large_for_a_page_is_read_in_key_order() {
                 object: Some([("n".to_string(), Value::Int(value))].into()),
                 dedupe: Vec::new(),
             };
-            stage(&mut store, region(0), &encode(&Value::Int(i as i64)), &obj);
+            stage(&mut store, region(0), &encode(&Value::Int(i as i64)), &obj).unwrap();
             if i < 50 {
                 stage(
                     &mut store,
                     region(1),
                     &encode(&Value::Int(-(i as i64) - 1)),
                     &obj,
-                );
+                )
+                .unwrap();
             }
         }
     }

@@ -11,7 +11,8 @@ use super::subspace::Old;
 use super::{push_effects, reply, vouched, Output, Outputs, Pending, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{RegionId, ServerId};
-use crate::daemon::record::{absorb, add_record, load, stage, stored_version, StoredObject};
+use crate::daemon::record::stored_version;
+use crate::daemon::retry_records::Writing;
 use crate::limits::{EARLY_MESSAGES, EARLY_WINDOWS};
 use crate::protocol::{ChainAck, ChainMessage, ChainWrite};
 use crate::storage::{Store, StoreError};
@@ -141,9 +142,9 @@ impl<W: Clone> Replica<W> {
         let unverified =
             succ.is_none() && self.transfers.unverified(&self.config, w.region, &w.key);
         let mut stored = if unverified {
-            StoredObject::default()
+            Writing::fresh(w.region, &w.key)
         } else {
-            load(store, w.region, &w.key)?
+            Writing::load(store, w.region, &w.key)?
         };
         tracing::debug!(
             server = self.me.0, region = %w.region, key = %String::from_utf8_lossy(&w.key),
@@ -154,8 +155,8 @@ impl<W: Clone> Replica<W> {
             // Already held (a retransmission or a late write): keep its dedupe record so a
             // retry is answered, and acknowledge what is stored.
             if let Some(d) = &w.dedupe {
-                if add_record(&mut stored, d) {
-                    stage(store, w.region, &w.key, &stored);
+                if stored.add_record(store, d)? {
+                    stored.stage(store)?;
                 }
             }
             if succ.is_none() && w.version == stored.version && self.recheck(store, &w, out) {
@@ -207,7 +208,7 @@ impl<W: Clone> Replica<W> {
                     // for the other subspaces commits over what is stored then, and must not
                     // find a version it never followed (one the chain gave to another write).
                     if !planted(Bug::HeldOverStaleCopy) {
-                        stage(store, w.region, &w.key, &stored);
+                        stored.stage(store)?;
                     }
                 }
                 let pend = self.pending.get(&(w.region, w.key.clone()));
@@ -230,8 +231,8 @@ impl<W: Clone> Replica<W> {
                     self.hold(store, w, updates, out);
                     return Ok(());
                 }
-                absorb(&mut stored, &w);
-                stage(store, w.region, &w.key, &stored);
+                stored.absorb(store, &w)?;
+                stored.stage(store)?;
                 let ack = self.ack(&w.key, w.region, w.version);
                 out.push(Output::Send(pred, ChainMessage::Ack(ack)));
             }
@@ -309,18 +310,19 @@ impl<W: Clone> Replica<W> {
         for k in &kept {
             self.forget.later(k.clone());
         }
-        let mut stored = load(store, region, key)?;
+        let mut stored = Writing::load(store, region, key)?;
         for p in done.values() {
-            if p.write.version > stored.version {
-                absorb(&mut stored, &p.write);
-                if planted(Bug::LostRecord) && p.write.dedupe.is_some() {
-                    stored.dedupe.pop();
-                }
+            if p.write.version > stored.version && planted(Bug::LostRecord) {
+                // The write's value without its record.
+                stored.version = p.write.version;
+                stored.object = p.write.object.clone();
+            } else if p.write.version > stored.version {
+                stored.absorb(store, &p.write)?;
             } else if let Some(d) = &p.write.dedupe {
-                add_record(&mut stored, d);
+                stored.add_record(store, d)?;
             }
         }
-        stage(store, region, key, &stored);
+        stored.stage(store)?;
         for p in done.into_values() {
             let answer = p
                 .write

@@ -42,7 +42,8 @@
 
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId};
-use crate::daemon::record::{absorb, load, object_key, stage};
+use crate::daemon::record::object_key;
+use crate::daemon::retry_records::Writing;
 use crate::protocol::ChainWrite;
 use crate::storage::{Store, StoreError, Table};
 
@@ -191,15 +192,15 @@ fn promote_one(
     };
     // A version already stored was committed with its retry record (the commit that
     // stored it took every pending version up to it): only its deletion was lost.
-    let mut stored = load(store, w.region, &w.key)?;
+    let mut stored = Writing::load(store, w.region, &w.key)?;
     let subspaces = !space.schema.subspaces.is_empty();
     if w.version < stored.version || (w.version == stored.version && !subspaces) {
         store.put(Table::Pending, k, None);
         return Ok(Outcome::Dropped);
     }
     if w.version > stored.version {
-        absorb(&mut stored, &w);
-        stage(store, w.region, &w.key, &stored);
+        stored.absorb(store, &w)?;
+        stored.stage(store)?;
     }
     if subspaces && !planted(Bug::PromotedNotHeld) {
         return Ok(Outcome::Held(Box::new(w)));
@@ -214,6 +215,7 @@ mod tests {
 
     use super::*;
     use crate::config::{key_bytes, Config};
+    use crate::daemon::record::load;
     use crate::daemon::replica::{Input, Output, Replica};
     use crate::daemon::testnet::{head_of, op, Net};
     use crate::protocol::ChainMessage;

@@ -14,7 +14,8 @@ use super::{
 use crate::bugs::{planted, Bug};
 use crate::config::{key_bytes, Config, RegionId, SpaceConfig};
 use crate::daemon::authorize::authorized;
-use crate::daemon::record::{absorb, load, load_without_records, object_key, stage, StoredObject};
+use crate::daemon::record::{load_without_records, object_key, StoredObject};
+use crate::daemon::retry_records::Writing;
 use crate::limits::{CLOCK_SKEW_SECS, HELD_READERS, RETRY_WINDOW_SECS};
 use crate::protocol::{ChainMessage, ChainWrite, ClientResponse, Dedupe, OpRequest};
 use crate::rt::Instant;
@@ -118,15 +119,15 @@ impl<W: Clone> Replica<W> {
             out.push(Output::Read(waiter, reply(answer), key, cache));
             return Ok(());
         }
-        let stored = load(store, region, &kb)?;
+        let mut stored = Writing::load(store, region, &kb)?;
+        stored.read_client(store, req.client)?;
         let ordered = Ordered {
             space,
             region,
             key: kb,
             stored,
         };
-        self.order_write(store, (waiter, unix), &req, ordered, out);
-        Ok(())
+        self.order_write(store, (waiter, unix), &req, ordered, out)
     }
 
     /// The head orders a write: joins a retry to its pending copy, answers it from its
@@ -138,7 +139,7 @@ impl<W: Clone> Replica<W> {
         req: &OpRequest,
         o: Ordered<'_>,
         out: &mut Outputs<W>,
-    ) {
+    ) -> Result<(), StoreError> {
         let slot = (o.region, o.key.clone());
         if let Some(p) = self
             .pending
@@ -147,28 +148,23 @@ impl<W: Clone> Replica<W> {
         {
             // A retry of a write still in flight joins it.
             p.waiters.push(waiter);
-            return;
+            return Ok(());
         }
-        if let Some(d) = o
-            .stored
-            .dedupe
-            .iter()
-            .find(|d| d.client == req.client && d.seq == req.seq)
-        {
+        if let Some(d) = o.stored.find(req.client, req.seq) {
             tracing::debug!(server = self.me.0, region = %o.region, client = req.client, seq = req.seq, "retry answered from the record");
             crate::probe!("head.retry_answered_from_record");
             out.push(Output::Reply(waiter, reply(d.reply.clone())));
-            return;
+            return Ok(());
         }
         if self.config.read_only {
             // After the retry checks: a write done before the mode was switched on is
             // answered as it was.
             out.push(Output::Reply(waiter, reply(read_only())));
-            return;
+            return Ok(());
         }
         if let Some(refusal) = expired(req, unix) {
             out.push(Output::Reply(waiter, reply(refusal)));
-            return;
+            return Ok(());
         }
         let latest_pending = self
             .pending
@@ -199,7 +195,7 @@ impl<W: Clone> Replica<W> {
                 Some(p) => p.deferred.push((waiter, answer)),
                 None => out.push(Output::Reply(waiter, reply(answer))),
             }
-            return;
+            return Ok(());
         };
         let write = ChainWrite {
             config_version: self.config.version,
@@ -222,7 +218,7 @@ impl<W: Clone> Replica<W> {
             version = write.version, client = req.client, seq = req.seq, reply = ?answer,
             config = self.config.version, "head orders a write"
         );
-        self.send_write(store, write, o.stored, old, (waiter, answer), out);
+        self.send_write(store, write, o.stored, old, (waiter, answer), out)
     }
 
     /// Sends a write the head has ordered down the chain (and, alone in it, to the other
@@ -231,11 +227,11 @@ impl<W: Clone> Replica<W> {
         &mut self,
         store: &mut dyn Store,
         write: ChainWrite,
-        stored: StoredObject,
+        mut stored: Writing,
         old: Option<Object>,
         (waiter, answer): (W, Reply),
         out: &mut Outputs<W>,
-    ) {
+    ) -> Result<(), StoreError> {
         let slot = (write.region, write.key.clone());
         let chain = self.config.chain(write.region);
         let next = chain.get(1).copied();
@@ -247,11 +243,10 @@ impl<W: Clone> Replica<W> {
         };
         if next.is_none() && updates.as_ref().is_some_and(Vec::is_empty) {
             // Head and tail at once: durable after this batch's sync, then answered.
-            let mut s = stored;
-            absorb(&mut s, &write);
-            stage(store, write.region, &write.key, &s);
+            stored.absorb(store, &write)?;
+            stored.stage(store)?;
             out.push(Output::Reply(waiter, reply(answer)));
-            return;
+            return Ok(());
         }
         super::durable::keep(store, &write);
         if let Some(next) = next {
@@ -275,6 +270,7 @@ impl<W: Clone> Replica<W> {
             .entry(slot)
             .or_default()
             .insert(pending.write.version, pending);
+        Ok(())
     }
 }
 
@@ -283,7 +279,8 @@ struct Ordered<'a> {
     space: &'a SpaceConfig,
     region: RegionId,
     key: Vec<u8>,
-    stored: StoredObject,
+    /// The stored object, with the records of the requesting client read.
+    stored: Writing,
 }
 
 /// The answer to a read at the head: the latest acknowledged (stored) version, never a
@@ -323,8 +320,8 @@ fn unauthorized() -> Reply {
 }
 
 /// The newest time among an object's records, stored and pending.
-fn latest_time<W>(stored: &StoredObject, pending: Option<&PendingWrites<W>>) -> Option<u64> {
-    let stored = stored.dedupe.iter().map(|d| d.unix);
+fn latest_time<W>(stored: &Writing, pending: Option<&PendingWrites<W>>) -> Option<u64> {
+    let stored = stored.newest().into_iter();
     let pending = pending
         .into_iter()
         .flat_map(|p| p.values())

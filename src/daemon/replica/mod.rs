@@ -480,6 +480,7 @@ impl<W: Clone> Replica<W> {
                 store.delete_prefix(Table::Objects, &s.id.0.to_be_bytes());
                 store.delete_prefix(Table::Pending, &s.id.0.to_be_bytes());
                 store.delete_prefix(Table::Subspace, &s.id.0.to_be_bytes());
+                store.delete_prefix(Table::Records, &s.id.0.to_be_bytes());
             }
         }
         self.builds.reconcile(store, &self.indexes)?;

@@ -23,7 +23,7 @@ use hyperdex_model::Object;
 use super::{Output, Outputs, Replica};
 use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId, ServerId};
-use crate::daemon::record::{load, object_key};
+use crate::daemon::record::{load_without_records, object_key};
 use crate::hyperspace::entry::{Entry, Update};
 use crate::protocol::{ChainMessage, ChainWrite, SubspaceAck, SubspaceUpdate};
 use crate::storage::{Store, StoreError, Table};
@@ -279,7 +279,7 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         };
         let unverified = self.transfers.unverified(&self.config, region, key);
-        let mut old = load(store, region, key)?.object;
+        let mut old = load_without_records(store, region, key)?.0.object;
         let mut computed = Vec::new();
         for (i, (v, p)) in pend.iter().enumerate() {
             if p.awaiting.is_none() {

@@ -398,7 +398,7 @@ fn join_with_held_window(
         .expect("a server outside the chain");
     if let Some(stale) = stale {
         let store = &mut net.replicas.get_mut(&joiner).expect("the joiner").1;
-        stage(store, region, &k, &stale);
+        stage(store, region, &k, &stale).unwrap();
         store.sync().expect("sync");
     }
     let mut joined = config.clone();

@@ -32,6 +32,7 @@ use crate::protocol::{TransferData, TransferEntry};
 use crate::storage::{Store, StoreError, Table};
 
 use super::super::record::{load, merge_older_records, object_key, stage};
+use super::super::retry_records;
 use super::window::{digest, objects_after};
 
 /// The joiner's own objects are read this many at a time while a window is applied.
@@ -87,7 +88,10 @@ pub fn apply_window(
             (None, Some(_)) => {
                 crate::probe!("transfer.stale_removed");
                 tracing::debug!(%region, key = %String::from_utf8_lossy(&key), "transfer: removing a key the source lacks");
-                store.put(table, &object_key(region, &key), None);
+                match table {
+                    Table::Objects => retry_records::remove(store, region, &key)?,
+                    _ => store.put(table, &object_key(region, &key), None),
+                }
             }
             (None, None) => {}
             (Some(TransferEntry::Object(bytes)), _) => {
@@ -136,12 +140,11 @@ fn store_object(
     if written_live {
         return store_transferred(store, region, key, bytes);
     }
-    match crate::daemon::record::decode(bytes).ok_or(()) {
-        Ok(incoming) => stage(store, region, key, &incoming),
+    match crate::daemon::record::decode(bytes) {
+        Some(incoming) => stage(store, region, key, &incoming),
         // Unreadable: the joiner's copy is not the source's, so it goes.
-        Err(_) => store.put(Table::Objects, &object_key(region, key), None),
+        None => retry_records::remove(store, region, key),
     }
-    Ok(())
 }
 
 /// Stores one transferred object, unless this server already holds a newer version (then
@@ -157,12 +160,12 @@ pub fn store_transferred(
     };
     let mut stored = load(store, region, kb)?;
     if incoming.version > stored.version {
-        stage(store, region, kb, &incoming);
+        stage(store, region, kb, &incoming)?;
     } else if merge_older_records(&mut stored, &incoming) {
         // A write reached this joiner before the transfer did: the object is newer here, but
         // the records of earlier writes (which retries are matched against) come only with
         // the transfer.
-        stage(store, region, kb, &stored);
+        stage(store, region, kb, &stored)?;
     }
     Ok(())
 }

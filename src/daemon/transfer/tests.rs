@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::SpaceId;
-use crate::daemon::record::{load, region_prefix, stage, StoredObject, REGION_PREFIX_LEN};
+use crate::daemon::record::{load, region_prefix, stage, StoredObject};
 use crate::protocol::TransferEntry;
 use crate::storage::{MemStore, Table};
 use hyperdex_model::{Object, Value};
@@ -57,7 +57,8 @@ fn fill(store: &mut MemStore, n: usize) {
             REGION,
             format!("k{i:03}").as_bytes(),
             &object(i as i64),
-        );
+        )
+        .unwrap();
     }
     store.sync().expect("sync");
 }
@@ -137,7 +138,7 @@ fn a_joiner_receives_a_region_window_by_window() {
     fill(&mut s_store, 35);
     // A key the joiner holds from an earlier life that the source lacks (a write never
     // committed) is removed.
-    stage(&mut d_store, REGION, b"zzz", &object(-1));
+    stage(&mut d_store, REGION, b"zzz", &object(-1)).unwrap();
     assert!(dst
         .on_config(&mut d_store, &before, &during)
         .unwrap()
@@ -220,7 +221,7 @@ fn a_newer_object_on_the_joiner_keeps_its_value() {
     let mut store = MemStore::new();
     let mut newer = object(7);
     newer.version = 5;
-    stage(&mut store, REGION, b"k", &newer);
+    stage(&mut store, REGION, b"k", &newer).unwrap();
     let older = postcard::to_allocvec(&object(1)).unwrap();
     store_transferred(&mut store, REGION, b"k", &older).unwrap();
     assert_eq!(load(&store, REGION, b"k").unwrap(), newer);
@@ -310,7 +311,7 @@ fn a_source_sends_a_bounded_number_of_transfers_at_once() {
             space: REGION.space,
             index,
         };
-        stage(&mut store, region, b"k", &object(index as i64));
+        stage(&mut store, region, b"k", &object(index as i64)).unwrap();
     }
     store.sync().unwrap();
     let mut in_flight = windows_in(&src.on_config(&mut store, &before, &during).unwrap());
@@ -423,13 +424,13 @@ fn a_joiner_with_its_old_copy_receives_only_what_changed() {
     // then gave to a different write.
     let mut changed = object(1000);
     changed.version = 2;
-    stage(&mut s_store, REGION, b"k050", &changed);
-    stage(&mut s_store, REGION, b"k051", &changed);
-    stage(&mut s_store, REGION, b"k100", &object(100));
-    stage(&mut d_store, REGION, b"k050x", &object(-1));
+    stage(&mut s_store, REGION, b"k050", &changed).unwrap();
+    stage(&mut s_store, REGION, b"k051", &changed).unwrap();
+    stage(&mut s_store, REGION, b"k100", &object(100)).unwrap();
+    stage(&mut d_store, REGION, b"k050x", &object(-1)).unwrap();
     let mut diverged = object(-2);
     diverged.version = 2;
-    stage(&mut d_store, REGION, b"k051", &diverged);
+    stage(&mut d_store, REGION, b"k051", &diverged).unwrap();
     let (during, mut src, mut dst, first) = start_join(&mut s_store, &mut d_store);
     let (_, done) = run(
         (&mut src, &mut s_store),
@@ -441,11 +442,13 @@ fn a_joiner_with_its_old_copy_receives_only_what_changed() {
     let source = region_objects(&s_store);
     assert_eq!(source, region_objects(&d_store));
     // Whole: only the three objects that differ; every other one crossed as a digest.
-    let whole: u64 = source
+    // (As sent: records inline, no summary.)
+    let sent = super::window::objects_after(&s_store, (Table::Objects, REGION), None, 1000);
+    let whole: u64 = sent
+        .unwrap()
         .iter()
-        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v.len()))
         .filter(|(k, _)| [&b"k050"[..], b"k051", b"k100"].contains(&k.as_slice()))
-        .map(|(k, v)| (k.len() + v) as u64)
+        .map(|(k, v)| (k.len() + v.len()) as u64)
         .sum();
     let progress = dst.joining(&during);
     assert_eq!((progress[0].objects, progress[0].bytes), (101, whole));
@@ -461,7 +464,7 @@ fn an_old_copy_counts_only_once_the_transfer_passes_it_and_writes_during_the_joi
     // A write of a new key reaches the joiner; the source stores it only once the joiner
     // has acknowledged it, so its windows do not have it yet.
     assert!(dst.written_live(REGION, b"k025x"));
-    stage(&mut d_store, REGION, b"k025x", &object(7));
+    stage(&mut d_store, REGION, b"k025x", &object(7)).unwrap();
     assert!(!dst.unverified(&during, REGION, b"k025x"));
     let w1 = &window_of(&first);
     let acked = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
@@ -496,7 +499,7 @@ fn an_object_changed_after_the_joiner_described_it_is_sent_again() {
         .iter()
         .all(|(_, e)| matches!(e, TransferEntry::Unchanged(_))));
     // The joiner's copy of k012 changes before the window arrives.
-    stage(&mut d_store, REGION, b"k012", &object(-12));
+    stage(&mut d_store, REGION, b"k012", &object(-12)).unwrap();
     let answer = dst.on_data(&mut d_store, &during, w2.clone()).unwrap();
     let a2 = &ack_of(&answer);
     assert_eq!((a2.upto.as_deref(), a2.done), (Some(&b"k011"[..]), false));
@@ -523,7 +526,7 @@ fn a_window_sent_again_after_the_last_does_not_remove_later_writes() {
     assert!(acked.contains(&Effect::Done(REGION, 2)));
     // A write reaches the joiner, now holding the whole region; then the window arrives
     // again (the source resent it before the acknowledgement reached it).
-    stage(&mut d_store, REGION, b"new", &object(1));
+    stage(&mut d_store, REGION, b"new", &object(1)).unwrap();
     let again = dst.on_data(&mut d_store, &during, w1.clone()).unwrap();
     assert_eq!(load(&d_store, REGION, b"new").unwrap(), object(1));
     assert!(
@@ -578,7 +581,7 @@ fn an_object_written_after_the_joiner_described_it_stays() {
     let mut newer = object(12);
     newer.version = 2;
     assert!(dst.written_live(REGION, b"k012"));
-    stage(&mut d_store, REGION, b"k012", &newer);
+    stage(&mut d_store, REGION, b"k012", &newer).unwrap();
     let answer = dst.on_data(&mut d_store, &during, w2.clone()).unwrap();
     let a2 = &ack_of(&answer);
     assert_eq!(

@@ -12,6 +12,7 @@ use crate::protocol::{Digest, TransferEntry};
 use crate::storage::{KeyValues, Store, StoreError, Table};
 
 use super::super::record::{object_key, region_prefix, REGION_PREFIX_LEN};
+use super::super::retry_records::transfer_bytes;
 use super::TRANSFER_WINDOW_BYTES;
 
 /// Most bytes of keys an acknowledgement lists (long keys make for fewer).
@@ -33,7 +34,8 @@ pub fn digest(bytes: &[u8]) -> Digest {
 }
 
 /// The region's objects (in `table`: a subspace region's entries are in their own) after key
-/// `after` (at most `max`), as stored: (key, bytes).
+/// `after` (at most `max`): (key, bytes), an object with its dedupe records inline
+/// (`retry_records::transfer_bytes`), a subspace entry as stored.
 pub fn objects_after(
     store: &dyn Store,
     (table, region): (Table, RegionId),
@@ -42,11 +44,17 @@ pub fn objects_after(
 ) -> Result<KeyValues, StoreError> {
     let prefix = region_prefix(region);
     let after = after.map(|c| object_key(region, c));
-    Ok(store
-        .scan_from(table, &prefix, after.as_deref(), max)?
-        .into_iter()
-        .map(|(k, v)| (k[REGION_PREFIX_LEN..].to_vec(), v))
-        .collect())
+    let rows = store.scan_from(table, &prefix, after.as_deref(), max)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, v) in rows {
+        let key = k[REGION_PREFIX_LEN..].to_vec();
+        let v = match table {
+            Table::Objects => transfer_bytes(store, region, &key, &v)?,
+            _ => v,
+        };
+        out.push((key, v));
+    }
+    Ok(out)
 }
 
 /// What a joiner holds after `after`: the digests of its next objects (at most `max`, with

@@ -1,0 +1,486 @@
+//! Retry records kept apart from their objects once a key has more than a few, so that a
+//! write reads and rewrites the records of its own client only, not those of every client
+//! that wrote the key lately.
+//!
+//! Up to [`INLINE_RECORDS`] records stay inline, in the object's entry ([`Table::Objects`]):
+//! one read and one write per write, as cheap as it gets for a key few clients write. Beyond
+//! that they go to table [`Table::Records`]: region prefix (12 bytes), the key's length (4
+//! bytes, big-endian), the key, then the client id (8 bytes, big-endian) → that client's
+//! records for the key (usually one). The object's entry then ends with a [`Summary`]: the
+//! newest record time, how many records are stored apart, and a bound below every stored
+//! record's time.
+//!
+//! The rules are `record`'s, applied as follows:
+//!
+//! - **expiry** is a filter: a record older than [`horizon`] before the newest one is not
+//!   read; it is removed when its client writes the key again, or by a compaction;
+//! - **the count limit** ([`DEDUPE_RECORDS`]) is kept by compaction: once more than
+//!   [`DEDUPE_RECORDS`] + [`COMPACTION_SLACK`] records are stored, or a stored record expired
+//!   long enough ago (a quarter of the horizon), a write reads every record of its key, drops
+//!   the expired ones and the oldest beyond the limit, and writes back the rest (inline again
+//!   if few are left). So a key written by many clients costs a write O(1) records on
+//!   average, not O(clients);
+//! - an object stored before records were kept apart (its records inline, no summary) reads
+//!   as one whose records are inline.
+//!
+//! [`Writing`] is what the write path uses: the object and the records of the clients it
+//! touches. [`load_full`] and [`stage_full`] read and write an object with every record (state
+//! transfer, the simulation's audit), in a fixed order: by time, then client, then sequence
+//! number; a transfer sends an object with its records inline ([`transfer_bytes`]).
+
+use std::collections::BTreeMap;
+
+use hyperdex_model::Object;
+use serde::{Deserialize, Serialize};
+
+use crate::bugs::{planted, Bug};
+use crate::config::RegionId;
+use crate::protocol::{ChainWrite, ClientId, Dedupe};
+use crate::storage::{Store, StoreError, Table};
+
+use super::record::{
+    decode_apart, encode_apart, horizon, object_key, region_prefix, StoredObject, DEDUPE_RECORDS,
+    UNKNOWN_TIME,
+};
+
+/// Records a key may hold beyond [`DEDUPE_RECORDS`] before a write compacts them.
+pub const COMPACTION_SLACK: usize = 256;
+
+/// Up to this many records stay inline, in the object's entry: a write then reads and writes
+/// one entry, not three. More go apart. (Two in the simulation, whose few clients would
+/// otherwise never send a key's records apart.)
+pub const INLINE_RECORDS: usize = if cfg!(madsim) { 2 } else { 16 };
+
+/// What an object's entry says of its records kept apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The newest known record time (0: none).
+    pub newest: u64,
+    /// Records stored apart, expired ones not yet removed included.
+    pub count: u64,
+    /// No record stored apart has a known time below this (`u64::MAX`: none has one).
+    pub oldest: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            newest: 0,
+            count: 0,
+            oldest: u64::MAX,
+        }
+    }
+}
+
+impl Summary {
+    /// Whether a write that leaves `count` records stored should compact the key's records
+    /// (see the module documentation).
+    fn compaction_due(&self, count: u64) -> bool {
+        let h = horizon();
+        count > (DEDUPE_RECORDS + COMPACTION_SLACK) as u64
+            || (self.oldest != u64::MAX
+                && self.newest != 0
+                && self.oldest.saturating_add(h + h / 4) < self.newest)
+    }
+
+    fn saw(&mut self, unix: u64) {
+        if unix != UNKNOWN_TIME {
+            self.newest = self.newest.max(unix);
+            self.oldest = self.oldest.min(unix);
+        }
+    }
+}
+
+/// Whether a record is read, given the newest record time of its object (0: none).
+fn visible(d: &Dedupe, newest: u64) -> bool {
+    d.unix == UNKNOWN_TIME || d.unix.saturating_add(horizon()) >= newest
+}
+
+/// The store prefix of every record of `key`.
+pub fn records_prefix(region: RegionId, key: &[u8]) -> Vec<u8> {
+    let mut k = region_prefix(region);
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The store key of one client's records of `key`.
+fn client_key(prefix: &[u8], client: ClientId) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&client.to_be_bytes());
+    k
+}
+
+/// A client's records as stored; unreadable bytes read as none.
+fn decode_records(bytes: &[u8]) -> Vec<Dedupe> {
+    postcard::from_bytes(bytes).unwrap_or_default()
+}
+
+/// One client's records as a write holds them.
+#[derive(Debug, Default)]
+struct Held {
+    /// The records read (the visible ones), then changed by the write.
+    records: Vec<Dedupe>,
+    /// How many records the stored entry has (expired ones included).
+    stored: u64,
+    changed: bool,
+}
+
+/// An object being written, with the records of the clients the write touches.
+#[derive(Debug)]
+pub struct Writing {
+    pub version: u64,
+    pub object: Option<Object>,
+    prefix: Vec<u8>,
+    region: RegionId,
+    key: Vec<u8>,
+    summary: Summary,
+    clients: BTreeMap<ClientId, Held>,
+    /// `clients` holds every record of the key: they are inline (few), or were all read (a
+    /// compaction), or the object replaces what is stored.
+    whole: bool,
+    /// The records table may hold entries of the key that `clients` does not reflect (a copy
+    /// from an earlier life, or entries whose records are moving inline): staging removes
+    /// them.
+    stale_entries: bool,
+}
+
+impl Writing {
+    /// The object stored under `key` (never written: version 0): its inline records, or none
+    /// of those kept apart read yet.
+    pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<Writing, StoreError> {
+        let bytes = store.get(Table::Objects, &object_key(region, key))?;
+        let (stored, summary) = bytes.and_then(|b| decode_apart(&b)).unwrap_or_default();
+        let mut w = Writing::fresh(region, key);
+        w.version = stored.version;
+        w.object = stored.object;
+        w.summary = summary;
+        w.stale_entries = false;
+        w.whole = summary.count == 0;
+        if !stored.dedupe.is_empty() && !w.whole {
+            // Both inline records and records apart (not written so; read both).
+            w.read_all(store)?;
+        }
+        for d in stored.dedupe {
+            w.summary.saw(d.unix);
+            w.clients.entry(d.client).or_default().records.push(d);
+        }
+        Ok(w)
+    }
+
+    /// A key with no object and no records, replacing whatever is stored when staged.
+    pub fn fresh(region: RegionId, key: &[u8]) -> Writing {
+        Writing {
+            version: 0,
+            object: None,
+            prefix: records_prefix(region, key),
+            region,
+            key: key.to_vec(),
+            summary: Summary::default(),
+            clients: BTreeMap::new(),
+            whole: true,
+            stale_entries: true,
+        }
+    }
+
+    /// An object with every one of its records (`stored.dedupe`), replacing what is stored
+    /// when staged.
+    pub fn whole(region: RegionId, key: &[u8], stored: &StoredObject) -> Writing {
+        let mut w = Writing::fresh(region, key);
+        w.version = stored.version;
+        w.object = stored.object.clone();
+        for d in &stored.dedupe {
+            w.summary.saw(d.unix);
+            w.clients
+                .entry(d.client)
+                .or_default()
+                .records
+                .push(d.clone());
+        }
+        w
+    }
+
+    /// Reads `client`'s records, if not read yet.
+    pub fn read_client(&mut self, store: &dyn Store, client: ClientId) -> Result<(), StoreError> {
+        if self.whole || self.clients.contains_key(&client) {
+            return Ok(());
+        }
+        let mut held = Held::default();
+        if let Some(bytes) = store.get(Table::Records, &client_key(&self.prefix, client))? {
+            let records = decode_records(&bytes);
+            held.stored = records.len() as u64;
+            let newest = self.summary.newest;
+            held.records = records.into_iter().filter(|d| visible(d, newest)).collect();
+            if held.records.len() as u64 != held.stored {
+                crate::probe!("record.expired_dropped");
+            }
+        }
+        self.clients.insert(client, held);
+        Ok(())
+    }
+
+    /// Reads every record of the key kept apart (those already read stay as they are).
+    fn read_all(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        if !self.whole {
+            let plen = self.prefix.len();
+            for (k, v) in store.scan_prefix(Table::Records, &self.prefix)? {
+                let Some(client) = client_of(&k, plen) else {
+                    continue;
+                };
+                self.clients.entry(client).or_insert_with(|| Held {
+                    records: decode_records(&v),
+                    ..Held::default()
+                });
+            }
+        }
+        self.whole = true;
+        self.stale_entries = true;
+        Ok(())
+    }
+
+    /// The record of `client`'s request `seq`, if `client`'s records were read and hold it.
+    pub fn find(&self, client: ClientId, seq: u64) -> Option<&Dedupe> {
+        debug_assert!(self.whole || self.clients.contains_key(&client));
+        self.clients
+            .get(&client)?
+            .records
+            .iter()
+            .find(|d| d.seq == seq)
+    }
+
+    /// The newest known record time.
+    pub fn newest(&self) -> Option<u64> {
+        (self.summary.newest != 0).then_some(self.summary.newest)
+    }
+
+    /// Adds a write's record (once), by `record::add_record`'s rules for its client's
+    /// records; returns whether it was added.
+    pub fn add_record(&mut self, store: &dyn Store, d: &Dedupe) -> Result<bool, StoreError> {
+        self.read_client(store, d.client)?;
+        let held = self.clients.entry(d.client).or_default();
+        if held.records.iter().any(|r| d.seq < r.low_seq) {
+            crate::probe!("record.below_low_seq_skipped");
+            return Ok(false);
+        }
+        if held.records.iter().any(|r| r.seq == d.seq) {
+            return Ok(false);
+        }
+        held.records.retain(|r| r.seq >= d.low_seq);
+        held.records.push(d.clone());
+        held.changed = true;
+        self.summary.saw(d.unix);
+        Ok(true)
+    }
+
+    /// Applies a chain write: new version, new value, its record.
+    pub fn absorb(&mut self, store: &dyn Store, w: &ChainWrite) -> Result<(), StoreError> {
+        self.version = w.version;
+        self.object = w.object.clone();
+        if let Some(d) = &w.dedupe {
+            self.add_record(store, d)?;
+        }
+        Ok(())
+    }
+
+    /// Stages the object and its records: inline when they are few and none are apart, else
+    /// the entries of the clients that changed (every entry of the key when a compaction is
+    /// due, or when the records move apart).
+    pub fn stage(&mut self, store: &mut dyn Store) -> Result<(), StoreError> {
+        let changed = self.clients.values().filter(|h| h.changed);
+        let count = changed.fold(self.summary.count, |n, h| {
+            (n + h.records.len() as u64).saturating_sub(h.stored)
+        });
+        if !self.whole && self.summary.compaction_due(count) {
+            crate::probe!("records.compacted");
+            self.read_all(store)?;
+            if planted(Bug::CompactionDropsLive) {
+                self.clients.retain(|_, h| h.changed);
+            }
+        }
+        let records = match self.whole {
+            true => self.stage_whole(store)?,
+            false => {
+                self.stage_changed(store);
+                Vec::new()
+            }
+        };
+        let bytes = encode_apart(self.version, &self.object, &records, &self.summary);
+        store.put(
+            Table::Objects,
+            &object_key(self.region, &self.key),
+            Some(bytes),
+        );
+        Ok(())
+    }
+
+    /// Writes the entries of the clients whose records changed.
+    fn stage_changed(&mut self, store: &mut dyn Store) {
+        let newest = self.summary.newest;
+        for (client, held) in &mut self.clients {
+            if !held.changed {
+                continue;
+            }
+            held.records.retain(|d| visible(d, newest));
+            let key = client_key(&self.prefix, *client);
+            store.put(Table::Records, &key, encode_records(&held.records));
+            let now = held.records.len() as u64;
+            self.summary.count = (self.summary.count + now).saturating_sub(held.stored);
+            held.stored = now;
+            held.changed = false;
+        }
+    }
+
+    /// Stages every record of the key from `clients`: the visible ones, at most
+    /// [`DEDUPE_RECORDS`] (the oldest go first), with a summary counted afresh. Returns them
+    /// when they are few enough to go inline (none are apart then), or writes them apart.
+    fn stage_whole(&mut self, store: &mut dyn Store) -> Result<Vec<Dedupe>, StoreError> {
+        let mut all: Vec<Dedupe> = std::mem::take(&mut self.clients)
+            .into_values()
+            .flat_map(|h| h.records)
+            .collect();
+        let newest = all
+            .iter()
+            .map(|d| d.unix)
+            .filter(|t| *t != UNKNOWN_TIME)
+            .max()
+            .unwrap_or(0);
+        let before = all.len();
+        all.retain(|d| visible(d, newest));
+        if all.len() < before {
+            crate::probe!("record.expired_dropped");
+        }
+        sort_records(&mut all);
+        let excess = all.len().saturating_sub(DEDUPE_RECORDS);
+        all.drain(..excess);
+        let inline = all.len() <= INLINE_RECORDS;
+        let mut summary = Summary::default();
+        for d in &all {
+            summary.saw(d.unix);
+        }
+        if !inline {
+            crate::probe!("records.kept_apart");
+            summary.count = all.len() as u64;
+            for d in all.drain(..) {
+                self.clients.entry(d.client).or_default().records.push(d);
+            }
+        }
+        if self.stale_entries {
+            let plen = self.prefix.len();
+            for (k, _) in store.scan_prefix(Table::Records, &self.prefix)? {
+                let kept = client_of(&k, plen).is_some_and(|c| self.clients.contains_key(&c));
+                if !kept {
+                    store.put(Table::Records, &k, None);
+                }
+            }
+        }
+        for (client, held) in &mut self.clients {
+            let key = client_key(&self.prefix, *client);
+            store.put(Table::Records, &key, encode_records(&held.records));
+            held.stored = held.records.len() as u64;
+            held.changed = false;
+        }
+        self.summary = summary;
+        self.stale_entries = false;
+        self.whole = inline;
+        if inline {
+            // Held in memory as they are stored: inline.
+            for d in &all {
+                self.clients
+                    .entry(d.client)
+                    .or_default()
+                    .records
+                    .push(d.clone());
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// The client whose entry `key` is (`plen`: the length of the key's records prefix).
+fn client_of(key: &[u8], plen: usize) -> Option<ClientId> {
+    key.get(plen..)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+        .map(u64::from_be_bytes)
+}
+
+/// A client's records as stored (`None`, deleting the entry, when there are none).
+fn encode_records(records: &[Dedupe]) -> Option<Vec<u8>> {
+    (!records.is_empty()).then(|| postcard::to_allocvec(records).unwrap_or_default())
+}
+
+/// The order records are read in: by time (unknown times first), client, sequence number.
+fn sort_records(records: &mut [Dedupe]) {
+    let time = |d: &Dedupe| if d.unix == UNKNOWN_TIME { 0 } else { d.unix };
+    records.sort_by_key(|d| (time(d), d.client, d.seq));
+}
+
+/// An object with every record it keeps (inline or apart), by time, then client, then sequence number.
+pub fn load_full(
+    store: &dyn Store,
+    region: RegionId,
+    key: &[u8],
+) -> Result<StoredObject, StoreError> {
+    let mut w = Writing::load(store, region, key)?;
+    if w.summary.count > 0 {
+        w.read_all(store)?;
+    }
+    let newest = w.summary.newest;
+    let mut dedupe: Vec<Dedupe> = w
+        .clients
+        .into_values()
+        .flat_map(|h| h.records)
+        .filter(|d| visible(d, newest))
+        .collect();
+    sort_records(&mut dedupe);
+    Ok(StoredObject {
+        version: w.version,
+        object: w.object,
+        dedupe,
+    })
+}
+
+/// Stages an object with exactly the records `stored` holds (those beyond the count limit
+/// and the expired ones left out), replacing every record stored for the key.
+pub fn stage_full(
+    store: &mut dyn Store,
+    region: RegionId,
+    key: &[u8],
+    stored: &StoredObject,
+) -> Result<(), StoreError> {
+    Writing::whole(region, key, stored).stage(store)
+}
+
+/// Removes an object and every record of it.
+pub fn remove(store: &mut dyn Store, region: RegionId, key: &[u8]) -> Result<(), StoreError> {
+    let prefix = records_prefix(region, key);
+    for (k, _) in store.scan_prefix(Table::Records, &prefix)? {
+        store.put(Table::Records, &k, None);
+    }
+    store.put(Table::Objects, &object_key(region, key), None);
+    Ok(())
+}
+
+/// An object's entry as a state transfer sends it (and digests it): every record inline,
+/// in the earlier layout ([`load_full`]'s order), so that two servers holding the same
+/// object and records send the same bytes.
+pub fn transfer_bytes(
+    store: &dyn Store,
+    region: RegionId,
+    key: &[u8],
+    entry: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let Some((stored, summary)) = decode_apart(entry) else {
+        // Not an object: sent as it is, and refused by the joiner.
+        return Ok(entry.to_vec());
+    };
+    let apart = summary.count > 0 && !planted(Bug::RecordsLeftBehind);
+    let stored = match apart || !stored.dedupe.is_empty() {
+        true => load_full(store, region, key)?,
+        false => stored,
+    };
+    Ok(postcard::to_allocvec(&stored).unwrap_or_default())
+}
+
+#[cfg(test)]
+#[path = "retry_records_tests.rs"]
+mod tests;

@@ -1,0 +1,210 @@
+//! Unit tests of `retry_records`: inline and apart, one client's entry per write, the count
+//! limit, expiry, replacement, and what a transfer sends.
+
+use super::*;
+use crate::config::SpaceId;
+use crate::storage::MemStore;
+use hyperdex_model::Reply;
+
+const REGION: RegionId = RegionId {
+    space: SpaceId(4),
+    index: 2,
+};
+const T: u64 = 1_800_000_000;
+/// Enough clients for a key's records to go apart.
+const MANY: u64 = INLINE_RECORDS as u64 + 1;
+
+fn record(client: u64, seq: u64, unix: u64) -> Dedupe {
+    Dedupe {
+        client,
+        seq,
+        low_seq: seq,
+        reply: Reply::Success,
+        unix,
+    }
+}
+
+/// One write of `key` by `d`'s client, as a chain member stores it.
+fn write(store: &mut MemStore, key: &[u8], d: Dedupe) {
+    let mut w = Writing::load(store, REGION, key).unwrap();
+    w.version += 1;
+    assert!(w.add_record(store, &d).unwrap());
+    w.stage(store).unwrap();
+}
+
+fn clients(store: &MemStore, key: &[u8]) -> Vec<(u64, u64)> {
+    let stored = load_full(store, REGION, key).unwrap();
+    stored.dedupe.iter().map(|d| (d.client, d.seq)).collect()
+}
+
+fn entries(store: &MemStore, key: &[u8]) -> usize {
+    let prefix = records_prefix(REGION, key);
+    store.scan_prefix(Table::Records, &prefix).unwrap().len()
+}
+
+/// The object's entry: its inline records and its summary.
+fn entry(store: &MemStore, key: &[u8]) -> (usize, Summary) {
+    let bytes = store.get(Table::Objects, &object_key(REGION, key));
+    let (stored, summary) = decode_apart(&bytes.unwrap().unwrap()).unwrap();
+    (stored.dedupe.len(), summary)
+}
+
+#[test]
+fn a_few_records_stay_inline_and_more_go_apart() {
+    let mut store = MemStore::new();
+    for c in 1..MANY {
+        write(&mut store, b"k", record(c, 1, T));
+    }
+    assert_eq!(entry(&store, b"k").0, INLINE_RECORDS);
+    assert_eq!(entries(&store, b"k"), 0);
+    write(&mut store, b"k", record(MANY, 1, T));
+    assert_eq!(entry(&store, b"k").0, 0, "no longer inline");
+    assert_eq!(entry(&store, b"k").1.count, MANY);
+    assert_eq!(entries(&store, b"k"), MANY as usize);
+    assert_eq!(clients(&store, b"k").len(), MANY as usize);
+    // An object stored before records were kept apart (no summary) reads the same way.
+    let old = StoredObject {
+        version: 3,
+        object: None,
+        dedupe: vec![record(1, 1, T), record(2, 1, T + 1)],
+    };
+    let bytes = postcard::to_allocvec(&old).unwrap();
+    store.put(Table::Objects, &object_key(REGION, b"j"), Some(bytes));
+    assert_eq!(clients(&store, b"j"), vec![(1, 1), (2, 1)]);
+    write(&mut store, b"j", record(3, 1, T + 2));
+    assert_eq!(clients(&store, b"j"), vec![(1, 1), (2, 1), (3, 1)]);
+    assert_eq!(entry(&store, b"j").0, 3);
+}
+
+#[test]
+fn a_write_rewrites_the_records_of_its_own_client_only() {
+    let mut store = MemStore::new();
+    for c in 1..=MANY {
+        write(&mut store, b"k", record(c, 10, T));
+    }
+    store.sync().unwrap();
+    let prefix = records_prefix(REGION, b"k");
+    write(&mut store, b"k", record(2, 11, T + 1));
+    for c in 1..=MANY {
+        let staged = store.unsynced(Table::Records, &client_key(&prefix, c));
+        assert_eq!(staged, c == 2, "client {c}");
+    }
+    // The client's earlier record went (its request 11 says it has answer 10).
+    let left = clients(&store, b"k");
+    assert_eq!(left.len(), MANY as usize);
+    assert_eq!(left.last(), Some(&(2, 11)));
+    let w = Writing::load(&store, REGION, b"k").unwrap();
+    assert_eq!(w.version, MANY + 1);
+    assert_eq!((w.summary.count, w.newest()), (MANY, Some(T + 1)));
+}
+
+#[test]
+fn a_retry_finds_its_record_and_a_late_one_below_low_seq_is_not_added() {
+    for n in [1, MANY] {
+        let mut store = MemStore::new();
+        for c in 0..n {
+            write(&mut store, b"k", record(7 + c, 5, T));
+        }
+        let mut w = Writing::load(&store, REGION, b"k").unwrap();
+        w.read_client(&store, 7).unwrap();
+        assert!(w.find(7, 5).is_some(), "{n} clients");
+        assert!(w.find(7, 4).is_none());
+        let late = Dedupe {
+            low_seq: 1,
+            ..record(7, 3, T)
+        };
+        assert!(!w.add_record(&store, &late).unwrap(), "below low_seq 5");
+        assert!(!w.add_record(&store, &record(7, 5, T)).unwrap(), "held");
+    }
+}
+
+#[test]
+fn the_count_limit_is_kept_by_compacting_now_and_then() {
+    let mut store = MemStore::new();
+    let most = (DEDUPE_RECORDS + COMPACTION_SLACK) as u64;
+    for c in 0..most {
+        write(&mut store, b"k", record(c, 1, T + c / 100));
+    }
+    assert_eq!(entries(&store, b"k"), most as usize, "within the slack");
+    write(&mut store, b"k", record(most, 1, T + 20));
+    let left = clients(&store, b"k");
+    assert_eq!(left.len(), DEDUPE_RECORDS);
+    assert_eq!(entries(&store, b"k"), DEDUPE_RECORDS);
+    // The oldest went first.
+    assert_eq!(left[0], (most + 1 - DEDUPE_RECORDS as u64, 1));
+    assert_eq!(left.last(), Some(&(most, 1)));
+    assert_eq!(entry(&store, b"k").1.count, DEDUPE_RECORDS as u64);
+}
+
+#[test]
+fn expired_records_are_not_read_and_a_later_write_removes_them() {
+    let mut store = MemStore::new();
+    let h = horizon();
+    for c in 1..=MANY {
+        write(&mut store, b"k", record(c, 1, T + c / MANY));
+    }
+    write(&mut store, b"k", record(100, 1, T + h));
+    assert_eq!(clients(&store, b"k").len(), MANY as usize + 1);
+    write(&mut store, b"k", record(101, 1, T + h + 1));
+    // Every record at T expired; the one at T + 1 (client MANY) is within the horizon.
+    let left = vec![(MANY, 1), (100, 1), (101, 1)];
+    assert_eq!(clients(&store, b"k"), left);
+    assert_eq!(entries(&store, b"k"), MANY as usize + 2, "not yet removed");
+    // A quarter of the horizon later, a write compacts the key (and its few records go
+    // inline).
+    write(&mut store, b"k", record(102, 1, T + h + h / 4 + 2));
+    assert_eq!(clients(&store, b"k"), vec![(100, 1), (101, 1), (102, 1)]);
+    assert_eq!(entries(&store, b"k"), 0);
+    let (inline, summary) = entry(&store, b"k");
+    assert_eq!(
+        (inline, summary.count, summary.newest),
+        (3, 0, T + h + h / 4 + 2)
+    );
+    // Inline, an expired record goes at the next write.
+    write(&mut store, b"k", record(103, 1, T + 3 * h));
+    assert_eq!(clients(&store, b"k"), vec![(103, 1)]);
+}
+
+#[test]
+fn an_object_replacing_an_earlier_copy_replaces_its_records() {
+    let mut store = MemStore::new();
+    for c in 1..=MANY {
+        write(&mut store, b"k", record(c, 1, T));
+    }
+    let mut w = Writing::fresh(REGION, b"k");
+    w.version = 1;
+    assert!(w.add_record(&store, &record(99, 1, T)).unwrap());
+    w.stage(&mut store).unwrap();
+    assert_eq!(clients(&store, b"k"), vec![(99, 1)]);
+    assert_eq!(entries(&store, b"k"), 0);
+    for c in 1..=MANY {
+        write(&mut store, b"k", record(c, 2, T));
+    }
+    remove(&mut store, REGION, b"k").unwrap();
+    assert_eq!(entries(&store, b"k"), 0);
+    assert_eq!(
+        load_full(&store, REGION, b"k").unwrap(),
+        StoredObject::default()
+    );
+}
+
+#[test]
+fn a_transfer_sends_the_same_bytes_for_the_same_object_and_records() {
+    for n in [3, MANY] {
+        let (mut one, mut other) = (MemStore::new(), MemStore::new());
+        for c in (0..n).rev() {
+            write(&mut one, b"k", record(c, 1, T + c % 3));
+        }
+        // The other server got the object whole (a transfer), in another order.
+        let full = load_full(&one, REGION, b"k").unwrap();
+        let mut shuffled = full.clone();
+        shuffled.dedupe.reverse();
+        stage_full(&mut other, REGION, b"k", &shuffled).unwrap();
+        let bytes = |s: &MemStore| {
+            let entry = s.get(Table::Objects, &object_key(REGION, b"k")).unwrap();
+            transfer_bytes(s, REGION, b"k", &entry.unwrap()).unwrap()
+        };
+        assert_eq!(bytes(&one), bytes(&other), "{n} clients");
+        assert_eq!(super::super::record::decode(&bytes(&one)), Some(full));
+    }
+}
