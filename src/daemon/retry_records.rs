@@ -364,7 +364,7 @@ impl Writing {
                 self.clients.entry(d.client).or_default().records.push(d);
             }
         }
-        if self.stale_entries {
+        if self.stale_entries && self.stored_apart(store)? {
             let plen = self.prefix.len();
             for (k, _) in store.scan_prefix(Table::Records, &self.prefix)? {
                 let kept = client_of(&k, plen).is_some_and(|c| self.clients.contains_key(&c));
@@ -393,6 +393,17 @@ impl Writing {
             }
         }
         Ok(all)
+    }
+}
+
+impl Writing {
+    /// Whether the object's entry as stored says records are kept apart (entries exist only
+    /// then: every staging that empties them leaves a count of 0).
+    fn stored_apart(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let entry = store.get(Table::Objects, &object_key(self.region, &self.key))?;
+        Ok(entry
+            .and_then(|b| decode_apart(&b))
+            .is_some_and(|(_, summary)| summary.count > 0))
     }
 }
 
@@ -452,9 +463,11 @@ pub fn stage_full(
 
 /// Removes an object and every record of it.
 pub fn remove(store: &mut dyn Store, region: RegionId, key: &[u8]) -> Result<(), StoreError> {
-    let prefix = records_prefix(region, key);
-    for (k, _) in store.scan_prefix(Table::Records, &prefix)? {
-        store.put(Table::Records, &k, None);
+    let w = Writing::fresh(region, key);
+    if w.stored_apart(store)? {
+        for (k, _) in store.scan_prefix(Table::Records, &w.prefix)? {
+            store.put(Table::Records, &k, None);
+        }
     }
     store.put(Table::Objects, &object_key(region, key), None);
     Ok(())
