@@ -120,10 +120,13 @@ pub enum Bug {
     /// A compaction of a key's retry records keeps only those of the clients the write
     /// touches, as if every other one had expired.
     CompactionDropsLive = 8589934592,
+    /// A write that stores a client's first record apart does not count it in its object's
+    /// summary: the count falls below what the entries hold, and at 0 they are not read.
+    RecordsMiscounted = 17179869184,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 34] = [
+    pub const ALL: [Bug; 35] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -158,6 +161,7 @@ impl Bug {
         Bug::HeldOverStaleCopy,
         Bug::RecordsLeftBehind,
         Bug::CompactionDropsLive,
+        Bug::RecordsMiscounted,
     ];
 }
 

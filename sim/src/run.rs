@@ -20,6 +20,7 @@ use hyperdex::client::{fetch_config, ClientOptions};
 use hyperdex::config::Timing;
 use hyperdex::config::{Config, RegionId, ServerState};
 use hyperdex::daemon::record::{load, region_prefix, StoredObject, REGION_PREFIX_LEN};
+use hyperdex::daemon::retry_records;
 use hyperdex::rt;
 use hyperdex::storage::{Store, Table};
 use hyperdex_model::history::{check, CheckStats};
@@ -364,6 +365,8 @@ fn converged(cluster: &SimCluster, config: &Config) -> Result<usize, String> {
                     let records = stored.dedupe.iter().map(|d| (d.client, d.seq)).collect();
                     objects.insert(kb, (stored.version, stored.object, records));
                 }
+                retry_records::check_region(&server.store, region)
+                    .map_err(|e| format!("region {region} at {}: {e}", server.name))?;
                 copies.push((server.name.clone(), objects));
             }
             if let Some((first_name, first)) = copies.first() {

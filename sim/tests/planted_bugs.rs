@@ -126,6 +126,8 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::RecordsLeftBehind => vec![Fault::KillDaemon],
         // A retry after its record was compacted away: crashes and reset links.
         Bug::CompactionDropsLive => vec![Fault::KillDaemon, Fault::LinkResets],
+        // No fault needed: the audit compares each object's count with its entries.
+        Bug::RecordsMiscounted => vec![Fault::LatencySpike],
     }
 }
 

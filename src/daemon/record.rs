@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::limits::RECORD_HORIZON_SECS;
-use crate::protocol::{ChainWrite, Dedupe};
+use crate::protocol::Dedupe;
 use crate::storage::{Store, StoreError, Table};
 
 use super::retry_records::Summary;
 
-/// At most this many dedupe records are kept with each object (the oldest go first). Below
+/// At most this many dedupe records are read for each object (the oldest go first; up to
+/// `retry_records::COMPACTION_SLACK` more may be stored until a write compacts them). Below
 /// that, a client's records go only when the client says it has their answers (`low_seq`).
 pub const DEDUPE_RECORDS: usize = 1024;
 
@@ -157,47 +158,6 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
     stored.dedupe = merged;
     drop_expired(stored);
     stored.dedupe != before
-}
-
-/// Applies a chain write to a stored object: new version, new value, one more dedupe record.
-pub fn absorb(stored: &mut StoredObject, w: &ChainWrite) {
-    stored.version = w.version;
-    stored.object = w.object.clone();
-    if let Some(d) = &w.dedupe {
-        add_record(stored, d);
-    }
-}
-
-/// Adds a write's dedupe record (once). Writes can reach a server out of order after a
-/// reconfiguration or a retransmission; the value of an older one is already superseded, but
-/// its record must still be kept, or a retry of it would be applied again.
-pub fn add_record(stored: &mut StoredObject, d: &Dedupe) -> bool {
-    // Held already, or no longer needed: a later request of the same client said it has
-    // every answer below its low sequence number (a late retransmission brings such records).
-    if stored
-        .dedupe
-        .iter()
-        .any(|r| r.client == d.client && d.seq < r.low_seq)
-    {
-        crate::probe!("record.below_low_seq_skipped");
-        return false;
-    }
-    if stored
-        .dedupe
-        .iter()
-        .any(|r| r.client == d.client && r.seq == d.seq)
-    {
-        return false;
-    }
-    // The client has the answers below its low sequence number: those records go.
-    stored
-        .dedupe
-        .retain(|r| r.client != d.client || r.seq >= d.low_seq);
-    stored.dedupe.push(d.clone());
-    let excess = stored.dedupe.len().saturating_sub(DEDUPE_RECORDS);
-    stored.dedupe.drain(..excess);
-    drop_expired(stored);
-    true
 }
 
 /// Drops the records written more than [`RECORD_HORIZON_SECS`] before the object's newest
@@ -368,7 +328,8 @@ pub fn decode_apart(bytes: &[u8]) -> Option<(StoredObject, Summary)> {
 
 /// Decodes a stored object, in the current layout or the earlier one (records without a
 /// time, which are then kept until their clients' later requests or the count limit drop
-/// them); `None` if it is neither.
+/// them); `None` if it is neither. Only the records kept inline are read: an object whose
+/// records are kept apart reads with none here (see `retry_records::load_full`).
 pub fn decode(bytes: &[u8]) -> Option<StoredObject> {
     if let Ok(s) = postcard::from_bytes::<StoredObject>(bytes) {
         return Some(s);
@@ -388,6 +349,7 @@ pub fn decode(bytes: &[u8]) -> Option<StoredObject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::retry_records::Writing;
     use hyperdex_model::Reply;
 
     #[test]
@@ -447,6 +409,21 @@ mod tests {
         );
     }
 
+    /// Adds `d` to the object under `k` as a chain member does; the sequence numbers of the
+    /// records then kept, in the order they read.
+    fn add(store: &mut crate::storage::MemStore, d: &Dedupe) -> (bool, Vec<u64>) {
+        let mut w = Writing::load(store, REGION, b"k").unwrap();
+        let added = w.add_record(store, d).unwrap();
+        w.stage(store).unwrap();
+        let stored = load(store, REGION, b"k").unwrap();
+        (added, stored.dedupe.iter().map(|d| d.seq).collect())
+    }
+
+    const REGION: RegionId = RegionId {
+        space: crate::config::SpaceId(3),
+        index: 1,
+    };
+
     #[test]
     fn a_late_record_the_client_no_longer_needs_is_not_added_back() {
         let record = |seq, low_seq| Dedupe {
@@ -456,14 +433,12 @@ mod tests {
             reply: Reply::Success,
             unix: 1_700_000_000,
         };
-        let mut stored = StoredObject::default();
-        assert!(add_record(&mut stored, &record(138, 127)));
+        let mut store = crate::storage::MemStore::new();
+        assert_eq!(add(&mut store, &record(138, 127)), (true, vec![138]));
         // A retransmission of an older write of the same client arrives late.
-        assert!(!add_record(&mut stored, &record(126, 120)));
-        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(seqs, vec![138]);
+        assert_eq!(add(&mut store, &record(126, 120)), (false, vec![138]));
         // One it may still retry is kept.
-        assert!(add_record(&mut stored, &record(130, 127)));
+        assert_eq!(add(&mut store, &record(130, 127)), (true, vec![130, 138]));
     }
 
     fn timed(seq: u64, unix: u64) -> Dedupe {
@@ -479,21 +454,27 @@ mod tests {
     #[test]
     fn records_go_a_horizon_after_the_newest_one_and_a_delete_ends_as_its_version() {
         let t = 1_800_000_000;
-        let mut stored = StoredObject {
+        let h = RECORD_HORIZON_SECS;
+        let mut store = crate::storage::MemStore::new();
+        let first = StoredObject {
             version: 3,
             object: None,
             dedupe: vec![timed(1, t), timed(2, t + 5), timed(3, UNKNOWN_TIME)],
         };
-        add_record(&mut stored, &timed(4, t + RECORD_HORIZON_SECS));
-        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(seqs, vec![1, 2, 3, 4], "all within the horizon");
-        add_record(&mut stored, &timed(5, t + RECORD_HORIZON_SECS + 1));
-        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(seqs, vec![2, 3, 4, 5], "the oldest timed record went");
-        add_record(&mut stored, &timed(6, t + 10 * RECORD_HORIZON_SECS));
-        let seqs: Vec<u64> = stored.dedupe.iter().map(|d| d.seq).collect();
-        assert_eq!(seqs, vec![3, 6], "a record without a time stays");
+        stage(&mut store, REGION, b"k", &first).unwrap();
+        // Records without a time read first.
+        let all = add(&mut store, &timed(4, t + h));
+        assert_eq!(all, (true, vec![3, 1, 2, 4]), "all within the horizon");
+        let later = add(&mut store, &timed(5, t + h + 1));
+        assert_eq!(
+            later,
+            (true, vec![3, 2, 4, 5]),
+            "the oldest timed record went"
+        );
+        let last = add(&mut store, &timed(6, t + 10 * h));
+        assert_eq!(last, (true, vec![3, 6]), "a record without a time stays");
         // A transfer's older records are dropped by the same rule.
+        let stored = load(&store, REGION, b"k").unwrap();
         let mut incoming = stored.clone();
         let older = StoredObject {
             version: 2,

@@ -126,6 +126,13 @@ fn the_count_limit_is_kept_by_compacting_now_and_then() {
         write(&mut store, b"k", record(c, 1, T + c / 100));
     }
     assert_eq!(entries(&store, b"k"), most as usize, "within the slack");
+    assert_eq!(check_region(&store, REGION), Ok(most as usize));
+    // Read, as a transfer or the audit reads them: the newest 1,024 (whichever member
+    // compacted when).
+    let read = clients(&store, b"k");
+    assert_eq!(read.len(), DEDUPE_RECORDS);
+    assert_eq!(read[0], (most - DEDUPE_RECORDS as u64, 1));
+    store.sync().unwrap();
     write(&mut store, b"k", record(most, 1, T + 20));
     let left = clients(&store, b"k");
     assert_eq!(left.len(), DEDUPE_RECORDS);
@@ -134,6 +141,37 @@ fn the_count_limit_is_kept_by_compacting_now_and_then() {
     assert_eq!(left[0], (most + 1 - DEDUPE_RECORDS as u64, 1));
     assert_eq!(left.last(), Some(&(most, 1)));
     assert_eq!(entry(&store, b"k").1.count, DEDUPE_RECORDS as u64);
+    assert_eq!(check_region(&store, REGION), Ok(DEDUPE_RECORDS));
+    // The compaction rewrote only what changed: the entries of the dropped clients
+    // (deleted) and of the writing one.
+    let prefix = records_prefix(REGION, b"k");
+    let staged = |c: u64| store.unsynced(Table::Records, &client_key(&prefix, c));
+    assert!(staged(0) && staged(most - DEDUPE_RECORDS as u64) && staged(most));
+    assert!(!staged(most - 1) && !staged(most + 1 - DEDUPE_RECORDS as u64));
+}
+
+#[test]
+fn the_audit_finds_entries_its_object_does_not_count() {
+    let mut store = MemStore::new();
+    for c in 1..=MANY {
+        write(&mut store, b"k", record(c, 1, T));
+    }
+    assert_eq!(check_region(&store, REGION), Ok(MANY as usize));
+    let stray = client_key(&records_prefix(REGION, b"k"), 999);
+    let one = postcard::to_allocvec(&vec![record(999, 1, T)]).unwrap();
+    store.put(Table::Records, &stray, Some(one.clone()));
+    assert!(check_region(&store, REGION)
+        .unwrap_err()
+        .contains("its entries hold"));
+    store.put(Table::Records, &stray, None);
+    let orphan = client_key(&records_prefix(REGION, b"gone"), 1);
+    store.put(Table::Records, &orphan, Some(one));
+    assert!(check_region(&store, REGION)
+        .unwrap_err()
+        .contains("no object"));
+    store.put(Table::Records, &orphan, None);
+    remove(&mut store, REGION, b"k").unwrap();
+    assert_eq!(check_region(&store, REGION), Ok(0));
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub type Held = (Vec<(Vec<u8>, Digest)>, bool);
 /// A window's entries: (key, object or digest), in key order.
 pub type Entries = Vec<(Vec<u8>, TransferEntry)>;
 
-/// The digest of an object's stored bytes.
+/// The digest of an object as a transfer sends it (`objects_after`), or of a subspace entry.
 pub fn digest(bytes: &[u8]) -> Digest {
     let full = Sha256::digest(bytes);
     let mut d = [0; 16];
