@@ -456,8 +456,12 @@ fn encode_records(records: &[Dedupe]) -> Option<Vec<u8>> {
 
 /// The order records are read in: by time (unknown times first), client, sequence number.
 fn sort_records(records: &mut [Dedupe]) {
-    let time = |d: &Dedupe| if d.unix == UNKNOWN_TIME { 0 } else { d.unix };
-    records.sort_by_key(|d| (time(d), d.client, d.seq));
+    records.sort_by_key(order);
+}
+
+fn order(d: &Dedupe) -> (u64, u64, u64) {
+    let time = if d.unix == UNKNOWN_TIME { 0 } else { d.unix };
+    (time, d.client, d.seq)
 }
 
 /// An object with every record it keeps (inline or apart), by time, then client, then sequence number.
@@ -503,6 +507,19 @@ pub fn stage_full(
     Writing::whole(region, key, stored).stage(store)
 }
 
+/// [`stage_full`] for a key known to have no object stored (so no records either: entries
+/// exist only for an object that counts them), without looking for any to replace.
+pub fn stage_new(
+    store: &mut dyn Store,
+    region: RegionId,
+    key: &[u8],
+    stored: &StoredObject,
+) -> Result<(), StoreError> {
+    let mut w = Writing::whole(region, key, stored);
+    w.stale_entries = false;
+    w.stage(store)
+}
+
 /// Removes an object and every record of it.
 pub fn remove(store: &mut dyn Store, region: RegionId, key: &[u8]) -> Result<(), StoreError> {
     let w = Writing::fresh(region, key);
@@ -524,11 +541,20 @@ pub fn transfer_bytes(
     key: &[u8],
     entry: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    let Some((stored, summary)) = decode_apart(entry) else {
-        // Not an object: sent as it is, and refused by the joiner.
-        return Ok(entry.to_vec());
+    let Ok((stored, rest)) = postcard::take_from_bytes::<StoredObject>(entry) else {
+        // The layout before record times, or not an object (sent as it is, and refused).
+        let Some(stored) = super::record::decode(entry) else {
+            return Ok(entry.to_vec());
+        };
+        let w = Writing::of_entry(store, region, key, (stored, Summary::default()))?;
+        return Ok(postcard::to_allocvec(&full(store, w)?).unwrap_or_default());
     };
+    let summary: Summary = postcard::from_bytes(rest).unwrap_or_default();
     let apart = summary.count > 0 && !planted(Bug::RecordsLeftBehind);
+    if !apart && in_order(&stored.dedupe) {
+        // What is stored is what would be sent, but for the summary.
+        return Ok(entry[..entry.len() - rest.len()].to_vec());
+    }
     let stored = match apart || !stored.dedupe.is_empty() {
         true => full(
             store,
@@ -537,6 +563,20 @@ pub fn transfer_bytes(
         false => stored,
     };
     Ok(postcard::to_allocvec(&stored).unwrap_or_default())
+}
+
+/// Whether inline records are as [`load_full`] would read them: all visible, in order, within
+/// the limit (as every staging since records were kept apart leaves them).
+fn in_order(records: &[Dedupe]) -> bool {
+    let newest = records
+        .iter()
+        .map(|d| d.unix)
+        .filter(|t| *t != UNKNOWN_TIME)
+        .max()
+        .unwrap_or(0);
+    records.len() <= DEDUPE_RECORDS
+        && records.iter().all(|d| visible(d, newest))
+        && records.is_sorted_by_key(order)
 }
 
 #[cfg(test)]

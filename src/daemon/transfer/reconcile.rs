@@ -83,6 +83,7 @@ pub fn apply_window(
             (Some(k), None) => (k, None, mine.pop()),
         };
         let written_live = live.contains(&key);
+        let had = held.is_some();
         match (theirs, held) {
             (None, Some(_)) if written_live || planted(Bug::KeepStaleKeys) => {}
             (None, Some(_)) => {
@@ -98,7 +99,7 @@ pub fn apply_window(
                 done.bytes += (key.len() + bytes.len()) as u64;
                 match table {
                     Table::Subspace => store_entry(store, region, &key, bytes, written_live)?,
-                    _ => store_object(store, region, &key, bytes, written_live)?,
+                    _ => store_object(store, region, &key, bytes, (written_live, had))?,
                 }
             }
             (Some(TransferEntry::Unchanged(d)), Some((_, v))) if digest(&v) == *d => {
@@ -128,20 +129,22 @@ pub fn apply_window(
     Ok(done)
 }
 
-/// Stores an object sent whole: over the joiner's copy, or, if a write reached the joiner
-/// during this join, only where newer.
+/// Stores an object sent whole: over the joiner's copy (`had`: it holds one), or, if a write
+/// reached the joiner during this join, only where newer.
 fn store_object(
     store: &mut dyn Store,
     region: RegionId,
     key: &[u8],
     bytes: &[u8],
-    written_live: bool,
+    (written_live, had): (bool, bool),
 ) -> Result<(), StoreError> {
     if written_live {
         return store_transferred(store, region, key, bytes);
     }
     match crate::daemon::record::decode(bytes) {
-        Some(incoming) => stage(store, region, key, &incoming),
+        Some(incoming) if had => stage(store, region, key, &incoming),
+        // Nothing of the key to replace (a joiner that starts empty, say).
+        Some(incoming) => retry_records::stage_new(store, region, key, &incoming),
         // Unreadable: the joiner's copy is not the source's, so it goes.
         None => retry_records::remove(store, region, key),
     }
