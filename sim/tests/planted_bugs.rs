@@ -56,11 +56,14 @@ const SLOW: &[(Bug, u64)] = &[
 /// write's updates to the subspace are lost on the way, then a read of the key and a search
 /// through the subspace before the resend arrives: seed 375 of `power-failure` with
 /// `link-resets` (142 of the full mix before the read cache; not within 2,200 of it after,
-/// until the reader's searches went through the subspace too).
+/// until the reader's searches went through the subspace too). `HeldNotCarried` needs a
+/// transfer window that leaves a held write behind, then a failure that makes the joiner's
+/// copy count: seed 89 before retry records were kept apart, 293 since.
 const MORE_SEEDS: &[(Bug, u64)] = &[
     (Bug::LongLease, 1000),
     (Bug::ReplyBeforeSync, 1500),
     (Bug::HeldShown, 800),
+    (Bug::HeldNotCarried, 600),
 ];
 
 fn faults_for(bug: Bug) -> Vec<Fault> {
