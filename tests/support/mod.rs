@@ -14,10 +14,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hyperdex");
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)[0]
+}
+
+/// `n` different ports that were free a moment ago: all held at once while they are picked,
+/// so that none is handed out twice (ports picked one after the other can be the same).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 /// A new, empty directory for one test, removed when dropped (see [`TempDir`]).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyperdex::net::RpcConn;
 use hyperdex::protocol::{CoordRequest, CoordResponse, Message, DEFAULT_MAX_FRAME};
 
-use super::{free_port, temp_dir, TempDir, BIN};
+use super::{free_ports, temp_dir, TempDir, BIN};
 
 /// Coordinators and daemons, each a process (killed when dropped).
 pub struct Procs {
@@ -40,10 +40,15 @@ impl Procs {
     /// `coordinators` coordinators and `daemons` daemons on free ports, none started yet; each
     /// coordinator after the first joins through the first.
     pub fn new(name: &str, coordinators: usize, daemons: usize) -> Procs {
+        let mut ports = free_ports(coordinators + daemons).into_iter();
         Procs {
             dir: temp_dir(name),
-            coords: (0..coordinators).map(|_| (free_port(), None)).collect(),
-            daemons: (0..daemons).map(|_| (free_port(), None)).collect(),
+            coords: ports
+                .by_ref()
+                .take(coordinators)
+                .map(|p| (p, None))
+                .collect(),
+            daemons: ports.map(|p| (p, None)).collect(),
             joins: vec![0; coordinators],
         }
     }
