@@ -91,6 +91,16 @@ impl Summary {
     }
 }
 
+/// The newest known time among `records` (0: none).
+fn newest_of(records: &[Dedupe]) -> u64 {
+    records
+        .iter()
+        .map(|d| d.unix)
+        .filter(|t| *t != UNKNOWN_TIME)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Whether a record is read, given the newest record time of its object (0: none).
 fn visible(d: &Dedupe, newest: u64) -> bool {
     d.unix == UNKNOWN_TIME || d.unix.saturating_add(horizon()) >= newest
@@ -363,12 +373,7 @@ impl Writing {
             .values()
             .flat_map(|h| h.records.iter().cloned())
             .collect();
-        let newest = all
-            .iter()
-            .map(|d| d.unix)
-            .filter(|t| *t != UNKNOWN_TIME)
-            .max()
-            .unwrap_or(0);
+        let newest = newest_of(&all);
         let count = all.len();
         all.retain(|d| visible(d, newest));
         if all.len() < count {
@@ -568,12 +573,7 @@ pub fn transfer_bytes(
 /// Whether inline records are as [`load_full`] would read them: all visible, in order, within
 /// the limit (as every staging since records were kept apart leaves them).
 fn in_order(records: &[Dedupe]) -> bool {
-    let newest = records
-        .iter()
-        .map(|d| d.unix)
-        .filter(|t| *t != UNKNOWN_TIME)
-        .max()
-        .unwrap_or(0);
+    let newest = newest_of(records);
     records.len() <= DEDUPE_RECORDS
         && records.iter().all(|d| visible(d, newest))
         && records.is_sorted_by_key(order)
