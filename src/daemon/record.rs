@@ -168,18 +168,28 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
 /// The rule depends only on the records, so every replica holding the same records drops the
 /// same ones; a deleted object ends as its version alone.
 pub fn drop_expired(stored: &mut StoredObject) {
-    let horizon = horizon();
-    let known = |r: &&Dedupe| r.unix != UNKNOWN_TIME;
-    let Some(newest) = stored.dedupe.iter().filter(known).map(|r| r.unix).max() else {
-        return;
-    };
+    let newest = newest_of(&stored.dedupe);
     let before = stored.dedupe.len();
-    stored
-        .dedupe
-        .retain(|r| r.unix == UNKNOWN_TIME || r.unix.saturating_add(horizon) >= newest);
+    stored.dedupe.retain(|r| visible(r, newest));
     if stored.dedupe.len() < before {
         crate::probe!("record.expired_dropped");
     }
+}
+
+/// The newest known time among `records` (0: none).
+pub fn newest_of(records: &[Dedupe]) -> u64 {
+    records
+        .iter()
+        .map(|d| d.unix)
+        .filter(|t| *t != UNKNOWN_TIME)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether a record is kept, given the newest record time of its object (0: none): it has no
+/// time, or it is within [`horizon`] of the newest.
+pub fn visible(d: &Dedupe, newest: u64) -> bool {
+    d.unix == UNKNOWN_TIME || d.unix.saturating_add(horizon()) >= newest
 }
 
 /// How long after its object's newest record a record is kept ([`RECORD_HORIZON_SECS`]).
@@ -225,17 +235,7 @@ struct Layout {
 
 impl From<StoredObject> for Layout {
     fn from(s: StoredObject) -> Layout {
-        let times = s.dedupe.iter().map(|d| d.unix).collect();
-        let dedupe = s
-            .dedupe
-            .into_iter()
-            .map(|d| RecordV1 {
-                client: d.client,
-                seq: d.seq,
-                low_seq: d.low_seq,
-                reply: d.reply,
-            })
-            .collect();
+        let (dedupe, times) = split_times(&s.dedupe);
         Layout {
             version: s.version,
             object: s.object,
@@ -243,6 +243,21 @@ impl From<StoredObject> for Layout {
             times,
         }
     }
+}
+
+/// Records as the current layout holds them: without their times, then the times.
+fn split_times(records: &[Dedupe]) -> (Vec<RecordV1>, Vec<u64>) {
+    let times = records.iter().map(|d| d.unix).collect();
+    let records = records
+        .iter()
+        .map(|d| RecordV1 {
+            client: d.client,
+            seq: d.seq,
+            low_seq: d.low_seq,
+            reply: d.reply.clone(),
+        })
+        .collect();
+    (records, times)
 }
 
 impl From<Layout> for StoredObject {
@@ -279,7 +294,7 @@ pub fn is_live(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// The current layout, borrowed (what [`encode_apart`] writes).
+/// The current layout with its object borrowed (what [`encode_apart`] writes).
 #[derive(Serialize)]
 struct LayoutRef<'a> {
     version: u64,
@@ -296,19 +311,12 @@ pub fn encode_apart(
     inline: &[Dedupe],
     summary: &Summary,
 ) -> Vec<u8> {
+    let (dedupe, times) = split_times(inline);
     let layout = LayoutRef {
         version,
         object,
-        dedupe: inline
-            .iter()
-            .map(|d| RecordV1 {
-                client: d.client,
-                seq: d.seq,
-                low_seq: d.low_seq,
-                reply: d.reply.clone(),
-            })
-            .collect(),
-        times: inline.iter().map(|d| d.unix).collect(),
+        dedupe,
+        times,
     };
     let mut bytes = postcard::to_allocvec(&layout).unwrap_or_default();
     bytes.extend(postcard::to_allocvec(summary).unwrap_or_default());

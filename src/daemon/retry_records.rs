@@ -39,8 +39,8 @@ use crate::protocol::{ChainWrite, ClientId, Dedupe};
 use crate::storage::{Store, StoreError, Table};
 
 use super::record::{
-    decode_apart, encode_apart, horizon, object_key, region_prefix, StoredObject, DEDUPE_RECORDS,
-    UNKNOWN_TIME,
+    decode_apart, encode_apart, horizon, newest_of, object_key, region_prefix, visible,
+    StoredObject, DEDUPE_RECORDS, UNKNOWN_TIME,
 };
 
 /// Records a key may hold beyond [`DEDUPE_RECORDS`] before a write compacts them.
@@ -89,21 +89,6 @@ impl Summary {
             self.oldest = self.oldest.min(unix);
         }
     }
-}
-
-/// The newest known time among `records` (0: none).
-fn newest_of(records: &[Dedupe]) -> u64 {
-    records
-        .iter()
-        .map(|d| d.unix)
-        .filter(|t| *t != UNKNOWN_TIME)
-        .max()
-        .unwrap_or(0)
-}
-
-/// Whether a record is read, given the newest record time of its object (0: none).
-fn visible(d: &Dedupe, newest: u64) -> bool {
-    d.unix == UNKNOWN_TIME || d.unix.saturating_add(horizon()) >= newest
 }
 
 /// The store prefix of every record of `key`.
