@@ -267,11 +267,15 @@ impl<W: Clone> Replica<W> {
             return Ok(());
         };
         let pred = pos.checked_sub(1).map(|p| chain[p]);
-        let kept = self.commit_through(store, a.region, &a.key, a.version, out)?;
+        let (kept, stored) = self.commit_through(store, a.region, &a.key, a.version, out)?;
         // Pass the ack on only if this server really holds the version durably: after a
         // restart it may have lost a write that its successor acknowledges, and the
         // predecessor's retransmission will bring it here again.
-        if stored_version(store, a.region, &a.key)? < a.version {
+        let stored = match stored {
+            Some(v) => v,
+            None => stored_version(store, a.region, &a.key)?,
+        };
+        if stored < a.version {
             return Ok(());
         }
         if let Some(pred) = pred {
@@ -285,7 +289,8 @@ impl<W: Clone> Replica<W> {
 
     /// Stores pending writes of `key` up to `version` and answers their clients (at the head).
     /// Returns the pending records of the writes committed: what they are durable by (the
-    /// replies wait for those records only; see `durable`).
+    /// replies wait for those records only; see `durable`); and the version stored after
+    /// them, when there were any (`None`: nothing was committed, nothing read).
     pub(super) fn commit_through(
         &mut self,
         store: &mut dyn Store,
@@ -293,10 +298,10 @@ impl<W: Clone> Replica<W> {
         key: &[u8],
         version: u64,
         out: &mut Outputs<W>,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    ) -> Result<(Vec<Vec<u8>>, Option<u64>), StoreError> {
         let slot = (region, key.to_vec());
         let Some(pend) = self.pending.get_mut(&slot) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let rest = pend.split_off(&(version + 1));
         let done = std::mem::replace(pend, rest);
@@ -304,7 +309,7 @@ impl<W: Clone> Replica<W> {
             self.pending.remove(&slot);
         }
         if done.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let kept: Vec<Vec<u8>> = done.keys().map(|&v| pending_key(region, key, v)).collect();
         for k in &kept {
@@ -323,6 +328,7 @@ impl<W: Clone> Replica<W> {
             }
         }
         stored.stage(store)?;
+        let version = stored.version;
         for p in done.into_values() {
             let answer = p
                 .write
@@ -338,6 +344,6 @@ impl<W: Clone> Replica<W> {
                 out.push(vouched(Output::Reply(w, reply(r)), kept.clone()));
             }
         }
-        Ok(kept)
+        Ok((kept, Some(version)))
     }
 }
