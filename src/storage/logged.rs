@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use super::overlay::{ByTable, Overlay};
+use super::overlay::{Overlay, Unsynced};
 use super::wal::{self, Op};
 use super::{KeyValues, LogWriter, Store, StoreError, Table};
 use crate::bugs::{planted, Bug};
@@ -89,7 +89,7 @@ pub struct Logged<B> {
     failed: Option<String>,
     /// Keys with a write in a record not yet durable (or not yet begun), and that record's
     /// sequence number; prefixes deleted likewise. Bounded by the records in flight.
-    unsynced: ByTable<u64>,
+    unsynced: Unsynced,
     unsynced_prefixes: Vec<(Table, Vec<u8>, u64)>,
     /// The last record known durable.
     durable: u64,
@@ -135,7 +135,7 @@ impl<B: Backend> Logged<B> {
             checkpoint_bytes,
             checkpoints: 0,
             failed: None,
-            unsynced: ByTable::default(),
+            unsynced: Unsynced::default(),
             unsynced_prefixes: Vec::new(),
             durable: checkpointed,
         };
@@ -226,7 +226,7 @@ impl<B: Backend> Logged<B> {
     /// Record `seq` (and every one before it) is durable.
     pub(super) fn durable_through(&mut self, seq: u64) {
         self.durable = seq;
-        self.unsynced.retain(|s| *s > seq);
+        self.unsynced.durable_through(seq);
         self.unsynced_prefixes.retain(|(_, _, s)| *s > seq);
     }
 

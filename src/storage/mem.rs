@@ -40,8 +40,8 @@ impl MemDisk {
         }
         for (t, k, v) in changes.staged.iter() {
             match v {
-                Some(v) => self.tree.insert((t, k.clone()), v.clone()),
-                None => self.tree.remove(&(t, k.clone())),
+                Some(v) => self.tree.insert((t, k.to_vec()), v.clone()),
+                None => self.tree.remove(&(t, k.to_vec())),
             };
         }
         self.checkpointed = seq;

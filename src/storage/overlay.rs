@@ -2,18 +2,97 @@
 //! deleted, and whole key prefixes deleted without reading them (so deleting a region or a
 //! space costs memory independent of its size).
 
-use std::collections::BTreeMap;
+// The hash maps here are looked up and pruned, never iterated: what is listed in order comes
+// from a `BTreeSet`, so no result depends on a hash map's order. Their hasher is keyed at
+// random (keys come from clients).
+#![allow(clippy::disallowed_types)]
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{KeyValues, Table};
 
-/// One ordered map of keys per table, so that a lookup borrows its key instead of copying
-/// it into a `(table, key)` pair, and rewriting a key already held allocates nothing.
+/// One table's entries: found by hashing their key (a put or get of a key held costs no
+/// key comparisons, which the long shared prefixes of a region's keys make slow), listed in
+/// key order from a set of the same keys (one allocation per key, shared by both).
 #[derive(Clone, Debug)]
-pub struct ByTable<V>([BTreeMap<Vec<u8>, V>; Table::ALL.len()]);
+pub struct Keyed<V> {
+    values: HashMap<Arc<[u8]>, V>,
+    order: BTreeSet<Arc<[u8]>>,
+}
+
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed {
+            values: HashMap::new(),
+            order: BTreeSet::new(),
+        }
+    }
+}
+
+impl<V> Keyed<V> {
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.values.get(key)
+    }
+
+    /// Sets `key`'s entry; rewriting a key already held allocates nothing.
+    pub fn insert(&mut self, key: &[u8], value: V) {
+        match self.values.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                let key: Arc<[u8]> = Arc::from(key);
+                self.order.insert(key.clone());
+                self.values.insert(key, value);
+            }
+        }
+    }
+
+    /// The entries from `lower` on, in key order.
+    pub fn range<'a>(
+        &'a self,
+        lower: std::ops::Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], &'a V)> + 'a {
+        self.order
+            .range::<[u8], _>((lower, std::ops::Bound::Unbounded))
+            .filter_map(move |k| Some((&**k, self.values.get(&**k)?)))
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.range(std::ops::Bound::Unbounded)
+    }
+
+    /// Drops every entry whose key starts with `prefix`.
+    pub fn remove_prefix(&mut self, prefix: &[u8]) {
+        let doomed: Vec<Arc<[u8]>> = self
+            .order
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in doomed {
+            self.order.remove(&k);
+            self.values.remove(&k);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// One [`Keyed`] map of keys per table, so that a lookup borrows its key instead of copying
+/// it into a `(table, key)` pair.
+#[derive(Clone, Debug)]
+pub struct ByTable<V>([Keyed<V>; Table::ALL.len()]);
 
 impl<V> Default for ByTable<V> {
     fn default() -> Self {
-        ByTable(std::array::from_fn(|_| BTreeMap::new()))
+        ByTable(std::array::from_fn(|_| Keyed::default()))
     }
 }
 
@@ -23,38 +102,54 @@ impl<V> ByTable<V> {
     }
 
     pub fn insert(&mut self, table: Table, key: &[u8], value: V) {
-        let map = &mut self.0[table as usize];
-        match map.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => {
-                map.insert(key.to_vec(), value);
-            }
-        }
+        self.0[table as usize].insert(key, value);
     }
 
-    /// One table's keys, in order.
-    pub fn table(&self, table: Table) -> &BTreeMap<Vec<u8>, V> {
+    /// One table's entries.
+    pub fn table(&self, table: Table) -> &Keyed<V> {
         &self.0[table as usize]
     }
 
-    pub fn table_mut(&mut self, table: Table) -> &mut BTreeMap<Vec<u8>, V> {
+    pub fn table_mut(&mut self, table: Table) -> &mut Keyed<V> {
         &mut self.0[table as usize]
     }
 
     /// Every entry, table by table, each in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (Table, &Vec<u8>, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (Table, &[u8], &V)> {
         Table::ALL
             .iter()
             .flat_map(move |&t| self.table(t).iter().map(move |(k, v)| (t, k, v)))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(BTreeMap::is_empty)
+        self.0.iter().all(Keyed::is_empty)
+    }
+}
+
+/// Keys with a write in a log record not yet durable, per table, and the newest such
+/// record's sequence number: looked up and pruned, never listed.
+#[derive(Debug, Default)]
+pub struct Unsynced([HashMap<Vec<u8>, u64>; Table::ALL.len()]);
+
+impl Unsynced {
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<u64> {
+        self.0[table as usize].get(key).copied()
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+    pub fn insert(&mut self, table: Table, key: &[u8], seq: u64) {
+        let map = &mut self.0[table as usize];
+        match map.get_mut(key) {
+            Some(slot) => *slot = seq,
+            None => {
+                map.insert(key.to_vec(), seq);
+            }
+        }
+    }
+
+    /// Forgets the keys whose newest write is in record `seq` or an earlier one.
+    pub fn durable_through(&mut self, seq: u64) {
         for map in &mut self.0 {
-            map.retain(|_, v| keep(v));
+            map.retain(|_, s| *s > seq);
         }
     }
 }
@@ -86,9 +181,7 @@ impl Overlay {
 
     /// Deletes every key under `prefix`, staged or durable.
     pub fn clear_prefix(&mut self, table: Table, prefix: &[u8]) {
-        self.staged
-            .table_mut(table)
-            .retain(|k, _| !k.starts_with(prefix));
+        self.staged.table_mut(table).remove_prefix(prefix);
         self.cleared.push((table, prefix.to_vec()));
     }
 
@@ -202,9 +295,9 @@ fn staged_range<'a>(
     };
     staged
         .table(table)
-        .range::<[u8], _>((lower, Bound::Unbounded))
+        .range(lower)
         .take_while(move |(k, _)| k.starts_with(prefix))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.to_vec(), v.clone()))
 }
 
 #[cfg(test)]

@@ -118,10 +118,10 @@ fn commit(db: &Database, changes: &Overlay, seq: u64) -> Result<(), StoreError> 
             let table = &mut tables[t as usize];
             match v {
                 Some(v) => {
-                    table.insert(k.as_slice(), v.as_slice()).map_err(io)?;
+                    table.insert(k, v.as_slice()).map_err(io)?;
                 }
                 None => {
-                    table.remove(k.as_slice()).map_err(io)?;
+                    table.remove(k).map_err(io)?;
                 }
             }
         }
