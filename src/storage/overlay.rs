@@ -146,10 +146,14 @@ impl Unsynced {
         }
     }
 
-    /// Forgets the keys whose newest write is in record `seq` or an earlier one.
+    /// Forgets the keys whose newest write is in record `seq` or an earlier one (and the
+    /// room a large record took: pruning costs as much as the room kept).
     pub fn durable_through(&mut self, seq: u64) {
         for map in &mut self.0 {
             map.retain(|_, s| *s > seq);
+            if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+                map.shrink_to(map.len() * 2);
+            }
         }
     }
 }
