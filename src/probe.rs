@@ -64,6 +64,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("storage.checkpointed_records_skipped", true),
     ("storage.crash_before_checkpoint_commit", false),
     ("storage.crash_before_old_log_emptied", false),
+    ("syncer.records_coalesced", true),
 ];
 
 /// The probes the CI seeds must all reach.

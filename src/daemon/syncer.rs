@@ -1,10 +1,12 @@
-//! The sync thread: appends the actor's log records and makes them durable, one after the
-//! other, while the actor goes on with the next batch (double-buffered group commit).
+//! The sync thread: appends the actor's log records and makes them durable while the actor
+//! goes on with the next batches (group commit).
 //!
 //! The actor hands over each batch's record with [`Syncer::begin`] and keeps the batch's
 //! replies and acknowledgements until [`Syncer::finished`] says the record is durable; records
-//! complete in the order they were begun. At most [`SYNCS_IN_FLIGHT`] are outstanding: the
-//! actor waits for the oldest before beginning another, so the outputs it holds are bounded.
+//! complete in the order they were begun. While one sync runs, the records begun meanwhile
+//! wait, and the next sync appends them all with one `fdatasync`. At most
+//! [`SYNCS_IN_FLIGHT`] records are outstanding: the actor waits for the oldest before
+//! beginning another, so the outputs it holds are bounded.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,8 +17,8 @@ use crate::metrics::Metrics;
 use crate::rt;
 use crate::storage::{LogWriter, StoreError};
 
-/// Records being written at once (one syncing, the next one waiting for it).
-pub const SYNCS_IN_FLIGHT: usize = 2;
+/// Records outstanding at once: one sync running, the records of the next one waiting.
+pub const SYNCS_IN_FLIGHT: usize = 4;
 
 /// The actor's end: records begun and what waits for each.
 pub struct Syncer<T> {
@@ -96,24 +98,35 @@ async fn write(
     done: mpsc::Sender<Result<(), StoreError>>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let result = match job {
-            Some(record) => {
-                // Begun, not yet durable: a crash here leaves the record torn.
-                rt::disk_pause().await;
-                let started = rt::now();
-                let result = writer.append(&record);
-                let took = rt::now().saturating_duration_since(started);
-                metrics.sync_seconds.observe(took.as_secs_f64());
-                // Durable, not yet acknowledged: a crash here loses only the replies.
-                rt::disk_pause().await;
-                result
-            }
-            None => Ok(()),
-        };
-        let failed = result.is_err();
-        if done.send(result).await.is_err() || failed {
+    while let Some(first) = jobs.recv().await {
+        // Everything begun while the last sync ran goes in this one.
+        let mut batch = vec![first];
+        while let Ok(more) = jobs.try_recv() {
+            batch.push(more);
+        }
+        let records: Vec<&[u8]> = batch.iter().flatten().map(Vec::as_slice).collect();
+        if records.len() > 1 {
+            crate::probe!("syncer.records_coalesced");
+        }
+        let mut result = Ok(());
+        if !records.is_empty() {
+            // Begun, not yet durable: a crash here leaves the records torn.
+            rt::disk_pause().await;
+            let started = rt::now();
+            result = writer.append(&records);
+            let took = rt::now().saturating_duration_since(started);
+            metrics.sync_seconds.observe(took.as_secs_f64());
+            // Durable, not yet acknowledged: a crash here loses only the replies.
+            rt::disk_pause().await;
+        }
+        if let Err(e) = result {
+            let _ = done.send(Err(e)).await;
             return;
+        }
+        for _ in &batch {
+            if done.send(Ok(())).await.is_err() {
+                return;
+            }
         }
     }
 }

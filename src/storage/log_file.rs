@@ -50,14 +50,19 @@ impl LogFile {
         })
     }
 
-    /// Writes `record` after the last one and makes it durable, growing the file first if the
-    /// record does not fit.
-    pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        let end = self.end + record.len() as u64;
+    /// Writes `records` after the last one and makes them durable with one sync, growing
+    /// the file first if they do not fit.
+    pub fn append(&mut self, records: &[&[u8]]) -> io::Result<()> {
+        let bytes: usize = records.iter().map(|r| r.len()).sum();
+        let end = self.end + bytes as u64;
         if end > self.len {
             self.grow(end.next_multiple_of(GROWTH))?;
         }
-        self.file.write_all_at(record, self.end)?;
+        let mut at = self.end;
+        for record in records {
+            self.file.write_all_at(record, at)?;
+            at += record.len() as u64;
+        }
         self.file.sync_data()?;
         self.end = end;
         Ok(())
@@ -100,17 +105,18 @@ mod tests {
         let path = std::env::temp_dir().join(format!("hyperdex-logfile-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let mut log = LogFile::open(&path).unwrap();
-        log.append(b"one").unwrap();
-        log.append(b"two").unwrap();
+        log.append(&[b"one"]).unwrap();
+        log.append(&[b"two", b"", b"three"]).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), GROWTH);
         let bytes = log.read_all().unwrap();
-        assert_eq!(&bytes[..6], b"onetwo");
-        assert!(bytes[6..].iter().all(|b| *b == 0));
+        assert_eq!(&bytes[..11], b"onetwothree");
+        assert!(bytes[11..].iter().all(|b| *b == 0));
         let big = vec![7u8; GROWTH as usize];
-        log.append(&big).unwrap();
+        log.append(&[b"x", &big]).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * GROWTH);
+        assert_eq!(&log.read_all().unwrap()[10..13], b"ex\x07");
         log.cut(3).unwrap();
-        log.append(b"!").unwrap();
+        log.append(&[b"!"]).unwrap();
         drop(log);
         let mut log = LogFile::open(&path).unwrap();
         assert_eq!(&log.read_all().unwrap()[..4], b"one!");

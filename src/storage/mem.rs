@@ -315,12 +315,14 @@ impl Store for MemStore {
 struct MemLogWriter(MemStore);
 
 impl LogWriter for MemLogWriter {
-    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), StoreError> {
         let mut s = self.0.lock();
-        // After a crash the records in flight are gone (torn): nothing is appended.
-        if s.backend.in_flight.front().map(Vec::as_slice) == Some(record) {
-            s.backend.in_flight.pop_front();
-            s.backend.append(record)?;
+        for &record in records {
+            // After a crash the records in flight are gone (torn): nothing is appended.
+            if s.backend.in_flight.front().map(Vec::as_slice) == Some(record) {
+                s.backend.in_flight.pop_front();
+                s.backend.append(record)?;
+            }
         }
         Ok(())
     }

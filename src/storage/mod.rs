@@ -127,7 +127,8 @@ pub trait Store: Send {
     }
 }
 
-/// Appends log records and makes them durable (one `fdatasync` each), on a thread of its own.
+/// Appends log records and makes them durable, on a thread of its own.
 pub trait LogWriter: Send {
-    fn append(&mut self, record: &[u8]) -> Result<(), StoreError>;
+    /// Appends `records`, in order, and makes them all durable with one `fdatasync`.
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), StoreError>;
 }

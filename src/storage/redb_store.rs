@@ -237,7 +237,7 @@ impl Backend for RedbBackend {
     }
 
     fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
-        self.active().append(record).map_err(io)
+        self.active().append(&[record]).map_err(io)
     }
 
     fn read_logs(&mut self) -> Result<[Vec<u8>; 2], StoreError> {
@@ -319,9 +319,9 @@ impl Backend for RedbBackend {
 struct FileWriter(Arc<Mutex<LogFile>>);
 
 impl LogWriter for FileWriter {
-    fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), StoreError> {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        log.append(record).map_err(io)
+        log.append(records).map_err(io)
     }
 }
 
