@@ -65,6 +65,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("storage.crash_before_checkpoint_commit", false),
     ("storage.crash_before_old_log_emptied", false),
     ("syncer.records_coalesced", true),
+    ("actor.record_deferred", true),
 ];
 
 /// The probes the CI seeds must all reach.

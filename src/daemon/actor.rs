@@ -7,7 +7,10 @@
 //! outputs: replies to clients, acknowledgements and transfers to peers, reports to the
 //! coordinator link. So every reply and acknowledgement leaves after the state it vouches for
 //! is durable, one fsync covers many writes (group commit), and the syncs of a chain's members
-//! overlap (pipelining). It ticks the replica every `tick` so that lost messages are resent.
+//! overlap (pipelining). A batch that nothing waits for and that kept no pending write (the
+//! head committing writes whose pending records are durable) begins no record of its own: its
+//! writes go into the next batch's, at the latest the next tick's. It ticks the replica every
+//! `tick` so that lost messages are resent.
 //!
 //! The actor makes no decision of its own: whether a client may be answered (configuration
 //! version, lease) is the replica's to say. The configuration and the lease reach it through
@@ -79,17 +82,21 @@ impl Actor {
             rt::yield_now().await;
             self.deliver_synced(syncer.as_mut())?;
             if self.store.checkpoint_due() {
-                // Only what is durable goes to the tree: the records in flight first.
+                // Only what is durable goes to the tree: what is staged and the records in
+                // flight first.
+                self.begin_staged(syncer.as_mut()).await?;
                 self.drain(syncer.as_mut()).await?;
                 // It may wait for the checkpoint before it.
                 rt::blocking(|| self.store.checkpoint())?;
             }
             let Some(batch) = self.next_batch(next_tick, syncer.as_mut()).await? else {
+                self.begin_staged(syncer.as_mut()).await?;
                 self.drain(syncer.as_mut()).await?;
                 return Ok(());
             };
             let mut batch = batch;
-            if rt::now() >= next_tick {
+            let ticked = rt::now() >= next_tick;
+            if ticked {
                 batch.push(Input::Tick);
                 next_tick = rt::now() + self.tick;
             }
@@ -148,6 +155,17 @@ impl Actor {
                 self.deliver(outs);
                 continue;
             };
+            if outs.is_empty() && !ticked && !self.store.staged_in(Table::Pending) {
+                // Nothing waits for this batch and it kept no pending write (a commit at the
+                // head, say, whose pending records are durable already): its writes go into
+                // the next record, begun by a batch that something waits for, a tick, a
+                // checkpoint or the end. Until then a crash loses them as it would during
+                // their sync, and a read of what they wrote waits for that record.
+                if Table::ALL.iter().any(|&t| self.store.staged_in(t)) {
+                    crate::probe!("actor.record_deferred");
+                }
+                continue;
+            }
             let record = self.store.begin_sync()?;
             if record.is_none() && !syncer.busy() {
                 // Nothing staged, and everything these outputs saw is durable.
@@ -201,6 +219,21 @@ impl Actor {
         if let Some(syncer) = syncer {
             while let Some(ready) = syncer.try_finished()? {
                 self.durable(ready);
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins a record of the writes staged and not yet in one (see `run`), if there are any.
+    async fn begin_staged(
+        &mut self,
+        syncer: Option<&mut Syncer<Waiting>>,
+    ) -> Result<(), StoreError> {
+        if let Some(syncer) = syncer {
+            if let Some(record) = self.store.begin_sync()? {
+                for ready in syncer.begin(Some(record), (true, Vec::new())).await? {
+                    self.durable(ready);
+                }
             }
         }
         Ok(())

@@ -227,6 +227,10 @@ impl Store for Invalidating {
         self.inner.log_writer()
     }
 
+    fn staged_in(&self, table: Table) -> bool {
+        self.inner.staged_in(table)
+    }
+
     fn record_durable(&mut self) {
         self.inner.record_durable();
     }

@@ -77,6 +77,8 @@ pub struct Logged<B> {
     unlogged: Vec<u8>,
     /// How many writes `unlogged` holds.
     pub(super) unlogged_ops: usize,
+    /// The tables `unlogged` writes to, one bit each (`Table as usize`).
+    unlogged_tables: u8,
     /// The last record's sequence number.
     pub(super) seq: u64,
     /// Bytes in the log since the last checkpoint.
@@ -130,6 +132,7 @@ impl<B: Backend> Logged<B> {
             frozen: None,
             unlogged: Vec::new(),
             unlogged_ops: 0,
+            unlogged_tables: 0,
             seq: checkpointed,
             log_bytes: 0,
             checkpoint_bytes,
@@ -236,6 +239,7 @@ impl<B: Backend> Logged<B> {
         self.seq += 1;
         self.unlogged.clear();
         self.unlogged_ops = 0;
+        self.unlogged_tables = 0;
         self.log_bytes += record.len() as u64;
         Some(record)
     }
@@ -272,6 +276,7 @@ impl<B: Backend> Store for Logged<B> {
         self.unsynced.insert(table, key, self.seq + 1);
         wal::encode_put(&mut self.unlogged, table, key, value.as_deref());
         self.unlogged_ops += 1;
+        self.unlogged_tables |= 1 << table as usize;
         self.pending.put(table, key, value);
     }
 
@@ -280,6 +285,7 @@ impl<B: Backend> Store for Logged<B> {
             .push((table, prefix.to_vec(), self.seq + 1));
         wal::encode_clear(&mut self.unlogged, table, prefix);
         self.unlogged_ops += 1;
+        self.unlogged_tables |= 1 << table as usize;
         self.pending.clear_prefix(table, prefix);
     }
 
@@ -304,6 +310,10 @@ impl<B: Backend> Store for Logged<B> {
 
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         self.backend.log_writer()
+    }
+
+    fn staged_in(&self, table: Table) -> bool {
+        self.unlogged_tables & (1 << table as usize) != 0
     }
 
     fn record_durable(&mut self) {

@@ -294,6 +294,10 @@ impl Store for MemStore {
         Some(Box::new(MemLogWriter(self.clone())))
     }
 
+    fn staged_in(&self, table: Table) -> bool {
+        self.lock().staged_in(table)
+    }
+
     fn record_durable(&mut self) {
         self.lock().record_durable();
     }
@@ -390,6 +394,24 @@ mod tests {
         assert_eq!(s.get(Table::Objects, b"a1").unwrap(), Some(b"x".to_vec()));
         assert_eq!(s.get(Table::Objects, b"a2").unwrap(), None);
         assert_eq!(s.get(Table::Meta, b"a1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_says_which_tables_its_unbegun_writes_are_in() {
+        let mut s = MemStore::new();
+        assert!(!s.staged_in(Table::Pending), "nothing staged");
+        s.put(Table::Objects, b"a", Some(b"x".to_vec()));
+        assert!(s.staged_in(Table::Objects));
+        assert!(!s.staged_in(Table::Pending));
+        s.delete_prefix(Table::Pending, b"r");
+        assert!(s.staged_in(Table::Pending), "a prefix deleted counts");
+        assert!(s.begin_sync().unwrap().is_some());
+        assert!(!s.staged_in(Table::Pending), "in a record now");
+        assert!(!s.staged_in(Table::Objects));
+        s.put(Table::Pending, b"r1", None);
+        assert!(s.staged_in(Table::Pending), "a deletion counts");
+        s.sync().unwrap();
+        assert!(!s.staged_in(Table::Pending));
     }
 
     #[derive(Clone, Debug)]

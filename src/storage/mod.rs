@@ -105,6 +105,12 @@ pub trait Store: Send {
     fn log_writer(&self) -> Option<Box<dyn LogWriter>> {
         None
     }
+    /// Whether a write staged since the last record begun (or the last sync) is in `table`;
+    /// `true` when the store does not know.
+    fn staged_in(&self, table: Table) -> bool {
+        let _ = table;
+        true
+    }
     /// Counts the oldest record begun and not yet counted as durable (records become
     /// durable in the order they were begun).
     fn record_durable(&mut self) {}

@@ -9,7 +9,9 @@
 //! up. With it, the write is durable at every member from the sync of the batch it arrived
 //! in, which runs while the successors store it; the acknowledgement that comes back
 //! commits the object (visible to reads from then on) and may leave **before** that commit is
-//! synced, because what it vouches for is already on disk ([`Output::Durable`]).
+//! synced, because what it vouches for is already on disk ([`Output::Durable`]). Nothing
+//! waits for the commit, so the actor syncs it with the next batch's record rather than
+//! with one of its own (one sync per write at the head, not two).
 //!
 //! **Recovery.** A member that crashes after acknowledging, before its commit is synced,
 //! holds the write only here. When it starts again, the first configuration it installs
