@@ -134,7 +134,8 @@ impl fmt::Display for Fault {
 pub struct NemesisLog {
     pub events: Vec<String>,
     pub counts: BTreeMap<Fault, u64>,
-    /// Writes lost from disks by `CrashDisk` (unsynced, so never acknowledged).
+    /// Writes lost from disks by `CrashDisk` (unsynced: never acknowledged, or commits whose
+    /// pending records are durable).
     pub lost_unsynced: usize,
     /// When the nemesis started (event times are relative to it).
     pub start: Option<rt::Instant>,

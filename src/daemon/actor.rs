@@ -9,8 +9,9 @@
 //! is durable, one fsync covers many writes (group commit), and the syncs of a chain's members
 //! overlap (pipelining). A batch that nothing waits for and that kept no pending write (the
 //! head committing writes whose pending records are durable) begins no record of its own: its
-//! writes go into the next batch's, at the latest the next tick's. It ticks the replica every
-//! `tick` so that lost messages are resent.
+//! writes go into the record of the next batch that something waits for (a read of a key it
+//! wrote, say), of the next tick at the latest, or before a checkpoint or the end. It ticks the
+//! replica every `tick` so that lost messages are resent.
 //!
 //! The actor makes no decision of its own: whether a client may be answered (configuration
 //! version, lease) is the replica's to say. The configuration and the lease reach it through

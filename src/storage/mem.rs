@@ -223,7 +223,8 @@ impl MemStore {
     /// The store a node restarted after a kill (not a power failure) finds: records its
     /// previous life had handed to the disk are there (the operating system writes them
     /// out), and so are its staged writes (a simplification: a restarted process would have
-    /// lost them, but it never acknowledged them either).
+    /// lost them, but it acknowledged none of them on their own: what a staged commit
+    /// stores, its durable pending record holds too).
     pub fn restarted(&self) -> MemStore {
         let mut s = self.lock();
         while let Some(record) = s.backend.in_flight.pop_front() {
@@ -405,9 +406,12 @@ mod tests {
         assert!(!s.staged_in(Table::Pending));
         s.delete_prefix(Table::Pending, b"r");
         assert!(s.staged_in(Table::Pending), "a prefix deleted counts");
-        assert!(s.begin_sync().unwrap().is_some());
+        let record = s.begin_sync().unwrap().expect("a record");
         assert!(!s.staged_in(Table::Pending), "in a record now");
         assert!(!s.staged_in(Table::Objects));
+        s.log_writer().unwrap().append(&[&record]).unwrap();
+        s.record_durable();
+        assert!(!s.unsynced(Table::Objects, b"a"), "durable");
         s.put(Table::Pending, b"r1", None);
         assert!(s.staged_in(Table::Pending), "a deletion counts");
         s.sync().unwrap();

@@ -106,7 +106,8 @@ pub trait Store: Send {
         None
     }
     /// Whether a write staged since the last record begun (or the last sync) is in `table`;
-    /// `true` when the store does not know.
+    /// `true` when the store does not know (a wrapper must pass it on for the daemon's actor to
+    /// leave a batch's writes to the next record).
     fn staged_in(&self, table: Table) -> bool {
         let _ = table;
         true

@@ -9,9 +9,10 @@
 //! up. With it, the write is durable at every member from the sync of the batch it arrived
 //! in, which runs while the successors store it; the acknowledgement that comes back
 //! commits the object (visible to reads from then on) and may leave **before** that commit is
-//! synced, because what it vouches for is already on disk ([`Output::Durable`]). Nothing
+//! synced, because what it vouches for is already on disk ([`Output::Durable`]). No reply
 //! waits for the commit, so the actor syncs it with the next batch's record rather than
-//! with one of its own (one sync per write at the head, not two).
+//! with one of its own (one sync per write at each member but the tail, not two); a read of
+//! the key waits for that record.
 //!
 //! **Recovery.** A member that crashes after acknowledging, before its commit is synced,
 //! holds the write only here. When it starts again, the first configuration it installs
