@@ -162,7 +162,8 @@ impl Actor {
                 // the next record, begun by a batch that something waits for, a tick, a
                 // checkpoint or the end. Until then a crash loses them as it would during
                 // their sync, and a read of what they wrote waits for that record.
-                if Table::ALL.iter().any(|&t| self.store.staged_in(t)) {
+                // Counted only when it staged something; the scan is the simulation's alone.
+                if cfg!(madsim) && Table::ALL.iter().any(|&t| self.store.staged_in(t)) {
                     crate::probe!("actor.record_deferred");
                 }
                 continue;
