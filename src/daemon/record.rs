@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::bugs::{planted, Bug};
 use crate::config::RegionId;
 use crate::limits::RECORD_HORIZON_SECS;
-use crate::protocol::Dedupe;
+use crate::protocol::{Dedupe, ENCODE_CAPACITY};
 use crate::storage::{Store, StoreError, Table};
 
 use super::retry_records::Summary;
@@ -34,8 +34,15 @@ pub struct StoredObject {
 /// both big-endian, so that a region's objects are contiguous in key order (transfers and
 /// searches scan one region at a time).
 pub fn region_prefix(region: RegionId) -> Vec<u8> {
-    let mut k = region.space.0.to_be_bytes().to_vec();
+    prefixed(region, &[])
+}
+
+/// [`region_prefix`] followed by `rest`, allocated once.
+pub fn prefixed(region: RegionId, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(REGION_PREFIX_LEN + rest.len() + 8);
+    k.extend_from_slice(&region.space.0.to_be_bytes());
     k.extend_from_slice(&region.index.to_be_bytes());
+    k.extend_from_slice(rest);
     k
 }
 
@@ -44,9 +51,7 @@ pub const REGION_PREFIX_LEN: usize = 12;
 
 /// The store key of an object: its region's prefix, then the key's bytes.
 pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
-    let mut k = region_prefix(region);
-    k.extend_from_slice(key);
-    k
+    prefixed(region, key)
 }
 
 /// Reads a stored object with every dedupe record it keeps (`retry_records::load_full`); a
@@ -318,9 +323,10 @@ pub fn encode_apart(
         dedupe,
         times,
     };
-    let mut bytes = postcard::to_allocvec(&layout).unwrap_or_default();
-    bytes.extend(postcard::to_allocvec(summary).unwrap_or_default());
-    bytes
+    let bytes = Vec::with_capacity(ENCODE_CAPACITY);
+    postcard::to_extend(&layout, bytes)
+        .and_then(|bytes| postcard::to_extend(summary, bytes))
+        .unwrap_or_default()
 }
 
 /// An object's entry: the object with any records kept inline (an entry written before

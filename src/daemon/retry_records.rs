@@ -39,7 +39,7 @@ use crate::protocol::{ChainWrite, ClientId, Dedupe};
 use crate::storage::{Store, StoreError, Table};
 
 use super::record::{
-    decode_apart, encode_apart, horizon, newest_of, object_key, region_prefix, visible,
+    decode_apart, encode_apart, horizon, newest_of, object_key, prefixed, region_prefix, visible,
     StoredObject, DEDUPE_RECORDS, UNKNOWN_TIME,
 };
 
@@ -93,8 +93,7 @@ impl Summary {
 
 /// The store prefix of every record of `key`.
 pub fn records_prefix(region: RegionId, key: &[u8]) -> Vec<u8> {
-    let mut k = region_prefix(region);
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    let mut k = prefixed(region, &(key.len() as u32).to_be_bytes());
     k.extend_from_slice(key);
     k
 }

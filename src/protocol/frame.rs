@@ -11,7 +11,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{Envelope, MAGIC, VERSION};
+use super::{Envelope, ENCODE_CAPACITY, MAGIC, VERSION};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +67,9 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// Length prefix and payload of one envelope, if a receiver with frame cap `max` would
 /// accept it.
 pub fn encode_frame(env: &Envelope, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; 4];
-    let mut out = postcard::to_extend(env, std::mem::take(&mut out))
-        .map_err(|e| FrameError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    out.extend_from_slice(&[0u8; 4]);
+    let mut out = postcard::to_extend(env, out).map_err(|e| FrameError::Encode(e.to_string()))?;
     let len = out.len() - 4;
     if len > max {
         return Err(FrameError::TooLarge { len, max });

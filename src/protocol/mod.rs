@@ -40,6 +40,10 @@ pub const VERSION: u32 = 4;
 /// Default cap on one frame's length.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
+/// Bytes an encoder reserves up front: most frames, chain writes and stored entries fit, so
+/// they are encoded without growing their buffer again and again.
+pub const ENCODE_CAPACITY: usize = 256;
+
 /// One message with the id that matches a reply to its request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

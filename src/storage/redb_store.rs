@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use super::log_file::LogFile;
 use super::logged::{Backend, Logged};
@@ -55,9 +55,25 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+/// A table as the last checkpoint left it.
+type Snapshot = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Every table as the last checkpoint left it, in [`Table::ALL`]'s order. Opening a read
+/// transaction and a table costs more than the read itself, so reads share one set of open
+/// tables until the next checkpoint commits (which is also when the pages they pin can go).
+fn snapshot(db: &Database) -> Result<Vec<Snapshot>, StoreError> {
+    let tx = db.begin_read().map_err(io)?;
+    Table::ALL
+        .iter()
+        .map(|t| tx.open_table(def(*t)).map_err(io))
+        .collect()
+}
+
 /// redb and the log files.
 pub struct RedbBackend {
     db: Arc<Database>,
+    /// What reads see of the tree: [`snapshot`] after the last checkpoint.
+    tables: Vec<Snapshot>,
     /// The active log, shared with the sync thread's writer.
     active: Arc<Mutex<LogFile>>,
     /// The inactive log (`None` while a background checkpoint empties it).
@@ -174,8 +190,10 @@ impl Logged<RedbBackend> {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| open_err(format!("syncing the directory: {e}")))?;
+        let tables = snapshot(&db).map_err(|e| open_err(e.to_string()))?;
         let backend = RedbBackend {
             db: Arc::new(db),
+            tables,
             active: Arc::new(Mutex::new(first)),
             other: Some(second),
             job: None,
@@ -187,8 +205,7 @@ impl Logged<RedbBackend> {
 
 impl Backend for RedbBackend {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(io)?;
-        let t = tx.open_table(def(table)).map_err(io)?;
+        let t = &self.tables[table as usize];
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }
 
@@ -200,8 +217,7 @@ impl Backend for RedbBackend {
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
         use std::ops::Bound;
-        let tx = self.db.begin_read().map_err(io)?;
-        let t = tx.open_table(def(table)).map_err(io)?;
+        let t = &self.tables[table as usize];
         let lower: Bound<&[u8]> = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
@@ -227,7 +243,9 @@ impl Backend for RedbBackend {
     }
 
     fn checkpoint(&mut self, changes: &Overlay, seq: u64) -> Result<(), StoreError> {
-        commit(&self.db, changes, seq)
+        commit(&self.db, changes, seq)?;
+        self.tables = snapshot(&self.db)?;
+        Ok(())
     }
 
     fn checkpointed(&self) -> Result<u64, StoreError> {
@@ -301,7 +319,11 @@ impl Backend for RedbBackend {
         match outcome {
             Ok((done, old)) => {
                 self.other = Some(old);
-                Some(done)
+                // The frozen writes are read from the tree from now on.
+                Some(done.and_then(|()| {
+                    self.tables = snapshot(&self.db)?;
+                    Ok(())
+                }))
             }
             Err(()) => Some(Err(StoreError::Io(
                 "the checkpoint thread stopped without finishing".into(),
@@ -466,6 +488,28 @@ mod tests {
             s.get(Table::Objects, b"after").unwrap(),
             Some(b"1".to_vec())
         );
+    }
+
+    #[test]
+    fn reads_see_every_checkpoint_as_it_finishes() {
+        let dir = tempdir("snapshots");
+        let mut s = RedbStore::open(&dir).unwrap();
+        s.checkpoint_bytes = 200;
+        for i in 0..40u8 {
+            s.put(Table::Objects, &[i], Some(vec![i; 30]));
+            s.sync().unwrap();
+            // Whether the background checkpoint has finished or not, every write reads back,
+            // and so does one of the first, long checkpointed.
+            for k in [0, i / 2, i] {
+                let got = s.get(Table::Objects, &[k]).unwrap();
+                assert_eq!(got, Some(vec![k; 30]), "key {k} after write {i}");
+            }
+            assert_eq!(
+                s.scan_prefix(Table::Objects, b"").unwrap().len(),
+                i as usize + 1
+            );
+        }
+        assert!(s.checkpoints > 5, "{} checkpoints", s.checkpoints);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::bugs::{planted, Bug};
 use crate::config::{Config, RegionId};
 use crate::daemon::record::object_key;
 use crate::daemon::retry_records::Writing;
-use crate::protocol::ChainWrite;
+use crate::protocol::{ChainWrite, ENCODE_CAPACITY};
 use crate::storage::{Store, StoreError, Table};
 
 /// The first byte of every record: the layout of what follows.
@@ -70,8 +70,9 @@ pub fn keep(store: &mut dyn Store, w: &ChainWrite) {
     if planted(Bug::PendingNotKept) {
         return;
     }
-    let mut bytes = vec![LAYOUT];
-    bytes.extend(postcard::to_allocvec(w).unwrap_or_default());
+    let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
+    bytes.push(LAYOUT);
+    let bytes = postcard::to_extend(w, bytes).unwrap_or_default();
     store.put(Table::Pending, &record_key(w), Some(bytes));
 }
 
