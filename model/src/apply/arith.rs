@@ -1,6 +1,8 @@
 //! Arithmetic of the atomic calls on ints and floats (and numbers inside documents): integer
 //! overflow and division by zero fail, floor division, IEEE 754 floats.
 
+use std::fmt::Display;
+
 use serde_json::Value as Json;
 
 use crate::op::NumOp;
@@ -58,7 +60,12 @@ pub(crate) fn float_op(op: NumOp, a: f64, b: f64) -> Option<f64> {
 }
 
 /// Applies an arithmetic function to a value of the (validated) same kind.
-pub(crate) fn num(op: NumOp, old: &Value, arg: &Value, what: &str) -> Result<Value, Failure> {
+pub(crate) fn num(
+    op: NumOp,
+    old: &Value,
+    arg: &Value,
+    what: &dyn Display,
+) -> Result<Value, Failure> {
     match (old, arg) {
         (Value::Int(a), Value::Int(b)) => int_op(op, *a, *b)
             .map(Value::Int)
@@ -83,7 +90,7 @@ pub(crate) fn json_num(
     op: NumOp,
     old: Option<&Json>,
     arg: &Value,
-    what: &str,
+    what: &dyn Display,
 ) -> Result<Json, Failure> {
     let old = match old {
         None => Value::Int(0),

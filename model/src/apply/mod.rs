@@ -24,6 +24,8 @@
 //! Integer division and modulo round toward negative infinity (the remainder takes the
 //! divisor's sign). Float arithmetic is IEEE 754 and never fails.
 
+use std::fmt::Display;
+
 mod arith;
 mod path;
 mod predicate;
@@ -40,6 +42,34 @@ use path::*;
 pub use path::{parse_path, resolve, PathSeg, Target};
 pub use predicate::{matches, passes};
 pub use validate::{normalize_write, validate_checks, validate_get_partial};
+
+/// What a failure is about, `<function> on "<attribute>"`; formatted only when a failure is
+/// reported, not for every call.
+pub(crate) struct On<'a, N>(pub N, pub &'a str);
+
+impl<N: Display> Display for On<'_, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on \"{}\"", self.0, self.1)
+    }
+}
+
+/// A function's name (see [`Func::name`]), as [`On`] shows it.
+pub(crate) struct Named<'a>(pub &'a Func);
+
+impl Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.name())
+    }
+}
+
+/// The key attribute of that name, as a failure names it.
+pub(crate) struct KeyNamed<'a>(pub &'a str);
+
+impl Display for KeyNamed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key \"{}\"", self.0)
+    }
+}
 
 /// Why a call failed: a code and a message for users.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -84,7 +114,7 @@ pub fn default_object(space: &Space) -> Object {
         .collect()
 }
 
-fn apply_attr(old: Value, func: &Func, what: &str) -> Result<Value, Failure> {
+fn apply_attr(old: Value, func: &Func, what: &dyn Display) -> Result<Value, Failure> {
     Ok(match (old, func) {
         (_, Func::Set(v)) => v.clone(),
         (old, Func::Num(op, arg)) => num(*op, &old, arg, what)?,
@@ -208,7 +238,7 @@ pub fn apply(
         None => default_object(space),
     };
     for fc in &w.funcs {
-        let what = format!("{} on \"{}\"", fc.func.name(), fc.attr);
+        let what = On(Named(&fc.func), &fc.attr);
         match resolve(space, &fc.attr)? {
             Target::Key(_) => unreachable!("normalize_write rejects the key"),
             Target::Attr(a) => {

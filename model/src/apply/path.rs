@@ -1,6 +1,8 @@
 //! Document paths: `v.a.b[3]` inside a document attribute, resolved against a space and
 //! followed, read or changed inside a JSON value.
 
+use std::fmt::Display;
+
 use serde_json::Value as Json;
 
 use crate::op::{Func, ReturnCode};
@@ -114,7 +116,7 @@ pub(crate) fn path_text(path: &[PathSeg]) -> String {
 pub(crate) fn slot_mut<'a>(
     root: &'a mut Json,
     path: &[PathSeg],
-    what: &str,
+    what: &dyn Display,
 ) -> Result<&'a mut Json, Failure> {
     let mut j = root;
     for (i, seg) in path.iter().enumerate() {
@@ -147,7 +149,11 @@ pub(crate) fn slot_mut<'a>(
 }
 
 /// Removes and returns the value at `path`, failing when it is missing.
-pub(crate) fn take_path(root: &mut Json, path: &[PathSeg], what: &str) -> Result<Json, Failure> {
+pub(crate) fn take_path(
+    root: &mut Json,
+    path: &[PathSeg],
+    what: &dyn Display,
+) -> Result<Json, Failure> {
     let missing = || {
         Failure::cmpfail(format!(
             "{what}: no value at document path \"{}\"",
@@ -170,7 +176,7 @@ pub(crate) fn apply_path(
     doc: &mut Json,
     path: &[PathSeg],
     func: &Func,
-    what: &str,
+    what: &dyn Display,
 ) -> Result<(), Failure> {
     match func {
         Func::Set(v) => *slot_mut(doc, path, what)? = v.to_json(),

@@ -1,6 +1,8 @@
 //! Validation of a call against a space's schema, before any object is read: names exist,
 //! values have the attribute's type, functions apply to it. Values are coerced here.
 
+use std::fmt::Display;
+
 use serde_json::Value as Json;
 
 use crate::op::{Check, Func, Funcall, KeyWrite, NumOp, Predicate, ReturnCode};
@@ -9,7 +11,7 @@ use crate::value::{coerce, Datatype, Value};
 
 use super::path::*;
 use super::predicate::compile_regex;
-use super::Failure;
+use super::{Failure, KeyNamed, Named, On};
 
 pub(crate) fn unknown_attr(space: &Space, name: &str) -> Failure {
     Failure::new(
@@ -22,12 +24,16 @@ pub(crate) fn unknown_attr(space: &Space, name: &str) -> Failure {
     )
 }
 
-pub(crate) fn coerce_for(value: &Value, ty: Datatype, what: &str) -> Result<Value, Failure> {
+pub(crate) fn coerce_for(
+    value: &Value,
+    ty: Datatype,
+    what: &dyn Display,
+) -> Result<Value, Failure> {
     coerce(value.clone(), ty).map_err(|e| Failure::wrong_type(format!("{what}: {e}")))
 }
 
 /// A value placed inside a document becomes JSON; strings must be UTF-8 there.
-pub(crate) fn json_of(value: &Value, what: &str) -> Result<Json, Failure> {
+pub(crate) fn json_of(value: &Value, what: &dyn Display) -> Result<Json, Failure> {
     if let Value::String(s) = value {
         if std::str::from_utf8(s).is_err() {
             return Err(Failure::wrong_type(format!(
@@ -43,7 +49,7 @@ pub(crate) fn validate_check(space: &Space, check: &Check) -> Result<Check, Fail
         return Err(unknown_attr(space, &check.attr));
     }
     let target = resolve(space, &check.attr)?;
-    let what = format!("{} on \"{}\"", check.predicate.name(), check.attr);
+    let what = On(check.predicate.name(), &check.attr);
     let ty = match &target {
         Target::Key(a) | Target::Attr(a) => Some(a.datatype),
         Target::Path(..) => None,
@@ -111,7 +117,12 @@ pub fn validate_checks(space: &Space, checks: &[Check]) -> Result<Vec<Check>, Fa
     checks.iter().map(|c| validate_check(space, c)).collect()
 }
 
-pub(crate) fn num_arg(op: NumOp, ty: Datatype, v: &Value, what: &str) -> Result<Value, Failure> {
+pub(crate) fn num_arg(
+    op: NumOp,
+    ty: Datatype,
+    v: &Value,
+    what: &dyn Display,
+) -> Result<Value, Failure> {
     match ty {
         Datatype::Int => coerce_for(v, Datatype::Int, what),
         Datatype::Float if op.applies_to_floats() => coerce_for(v, Datatype::Float, what),
@@ -126,7 +137,7 @@ pub(crate) fn num_arg(op: NumOp, ty: Datatype, v: &Value, what: &str) -> Result<
 }
 
 pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, Failure> {
-    let what = format!("{} on \"{}\"", fc.func.name(), fc.attr);
+    let what = On(Named(&fc.func), &fc.attr);
     if is_hidden(&fc.attr) && !matches!(fc.func, Func::Set(_)) {
         return Err(Failure::wrong_type(format!(
             "{what}: the object's secret can only be set"
@@ -151,14 +162,14 @@ pub(crate) fn validate_funcall(space: &Space, fc: &Funcall) -> Result<Funcall, F
     })
 }
 
-fn mismatch(what: &str, ty: Datatype) -> Failure {
+fn mismatch(what: &dyn Display, ty: Datatype) -> Failure {
     Failure::wrong_type(format!(
         "{what}: does not apply to an attribute of type {ty}"
     ))
 }
 
 /// A function on a path inside document attribute `doc`, with its argument checked.
-fn path_func(doc: &str, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+fn path_func(doc: &str, fc: &Funcall, what: &dyn Display) -> Result<Func, Failure> {
     Ok(match &fc.func {
         Func::Set(v) => {
             json_of(v, what)?;
@@ -199,7 +210,7 @@ fn path_func(doc: &str, fc: &Funcall, what: &str) -> Result<Func, Failure> {
 }
 
 /// A function on a whole attribute of type `ty`, with its arguments coerced.
-fn attr_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+fn attr_func(ty: Datatype, fc: &Funcall, what: &dyn Display) -> Result<Func, Failure> {
     let c = |v: &Value, t: Datatype| coerce_for(v, t, what);
     Ok(match (&fc.func, ty) {
         (Func::Set(v), ty) => Func::Set(c(v, ty)?),
@@ -235,7 +246,7 @@ fn attr_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
 }
 
 /// A function on the value under one key of a map attribute of type `ty`.
-fn map_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
+fn map_func(ty: Datatype, fc: &Funcall, what: &dyn Display) -> Result<Func, Failure> {
     let Datatype::Map(kp, vp) = ty else {
         return Err(mismatch(what, ty));
     };
@@ -258,11 +269,7 @@ fn map_func(ty: Datatype, fc: &Funcall, what: &str) -> Result<Func, Failure> {
 /// Validates a write against the schema and returns it with every value coerced to its
 /// attribute's type (step 1 of the module docs).
 pub fn normalize_write(space: &Space, w: &KeyWrite) -> Result<KeyWrite, Failure> {
-    let key = coerce_for(
-        &w.key,
-        space.key.datatype,
-        &format!("key \"{}\"", space.key.name),
-    )?;
+    let key = coerce_for(&w.key, space.key.datatype, &KeyNamed(&space.key.name))?;
     if w.erase && !w.funcs.is_empty() {
         return Err(Failure::new(
             ReturnCode::Garbage,
