@@ -230,7 +230,13 @@ impl RpcConn {
     async fn send_envelope(&self, env: Envelope) -> Result<bool, RpcError> {
         let frame =
             encode_frame(&env, self.max_frame).map_err(|e| RpcError::Refused(e.to_string()))?;
-        Ok(self.is_alive() && self.tx.send(frame).await.is_ok())
+        Ok(self.send_frame(frame).await)
+    }
+
+    /// Sends a frame already encoded (by [`encode_frame`], for this connection's frame cap),
+    /// waiting while the connection's queue is full; whether the connection took it.
+    pub async fn send_frame(&self, frame: Vec<u8>) -> bool {
+        self.is_alive() && self.tx.send(frame).await.is_ok()
     }
 }
 

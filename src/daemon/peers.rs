@@ -18,15 +18,16 @@ use tracing::{debug, warn};
 use crate::config::ServerId;
 use crate::limits::{PEER_QUEUE, PEER_QUEUE_BYTES};
 use crate::net::{Credentials, RpcConn};
-use crate::protocol::{ChainMessage, Message};
+use crate::protocol::frame::encode_frame;
+use crate::protocol::{ChainMessage, Envelope, Message};
 use crate::rt;
 use crate::rt::knobs::LinkFault;
 
 use super::replica::Input;
 use super::{Event, RPC_TIMEOUT};
 
-/// A message queued for a peer, with its encoded size.
-type Queued = (usize, ChainMessage);
+/// A message queued for a peer: its frame, encoded once, by the sender.
+type Queued = Vec<u8>;
 
 /// The sending end of a link: where it goes, its queue, and the bytes queued.
 struct Link {
@@ -78,12 +79,19 @@ impl Peers {
         let Some(link) = self.links.get(&to) else {
             return;
         };
-        // An unencodable message is the link's to report; count it as small.
-        let size = postcard::serialize_with_flavor::<_, _, usize>(
-            &msg,
-            postcard::ser_flavors::Size::default(),
-        )
-        .unwrap_or(0);
+        let name = msg.name();
+        let env = Envelope {
+            id: 0,
+            msg: Message::Chain(msg),
+        };
+        let frame = match encode_frame(&env, self.max_frame) {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(peer = to.0, "a {name} was not sent: {e}");
+                return;
+            }
+        };
+        let size = frame.len();
         let queued = link.bytes.load(Ordering::Relaxed);
         if queued > 0 && queued + size > PEER_QUEUE_BYTES {
             debug!(
@@ -93,7 +101,7 @@ impl Peers {
             return;
         }
         link.bytes.fetch_add(size, Ordering::Relaxed);
-        if link.tx.try_send((size, msg)).is_err() {
+        if link.tx.try_send(frame).is_err() {
             link.bytes.fetch_sub(size, Ordering::Relaxed);
             debug!(
                 peer = to.0,
@@ -118,18 +126,17 @@ async fn peer_link(
                 if events.send(Input::PeerUp(to)).await.is_err() {
                     return;
                 }
-                while let Some((size, msg)) = rx.recv().await {
+                while let Some(frame) = rx.recv().await {
+                    let size = frame.len();
                     let sent = match rt::knobs::link_fault() {
-                        Some(LinkFault::Drop) => Ok(true),
-                        Some(LinkFault::Reset) => Ok(false),
-                        None => conn.send(Message::Chain(msg)).await,
+                        Some(LinkFault::Drop) => true,
+                        Some(LinkFault::Reset) => false,
+                        None => conn.send_frame(frame).await,
                     };
                     // Counted until the connection has taken it.
                     bytes.fetch_sub(size, Ordering::Relaxed);
-                    match sent {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => warn!(peer = to.0, "a chain message was not sent: {e}"),
+                    if !sent {
+                        break;
                     }
                 }
                 if rx.is_closed() {
@@ -140,8 +147,8 @@ async fn peer_link(
         }
         // Messages queued while disconnected are dropped: the replica resends what matters
         // when the link is up again.
-        while let Ok((size, _)) = rx.try_recv() {
-            bytes.fetch_sub(size, Ordering::Relaxed);
+        while let Ok(frame) = rx.try_recv() {
+            bytes.fetch_sub(frame.len(), Ordering::Relaxed);
         }
         rt::sleep(Duration::from_millis(50)).await;
     }
