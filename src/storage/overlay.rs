@@ -3,18 +3,15 @@
 //! space costs memory independent of its size).
 
 // The hash maps here are looked up and pruned, never iterated: what is listed in order comes
-// from a `BTreeSet`, so no result depends on a hash map's order. Their hasher (foldhash, a
-// few times cheaper than the standard SipHash on keys of tens of bytes, which every put and
-// get hashes twice) is seeded at random per process (keys come from clients).
+// from a `BTreeSet`, so no result depends on a hash map's order. Their hasher is keyed at
+// random (keys come from clients).
 #![allow(clippy::disallowed_types)]
 
 use std::collections::BTreeSet;
-use std::collections::HashMap as StdHashMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyValues, Table};
-
-type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// One table's entries: found by hashing their key (a put or get of a key held costs no
 /// key comparisons, which the long shared prefixes of a region's keys make slow), listed in
@@ -28,7 +25,7 @@ pub struct Keyed<V> {
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
         Keyed {
-            values: HashMap::default(),
+            values: HashMap::new(),
             order: BTreeSet::new(),
         }
     }
