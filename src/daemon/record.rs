@@ -37,12 +37,16 @@ pub fn region_prefix(region: RegionId) -> Vec<u8> {
     prefixed(region, &[])
 }
 
-/// [`region_prefix`] followed by `rest`, allocated once.
-pub fn prefixed(region: RegionId, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(REGION_PREFIX_LEN + rest.len() + 8);
+/// [`region_prefix`] followed by `parts`, with room for 8 more bytes (a version, a client
+/// id) before it grows.
+pub fn prefixed(region: RegionId, parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut k = Vec::with_capacity(REGION_PREFIX_LEN + len + 8);
     k.extend_from_slice(&region.space.0.to_be_bytes());
     k.extend_from_slice(&region.index.to_be_bytes());
-    k.extend_from_slice(rest);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
     k
 }
 
@@ -51,7 +55,7 @@ pub const REGION_PREFIX_LEN: usize = 12;
 
 /// The store key of an object: its region's prefix, then the key's bytes.
 pub fn object_key(region: RegionId, key: &[u8]) -> Vec<u8> {
-    prefixed(region, key)
+    prefixed(region, &[key])
 }
 
 /// Reads a stored object with every dedupe record it keeps (`retry_records::load_full`); a
@@ -323,10 +327,12 @@ pub fn encode_apart(
         dedupe,
         times,
     };
-    let bytes = Vec::with_capacity(ENCODE_CAPACITY);
-    postcard::to_extend(&layout, bytes)
+    let mut bytes = postcard::to_extend(&layout, Vec::with_capacity(ENCODE_CAPACITY))
         .and_then(|bytes| postcard::to_extend(summary, bytes))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Held in memory until the next checkpoint: no more than it needs.
+    bytes.shrink_to_fit();
+    bytes
 }
 
 /// An object's entry: the object with any records kept inline (an entry written before

@@ -93,9 +93,7 @@ impl Summary {
 
 /// The store prefix of every record of `key`.
 pub fn records_prefix(region: RegionId, key: &[u8]) -> Vec<u8> {
-    let mut k = prefixed(region, &(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k
+    prefixed(region, &[&(key.len() as u32).to_be_bytes(), key])
 }
 
 /// The store key of one client's records of `key`.

@@ -71,9 +71,10 @@ fn snapshot(db: &Database) -> Result<Vec<Snapshot>, StoreError> {
 
 /// redb and the log files.
 pub struct RedbBackend {
-    db: Arc<Database>,
-    /// What reads see of the tree: [`snapshot`] after the last checkpoint.
+    /// What reads see of the tree: [`snapshot`] after the last checkpoint. Declared before
+    /// the database, so that its read transaction ends first.
     tables: Vec<Snapshot>,
+    db: Arc<Database>,
     /// The active log, shared with the sync thread's writer.
     active: Arc<Mutex<LogFile>>,
     /// The inactive log (`None` while a background checkpoint empties it).
@@ -192,8 +193,8 @@ impl Logged<RedbBackend> {
             .map_err(|e| open_err(format!("syncing the directory: {e}")))?;
         let tables = snapshot(&db).map_err(|e| open_err(e.to_string()))?;
         let backend = RedbBackend {
-            db: Arc::new(db),
             tables,
+            db: Arc::new(db),
             active: Arc::new(Mutex::new(first)),
             other: Some(second),
             job: None,

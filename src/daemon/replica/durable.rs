@@ -72,7 +72,9 @@ pub fn keep(store: &mut dyn Store, w: &ChainWrite) {
     }
     let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
     bytes.push(LAYOUT);
-    let bytes = postcard::to_extend(w, bytes).unwrap_or_default();
+    let mut bytes = postcard::to_extend(w, bytes).unwrap_or_default();
+    // Held in memory until the next checkpoint: no more than it needs.
+    bytes.shrink_to_fit();
     store.put(Table::Pending, &record_key(w), Some(bytes));
 }
 
