@@ -71,6 +71,7 @@ impl Actor {
     /// Runs until every event sender is gone, the daemon is asked to stop, or the store fails.
     pub async fn run(&mut self) -> Result<(), StoreError> {
         let mut batches = 0u64;
+        let mut last_batch = 0usize;
         let mut next_tick = rt::now() + self.tick;
         // Without a log to append elsewhere, each batch syncs in this task (`rt::blocking`).
         let mut syncer = self
@@ -78,9 +79,15 @@ impl Actor {
             .log_writer()
             .map(|w| Syncer::start(w, self.metrics.clone()));
         loop {
-            // A batch that only reads awaits nothing: let the tasks it woke (the replies'
-            // writers) and the runtime's timers and sockets have the thread first.
-            rt::yield_now().await;
+            // A batch that only reads awaits nothing: under load (more events queued, or a
+            // batch of several), let the tasks it woke (the replies' writers) and the
+            // runtime's timers and sockets have the thread first, and the next batch fill.
+            // A lone event's batch does not: waiting for the next event yields the thread
+            // anyway, and a yield made the worker poll its sockets and wake another worker
+            // to take them over, a wake-up and a context switch for every such batch.
+            if last_batch > 1 || !self.events.is_empty() {
+                rt::yield_now().await;
+            }
             self.deliver_synced(syncer.as_mut())?;
             if self.store.checkpoint_due() {
                 // Only what is durable goes to the tree: what is staged and the records in
@@ -101,6 +108,7 @@ impl Actor {
                 batch.push(Input::Tick);
                 next_tick = rt::now() + self.tick;
             }
+            last_batch = batch.len();
             if batch.is_empty() {
                 continue;
             }
