@@ -25,8 +25,8 @@ use crate::rt;
 /// A request's kind (`put`, `get`, `search`...) and the code it was answered with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub kind: String,
-    pub code: String,
+    pub kind: &'static str,
+    pub code: &'static str,
 }
 
 /// A server state (`AVAILABLE`, `FAILED`).
@@ -151,12 +151,9 @@ impl Metrics {
     }
 
     /// Records a request answered after `seconds`.
-    pub fn request(&self, kind: &str, code: &str, seconds: f64) {
+    pub fn request(&self, kind: &'static str, code: &'static str, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                kind: kind.to_string(),
-                code: code.to_string(),
-            })
+            .get_or_create(&RequestLabels { kind, code })
             .observe(seconds);
     }
 
