@@ -1,8 +1,8 @@
 //! Two futures in one task: a connection's reading side and, beside it, its writing side.
 //!
-//! [`alongside`] polls the writing side right after each poll of the reading side, so a reply
-//! queued while a frame is handled is written in the same turn of the task: no other task to
-//! wake, no hop to another worker. The writing side is polled with a waker of its own
+//! [`alongside`] polls the writing side right after each poll of the reading side, so the
+//! replies queued while frames are handled are written as soon as the reading side waits for
+//! more, in the same turn of the task: no other task to wake, no hop to another worker. The writing side is polled with a waker of its own
 //! ([`Gate`]) that ignores wake-ups arriving while the task is already being polled (they are
 //! the reading side's own replies, which the writing side is about to take): passed on, they
 //! would make the runtime run the task again at once, waking an idle worker to share the
@@ -19,7 +19,8 @@ use crate::rt;
 
 /// Runs `reading` to its end with `writing` beside it in the same task (see the module's
 /// documentation); when `reading` ends, what `writing` still has to do is done by a task of
-/// its own.
+/// its own. Dropping the returned future before then drops `writing` with it, and what it
+/// had queued.
 pub async fn alongside<R, W>(reading: R, writing: Pin<Box<W>>) -> R::Output
 where
     R: Future,
@@ -33,11 +34,11 @@ where
         gate.enter(cx.waker());
         let out = reading.as_mut().poll(cx);
         if out.is_ready() {
-            gate.state.store(IDLE, Ordering::SeqCst);
+            gate.close();
             return out;
         }
         let mut wcx = Context::from_waker(&waker);
-        loop {
+        for _ in 0..REPOLLS {
             gate.rearm();
             if let Some(w) = writing.as_mut() {
                 if w.as_mut().poll(&mut wcx).is_ready() {
@@ -48,13 +49,21 @@ where
                 return out;
             }
         }
+        // Woken every time it is polled: let the runtime run the task again later.
+        gate.close();
+        cx.waker().wake_by_ref();
+        out
     })
     .await;
+    *gate.task.lock().unwrap_or_else(|e| e.into_inner()) = None;
     if let Some(w) = writing {
         rt::spawn(w);
     }
     out
 }
+
+/// How many times in one turn the writing side is polled because it was woken meanwhile.
+const REPOLLS: usize = 4;
 
 /// Neither side is being polled: a wake-up goes to the task.
 const IDLE: u8 = 0;
@@ -93,6 +102,12 @@ impl Gate {
             .compare_exchange(POLLING, IDLE, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
+
+    /// The reading side has ended (the writing side goes to a task of its own, which the
+    /// gate no longer wakes), or the poll ends with the task woken anyway.
+    fn close(&self) {
+        self.state.store(IDLE, Ordering::SeqCst);
+    }
 }
 
 impl Wake for Gate {
@@ -111,8 +126,9 @@ impl Wake for Gate {
         if self.state.load(Ordering::SeqCst) == MISSED {
             return;
         }
-        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            t.wake_by_ref();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(t) = task {
+            t.wake();
         }
     }
 }
@@ -208,6 +224,37 @@ mod tests {
         assert!(!poll_once(both.as_mut(), &task));
         assert_eq!(polled.load(Ordering::SeqCst), 2);
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn replies_after_reading_ends_reach_the_writing_sides_own_task() {
+        // The writing side waited (through the gate) before the reading side ended; what is
+        // queued afterwards must wake the task it now runs in.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel(8);
+        let w = written.clone();
+        runtime.block_on(async move {
+            let mut polls = 0;
+            let reading = std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    cx.waker().wake_by_ref();
+                    return std::task::Poll::Pending;
+                }
+                std::task::Poll::Ready(())
+            });
+            alongside(reading, writer(rx, w)).await;
+            tx.send(3).await.unwrap();
+            drop(tx);
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert_eq!(*written.lock().unwrap(), vec![3]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Each connection has one writer fed by a bounded queue ([`CONNECTION_QUEUE`] frames), so
 //! any number of tasks can send on it without locking, and one reader. A client's writer is
 //! a task of its own; a server's runs in the connection's task beside the reader
-//! (`alongside`), so a reply to a frame is written in the turn that read the frame. A connection whose
+//! (`alongside`), so the replies to the frames a turn read are written in that turn. A connection whose
 //! peer sends garbage, an oversized frame or a bad handshake is closed; so is a server's
 //! connection whose peer does not read its replies until the queue is full, stays silent
 //! longer than the idle timeout, or starts a frame and does not finish it in time. A server
@@ -245,6 +245,9 @@ impl RpcConn {
     }
 }
 
+/// The most frames a writer keeps room for between batches.
+const BATCH_KEPT: usize = 64;
+
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
 /// closes or the connection fails; `encode` turns an item into its frame.
 async fn write_loop<W, T>(w: W, rx: &mut mpsc::Receiver<T>, encode: impl Fn(T) -> Option<Vec<u8>>)
@@ -262,6 +265,10 @@ where
             return;
         }
         batch.clear();
+        // An idle connection keeps little: not the room a burst of replies took.
+        if batch.capacity() > BATCH_KEPT {
+            batch = Vec::new();
+        }
     }
 }
 

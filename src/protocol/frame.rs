@@ -152,12 +152,13 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
 pub struct FramedWriter<W> {
     inner: W,
     /// Where the frames of a batch are put together, kept between batches (up to
-    /// `WRITE_BUFFER` bytes).
+    /// [`WRITE_BUFFER`] bytes).
     joined: Vec<u8>,
 }
 
-/// The most a writer keeps allocated between batches for putting frames together.
-const WRITE_BUFFER: usize = 64 << 10;
+/// The most a writer keeps allocated between batches for putting frames together (as much
+/// as a reader's buffer: an idle connection holds little).
+const WRITE_BUFFER: usize = 4 << 10;
 
 impl<W: AsyncWrite + Unpin> FramedWriter<W> {
     pub fn new(inner: W) -> Self {
@@ -329,6 +330,29 @@ mod tests {
             tokio::join!(writing, reading).1
         });
         assert_eq!(read, envs);
+    }
+
+    #[cfg(not(madsim))]
+    #[test]
+    fn an_empty_frame_is_an_error_and_the_next_frame_still_reads() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let env = Envelope {
+            id: 9,
+            msg: Message::Error {
+                code: hyperdex_model::ReturnCode::Garbage,
+                message: "after".into(),
+            },
+        };
+        let mut bytes = vec![0, 0, 0, 0];
+        bytes.extend(encode_frame(&env, 1 << 20).unwrap());
+        runtime.block_on(async {
+            let mut r = FramedReader::new(&bytes[..], 1 << 20);
+            assert!(matches!(r.read().await, Err(FrameError::Decode(_))));
+            assert_eq!(r.read().await.unwrap(), env);
+            assert!(matches!(r.read().await, Err(FrameError::Closed)));
+        });
     }
 
     #[cfg(not(madsim))]
