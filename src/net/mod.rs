@@ -1,10 +1,8 @@
 //! Connections: a multiplexed request/reply client ([`RpcConn`]) and the server side of a
 //! connection ([`serve`]), both speaking `protocol`'s frames over `rt`'s TCP.
 //!
-//! Each connection has one writer fed by a bounded queue ([`CONNECTION_QUEUE`] frames), so
-//! any number of tasks can send on it without locking, and one reader. A client's writer is
-//! a task of its own; a server's runs in the connection's task beside the reader
-//! (`alongside`), so the replies to the frames a turn read are written in that turn. A connection whose
+//! Each connection has one writer task fed by a bounded queue ([`CONNECTION_QUEUE`] frames),
+//! so any number of tasks can send on it without locking, and one reader. A connection whose
 //! peer sends garbage, an oversized frame or a bad handshake is closed; so is a server's
 //! connection whose peer does not read its replies until the queue is full, stays silent
 //! longer than the idle timeout, or starts a frame and does not finish it in time. A server
@@ -29,9 +27,6 @@ use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::protocol::{Envelope, Message};
 use crate::rt;
 use crate::tls::{Stream, TlsClient, TlsServer};
-
-mod alongside;
-use alongside::alongside;
 
 /// Why a call got no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -371,7 +366,7 @@ pub async fn accept_loop<H, F>(
 
 /// Where a server writes replies for one connection. Never waits: when the peer has not read
 /// [`CONNECTION_QUEUE`] replies, the connection is marked overflowed and closed. Replies are
-/// encoded by the connection's writer, not by the sender.
+/// encoded by the connection's writer task, not by the sender.
 #[derive(Clone, Debug)]
 pub struct ReplyTx {
     tx: mpsc::Sender<Envelope>,
@@ -421,34 +416,12 @@ where
     let (r, w) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
     let max = limits.max_frame;
-    let writing =
-        Box::pin(async move { write_loop(w, &mut rx, |env| reply_frame(env, max)).await });
+    rt::spawn(async move { write_loop(w, &mut rx, |env| reply_frame(env, max)).await });
     let replies = ReplyTx {
         tx,
         overflow: Arc::default(),
     };
-    let reader = FramedReader::new(r, limits.max_frame);
-    let reading = read_loop(reader, &limits, secret, &replies, &mut handle);
-    let why = alongside(reading, writing).await;
-    drop(replies);
-    why
-}
-
-/// `serve`'s reading side: every frame to `handle`, until the peer closes the connection or
-/// misbehaves.
-async fn read_loop<R, H, F>(
-    mut reader: FramedReader<R>,
-    limits: &Limits,
-    secret: Option<&Secret>,
-    replies: &ReplyTx,
-    handle: &mut H,
-) -> FrameError
-where
-    R: tokio::io::AsyncRead + Unpin,
-    H: FnMut(Envelope, &ReplyTx, Peer) -> F,
-    F: std::future::Future<Output = Peer>,
-{
-    let limits = *limits;
+    let mut reader = FramedReader::new(r, limits.max_frame);
     let mut peer = Peer::ANONYMOUS;
     let mut first = true;
     loop {
@@ -469,7 +442,7 @@ where
                 }),
             ) => {
                 let hello = (role, server, nonce);
-                match accept_introduction(&mut reader, &limits, replies, secret, env.id, hello)
+                match accept_introduction(&mut reader, &limits, &replies, secret, env.id, hello)
                     .await
                 {
                     Ok(p) => peer = p,
@@ -478,13 +451,13 @@ where
             }
             (_, Message::Auth(m)) => {
                 refuse(
-                    replies,
+                    &replies,
                     env.id,
                     format!("unexpected {} after the start", m.name()),
                 );
                 return FrameError::Decode("a handshake message out of place".into());
             }
-            (_, msg) => peer = handle(Envelope { id: env.id, msg }, replies, peer).await,
+            (_, msg) => peer = handle(Envelope { id: env.id, msg }, &replies, peer).await,
         }
         first = false;
     }
