@@ -6,8 +6,15 @@ end of a file (each sync must also write the file's new size), and written over 
 file already holds (how `storage::log_file` writes them). Prints the median, 95th percentile
 and mean of the syncs, in microseconds.
 
+Then the same records over zeros in 1 and in 2 processes at once, each with a file of its
+own, as the daemons of a chain on one machine write their logs: the syncs per second of all
+of them together, and each one's median. Where the disk takes one flush at a time, two
+processes sync no more often than one and each sync takes about twice as long: a write that
+needs a sync at two daemons of one disk then waits for two syncs, however they overlap.
+
     scripts/sync-cost.py [DIR] [N]      # DIR: where the data directory would be (default /tmp)
 """
+import multiprocessing
 import os
 import statistics
 import sys
@@ -18,8 +25,8 @@ N = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 RECORD = b"x" * 150
 
 
-def run(grown):
-    path = os.path.join(DIR, "hyperdex-sync-cost.%d" % os.getpid())
+def run(grown, name="hyperdex-sync-cost"):
+    path = os.path.join(DIR, "%s.%d" % (name, os.getpid()))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
     try:
         if grown:
@@ -43,3 +50,17 @@ for _ in range(2):
     for grown, label in [(False, "appended"), (True, "over zeros")]:
         p50, p95, mean = run(grown)
         print("%-10s fdatasync p50 %6.1f us  p95 %6.1f us  mean %6.1f us" % (label, p50, p95, mean))
+
+
+def one(_):
+    return run(True, "hyperdex-sync-parallel")[0]
+
+
+for _ in range(2):
+    for procs in (1, 2):
+        start = time.perf_counter()
+        with multiprocessing.Pool(procs) as pool:
+            medians = pool.map(one, range(procs))
+        took = time.perf_counter() - start
+        print("%d process(es) at once: %6.0f syncs/s in all, each p50 %s us" % (
+            procs, procs * N / took, " / ".join("%.1f" % m for m in medians)))
