@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use hyperdex_model::value::{coerce, encode};
-use hyperdex_model::{Space, Value};
+use hyperdex_model::{Datatype, Space, Value};
 use serde::{Deserialize, Serialize};
 
 /// A daemon's identity, assigned by the coordinator when it first registers and kept in its
@@ -304,9 +304,13 @@ pub fn placement_hash(bytes: &[u8]) -> u64 {
 /// The canonical bytes of a key of `space` (coerced to the key's type), or `None` when the
 /// value cannot be a key of this space.
 pub fn key_bytes(space: &Space, key: &Value) -> Option<Vec<u8>> {
-    coerce(key.clone(), space.key.datatype)
-        .ok()
-        .map(|k| encode(&k))
+    match (space.key.datatype, key) {
+        // Already of the key's type (nearly every call): nothing to coerce, nothing to copy.
+        (Datatype::String, Value::String(_)) | (Datatype::Int, Value::Int(_)) => Some(encode(key)),
+        _ => coerce(key.clone(), space.key.datatype)
+            .ok()
+            .map(|k| encode(&k)),
+    }
 }
 
 /// The region index of a key hash among `partitions` equal ranges.
@@ -422,6 +426,26 @@ impl SpaceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A key's bytes are those of the key coerced to the space's key type, whichever
+        /// path `key_bytes` takes.
+        #[test]
+        fn key_bytes_are_the_coerced_keys_bytes(
+            ty in prop::sample::select(vec!["string", "int", "float", "timestamp(second)"]),
+            key in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..16).prop_map(Value::String),
+                any::<i64>().prop_map(Value::Int),
+                any::<f64>().prop_map(Value::Float),
+            ],
+        ) {
+            let space = hyperdex_model::schema::parse_space(
+                &format!("space s key {ty} k attributes a")).unwrap();
+            let expected = coerce(key.clone(), space.key.datatype).ok().map(|k| encode(&k));
+            prop_assert_eq!(key_bytes(&space, &key), expected);
+        }
+    }
 
     #[test]
     fn fnv1a_matches_published_vectors() {
