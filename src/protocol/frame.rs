@@ -334,7 +334,7 @@ mod tests {
 
     #[cfg(not(madsim))]
     #[test]
-    fn an_empty_frame_is_an_error_and_the_next_frame_still_reads() {
+    fn frames_that_do_not_decode_are_errors_and_the_next_frame_still_reads() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -345,10 +345,12 @@ mod tests {
                 message: "after".into(),
             },
         };
-        let mut bytes = vec![0, 0, 0, 0];
+        // An empty frame, a frame of three bytes that decode to nothing, then a real one.
+        let mut bytes = vec![0, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
         bytes.extend(encode_frame(&env, 1 << 20).unwrap());
         runtime.block_on(async {
             let mut r = FramedReader::new(&bytes[..], 1 << 20);
+            assert!(matches!(r.read().await, Err(FrameError::Decode(_))));
             assert!(matches!(r.read().await, Err(FrameError::Decode(_))));
             assert_eq!(r.read().await.unwrap(), env);
             assert!(matches!(r.read().await, Err(FrameError::Closed)));
