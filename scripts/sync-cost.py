@@ -25,10 +25,10 @@ N = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 RECORD = b"x" * 150
 
 
-def run(grown, name="hyperdex-sync-cost", ready=None):
+def run(grown, ready=None):
     """Syncs N records; returns the p50, p95 and mean of the syncs and when the loop of
     syncs began and ended (`time.monotonic`). `ready`: a barrier to pass before the loop."""
-    path = os.path.join(DIR, "%s.%d" % (name, os.getpid()))
+    path = os.path.join(DIR, "hyperdex-sync-cost.%d" % os.getpid())
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
     try:
         if grown:
@@ -53,7 +53,7 @@ def run(grown, name="hyperdex-sync-cost", ready=None):
 
 
 def one(ready, results):
-    p50, _, _, began, ended = run(True, "hyperdex-sync-parallel", ready)
+    p50, _, _, began, ended = run(True, ready)
     results.put((p50, began, ended))
 
 

@@ -288,6 +288,14 @@ mod tests {
         ));
     }
 
+    #[cfg(not(madsim))]
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     /// Frames of the given message sizes, written in batches of `batch` through a
     /// [`FramedWriter`] into a pipe that carries `pipe` bytes at a time, read back by a
     /// [`FramedReader`]: what is read is what was written.
@@ -304,10 +312,7 @@ mod tests {
                 },
             })
             .collect();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let read = runtime.block_on(async {
+        let read = block_on(async {
             let (a, b) = tokio::io::duplex(pipe);
             let frames: Vec<Vec<u8>> = envs
                 .iter()
@@ -335,9 +340,6 @@ mod tests {
     #[cfg(not(madsim))]
     #[test]
     fn frames_that_do_not_decode_are_errors_and_the_next_frame_still_reads() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let env = Envelope {
             id: 9,
             msg: Message::Error {
@@ -348,7 +350,7 @@ mod tests {
         // An empty frame, a frame of three bytes that decode to nothing, then a real one.
         let mut bytes = vec![0, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
         bytes.extend(encode_frame(&env, 1 << 20).unwrap());
-        runtime.block_on(async {
+        block_on(async {
             let mut r = FramedReader::new(&bytes[..], 1 << 20);
             assert!(matches!(r.read().await, Err(FrameError::Decode(_))));
             assert!(matches!(r.read().await, Err(FrameError::Decode(_))));
