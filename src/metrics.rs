@@ -7,7 +7,7 @@
 //! own, so a slow scraper never delays a request (a scrape is one request line and headers,
 //! at most 8 KiB, read within 5 s).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,6 +45,9 @@ pub struct Metrics {
     registry: Registry,
     /// Requests answered, by kind and return code, with the time from receipt to answer.
     pub requests: Family<RequestLabels, Histogram>,
+    /// The histograms of `requests` found so far, by their labels: a request's kind and code
+    /// are each one of a few names, so a short list finds one without hashing the labels.
+    request_handles: RwLock<Vec<(RequestLabels, Histogram)>>,
     /// Time of each store sync (one per batch: the group commit).
     pub sync_seconds: Histogram,
     /// Inputs per actor batch (writes sharing one sync).
@@ -137,6 +140,7 @@ impl Metrics {
             requests,
             sync_seconds,
             batch_inputs,
+            request_handles: RwLock::default(),
             queue_depth,
             pending_writes,
             config_version,
@@ -152,9 +156,24 @@ impl Metrics {
 
     /// Records a request answered after `seconds`.
     pub fn request(&self, kind: &'static str, code: &'static str, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels { kind, code })
-            .observe(seconds);
+        let found = |handles: &[(RequestLabels, Histogram)]| {
+            handles
+                .iter()
+                .find(|(l, _)| l.kind == kind && l.code == code)
+                .map(|(_, h)| h.observe(seconds))
+                .is_some()
+        };
+        if self.request_handles.read().is_ok_and(|h| found(&h)) {
+            return;
+        }
+        let labels = RequestLabels { kind, code };
+        let histogram = self.requests.get_or_create(&labels).clone();
+        histogram.observe(seconds);
+        if let Ok(mut handles) = self.request_handles.write() {
+            if !handles.iter().any(|(l, _)| *l == labels) {
+                handles.push((labels, histogram));
+            }
+        }
     }
 
     /// Every metric in Prometheus's text format.
@@ -248,6 +267,11 @@ mod tests {
         m.request("put", "SUCCESS", 0.001);
         m.request("put", "SUCCESS", 0.002);
         m.request("get", "NOTFOUND", 0.0001);
+        // Labels that share a kind or a code with one already seen are counted apart.
+        m.request("put", "NOTFOUND", 0.0001);
+        m.request("get", "SUCCESS", 0.0001);
+        m.request("get", "SUCCESS", 0.0001);
+        m.request("get", "SUCCESS", 0.0001);
         m.config_version.set(7);
         m.servers
             .get_or_create(&StateLabels {
@@ -266,6 +290,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"hyperdex_request_seconds_count{kind="get",code="NOTFOUND"} 1"#));
+        assert!(text.contains(r#"hyperdex_request_seconds_count{kind="put",code="NOTFOUND"} 1"#));
+        assert!(text.contains(r#"hyperdex_request_seconds_count{kind="get",code="SUCCESS"} 3"#));
         assert!(text.contains("hyperdex_config_version 7"));
         assert!(text.contains(r#"hyperdex_servers{state="AVAILABLE"} 3"#));
     }

@@ -22,8 +22,8 @@ use super::retry_records::Summary;
 pub const DEDUPE_RECORDS: usize = 1024;
 
 /// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(into = "Layout", from = "Layout")]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(from = "Layout")]
 pub struct StoredObject {
     pub version: u64,
     pub object: Option<Object>,
@@ -242,31 +242,49 @@ struct Layout {
     times: Vec<u64>,
 }
 
-impl From<StoredObject> for Layout {
-    fn from(s: StoredObject) -> Layout {
-        let (dedupe, times) = split_times(&s.dedupe);
-        Layout {
-            version: s.version,
-            object: s.object,
-            dedupe,
-            times,
+/// A stored object serializes as [`Layout`] does, from borrowed fields (the same bytes).
+impl Serialize for StoredObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LayoutRef {
+            version: self.version,
+            object: &self.object,
+            dedupe: RecordsRef(&self.dedupe),
+            times: TimesRef(&self.dedupe),
         }
+        .serialize(serializer)
     }
 }
 
-/// Records as the current layout holds them: without their times, then the times.
-fn split_times(records: &[Dedupe]) -> (Vec<RecordV1>, Vec<u64>) {
-    let times = records.iter().map(|d| d.unix).collect();
-    let records = records
-        .iter()
-        .map(|d| RecordV1 {
+/// Records serialized as [`RecordV1`]s, without their times.
+struct RecordsRef<'a>(&'a [Dedupe]);
+
+impl Serialize for RecordsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|d| RecordV1Ref {
             client: d.client,
             seq: d.seq,
             low_seq: d.low_seq,
-            reply: d.reply.clone(),
-        })
-        .collect();
-    (records, times)
+            reply: &d.reply,
+        }))
+    }
+}
+
+/// [`RecordV1`] with its reply borrowed.
+#[derive(Serialize)]
+struct RecordV1Ref<'a> {
+    client: crate::protocol::ClientId,
+    seq: u64,
+    low_seq: u64,
+    reply: &'a hyperdex_model::Reply,
+}
+
+/// The times of records, as [`Layout`] holds them.
+struct TimesRef<'a>(&'a [Dedupe]);
+
+impl Serialize for TimesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|d| d.unix))
+    }
 }
 
 impl From<Layout> for StoredObject {
@@ -303,13 +321,13 @@ pub fn is_live(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// The current layout with its object borrowed (what [`encode_apart`] writes).
+/// The current layout, borrowed (what [`encode_apart`] and a [`StoredObject`] write).
 #[derive(Serialize)]
 struct LayoutRef<'a> {
     version: u64,
     object: &'a Option<Object>,
-    dedupe: Vec<RecordV1>,
-    times: Vec<u64>,
+    dedupe: RecordsRef<'a>,
+    times: TimesRef<'a>,
 }
 
 /// An object's entry: the current layout with the records kept inline (`inline`), then the
@@ -320,12 +338,11 @@ pub fn encode_apart(
     inline: &[Dedupe],
     summary: &Summary,
 ) -> Vec<u8> {
-    let (dedupe, times) = split_times(inline);
     let layout = LayoutRef {
         version,
         object,
-        dedupe,
-        times,
+        dedupe: RecordsRef(inline),
+        times: TimesRef(inline),
     };
     let mut bytes = postcard::to_extend(&layout, Vec::with_capacity(ENCODE_CAPACITY))
         .and_then(|bytes| postcard::to_extend(summary, bytes))
@@ -625,5 +642,69 @@ mod tests {
         let bytes = postcard::to_allocvec(&now).unwrap();
         assert_eq!(decode(&bytes), Some(now));
         assert_eq!(decode(&[0xff, 0xff]), None);
+    }
+
+    /// The current layout as it was written before objects serialized from borrowed fields:
+    /// through an owned [`Layout`].
+    fn owned_layout(s: &StoredObject) -> Layout {
+        Layout {
+            version: s.version,
+            object: s.object.clone(),
+            dedupe: s
+                .dedupe
+                .iter()
+                .map(|d| RecordV1 {
+                    client: d.client,
+                    seq: d.seq,
+                    low_seq: d.low_seq,
+                    reply: d.reply.clone(),
+                })
+                .collect(),
+            times: s.dedupe.iter().map(|d| d.unix).collect(),
+        }
+    }
+
+    #[test]
+    fn borrowed_encodings_write_the_owned_layouts_bytes() {
+        let record = |client, seq, reply, unix| Dedupe {
+            client,
+            seq,
+            low_seq: seq.saturating_sub(1),
+            reply,
+            unix,
+        };
+        let objects = [
+            StoredObject::default(),
+            StoredObject {
+                version: 300,
+                object: Some([("n".to_string(), hyperdex_model::Value::Int(-7))].into()),
+                dedupe: vec![record(1, 2, Reply::Success, 1_800_000_000)],
+            },
+            StoredObject {
+                version: u64::MAX,
+                object: None,
+                dedupe: vec![
+                    record(u64::MAX, 9, Reply::CmpFail("no".into()), UNKNOWN_TIME),
+                    record(3, 0, Reply::NotFound, 0),
+                    record(3, 1, Reply::Success, 5),
+                ],
+            },
+        ];
+        for s in &objects {
+            let owned = postcard::to_allocvec(&owned_layout(s)).unwrap();
+            assert_eq!(postcard::to_allocvec(s).unwrap(), owned);
+            let summary = Summary {
+                newest: 5,
+                count: 2,
+                oldest: 1,
+            };
+            let mut apart = owned.clone();
+            apart.extend(postcard::to_allocvec(&summary).unwrap());
+            assert_eq!(
+                encode_apart(s.version, &s.object, &s.dedupe, &summary),
+                apart
+            );
+            assert_eq!(decode_apart(&apart), Some((s.clone(), summary)));
+        }
     }
 }

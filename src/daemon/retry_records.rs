@@ -40,7 +40,7 @@ use crate::storage::{Store, StoreError, Table};
 
 use super::record::{
     decode_apart, encode_apart, horizon, newest_of, object_key, prefixed, region_prefix, visible,
-    StoredObject, DEDUPE_RECORDS, UNKNOWN_TIME,
+    StoredObject, DEDUPE_RECORDS, REGION_PREFIX_LEN, UNKNOWN_TIME,
 };
 
 /// Records a key may hold beyond [`DEDUPE_RECORDS`] before a write compacts them.
@@ -123,9 +123,9 @@ struct Held {
 pub struct Writing {
     pub version: u64,
     pub object: Option<Object>,
-    prefix: Vec<u8>,
     region: RegionId,
-    key: Vec<u8>,
+    /// The object's store key: the region prefix, then the key ([`object_key`]).
+    entry_key: Vec<u8>,
     summary: Summary,
     clients: BTreeMap<ClientId, Held>,
     /// `clients` holds every record of the key: they are inline (few), or were all read (a
@@ -143,19 +143,20 @@ impl Writing {
     /// The object stored under `key` (never written: version 0): its inline records, or none
     /// of those kept apart read yet.
     pub fn load(store: &dyn Store, region: RegionId, key: &[u8]) -> Result<Writing, StoreError> {
-        let bytes = store.get(Table::Objects, &object_key(region, key))?;
-        let (stored, summary) = bytes.and_then(|b| decode_apart(&b)).unwrap_or_default();
-        Writing::of_entry(store, region, key, (stored, summary))
+        let w = Writing::fresh(region, key);
+        let bytes = store.get(Table::Objects, &w.entry_key)?;
+        let entry = bytes.and_then(|b| decode_apart(&b)).unwrap_or_default();
+        w.of_entry(store, entry)
     }
 
-    /// The object whose entry decodes as `(stored, summary)` (see [`Writing::load`]).
+    /// `self` (fresh) as the object whose entry decodes as `(stored, summary)` (see
+    /// [`Writing::load`]).
     fn of_entry(
+        self,
         store: &dyn Store,
-        region: RegionId,
-        key: &[u8],
         (stored, summary): (StoredObject, Summary),
     ) -> Result<Writing, StoreError> {
-        let mut w = Writing::fresh(region, key);
+        let mut w = self;
         w.version = stored.version;
         w.object = stored.object;
         w.summary = summary;
@@ -177,15 +178,24 @@ impl Writing {
         Writing {
             version: 0,
             object: None,
-            prefix: records_prefix(region, key),
             region,
-            key: key.to_vec(),
+            entry_key: object_key(region, key),
             summary: Summary::default(),
             clients: BTreeMap::new(),
             whole: true,
             stale_entries: true,
             scanned: false,
         }
+    }
+
+    /// The object's key.
+    fn key(&self) -> &[u8] {
+        &self.entry_key[REGION_PREFIX_LEN..]
+    }
+
+    /// The store prefix of the key's records kept apart ([`records_prefix`]).
+    fn prefix(&self) -> Vec<u8> {
+        records_prefix(self.region, self.key())
     }
 
     /// An object with every one of its records (`stored.dedupe`), replacing what is stored
@@ -211,7 +221,7 @@ impl Writing {
             return Ok(());
         }
         let mut held = Held::default();
-        if let Some(bytes) = store.get(Table::Records, &client_key(&self.prefix, client))? {
+        if let Some(bytes) = store.get(Table::Records, &client_key(&self.prefix(), client))? {
             let records = decode_records(&bytes);
             held.stored = records.len() as u64;
             let newest = self.summary.newest;
@@ -227,8 +237,9 @@ impl Writing {
     /// Reads every record of the key kept apart (those already read stay as they are).
     fn read_all(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         if !self.whole {
-            let plen = self.prefix.len();
-            for (k, v) in store.scan_prefix(Table::Records, &self.prefix)? {
+            let prefix = self.prefix();
+            let plen = prefix.len();
+            for (k, v) in store.scan_prefix(Table::Records, &prefix)? {
                 let Some(client) = client_of(&k, plen) else {
                     continue;
                 };
@@ -270,20 +281,39 @@ impl Writing {
     /// reconfiguration or a retransmission: the value of an older one is superseded, but its
     /// record must still be kept, or a retry of it would be applied again.
     pub fn add_record(&mut self, store: &dyn Store, d: &Dedupe) -> Result<bool, StoreError> {
+        let Some(held) = self.admit(store, d)? else {
+            return Ok(false);
+        };
+        held.records.push(d.clone());
+        Ok(true)
+    }
+
+    /// [`Writing::add_record`], keeping `d` itself.
+    fn add_record_taking(&mut self, store: &dyn Store, d: Dedupe) -> Result<bool, StoreError> {
+        let Some(held) = self.admit(store, &d)? else {
+            return Ok(false);
+        };
+        held.records.push(d);
+        Ok(true)
+    }
+
+    /// The rules of [`Writing::add_record`]: the records of `d`'s client that `d` is to join
+    /// (those below its `low_seq` dropped, the client's records marked changed), or `None`
+    /// when it is not to be added.
+    fn admit(&mut self, store: &dyn Store, d: &Dedupe) -> Result<Option<&mut Held>, StoreError> {
         self.read_client(store, d.client)?;
         let held = self.clients.entry(d.client).or_default();
         if held.records.iter().any(|r| d.seq < r.low_seq) {
             crate::probe!("record.below_low_seq_skipped");
-            return Ok(false);
+            return Ok(None);
         }
         if held.records.iter().any(|r| r.seq == d.seq) {
-            return Ok(false);
+            return Ok(None);
         }
         held.records.retain(|r| r.seq >= d.low_seq);
-        held.records.push(d.clone());
         held.changed = true;
         self.summary.saw(d.unix);
-        Ok(true)
+        Ok(self.clients.get_mut(&d.client))
     }
 
     /// Applies a chain write: new version, new value, its record.
@@ -292,6 +322,16 @@ impl Writing {
         self.object = w.object.clone();
         if let Some(d) = &w.dedupe {
             self.add_record(store, d)?;
+        }
+        Ok(())
+    }
+
+    /// [`Writing::absorb`], keeping the write's value and record themselves.
+    pub fn absorb_taking(&mut self, store: &dyn Store, w: ChainWrite) -> Result<(), StoreError> {
+        self.version = w.version;
+        self.object = w.object;
+        if let Some(d) = w.dedupe {
+            self.add_record_taking(store, d)?;
         }
         Ok(())
     }
@@ -319,23 +359,20 @@ impl Writing {
             }
         };
         let bytes = encode_apart(self.version, &self.object, &records, &self.summary);
-        store.put(
-            Table::Objects,
-            &object_key(self.region, &self.key),
-            Some(bytes),
-        );
+        store.put(Table::Objects, &self.entry_key, Some(bytes));
         Ok(())
     }
 
     /// Writes the entries of the clients whose records changed.
     fn stage_changed(&mut self, store: &mut dyn Store) {
         let newest = self.summary.newest;
+        let prefix = self.prefix();
         for (client, held) in &mut self.clients {
             if !held.changed {
                 continue;
             }
             held.records.retain(|d| visible(d, newest));
-            let key = client_key(&self.prefix, *client);
+            let key = client_key(&prefix, *client);
             store.put(Table::Records, &key, encode_records(&held.records));
             let now = held.records.len() as u64;
             if !(planted(Bug::RecordsMiscounted) && held.stored == 0) {
@@ -379,17 +416,22 @@ impl Writing {
             summary.count = all.len() as u64;
             all.clear();
         }
-        let plen = self.prefix.len();
+        // Only a key whose records are (or were) apart needs their prefix.
+        let prefix = match self.scanned || self.stale_entries || !inline {
+            true => self.prefix(),
+            false => Vec::new(),
+        };
+        let plen = prefix.len();
         // The entries that go: every stored one a client keeps no record apart in.
         let apart = |c: &ClientId| !inline && self.clients.contains_key(c);
         if self.scanned {
             for (client, held) in &before {
                 if held.stored > 0 && !apart(client) {
-                    store.put(Table::Records, &client_key(&self.prefix, *client), None);
+                    store.put(Table::Records, &client_key(&prefix, *client), None);
                 }
             }
         } else if self.stale_entries && self.stored_apart(store)? {
-            for (k, _) in store.scan_prefix(Table::Records, &self.prefix)? {
+            for (k, _) in store.scan_prefix(Table::Records, &prefix)? {
                 if !client_of(&k, plen).is_some_and(|c| apart(&c)) {
                     store.put(Table::Records, &k, None);
                 }
@@ -404,7 +446,7 @@ impl Writing {
                     !b.changed && b.stored == was.len() as u64 && was == held.records
                 });
                 if !same {
-                    let key = client_key(&self.prefix, *client);
+                    let key = client_key(&prefix, *client);
                     store.put(Table::Records, &key, encode_records(&held.records));
                 }
                 held.stored = held.records.len() as u64;
@@ -422,7 +464,7 @@ impl Writing {
     /// Whether the object's entry as stored says records are kept apart (entries exist only
     /// then: every staging that empties them leaves a count of 0).
     fn stored_apart(&self, store: &dyn Store) -> Result<bool, StoreError> {
-        let entry = store.get(Table::Objects, &object_key(self.region, &self.key))?;
+        let entry = store.get(Table::Objects, &self.entry_key)?;
         Ok(entry
             .and_then(|b| decode_apart(&b))
             .is_some_and(|(_, summary)| summary.count > 0))
@@ -511,11 +553,11 @@ pub fn stage_new(
 pub fn remove(store: &mut dyn Store, region: RegionId, key: &[u8]) -> Result<(), StoreError> {
     let w = Writing::fresh(region, key);
     if w.stored_apart(store)? {
-        for (k, _) in store.scan_prefix(Table::Records, &w.prefix)? {
+        for (k, _) in store.scan_prefix(Table::Records, &w.prefix())? {
             store.put(Table::Records, &k, None);
         }
     }
-    store.put(Table::Objects, &object_key(region, key), None);
+    store.put(Table::Objects, &w.entry_key, None);
     Ok(())
 }
 
@@ -533,7 +575,7 @@ pub fn transfer_bytes(
         let Some(stored) = super::record::decode(entry) else {
             return Ok(entry.to_vec());
         };
-        let w = Writing::of_entry(store, region, key, (stored, Summary::default()))?;
+        let w = Writing::fresh(region, key).of_entry(store, (stored, Summary::default()))?;
         return Ok(postcard::to_allocvec(&full(store, w)?).unwrap_or_default());
     };
     let summary: Summary = postcard::from_bytes(rest).unwrap_or_default();
@@ -545,7 +587,7 @@ pub fn transfer_bytes(
     let stored = match apart || !stored.dedupe.is_empty() {
         true => full(
             store,
-            Writing::of_entry(store, region, key, (stored, summary))?,
+            Writing::fresh(region, key).of_entry(store, (stored, summary))?,
         )?,
         false => stored,
     };

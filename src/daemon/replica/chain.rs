@@ -231,9 +231,9 @@ impl<W: Clone> Replica<W> {
                     self.hold(store, w, updates, out);
                     return Ok(());
                 }
-                stored.absorb(store, &w)?;
-                stored.stage(store)?;
                 let ack = self.ack(&w.key, w.region, w.version);
+                stored.absorb_taking(store, w)?;
+                stored.stage(store)?;
                 out.push(Output::Send(pred, ChainMessage::Ack(ack)));
             }
             Some(succ) => {
@@ -316,19 +316,7 @@ impl<W: Clone> Replica<W> {
             self.forget.later(k.clone());
         }
         let mut stored = Writing::load(store, region, key)?;
-        for p in done.values() {
-            if p.write.version > stored.version && planted(Bug::LostRecord) {
-                // The write's value without its record.
-                stored.version = p.write.version;
-                stored.object = p.write.object.clone();
-            } else if p.write.version > stored.version {
-                stored.absorb(store, &p.write)?;
-            } else if let Some(d) = &p.write.dedupe {
-                stored.add_record(store, d)?;
-            }
-        }
-        stored.stage(store)?;
-        let version = stored.version;
+        let mut answered = Vec::with_capacity(done.len());
         for p in done.into_values() {
             let answer = p
                 .write
@@ -336,11 +324,25 @@ impl<W: Clone> Replica<W> {
                 .as_ref()
                 .map(|d| d.reply.clone())
                 .unwrap_or(Reply::Success);
-            for w in p.waiters {
+            if p.write.version > stored.version && planted(Bug::LostRecord) {
+                // The write's value without its record.
+                stored.version = p.write.version;
+                stored.object = p.write.object;
+            } else if p.write.version > stored.version {
+                stored.absorb_taking(store, p.write)?;
+            } else if let Some(d) = &p.write.dedupe {
+                stored.add_record(store, d)?;
+            }
+            answered.push((answer, p.waiters, p.deferred));
+        }
+        stored.stage(store)?;
+        let version = stored.version;
+        for (answer, waiters, deferred) in answered {
+            for w in waiters {
                 let o = Output::Reply(w, reply(answer.clone()));
                 out.push(vouched(o, kept.clone()));
             }
-            for (w, r) in p.deferred {
+            for (w, r) in deferred {
                 out.push(vouched(Output::Reply(w, reply(r)), kept.clone()));
             }
         }
