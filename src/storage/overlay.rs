@@ -3,13 +3,17 @@
 //! space costs memory independent of its size).
 
 // The hash maps here are looked up and pruned, never iterated: what is listed in order comes
-// from a `BTreeSet`, so no result depends on a hash map's order. Their hasher is keyed at
-// random (keys come from clients).
-#![allow(clippy::disallowed_types)]
+// from a `BTreeSet`, so no result depends on a hash map's order. Their hasher is std's,
+// keyed at random (keys come from clients). They are `hashbrown`'s maps for `entry_ref`: a
+// key not held yet is hashed once and copied only when it is inserted.
 
 use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::Arc;
+
+use hashbrown::hash_map::EntryRef;
+
+type HashMap<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 use super::{KeyValues, Table};
 
@@ -25,7 +29,7 @@ pub struct Keyed<V> {
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
         Keyed {
-            values: HashMap::new(),
+            values: HashMap::default(),
             order: BTreeSet::new(),
         }
     }
@@ -38,12 +42,14 @@ impl<V> Keyed<V> {
 
     /// Sets `key`'s entry; rewriting a key already held allocates nothing.
     pub fn insert(&mut self, key: &[u8], value: V) {
-        match self.values.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => {
+        match self.values.entry_ref(key) {
+            EntryRef::Occupied(mut slot) => {
+                slot.insert(value);
+            }
+            EntryRef::Vacant(slot) => {
                 let key: Arc<[u8]> = Arc::from(key);
                 self.order.insert(key.clone());
-                self.values.insert(key, value);
+                slot.insert_entry_with_key(key, value);
             }
         }
     }
@@ -137,13 +143,7 @@ impl Unsynced {
     }
 
     pub fn insert(&mut self, table: Table, key: &[u8], seq: u64) {
-        let map = &mut self.0[table as usize];
-        match map.get_mut(key) {
-            Some(slot) => *slot = seq,
-            None => {
-                map.insert(key.to_vec(), seq);
-            }
-        }
+        *self.0[table as usize].entry_ref(key).or_insert(seq) = seq;
     }
 
     /// Forgets the keys whose newest write is in record `seq` or an earlier one (and the
