@@ -340,6 +340,17 @@ impl Writing {
     /// the entries of the clients that changed (every entry of the key when a compaction is
     /// due, or when the records move apart).
     pub fn stage(&mut self, store: &mut dyn Store) -> Result<(), StoreError> {
+        self.stage_keeping(store, true)
+    }
+
+    /// [`Writing::stage`] for a write that is dropped once staged: the records it holds are
+    /// not rebuilt for later use (what is staged is the same).
+    pub fn stage_last(mut self, store: &mut dyn Store) -> Result<(), StoreError> {
+        self.stage_keeping(store, false)
+    }
+
+    /// [`Writing::stage`]; `keep`: whether `self` is used again (its records kept as staged).
+    fn stage_keeping(&mut self, store: &mut dyn Store, keep: bool) -> Result<(), StoreError> {
         let changed = self.clients.values().filter(|h| h.changed);
         let count = changed.fold(self.summary.count, |n, h| {
             (n + h.records.len() as u64).saturating_sub(h.stored)
@@ -352,7 +363,7 @@ impl Writing {
             }
         }
         let records = match self.whole {
-            true => self.stage_whole(store)?,
+            true => self.stage_whole(store, keep)?,
             false => {
                 self.stage_changed(store);
                 Vec::new()
@@ -386,7 +397,11 @@ impl Writing {
     /// Stages every record of the key from `clients`: the visible ones, at most
     /// [`DEDUPE_RECORDS`] (the oldest go first), with a summary counted afresh. Returns them
     /// when they are few enough to go inline (none are apart then), or writes them apart.
-    fn stage_whole(&mut self, store: &mut dyn Store) -> Result<Vec<Dedupe>, StoreError> {
+    fn stage_whole(
+        &mut self,
+        store: &mut dyn Store,
+        keep: bool,
+    ) -> Result<Vec<Dedupe>, StoreError> {
         let before = std::mem::take(&mut self.clients);
         let mut all: Vec<Dedupe> = before
             .values()
@@ -405,11 +420,14 @@ impl Writing {
         let mut summary = Summary::default();
         for d in &all {
             summary.saw(d.unix);
-            self.clients
-                .entry(d.client)
-                .or_default()
-                .records
-                .push(d.clone());
+            // Records apart are staged from `clients` below; inline ones from `all`.
+            if keep || !inline {
+                self.clients
+                    .entry(d.client)
+                    .or_default()
+                    .records
+                    .push(d.clone());
+            }
         }
         if !inline {
             crate::probe!("records.kept_apart");

@@ -233,7 +233,7 @@ impl<W: Clone> Replica<W> {
                 }
                 let ack = self.ack(&w.key, w.region, w.version);
                 stored.absorb_taking(store, w)?;
-                stored.stage(store)?;
+                stored.stage_last(store)?;
                 out.push(Output::Send(pred, ChainMessage::Ack(ack)));
             }
             Some(succ) => {
@@ -335,8 +335,8 @@ impl<W: Clone> Replica<W> {
             }
             answered.push((answer, p.waiters, p.deferred));
         }
-        stored.stage(store)?;
         let version = stored.version;
+        stored.stage_last(store)?;
         for (answer, waiters, deferred) in answered {
             for w in waiters {
                 let o = Output::Reply(w, reply(answer.clone()));
