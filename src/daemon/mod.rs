@@ -22,6 +22,7 @@ pub mod actor;
 pub mod authorize;
 pub mod coordinator_link;
 pub mod index;
+pub mod layout;
 mod peers;
 pub mod read_cache;
 pub mod record;

@@ -1,0 +1,287 @@
+//! An object's entry as stored: the layouts of its bytes, written and read.
+//!
+//! The current layout is the earlier one (version, object, records without their times),
+//! then each record's time; an object's entry ends with the summary of the records kept
+//! apart (`retry_records`).
+
+use hyperdex_model::Object;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Dedupe, ENCODE_CAPACITY};
+
+use super::record::{StoredObject, UNKNOWN_TIME};
+use super::retry_records::Summary;
+
+/// A dedupe record as stored, without its time (kept apart, so that the earlier layout is
+/// the current one's prefix).
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct RecordV1 {
+    client: crate::protocol::ClientId,
+    seq: u64,
+    low_seq: u64,
+    reply: hyperdex_model::Reply,
+}
+
+/// The earlier layout: no record times.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredObjectV1 {
+    pub(super) version: u64,
+    pub(super) object: Option<Object>,
+    pub(super) dedupe: Vec<RecordV1>,
+}
+
+/// The current layout: the earlier one, then each record's time. A record of the earlier
+/// layout therefore fails to decode as this one (it ends where the times would start) and
+/// never decodes as something else.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct Layout {
+    version: u64,
+    object: Option<Object>,
+    dedupe: Vec<RecordV1>,
+    times: Vec<u64>,
+}
+
+/// A stored object serializes as [`Layout`] does, from borrowed fields (the same bytes).
+impl Serialize for StoredObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LayoutRef {
+            version: self.version,
+            object: &self.object,
+            dedupe: RecordsRef(&self.dedupe),
+            times: TimesRef(&self.dedupe),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Records serialized as [`RecordV1`]s, without their times.
+struct RecordsRef<'a>(&'a [Dedupe]);
+
+impl Serialize for RecordsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|d| RecordV1Ref {
+            client: d.client,
+            seq: d.seq,
+            low_seq: d.low_seq,
+            reply: &d.reply,
+        }))
+    }
+}
+
+/// [`RecordV1`] with its reply borrowed.
+#[derive(Serialize)]
+struct RecordV1Ref<'a> {
+    client: crate::protocol::ClientId,
+    seq: u64,
+    low_seq: u64,
+    reply: &'a hyperdex_model::Reply,
+}
+
+/// The times of records, as [`Layout`] holds them.
+struct TimesRef<'a>(&'a [Dedupe]);
+
+impl Serialize for TimesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|d| d.unix))
+    }
+}
+
+impl From<Layout> for StoredObject {
+    fn from(l: Layout) -> StoredObject {
+        let times = l.times.into_iter().chain(std::iter::repeat(UNKNOWN_TIME));
+        StoredObject {
+            version: l.version,
+            object: l.object,
+            dedupe: l
+                .dedupe
+                .into_iter()
+                .zip(times)
+                .map(|(d, unix)| Dedupe {
+                    client: d.client,
+                    seq: d.seq,
+                    low_seq: d.low_seq,
+                    reply: d.reply,
+                    unix,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether stored bytes hold a live object (not a deletion), read from their first fields
+/// alone (both layouts begin with the version, then the object's `Option` tag), without
+/// decoding the object or its records; `None` when the bytes are not a stored object.
+pub fn is_live(bytes: &[u8]) -> Option<bool> {
+    let (_version, rest) = postcard::take_from_bytes::<u64>(bytes).ok()?;
+    match rest.first()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// The current layout, borrowed (what [`encode_apart`] and a [`StoredObject`] write).
+#[derive(Serialize)]
+struct LayoutRef<'a> {
+    version: u64,
+    object: &'a Option<Object>,
+    dedupe: RecordsRef<'a>,
+    times: TimesRef<'a>,
+}
+
+/// An object's entry: the current layout with the records kept inline (`inline`), then the
+/// summary of those kept apart (which readers of the layout alone never see).
+pub fn encode_apart(
+    version: u64,
+    object: &Option<Object>,
+    inline: &[Dedupe],
+    summary: &Summary,
+) -> Vec<u8> {
+    let layout = LayoutRef {
+        version,
+        object,
+        dedupe: RecordsRef(inline),
+        times: TimesRef(inline),
+    };
+    let mut bytes = postcard::to_extend(&layout, Vec::with_capacity(ENCODE_CAPACITY))
+        .and_then(|bytes| postcard::to_extend(summary, bytes))
+        .unwrap_or_default();
+    // Held in memory until the next checkpoint: no more than it needs.
+    bytes.shrink_to_fit();
+    bytes
+}
+
+/// An object's entry: the object with any records kept inline (an entry written before
+/// records were kept apart, or sent by a state transfer), and the summary of those kept apart
+/// (none: the default).
+pub fn decode_apart(bytes: &[u8]) -> Option<(StoredObject, Summary)> {
+    if let Ok((s, rest)) = postcard::take_from_bytes::<StoredObject>(bytes) {
+        let summary = postcard::from_bytes(rest).unwrap_or_default();
+        return Some((s, summary));
+    }
+    decode(bytes).map(|s| (s, Summary::default()))
+}
+
+/// Decodes a stored object, in the current layout or the earlier one (records without a
+/// time, which are then kept until their clients' later requests or the count limit drop
+/// them); `None` if it is neither. Only the records kept inline are read: an object whose
+/// records are kept apart reads with none here (see `retry_records::load_full`).
+pub fn decode(bytes: &[u8]) -> Option<StoredObject> {
+    if let Ok(s) = postcard::from_bytes::<StoredObject>(bytes) {
+        return Some(s);
+    }
+    let old: StoredObjectV1 = postcard::from_bytes(bytes).ok()?;
+    Some(
+        Layout {
+            version: old.version,
+            object: old.object,
+            dedupe: old.dedupe,
+            times: Vec::new(),
+        }
+        .into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperdex_model::Reply;
+
+    #[test]
+    fn objects_stored_before_records_had_times_still_read() {
+        let old = StoredObjectV1 {
+            version: 4,
+            object: Some([("n".to_string(), hyperdex_model::Value::Int(1))].into()),
+            dedupe: vec![
+                RecordV1 {
+                    client: 1,
+                    seq: 2,
+                    low_seq: 0,
+                    reply: Reply::Success,
+                },
+                RecordV1 {
+                    client: 3,
+                    seq: 4,
+                    low_seq: 1,
+                    reply: Reply::CmpFail("no".into()),
+                },
+            ],
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let read = decode(&bytes).expect("the earlier layout reads");
+        assert_eq!(read.version, 4);
+        assert_eq!(read.dedupe.len(), 2);
+        assert!(read.dedupe.iter().all(|d| d.unix == UNKNOWN_TIME));
+        assert_eq!(read.dedupe[1].reply, Reply::CmpFail("no".into()));
+        // The current layout round-trips, times included.
+        let mut now = read.clone();
+        now.dedupe[0].unix = 1_800_000_000;
+        let bytes = postcard::to_allocvec(&now).unwrap();
+        assert_eq!(decode(&bytes), Some(now));
+        assert_eq!(decode(&[0xff, 0xff]), None);
+    }
+
+    /// The current layout as it was written before objects serialized from borrowed fields:
+    /// through an owned [`Layout`].
+    fn owned_layout(s: &StoredObject) -> Layout {
+        Layout {
+            version: s.version,
+            object: s.object.clone(),
+            dedupe: s
+                .dedupe
+                .iter()
+                .map(|d| RecordV1 {
+                    client: d.client,
+                    seq: d.seq,
+                    low_seq: d.low_seq,
+                    reply: d.reply.clone(),
+                })
+                .collect(),
+            times: s.dedupe.iter().map(|d| d.unix).collect(),
+        }
+    }
+
+    #[test]
+    fn borrowed_encodings_write_the_owned_layouts_bytes() {
+        let record = |client, seq, reply, unix| Dedupe {
+            client,
+            seq,
+            low_seq: seq.saturating_sub(1),
+            reply,
+            unix,
+        };
+        let objects = [
+            StoredObject::default(),
+            StoredObject {
+                version: 300,
+                object: Some([("n".to_string(), hyperdex_model::Value::Int(-7))].into()),
+                dedupe: vec![record(1, 2, Reply::Success, 1_800_000_000)],
+            },
+            StoredObject {
+                version: u64::MAX,
+                object: None,
+                dedupe: vec![
+                    record(u64::MAX, 9, Reply::CmpFail("no".into()), UNKNOWN_TIME),
+                    record(3, 0, Reply::NotFound, 0),
+                    record(3, 1, Reply::Success, 5),
+                ],
+            },
+        ];
+        for s in &objects {
+            let owned = postcard::to_allocvec(&owned_layout(s)).unwrap();
+            assert_eq!(postcard::to_allocvec(s).unwrap(), owned);
+            let summary = Summary {
+                newest: 5,
+                count: 2,
+                oldest: 1,
+            };
+            let mut apart = owned.clone();
+            apart.extend(postcard::to_allocvec(&summary).unwrap());
+            assert_eq!(
+                encode_apart(s.version, &s.object, &s.dedupe, &summary),
+                apart
+            );
+            assert_eq!(decode_apart(&apart), Some((s.clone(), summary)));
+        }
+    }
+}
