@@ -4,7 +4,10 @@
 //! then each record's time; an object's entry ends with the summary of the records kept
 //! apart (`retry_records`).
 
+use std::fmt;
+
 use hyperdex_model::Object;
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Dedupe, ENCODE_CAPACITY};
@@ -83,6 +86,103 @@ struct TimesRef<'a>(&'a [Dedupe]);
 impl Serialize for TimesRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.iter().map(|d| d.unix))
+    }
+}
+
+/// A stored object reads as [`Layout`] does, without one in between: the records are read as
+/// [`RecordV1`]s with an unknown time, then the times are written into them (a record without
+/// one keeps [`UNKNOWN_TIME`]; times beyond the records are ignored), as `From<Layout>` does.
+impl<'de> Deserialize<'de> for StoredObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &["version", "object", "dedupe", "times"];
+        deserializer.deserialize_struct("Layout", FIELDS, LayoutVisitor)
+    }
+}
+
+struct LayoutVisitor;
+
+impl<'de> Visitor<'de> for LayoutVisitor {
+    type Value = StoredObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a stored object")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StoredObject, A::Error> {
+        let missing = |i| de::Error::invalid_length(i, &"a stored object's 4 fields");
+        let version = seq.next_element()?.ok_or_else(|| missing(0))?;
+        let object = seq.next_element()?.ok_or_else(|| missing(1))?;
+        let Records(mut dedupe) = seq.next_element()?.ok_or_else(|| missing(2))?;
+        seq.next_element_seed(Times(&mut dedupe))?
+            .ok_or_else(|| missing(3))?;
+        Ok(StoredObject {
+            version,
+            object,
+            dedupe,
+        })
+    }
+}
+
+/// Records read as [`RecordV1`]s, each with an unknown time until the times are read.
+struct Records(Vec<Dedupe>);
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(RecordsVisitor)
+    }
+}
+
+struct RecordsVisitor;
+
+impl<'de> Visitor<'de> for RecordsVisitor {
+    type Value = Records;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("dedupe records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
+        // The count comes from the bytes (a peer's, in a transfer): room for a few at most.
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(r) = seq.next_element::<RecordV1>()? {
+            records.push(Dedupe {
+                client: r.client,
+                seq: r.seq,
+                low_seq: r.low_seq,
+                reply: r.reply,
+                unix: UNKNOWN_TIME,
+            });
+        }
+        Ok(Records(records))
+    }
+}
+
+/// Reads records' times into the records, in order.
+struct Times<'a>(&'a mut Vec<Dedupe>);
+
+impl<'de> DeserializeSeed<'de> for Times<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Times<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("record times")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut records = self.0.iter_mut();
+        while let Some(unix) = seq.next_element::<u64>()? {
+            if let Some(d) = records.next() {
+                d.unix = unix;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -283,5 +383,38 @@ mod tests {
             );
             assert_eq!(decode_apart(&apart), Some((s.clone(), summary)));
         }
+    }
+
+    #[test]
+    fn objects_read_as_their_layout_converted_whatever_the_count_of_times() {
+        let record = |client| RecordV1 {
+            client,
+            seq: client + 1,
+            low_seq: client,
+            reply: Reply::CmpFail(format!("{client}")),
+        };
+        for (records, times) in [(0, 0), (0, 2), (1, 1), (3, 3), (3, 1), (2, 5), (4, 0)] {
+            let layout = Layout {
+                version: 7,
+                object: Some([("a".to_string(), hyperdex_model::Value::Int(3))].into()),
+                dedupe: (0..records).map(record).collect(),
+                times: (0..times).map(|t| 1_700_000_000 + t).collect(),
+            };
+            let bytes = postcard::to_allocvec(&layout).unwrap();
+            let read: StoredObject = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(
+                read,
+                StoredObject::from(layout),
+                "{records} records, {times} times"
+            );
+        }
+        // The earlier layout (no times) does not read as the current one.
+        let old = StoredObjectV1 {
+            version: 1,
+            object: None,
+            dedupe: vec![record(1)],
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        assert!(postcard::from_bytes::<StoredObject>(&bytes).is_err());
     }
 }

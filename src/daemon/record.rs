@@ -22,8 +22,7 @@ pub use super::layout::{decode, decode_apart, encode_apart, is_live};
 pub const DEDUPE_RECORDS: usize = 1024;
 
 /// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(from = "super::layout::Layout")]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredObject {
     pub version: u64,
     pub object: Option<Object>,
