@@ -156,10 +156,17 @@ impl Metrics {
 
     /// Records a request answered after `seconds`.
     pub fn request(&self, kind: &'static str, code: &'static str, seconds: f64) {
+        // The names are static: the same name is nearly always the same pointer.
+        let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
         let found = |handles: &[(RequestLabels, Histogram)]| {
             handles
                 .iter()
-                .find(|(l, _)| l.kind == kind && l.code == code)
+                .find(|(l, _)| std::ptr::eq(l.kind, kind) && std::ptr::eq(l.code, code))
+                .or_else(|| {
+                    handles
+                        .iter()
+                        .find(|(l, _)| same(l.kind, kind) && same(l.code, code))
+                })
                 .map(|(_, h)| h.observe(seconds))
                 .is_some()
         };
