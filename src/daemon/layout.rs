@@ -44,7 +44,7 @@ pub(super) struct Layout {
     times: Vec<u64>,
 }
 
-/// A stored object serializes as [`Layout`] does, from borrowed fields (the same bytes).
+/// A stored object serializes as `Layout` does, from borrowed fields (the same bytes).
 impl Serialize for StoredObject {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         LayoutRef {
@@ -89,8 +89,8 @@ impl Serialize for TimesRef<'_> {
     }
 }
 
-/// A stored object reads as [`Layout`] does, without one in between: the records are read as
-/// [`RecordV1`]s with an unknown time, then the times are written into them (a record without
+/// A stored object reads as `Layout` does, without one in between: the records are read as
+/// `RecordV1`s with an unknown time, then the times are written into them (a record without
 /// one keeps [`UNKNOWN_TIME`]; times beyond the records are ignored), as `From<Layout>` does.
 impl<'de> Deserialize<'de> for StoredObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
