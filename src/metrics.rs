@@ -279,6 +279,9 @@ mod tests {
         m.request("get", "SUCCESS", 0.0001);
         m.request("get", "SUCCESS", 0.0001);
         m.request("get", "SUCCESS", 0.0001);
+        // Names of the same content at another address are the same labels.
+        let put: &'static str = Box::leak(String::from("put").into_boxed_str());
+        m.request(put, "SUCCESS", 0.003);
         m.config_version.set(7);
         m.servers
             .get_or_create(&StateLabels {
@@ -293,7 +296,7 @@ mod tests {
             assert!(line.starts_with("hyperdex_"), "{line}");
         }
         assert!(
-            text.contains(r#"hyperdex_request_seconds_count{kind="put",code="SUCCESS"} 2"#),
+            text.contains(r#"hyperdex_request_seconds_count{kind="put",code="SUCCESS"} 3"#),
             "{text}"
         );
         assert!(text.contains(r#"hyperdex_request_seconds_count{kind="get",code="NOTFOUND"} 1"#));

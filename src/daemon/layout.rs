@@ -17,7 +17,7 @@ use super::retry_records::Summary;
 
 /// A dedupe record as stored, without its time (kept apart, so that the earlier layout is
 /// the current one's prefix).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(super) struct RecordV1 {
     client: crate::protocol::ClientId,
     seq: u64,
@@ -36,8 +36,8 @@ pub(super) struct StoredObjectV1 {
 /// The current layout: the earlier one, then each record's time. A record of the earlier
 /// layout therefore fails to decode as this one (it ends where the times would start) and
 /// never decodes as something else.
-#[derive(Clone, Serialize, Deserialize)]
-pub(super) struct Layout {
+#[derive(Serialize)]
+struct Layout {
     version: u64,
     object: Option<Object>,
     dedupe: Vec<RecordV1>,
@@ -220,8 +220,10 @@ pub fn is_live(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// The current layout, borrowed (what [`encode_apart`] and a [`StoredObject`] write).
+/// The current layout, borrowed (what [`encode_apart`] and a [`StoredObject`] write; postcard
+/// writes no names, so the name is only for formats that do).
 #[derive(Serialize)]
+#[serde(rename = "Layout")]
 struct LayoutRef<'a> {
     version: u64,
     object: &'a Option<Object>,

@@ -198,6 +198,13 @@ impl Writing {
         records_prefix(self.region, self.key())
     }
 
+    /// The store key of `client`'s records of the key (one allocation: the prefix has room).
+    fn client_key(&self, client: ClientId) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(&client.to_be_bytes());
+        k
+    }
+
     /// An object with every one of its records (`stored.dedupe`), replacing what is stored
     /// when staged.
     pub fn whole(region: RegionId, key: &[u8], stored: &StoredObject) -> Writing {
@@ -221,7 +228,7 @@ impl Writing {
             return Ok(());
         }
         let mut held = Held::default();
-        if let Some(bytes) = store.get(Table::Records, &client_key(&self.prefix(), client))? {
+        if let Some(bytes) = store.get(Table::Records, &self.client_key(client))? {
             let records = decode_records(&bytes);
             held.stored = records.len() as u64;
             let newest = self.summary.newest;
@@ -377,13 +384,15 @@ impl Writing {
     /// Writes the entries of the clients whose records changed.
     fn stage_changed(&mut self, store: &mut dyn Store) {
         let newest = self.summary.newest;
-        let prefix = self.prefix();
+        let key = &self.entry_key[REGION_PREFIX_LEN..];
+        let mut prefix = None;
         for (client, held) in &mut self.clients {
             if !held.changed {
                 continue;
             }
             held.records.retain(|d| visible(d, newest));
-            let key = client_key(&prefix, *client);
+            let prefix = prefix.get_or_insert_with(|| records_prefix(self.region, key));
+            let key = client_key(prefix, *client);
             store.put(Table::Records, &key, encode_records(&held.records));
             let now = held.records.len() as u64;
             if !(planted(Bug::RecordsMiscounted) && held.stored == 0) {

@@ -251,3 +251,55 @@ fn a_transfer_sends_the_same_bytes_for_the_same_object_and_records() {
         assert_eq!(super::super::record::decode(&bytes(&one)), Some(full));
     }
 }
+
+/// Every entry of every table, in key order.
+fn contents(store: &MemStore) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
+    let mut all = Vec::new();
+    for &t in Table::ALL.iter() {
+        for (k, v) in store.scan_prefix(t, &[]).unwrap() {
+            all.push((t, k, v));
+        }
+    }
+    all
+}
+
+#[test]
+fn staging_a_write_last_stores_what_staging_it_does() {
+    let late = T + 3 * horizon();
+    // (clients that wrote the key, a fresh write replacing what is stored, the new record's
+    // time): records inline, inline and going apart, apart, apart and replaced, apart and
+    // compacted (expired). The new record is another client's.
+    let cases = [
+        (3, false, T + 1),
+        (INLINE_RECORDS as u64, false, T + 1),
+        (MANY + 2, false, T + 1),
+        (MANY + 2, true, T + 1),
+        (MANY + 2, false, late),
+    ];
+    for (clients, fresh, unix) in cases {
+        let stores = [MemStore::new(), MemStore::new()];
+        for (last, store) in stores.iter().enumerate() {
+            let mut store = store.clone();
+            for c in 1..=clients {
+                write(&mut store, b"k", record(c, 1, T));
+            }
+            let mut w = match fresh {
+                true => Writing::fresh(REGION, b"k"),
+                false => Writing::load(&store, REGION, b"k").unwrap(),
+            };
+            w.version += 7;
+            assert!(w.add_record(&store, &record(clients + 1, 1, unix)).unwrap());
+            match last {
+                0 => w.stage(&mut store).unwrap(),
+                _ => w.stage_last(&mut store).unwrap(),
+            }
+        }
+        let staged = contents(&stores[0]);
+        assert!(staged.iter().any(|(t, _, _)| *t == Table::Objects));
+        assert_eq!(
+            staged,
+            contents(&stores[1]),
+            "{clients} clients, fresh {fresh}, at {unix}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 // from a `BTreeSet`, so no result depends on a hash map's order. Their hasher is std's,
 // keyed at random (keys come from clients). They are `hashbrown`'s maps for `entry_ref`: a
 // key not held yet is hashed once and copied only when it is inserted.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::BTreeSet;
 use std::hash::RandomState;
