@@ -162,7 +162,12 @@ pub fn merge_older_records(stored: &mut StoredObject, older: &StoredObject) -> b
     let before = stored.dedupe.clone();
     merged.append(&mut stored.dedupe);
     let excess = merged.len().saturating_sub(DEDUPE_RECORDS);
-    merged.drain(..excess);
+    if excess > 0 {
+        // The oldest go, as in every other cut to the limit (the older copy's records are
+        // not all older than this copy's: heads' clocks differ).
+        super::retry_records::sort_records(&mut merged);
+        merged.drain(..excess);
+    }
     stored.dedupe = merged;
     drop_expired(stored);
     stored.dedupe != before
@@ -273,6 +278,35 @@ mod tests {
         assert!(
             !merge_older_records(&mut stored, &older),
             "nothing new the second time"
+        );
+    }
+
+    #[test]
+    fn merging_beyond_the_limit_keeps_the_newest_records() {
+        let record = |client, unix| Dedupe {
+            client,
+            seq: 1,
+            low_seq: 1,
+            reply: Reply::Success,
+            unix,
+        };
+        let t = 1_700_000_000;
+        let mut stored = StoredObject {
+            version: 9,
+            object: None,
+            dedupe: (1..=DEDUPE_RECORDS as u64).map(|c| record(c, t)).collect(),
+        };
+        let older = StoredObject {
+            version: 8,
+            object: None,
+            dedupe: vec![record(5000, t + 10)],
+        };
+        assert!(merge_older_records(&mut stored, &older));
+        assert_eq!(stored.dedupe.len(), DEDUPE_RECORDS);
+        assert!(stored.dedupe.iter().any(|d| d.client == 5000));
+        assert!(
+            !stored.dedupe.iter().any(|d| d.client == 1),
+            "the oldest goes"
         );
     }
 

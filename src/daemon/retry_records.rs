@@ -511,7 +511,7 @@ fn encode_records(records: &[Dedupe]) -> Option<Vec<u8>> {
 }
 
 /// The order records are read in: by time (unknown times first), client, sequence number.
-fn sort_records(records: &mut [Dedupe]) {
+pub(super) fn sort_records(records: &mut [Dedupe]) {
     records.sort_by_key(order);
 }
 
