@@ -25,6 +25,19 @@ pub(super) struct RecordV1 {
     reply: hyperdex_model::Reply,
 }
 
+impl RecordV1 {
+    /// The record with its time (`UNKNOWN_TIME` when its layout has none).
+    fn timed(self, unix: u64) -> Dedupe {
+        Dedupe {
+            client: self.client,
+            seq: self.seq,
+            low_seq: self.low_seq,
+            reply: self.reply,
+            unix,
+        }
+    }
+}
+
 /// The earlier layout: no record times.
 #[derive(Serialize, Deserialize)]
 pub(super) struct StoredObjectV1 {
@@ -47,13 +60,7 @@ struct Layout {
 /// A stored object serializes as `Layout` does, from borrowed fields (the same bytes).
 impl Serialize for StoredObject {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        LayoutRef {
-            version: self.version,
-            object: &self.object,
-            dedupe: RecordsRef(&self.dedupe),
-            times: TimesRef(&self.dedupe),
-        }
-        .serialize(serializer)
+        LayoutRef::of(self.version, &self.object, &self.dedupe).serialize(serializer)
     }
 }
 
@@ -145,13 +152,7 @@ impl<'de> Visitor<'de> for RecordsVisitor {
         // The count comes from the bytes (a peer's, in a transfer): room for a few at most.
         let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(r) = seq.next_element::<RecordV1>()? {
-            records.push(Dedupe {
-                client: r.client,
-                seq: r.seq,
-                low_seq: r.low_seq,
-                reply: r.reply,
-                unix: UNKNOWN_TIME,
-            });
+            records.push(r.timed(UNKNOWN_TIME));
         }
         Ok(Records(records))
     }
@@ -196,13 +197,7 @@ impl From<Layout> for StoredObject {
                 .dedupe
                 .into_iter()
                 .zip(times)
-                .map(|(d, unix)| Dedupe {
-                    client: d.client,
-                    seq: d.seq,
-                    low_seq: d.low_seq,
-                    reply: d.reply,
-                    unix,
-                })
+                .map(|(d, unix)| d.timed(unix))
                 .collect(),
         }
     }
@@ -231,6 +226,17 @@ struct LayoutRef<'a> {
     times: TimesRef<'a>,
 }
 
+impl<'a> LayoutRef<'a> {
+    fn of(version: u64, object: &'a Option<Object>, records: &'a [Dedupe]) -> LayoutRef<'a> {
+        LayoutRef {
+            version,
+            object,
+            dedupe: RecordsRef(records),
+            times: TimesRef(records),
+        }
+    }
+}
+
 /// An object's entry: the current layout with the records kept inline (`inline`), then the
 /// summary of those kept apart (which readers of the layout alone never see).
 pub fn encode_apart(
@@ -239,12 +245,7 @@ pub fn encode_apart(
     inline: &[Dedupe],
     summary: &Summary,
 ) -> Vec<u8> {
-    let layout = LayoutRef {
-        version,
-        object,
-        dedupe: RecordsRef(inline),
-        times: TimesRef(inline),
-    };
+    let layout = LayoutRef::of(version, object, inline);
     let mut bytes = postcard::to_extend(&layout, Vec::with_capacity(ENCODE_CAPACITY))
         .and_then(|bytes| postcard::to_extend(summary, bytes))
         .unwrap_or_default();
