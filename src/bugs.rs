@@ -123,10 +123,17 @@ pub enum Bug {
     /// A write that stores a client's first record apart does not count it in its object's
     /// summary: the count falls below what the entries hold, and at 0 they are not read.
     RecordsMiscounted = 17179869184,
+    /// A write never compacts a key's records for their number, only for their age: a key
+    /// written by many clients within the retry horizon holds more than the limit.
+    CountLimitIgnored = 34359738368,
+    /// A compaction that finds more records than the limit drops the newest beyond it, not
+    /// the oldest: the record of the write that compacts goes, and a retry of that write is
+    /// applied again.
+    NewestCutAtLimit = 68719476736,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 35] = [
+    pub const ALL: [Bug; 37] = [
         Bug::EarlyReply,
         Bug::AckBeforeSync,
         Bug::StaleConfig,
@@ -162,6 +169,8 @@ impl Bug {
         Bug::RecordsLeftBehind,
         Bug::CompactionDropsLive,
         Bug::RecordsMiscounted,
+        Bug::CountLimitIgnored,
+        Bug::NewestCutAtLimit,
     ];
 }
 

@@ -24,6 +24,8 @@ pub const ALL: &[(&str, bool)] = &[
     ("record.below_low_seq_skipped", false),
     ("record.expired_dropped", true),
     ("records.compacted", true),
+    ("records.compacted_by_count", true),
+    ("records.beyond_limit_dropped", true),
     ("records.kept_apart", true),
     ("replica.no_lease_refused", true),
     ("replica.stale_config_refused", true),

@@ -8,6 +8,8 @@
 //!
 //! - `cluster`: named simulated nodes and the faults that can be done to them;
 //! - `workload`: seeded client workloads that record a history;
+//! - `fresh`: clients that write one key once each, so that its retry records reach their
+//!   count limit;
 //! - `nemesis`: a seeded schedule of faults;
 //! - `rogue`: a node without the cluster secret that sends garbage and forged messages;
 //! - `liveness`: after healing, every operation must get a definite answer within a bound;
@@ -20,6 +22,8 @@
 pub mod admin;
 #[cfg(madsim)]
 pub mod cluster;
+#[cfg(madsim)]
+pub mod fresh;
 #[cfg(madsim)]
 pub mod liveness;
 #[cfg(madsim)]

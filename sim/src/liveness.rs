@@ -112,9 +112,10 @@ pub async fn check(
             let client = connect(control_opts).await?;
             let every = [SPACE_NAME, WIDE_NAME]
                 .into_iter()
-                .flat_map(|space| keys.all().into_iter().map(move |k| (space, k)));
-            for (space, key) in every {
-                let op = Operation::get(space, key);
+                .flat_map(|space| keys.all().into_iter().map(move |k| (space, k)))
+                .map(|(space, key)| Operation::get(space, key))
+                .chain([crate::fresh::read()]);
+            for op in every {
                 if let Some(e) = run_one(&client, &control_rec, 999, op).await {
                     return Err(e);
                 }

@@ -31,7 +31,7 @@ use crate::liveness;
 use crate::nemesis::{self, Fault, NemesisLog};
 use crate::ops::WIDE;
 use crate::rogue::{self, RogueLog};
-use crate::workload::{run_client, Recorder, WorkloadOptions, SPACE};
+use crate::workload::{run_client, Recorder, WorkloadOptions, READER, SPACE};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -159,7 +159,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
     add_space(&cluster).await;
     let rec = Recorder::new(opts.clients);
     let stop = Arc::new(AtomicBool::new(false));
-    let handles: Vec<_> = cluster
+    let mut handles: Vec<_> = cluster
         .clients
         .iter()
         .enumerate()
@@ -172,6 +172,18 @@ pub async fn run(opts: RunOptions) -> RunReport {
             ))
         })
         .collect();
+    if let Some(node) = cluster
+        .clients
+        .get(READER as usize)
+        .or(cluster.clients.first())
+    {
+        let fresh = crate::fresh::run(
+            opts.workload.client.clone(),
+            rec.clone(),
+            COORDINATOR.into(),
+        );
+        handles.push(node.spawn(fresh));
+    }
     let rogue = opts.rogue.then(|| {
         let targets = cluster.server_addrs();
         cluster.rogue.spawn(rogue::run(targets, stop.clone()))

@@ -112,7 +112,8 @@ impl Recorder {
         }
     }
 
-    fn writers_running(&self) -> bool {
+    /// Whether any client other than the reader still issues operations.
+    pub fn writers_running(&self) -> bool {
         self.writers.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 

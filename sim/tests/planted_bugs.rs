@@ -133,6 +133,10 @@ fn faults_for(bug: Bug) -> Vec<Fault> {
         Bug::CompactionDropsLive => vec![Fault::KillDaemon, Fault::LinkResets],
         // No fault needed: the audit compares each object's count with its entries.
         Bug::RecordsMiscounted => vec![Fault::LatencySpike],
+        // No fault needed: the audit bounds the records each key holds.
+        Bug::CountLimitIgnored => vec![Fault::LatencySpike],
+        // A fresh client's retry of the write that compacted: slow or lost replies.
+        Bug::NewestCutAtLimit => vec![Fault::KillDaemon, Fault::LatencySpike],
     }
 }
 

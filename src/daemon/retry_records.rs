@@ -43,8 +43,13 @@ use super::record::{
     StoredObject, DEDUPE_RECORDS, REGION_PREFIX_LEN, UNKNOWN_TIME,
 };
 
-/// Records a key may hold beyond [`DEDUPE_RECORDS`] before a write compacts them.
-pub const COMPACTION_SLACK: usize = 256;
+/// Records a key may hold beyond [`DEDUPE_RECORDS`] before a write compacts them (8 in the
+/// simulation, where the limit is 64).
+pub const COMPACTION_SLACK: usize = if cfg!(madsim) { 8 } else { 256 };
+
+/// The most records a key holds stored at any time: a write that would leave more compacts
+/// them to [`DEDUPE_RECORDS`].
+pub const MOST_STORED: usize = DEDUPE_RECORDS + COMPACTION_SLACK;
 
 /// Up to this many records stay inline, in the object's entry: a write then reads and writes
 /// one entry, not three. More go apart. (Two in the simulation, whose few clients would
@@ -77,10 +82,13 @@ impl Summary {
     /// (see the module documentation).
     fn compaction_due(&self, count: u64) -> bool {
         let h = horizon();
-        count > (DEDUPE_RECORDS + COMPACTION_SLACK) as u64
-            || (self.oldest != u64::MAX
-                && self.newest != 0
-                && self.oldest.saturating_add(h + h / 4) < self.newest)
+        if count > MOST_STORED as u64 && !planted(Bug::CountLimitIgnored) {
+            crate::probe!("records.compacted_by_count");
+            return true;
+        }
+        self.oldest != u64::MAX
+            && self.newest != 0
+            && self.oldest.saturating_add(h + h / 4) < self.newest
     }
 
     fn saw(&mut self, unix: u64) {
@@ -424,7 +432,13 @@ impl Writing {
         }
         sort_records(&mut all);
         let excess = all.len().saturating_sub(DEDUPE_RECORDS);
-        all.drain(..excess);
+        if excess > 0 {
+            crate::probe!("records.beyond_limit_dropped");
+            match planted(Bug::NewestCutAtLimit) {
+                true => all.truncate(DEDUPE_RECORDS),
+                false => drop(all.drain(..excess)),
+            }
+        }
         let inline = all.len() <= INLINE_RECORDS;
         let mut summary = Summary::default();
         for d in &all {
@@ -636,8 +650,8 @@ mod tests;
 
 /// Checks that the records a region keeps apart agree with its objects' summaries: every
 /// entry belongs to an object, holds records, and each object counts exactly the records its
-/// entries hold (what the simulation's audit asks of every replica). Returns how many
-/// entries it read.
+/// entries hold, at most [`MOST_STORED`] (what the simulation's audit asks of every replica).
+/// Returns how many entries it read.
 pub fn check_region(store: &dyn Store, region: RegionId) -> Result<usize, String> {
     let prefix = region_prefix(region);
     let mut held: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
@@ -669,10 +683,17 @@ pub fn check_region(store: &dyn Store, region: RegionId) -> Result<usize, String
         let key = &k[prefix.len()..];
         let counted = decode_apart(&v).map_or(0, |(_, s)| s.count);
         let stored = held.remove(key).unwrap_or(0);
+        let key = || String::from_utf8_lossy(key);
         if counted != stored {
-            let key = String::from_utf8_lossy(key);
             return Err(format!(
-                "object {key:?} counts {counted} records kept apart, its entries hold {stored}"
+                "object {:?} counts {counted} records kept apart, its entries hold {stored}",
+                key()
+            ));
+        }
+        if stored > MOST_STORED as u64 {
+            return Err(format!(
+                "object {:?} holds {stored} records, more than the {MOST_STORED} a key may",
+                key()
             ));
         }
     }

@@ -121,7 +121,7 @@ fn a_retry_finds_its_record_and_a_late_one_below_low_seq_is_not_added() {
 #[test]
 fn the_count_limit_is_kept_by_compacting_now_and_then() {
     let mut store = MemStore::new();
-    let most = (DEDUPE_RECORDS + COMPACTION_SLACK) as u64;
+    let most = MOST_STORED as u64;
     for c in 0..most {
         write(&mut store, b"k", record(c, 1, T + c / 100));
     }
@@ -172,6 +172,29 @@ fn the_audit_finds_entries_its_object_does_not_count() {
     store.put(Table::Records, &orphan, None);
     remove(&mut store, REGION, b"k").unwrap();
     assert_eq!(check_region(&store, REGION), Ok(0));
+}
+
+#[test]
+fn the_audit_finds_a_key_holding_more_records_than_it_may() {
+    let mut store = MemStore::new();
+    let most = MOST_STORED as u64;
+    for c in 0..most {
+        write(&mut store, b"k", record(c, 1, T));
+    }
+    assert_eq!(check_region(&store, REGION), Ok(MOST_STORED));
+    // One entry more, counted by its object: what a write that never compacts leaves.
+    let extra = client_key(&records_prefix(REGION, b"k"), most);
+    let one = postcard::to_allocvec(&vec![record(most, 1, T)]).unwrap();
+    store.put(Table::Records, &extra, Some(one));
+    let key = object_key(REGION, b"k");
+    let bytes = store.get(Table::Objects, &key).unwrap().unwrap();
+    let (stored, mut summary) = decode_apart(&bytes).unwrap();
+    summary.count += 1;
+    let bytes = encode_apart(stored.version, &stored.object, &stored.dedupe, &summary);
+    store.put(Table::Objects, &key, Some(bytes));
+    assert!(check_region(&store, REGION)
+        .unwrap_err()
+        .contains("more than the"));
 }
 
 #[test]
