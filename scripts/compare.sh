@@ -98,6 +98,10 @@ for round in $(seq "$ROUNDS"); do
   REC=1 run hot64 hyperdex "$round" --workload atomic-add --clients 64 --ops 10000
   REC=1 run hot64 redis-always "$round" --workload atomic-add --clients 64 --ops 10000
   REC=1 run hot64 etcd "$round" --workload atomic-add --clients 64 --ops 1000
+  # cond_put against a put cell run just before it: every cell's clients leave retry
+  # records on the keys they write (kept for minutes), so a later cell writes keys that hold
+  # more of them than the first cell did; the two compared cells find the same.
+  run putnext64 hyperdex "$round" --workload put --clients 64 --ops 20000
   run condput64 hyperdex "$round" --workload cond-put --clients 64 --ops 20000
   run window64 hyperdex "$round" --workload put --clients 1 --window 64 --ops 20000
 done
@@ -151,9 +155,12 @@ targets = [
     ("get at 64 clients ≥ 0.7× Redis without persistence", ops("get64", "hyperdex") / ops("get64", "redis"), 0.7, True),
     ("get at 1 client, p50 ≤ 1.2× Redis without persistence", p50("get1", "hyperdex") / max(1, p50("get1", "redis")), 1.2, False),
     ("atomic_add on one hot key at 64 clients ≥ 50× etcd's CAS loop", ops("hot64", "hyperdex") / ops("hot64", "etcd"), 50.0, True),
-    ("cond_put ≥ 0.95× put (64 clients)", ops("condput64", "hyperdex") / ops("put64", "hyperdex"), 0.95, True),
+    ("cond_put ≥ 0.95× put (64 clients, the put cell just before it)", ops("condput64", "hyperdex") / ops("putnext64", "hyperdex"), 0.95, True),
     ("one client with 64 puts outstanding ≥ 10× a synchronous one", ops("window64", "hyperdex") / ops("put1", "hyperdex"), 10.0, True),
 ]
+print("\nhyperdex's put at 64 clients run again just before its cond_put cell (keys holding the")
+print("retry records of the cells before): %.0f ops/s, p50 %d µs; cond_put: %.0f ops/s, p50 %d µs." % (
+      ops("putnext64", "hyperdex"), p50("putnext64", "hyperdex"), ops("condput64", "hyperdex"), p50("condput64", "hyperdex")))
 print("\n| target | measured | met |\n|---|---|---|")
 for label, v, goal, at_least in targets:
     met = v >= goal if at_least else v <= goal
