@@ -127,8 +127,8 @@ pub enum Bug {
     /// written by many clients within the retry horizon holds more than the limit.
     CountLimitIgnored = 34359738368,
     /// A compaction that finds more records than the limit drops the newest beyond it, not
-    /// the oldest: the record of the write that compacts goes, and a retry of that write is
-    /// applied again.
+    /// the oldest: records of the latest writes go (often the compacting write's own), and a
+    /// retry of such a write is applied again.
     NewestCutAtLimit = 68719476736,
 }
 

@@ -158,6 +158,18 @@ pub async fn run(opts: RunOptions) -> RunReport {
     let mut cluster = SimCluster::start(opts.daemons, opts.clients, opts.timing).await;
     add_space(&cluster).await;
     let rec = Recorder::new(opts.clients);
+    let fresh_node = cluster
+        .clients
+        .get(READER as usize)
+        .or(cluster.clients.first());
+    if let Some(node) = fresh_node {
+        let prefill = crate::fresh::prefill(
+            opts.workload.client.clone(),
+            rec.clone(),
+            COORDINATOR.into(),
+        );
+        let _ = node.spawn(prefill).await;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles: Vec<_> = cluster
         .clients
@@ -172,11 +184,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
             ))
         })
         .collect();
-    if let Some(node) = cluster
-        .clients
-        .get(READER as usize)
-        .or(cluster.clients.first())
-    {
+    if let Some(node) = fresh_node {
         let fresh = crate::fresh::run(
             opts.workload.client.clone(),
             rec.clone(),

@@ -20,7 +20,7 @@ pub use super::layout::{decode, decode_apart, encode_apart, is_live};
 /// `retry_records::COMPACTION_SLACK` more may be stored until a write compacts them). Below
 /// that, a client's records go only when the client says it has their answers (`low_seq`).
 /// (64 in the simulation, so that a key written by one fresh client after another reaches
-/// the limit within a run: see `hyperdex_sim::workload`.)
+/// the limit within a run: see `hyperdex_sim::fresh`.)
 pub const DEDUPE_RECORDS: usize = if cfg!(madsim) { 64 } else { 1024 };
 
 /// An object as stored: its version, its value (`None`: deleted) and recent dedupe records.
