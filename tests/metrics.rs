@@ -133,6 +133,7 @@ async fn servers_serve_their_metrics() {
     ] {
         assert!(text.contains(want), "no {want}:\n{text}");
     }
+    a_dropped_client_closes_its_connection(coord, metrics + 1, &text).await;
     let synced = text
         .lines()
         .find_map(|l| l.strip_prefix("hyperdex_store_sync_seconds_count "))
@@ -150,4 +151,33 @@ async fn servers_serve_their_metrics() {
     let _ = local.kill();
     let _ = local.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that goes closes its connections: the count of open ones at the daemon whose
+/// metrics are on `port` (`text`, scraped with one client connected) goes back.
+async fn a_dropped_client_closes_its_connection(coord: u16, port: u16, text: &str) {
+    let open = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("hyperdex_connections "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("a count of connections")
+    };
+    let before = open(text);
+    let other = Client::connect_with(&format!("127.0.0.1:{coord}"), Default::default())
+        .await
+        .expect("another client");
+    other
+        .put("kv", "z", vec![("n", Value::Int(0))])
+        .await
+        .expect("put");
+    let during = tokio::task::spawn_blocking(move || scrape(port))
+        .await
+        .expect("scrape");
+    assert_eq!(open(&during), before + 1, "{during}");
+    drop(other);
+    tokio::task::spawn_blocking(move || {
+        wait_for(port, &format!("hyperdex_connections {before}\n"))
+    })
+    .await
+    .expect("the dropped client's connection closes");
 }

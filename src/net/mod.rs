@@ -265,6 +265,10 @@ where
             batch = Vec::new();
         }
     }
+    // Nothing will be sent any more (the connection's owner dropped it): the peer is told, so
+    // that it closes its side and the reading half here sees the end too, rather than both
+    // ends holding the connection open until an idle timeout.
+    let _ = writer.shutdown().await;
 }
 
 /// A server's reply as a frame; a reply that cannot be encoded (too large for a frame, say)

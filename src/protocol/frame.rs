@@ -185,6 +185,11 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
         }
         self.inner.flush().await
     }
+
+    /// Ends the writing side: the peer reads the end of the stream once what was written.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
 }
 
 #[cfg(test)]
