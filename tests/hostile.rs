@@ -383,3 +383,67 @@ async fn objects_of_a_space_with_authorization_need_their_macaroon() {
     ));
     assert_eq!(holder.call(add).await, Reply::Success);
 }
+
+/// The daemon's open file descriptors.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Peers that send requests and never read the replies are closed once their replies back
+/// up, and leave nothing open at the server once it has given up writing to them (after the
+/// time a frame may take, 30 s): not even a writer stuck on the full socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_never_read_their_replies_leave_nothing_open() {
+    let cluster = ProcCluster::start("unread", 1);
+    add_space(&cluster);
+    let daemon = cluster.daemon_addr(0);
+    let pid = cluster.daemons[0].child.as_ref().expect("daemon").id();
+    let env = Envelope {
+        id: 1,
+        msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
+            config_version: 1,
+            client: 1,
+            seq: 1,
+            low_seq: 1,
+            op: Operation::get("kv", "a"),
+            auth: Vec::new(),
+            first_unix: 0,
+        })),
+    };
+    let requests = encode_frame(&env, DEFAULT_MAX_FRAME)
+        .expect("encode")
+        .repeat(10_000);
+    let before = open_fds(pid);
+    let peers: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let (daemon, requests) = (daemon.clone(), requests.clone());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&daemon).expect("connect");
+                s.set_write_timeout(Some(Duration::from_secs(1)))
+                    .expect("timeout");
+                s.write_all(&hello()).expect("hello");
+                // Requests until the server stops reading them.
+                while s.write_all(&requests).is_ok() {}
+                s
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("peer"))
+        .collect();
+    assert!(open_fds(pid) >= before + 20, "the peers are not connected");
+    let deadline = Instant::now() + hyperdex::limits::FRAME_TIMEOUT + Duration::from_secs(15);
+    while open_fds(pid) > before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors open at the daemon, {before} before 20 peers that do not read",
+            open_fds(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let client = Client::connect_with(&cluster.addr(), ClientOptions::default())
+        .await
+        .expect("client");
+    put_get_within(&client, "k", Duration::from_millis(500)).await;
+    drop(peers);
+}

@@ -166,7 +166,7 @@ impl RpcConn {
         let alive = Arc::new(AtomicBool::new(true));
         let alive_w = alive.clone();
         rt::spawn(async move {
-            write_loop(w, &mut rx, Some).await;
+            write_loop(w, &mut rx, Some, FRAME_TIMEOUT).await;
             alive_w.store(false, Ordering::SeqCst);
         });
         let (waiters_r, alive_r) = (waiters.clone(), alive.clone());
@@ -244,9 +244,14 @@ impl RpcConn {
 const BATCH_KEPT: usize = 64;
 
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
-/// closes or the connection fails; `encode` turns an item into its frame.
-async fn write_loop<W, T>(w: W, rx: &mut mpsc::Receiver<T>, encode: impl Fn(T) -> Option<Vec<u8>>)
-where
+/// closes, the connection fails, or the peer has not taken a batch within `patience`;
+/// `encode` turns an item into its frame.
+async fn write_loop<W, T>(
+    w: W,
+    rx: &mut mpsc::Receiver<T>,
+    encode: impl Fn(T) -> Option<Vec<u8>>,
+    patience: Duration,
+) where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut writer = FramedWriter::new(w);
@@ -256,7 +261,12 @@ where
         while let Ok(more) = rx.try_recv() {
             batch.extend(encode(more));
         }
-        if writer.write_all(&batch).await.is_err() {
+        // A peer that has not taken it within `patience` is not reading: the connection ends
+        // (the writing half is dropped; once the reading half is too, it closes).
+        if !matches!(
+            rt::timeout(patience, writer.write_all(&batch)).await,
+            Some(Ok(()))
+        ) {
             return;
         }
         batch.clear();
@@ -268,7 +278,7 @@ where
     // Nothing will be sent any more (the connection's owner dropped it): the peer is told, so
     // that it closes its side and the reading half here sees the end too, rather than both
     // ends holding the connection open until an idle timeout.
-    let _ = writer.shutdown().await;
+    let _ = rt::timeout(patience, writer.shutdown()).await;
 }
 
 /// A server's reply as a frame; a reply that cannot be encoded (too large for a frame, say)
@@ -420,7 +430,10 @@ where
     let (r, w) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
     let max = limits.max_frame;
-    rt::spawn(async move { write_loop(w, &mut rx, |env| reply_frame(env, max)).await });
+    let patience = limits.frame_timeout;
+    rt::spawn(async move {
+        write_loop(w, &mut rx, |env| reply_frame(env, max), patience).await;
+    });
     let replies = ReplyTx {
         tx,
         overflow: Arc::default(),
