@@ -166,7 +166,7 @@ impl RpcConn {
         let alive = Arc::new(AtomicBool::new(true));
         let alive_w = alive.clone();
         rt::spawn(async move {
-            write_loop(w, &mut rx, Some, FRAME_TIMEOUT).await;
+            let _ = write_loop(w, &mut rx, Some, FRAME_TIMEOUT).await;
             alive_w.store(false, Ordering::SeqCst);
         });
         let (waiters_r, alive_r) = (waiters.clone(), alive.clone());
@@ -244,14 +244,16 @@ impl RpcConn {
 const BATCH_KEPT: usize = 64;
 
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
-/// closes, the connection fails, or the peer has not taken a batch within `patience`;
-/// `encode` turns an item into its frame.
+/// closes (then it ends the writing side: `Ok`), the connection fails, or the peer takes
+/// nothing for `patience` (`Err`, `TimedOut` for the latter); `encode` turns an item into its
+/// frame.
 async fn write_loop<W, T>(
     w: W,
     rx: &mut mpsc::Receiver<T>,
     encode: impl Fn(T) -> Option<Vec<u8>>,
     patience: Duration,
-) where
+) -> std::io::Result<()>
+where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut writer = FramedWriter::new(w);
@@ -261,14 +263,7 @@ async fn write_loop<W, T>(
         while let Ok(more) = rx.try_recv() {
             batch.extend(encode(more));
         }
-        // A peer that has not taken it within `patience` is not reading: the connection ends
-        // (the writing half is dropped; once the reading half is too, it closes).
-        if !matches!(
-            rt::timeout(patience, writer.write_all(&batch)).await,
-            Some(Ok(()))
-        ) {
-            return;
-        }
+        writer.write_all(&batch, patience).await?;
         batch.clear();
         // An idle connection keeps little: not the room a burst of replies took.
         if batch.capacity() > BATCH_KEPT {
@@ -279,6 +274,7 @@ async fn write_loop<W, T>(
     // that it closes its side and the reading half here sees the end too, rather than both
     // ends holding the connection open until an idle timeout.
     let _ = rt::timeout(patience, writer.shutdown()).await;
+    Ok(())
 }
 
 /// A server's reply as a frame; a reply that cannot be encoded (too large for a frame, say)
@@ -431,13 +427,17 @@ where
     let (tx, mut rx) = mpsc::channel::<Envelope>(CONNECTION_QUEUE);
     let max = limits.max_frame;
     let patience = limits.frame_timeout;
+    let overflow = Arc::new(AtomicBool::new(false));
+    let stalled = overflow.clone();
     rt::spawn(async move {
-        write_loop(w, &mut rx, |env| reply_frame(env, max), patience).await;
+        let ended = write_loop(w, &mut rx, |env| reply_frame(env, max), patience).await;
+        if ended.is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+            // The peer does not read: the reading side stops at its next frame (the writing
+            // half is dropped here; the connection closes once both are).
+            stalled.store(true, Ordering::SeqCst);
+        }
     });
-    let replies = ReplyTx {
-        tx,
-        overflow: Arc::default(),
-    };
+    let replies = ReplyTx { tx, overflow };
     let mut reader = FramedReader::new(r, limits.max_frame);
     let mut peer = Peer::ANONYMOUS;
     let mut first = true;
@@ -449,6 +449,10 @@ where
             Ok(env) => env,
             Err(e) => return e,
         };
+        // The writer may have given up on the peer while this waited for the frame.
+        if replies.overflowed() {
+            return FrameError::Overflow;
+        }
         match (first, env.msg) {
             (
                 true,

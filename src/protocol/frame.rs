@@ -8,6 +8,7 @@
 //! limit). A sender refuses to encode a frame the receiver would refuse.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -156,6 +157,23 @@ pub struct FramedWriter<W> {
     joined: Vec<u8>,
 }
 
+/// The most bytes a peer must take within a writer's patience (so a large batch on a slow
+/// link is not taken for a peer that does not read).
+pub const WRITE_SLICE: usize = 1 << 20;
+
+/// `io`, or `TimedOut` if it takes longer than `patience`.
+async fn within<T>(
+    patience: Duration,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    crate::rt::timeout(patience, io).await.unwrap_or_else(|| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the peer took nothing for {patience:?}"),
+        ))
+    })
+}
+
 /// The most a writer keeps allocated between batches for putting frames together (as much
 /// as a reader's buffer: an idle connection holds little).
 const WRITE_BUFFER: usize = 4 << 10;
@@ -168,22 +186,28 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
         }
     }
 
-    /// Writes several frames (from [`encode_frame`]) with one write and one flush; a single
-    /// frame is written as it is.
-    pub async fn write_all(&mut self, frames: &[Vec<u8>]) -> io::Result<()> {
-        if let [frame] = frames {
-            self.inner.write_all(frame).await?;
-        } else {
-            self.joined.clear();
-            for f in frames {
-                self.joined.extend_from_slice(f);
+    /// Writes several frames (from [`encode_frame`]) with one flush, joined first when there
+    /// are several; each slice of [`WRITE_SLICE`] bytes, and the flush, must be taken by the
+    /// peer within `patience` (else `TimedOut`: a peer that takes nothing for that long is
+    /// not reading).
+    pub async fn write_all(&mut self, frames: &[Vec<u8>], patience: Duration) -> io::Result<()> {
+        let bytes: &[u8] = match frames {
+            [frame] => frame,
+            _ => {
+                self.joined.clear();
+                for f in frames {
+                    self.joined.extend_from_slice(f);
+                }
+                &self.joined
             }
-            self.inner.write_all(&self.joined).await?;
-            if self.joined.capacity() > WRITE_BUFFER {
-                self.joined = Vec::new();
-            }
+        };
+        for slice in bytes.chunks(WRITE_SLICE) {
+            within(patience, self.inner.write_all(slice)).await?;
         }
-        self.inner.flush().await
+        if self.joined.capacity() > WRITE_BUFFER {
+            self.joined = Vec::new();
+        }
+        within(patience, self.inner.flush()).await
     }
 
     /// Ends the writing side: the peer reads the end of the stream once what was written.
@@ -296,6 +320,7 @@ mod tests {
     #[cfg(not(madsim))]
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap()
             .block_on(f)
@@ -326,7 +351,7 @@ mod tests {
             let writing = async move {
                 let mut w = FramedWriter::new(a);
                 for chunk in frames.chunks(batch) {
-                    w.write_all(chunk).await.unwrap();
+                    w.write_all(chunk, Duration::from_secs(10)).await.unwrap();
                 }
             };
             let reading = async move {
@@ -340,6 +365,43 @@ mod tests {
             tokio::join!(writing, reading).1
         });
         assert_eq!(read, envs);
+    }
+
+    /// Writes 4 MiB through a pipe of 64 KiB whose reader takes 64 KiB every `every` (never,
+    /// if `None`), with a patience of `patience`.
+    #[cfg(not(madsim))]
+    fn write_to_a_reader(every: Option<Duration>, patience: Duration) -> io::Result<()> {
+        block_on(async {
+            let (a, mut b) = tokio::io::duplex(64 << 10);
+            let reading = async move {
+                let Some(every) = every else {
+                    return std::future::pending().await;
+                };
+                let mut buf = vec![0u8; 64 << 10];
+                while b.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    tokio::time::sleep(every).await;
+                }
+            };
+            let writing = async move {
+                let mut w = FramedWriter::new(a);
+                w.write_all(&[vec![7u8; 4 << 20]], patience).await
+            };
+            tokio::select! {
+                written = writing => written,
+                () = reading => unreachable!("the writer holds the pipe open"),
+            }
+        })
+    }
+
+    #[cfg(not(madsim))]
+    #[test]
+    fn a_peer_that_takes_nothing_times_the_writer_out_and_a_slow_one_does_not() {
+        let stuck = write_to_a_reader(None, Duration::from_millis(200));
+        assert_eq!(stuck.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        // 1 MiB in about 320 ms, 4 MiB in about 1.3 s: longer than the patience, which each
+        // slice of 1 MiB is given afresh.
+        let slow = write_to_a_reader(Some(Duration::from_millis(20)), Duration::from_secs(1));
+        assert!(slow.is_ok(), "{slow:?}");
     }
 
     #[cfg(not(madsim))]
