@@ -52,8 +52,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// reconnect by themselves).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How long a frame may take to arrive once its first bytes have; and how long a batch of
-/// frames may wait for the peer to take it, before the connection ends.
+/// How long a frame may take to arrive once its first bytes have; and how long a slice of
+/// what is written (`protocol::frame::WRITE_SLICE`) may wait for the peer to take it, before
+/// the connection ends.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after its first attempt a write may still be applied as new, in seconds: a
