@@ -387,6 +387,7 @@ mod tests {
                 w.write_all(&[vec![7u8; 4 << 20]], patience).await
             };
             tokio::select! {
+                biased;
                 written = writing => written,
                 () = reading => unreachable!("the writer holds the pipe open"),
             }
