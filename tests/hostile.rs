@@ -24,20 +24,25 @@ use hyperdex_model::schema::SECRET_ATTRIBUTE;
 use hyperdex_model::{NumOp, Operation, Reply, ReturnCode, Value};
 use support::ProcCluster;
 
-/// A `get` whose key is a list nested `depth` levels deep, as a whole frame.
-fn nested_get_frame(depth: usize) -> Vec<u8> {
-    let env = Envelope {
+/// A `get` of `key` in `kv`, as a client's first request would carry it.
+fn get_envelope(key: Value) -> Envelope {
+    Envelope {
         id: 1,
         msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
             config_version: 1,
             client: 1,
             seq: 1,
             low_seq: 1,
-            op: Operation::get("kv", Value::List(vec![])),
+            op: Operation::get("kv", key),
             auth: Vec::new(),
             first_unix: 0,
         })),
-    };
+    }
+}
+
+/// A `get` whose key is a list nested `depth` levels deep, as a whole frame.
+fn nested_get_frame(depth: usize) -> Vec<u8> {
+    let env = get_envelope(Value::List(vec![]));
     let frame = encode_frame(&env, DEFAULT_MAX_FRAME).expect("encode");
     // The key ends the operation: an empty list, bytes [5, 0], then the empty list of
     // macaroons, [0], and the time of the first attempt, [0]. Nest the key.
@@ -398,19 +403,7 @@ async fn peers_that_never_read_their_replies_leave_nothing_open() {
     add_space(&cluster);
     let daemon = cluster.daemon_addr(0);
     let pid = cluster.daemons[0].child.as_ref().expect("daemon").id();
-    let env = Envelope {
-        id: 1,
-        msg: Message::ToDaemon(ClientRequest::Op(OpRequest {
-            config_version: 1,
-            client: 1,
-            seq: 1,
-            low_seq: 1,
-            op: Operation::get("kv", "a"),
-            auth: Vec::new(),
-            first_unix: 0,
-        })),
-    };
-    let requests = encode_frame(&env, DEFAULT_MAX_FRAME)
+    let requests = encode_frame(&get_envelope(Value::string("a")), DEFAULT_MAX_FRAME)
         .expect("encode")
         .repeat(10_000);
     let before = open_fds(pid);
