@@ -99,7 +99,7 @@ for round in $(seq "$ROUNDS"); do
   REC=1 run hot64 redis-always "$round" --workload atomic-add --clients 64 --ops 10000
   REC=1 run hot64 etcd "$round" --workload atomic-add --clients 64 --ops 1000
   # cond_put against a put cell run just before it, not the round's first put cell: the
-  # first cell after the load has run faster than later ones (alternated put and cond_put
+  # first cell on a cluster has run faster than later ones (alternated put and cond_put
   # cells on one cluster: the first pair's ratio lowest), whichever the operation.
   run putnext64 hyperdex "$round" --workload put --clients 64 --ops 20000
   run condput64 hyperdex "$round" --workload cond-put --clients 64 --ops 20000

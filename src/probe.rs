@@ -21,7 +21,7 @@ pub const ALL: &[(&str, bool)] = &[
     ("head.read_waits_for_held", false),
     ("head.retry_answered_from_record", true),
     ("head.expired_request_refused", false),
-    ("record.below_low_seq_skipped", false),
+    ("record.below_low_seq_skipped", true),
     ("record.expired_dropped", true),
     ("records.compacted", true),
     ("records.compacted_by_count", true),

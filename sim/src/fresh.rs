@@ -78,13 +78,15 @@ pub fn read() -> Operation {
 pub async fn prefill(opts: ClientOptions, rec: Recorder, coordinator: String) {
     let mut i = 0;
     while i < PREFILL {
-        if let Ok(client) = Client::connect_with(&coordinator, opts.clone()).await {
-            let op = put(i);
-            let id = rec.invoke(FIRST + i, &op);
-            let reply = client.call(op).await;
-            rec.complete(id, reply);
-            i += 1;
-        }
+        let Ok(client) = Client::connect_with(&coordinator, opts.clone()).await else {
+            rt::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let op = put(i);
+        let id = rec.invoke(FIRST + i, &op);
+        let reply = client.call(op).await;
+        rec.complete(id, reply);
+        i += 1;
     }
 }
 

@@ -127,7 +127,7 @@ fn the_count_limit_is_kept_by_compacting_now_and_then() {
     }
     assert_eq!(entries(&store, b"k"), most as usize, "within the slack");
     assert_eq!(check_region(&store, REGION), Ok(most as usize));
-    // Read, as a transfer or the audit reads them: the newest 1,024 (whichever member
+    // Read, as a transfer or the audit reads them: the newest `DEDUPE_RECORDS` (whichever member
     // compacted when).
     let read = clients(&store, b"k");
     assert_eq!(read.len(), DEDUPE_RECORDS);

@@ -5,7 +5,11 @@
 //! so any number of tasks can send on it without locking, and one reader. A connection whose
 //! peer sends garbage, an oversized frame or a bad handshake is closed; so is a server's
 //! connection whose peer does not read its replies until the queue is full, stays silent
-//! longer than the idle timeout, or starts a frame and does not finish it in time. A server
+//! longer than the idle timeout, or starts a frame and does not finish it in time. A writer
+//! whose peer does not take a slice of what it writes
+//! ([`WRITE_SLICE`](crate::protocol::frame::WRITE_SLICE) bytes) within the frame timeout
+//! gives up (a server's connection then stops reading at its next frame); a
+//! connection whose owner drops it ends its writing side, so the peer closes too. A server
 //! keeps at most [`Limits::max_connections`] connections and goes on after accept errors
 //! ([`accept_loop`]). Nothing else is affected by one bad connection.
 
@@ -244,9 +248,9 @@ impl RpcConn {
 const BATCH_KEPT: usize = 64;
 
 /// Writes what arrives on `rx`, everything queued at once in one flush, until the channel
-/// closes (then it ends the writing side: `Ok`), the connection fails, or the peer takes
-/// nothing for `patience` (`Err`, `TimedOut` for the latter); `encode` turns an item into its
-/// frame.
+/// closes (then it ends the writing side: `Ok`), the connection fails, or the peer does not
+/// take a slice of [`WRITE_SLICE`](crate::protocol::frame::WRITE_SLICE) bytes within
+/// `patience` (`Err`, `TimedOut` for the latter); `encode` turns an item into its frame.
 async fn write_loop<W, T>(
     w: W,
     rx: &mut mpsc::Receiver<T>,
@@ -375,8 +379,9 @@ pub async fn accept_loop<H, F>(
 }
 
 /// Where a server writes replies for one connection. Never waits: when the peer has not read
-/// [`CONNECTION_QUEUE`] replies, the connection is marked overflowed and closed. Replies are
-/// encoded by the connection's writer task, not by the sender.
+/// [`CONNECTION_QUEUE`] replies, or the writer task gave up on it, the connection is marked
+/// overflowed and closed. Replies are encoded by the connection's writer task, not by the
+/// sender.
 #[derive(Clone, Debug)]
 pub struct ReplyTx {
     tx: mpsc::Sender<Envelope>,

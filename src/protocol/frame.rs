@@ -169,7 +169,7 @@ async fn within<T>(
     crate::rt::timeout(patience, io).await.unwrap_or_else(|| {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("the peer took nothing for {patience:?}"),
+            format!("the peer did not take what was written within {patience:?}"),
         ))
     })
 }
@@ -188,8 +188,8 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
 
     /// Writes several frames (from [`encode_frame`]) with one flush, joined first when there
     /// are several; each slice of [`WRITE_SLICE`] bytes, and the flush, must be taken by the
-    /// peer within `patience` (else `TimedOut`: a peer that takes nothing for that long is
-    /// not reading).
+    /// peer within `patience` (else `TimedOut`: a peer that does not take a slice in that
+    /// long is taken for one that does not read).
     pub async fn write_all(&mut self, frames: &[Vec<u8>], patience: Duration) -> io::Result<()> {
         let bytes: &[u8] = match frames {
             [frame] => frame,
