@@ -82,10 +82,7 @@ pub async fn prefill(opts: ClientOptions, rec: Recorder, coordinator: String) {
             rt::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let op = put(i);
-        let id = rec.invoke(FIRST + i, &op);
-        let reply = client.call(op).await;
-        rec.complete(id, reply);
+        rec.call(&client, FIRST + i, put(i)).await;
         i += 1;
     }
 }
@@ -169,9 +166,7 @@ async fn one_after_another(
         if let Ok(client) = Client::connect_with(&coordinator, opts.clone()).await {
             let i = shared.next.fetch_add(1, Ordering::Relaxed);
             for op in [put(i), read()] {
-                let id = rec.invoke(FIRST + i, &op);
-                let reply = client.call(op).await;
-                rec.complete(id, reply);
+                rec.call(&client, FIRST + i, op).await;
             }
         }
         shared.calls()[task] = None;

@@ -67,11 +67,8 @@ async fn whereabouts(op: &Operation) -> String {
 
 /// Runs `op` as client `who` and records it; a failure message if its outcome is unknown.
 async fn run_one(client: &Client, rec: &Recorder, who: u64, op: Operation) -> Option<String> {
-    let id = rec.invoke(who, &op);
-    let reply = client.call(op.clone()).await;
-    let failed = indefinite(&reply);
-    rec.complete(id, reply.clone());
-    if !failed {
+    let reply = rec.call(client, who, op.clone()).await;
+    if !indefinite(&reply) {
         return None;
     }
     Some(format!(

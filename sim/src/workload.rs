@@ -130,6 +130,14 @@ impl Recorder {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `op` on `client` as history client `who`, recorded (see [`Recorder::complete`]).
+    pub async fn call(&self, client: &Client, who: u64, op: Operation) -> Reply {
+        let id = self.invoke(who, &op);
+        let reply = client.call(op).await;
+        self.complete(id, reply.clone());
+        reply
+    }
+
     pub fn invoke(&self, client: u64, op: &Operation) -> OpId {
         let t = self.now();
         self.lock().invoke(client, op.clone(), t)
@@ -195,10 +203,7 @@ pub async fn run_client(index: u64, opts: WorkloadOptions, rec: Recorder, coordi
         // Reads every 5–20 ms for as long as any writer runs (and at least the usual count).
         let mut done = 0;
         while done < opts.ops_per_client || rec.writers_running() {
-            let op = op_for(index, opts.keys);
-            let id = rec.invoke(index, &op);
-            let reply = client.call(op).await;
-            rec.complete(id, reply);
+            rec.call(&client, index, op_for(index, opts.keys)).await;
             done += 1;
             rt::sleep(Duration::from_millis(thread_rng().gen_range(5..20))).await;
         }

@@ -277,7 +277,7 @@ where
     // Nothing will be sent any more (the connection's owner dropped it): the peer is told, so
     // that it closes its side and the reading half here sees the end too, rather than both
     // ends holding the connection open until an idle timeout.
-    let _ = rt::timeout(patience, writer.shutdown()).await;
+    let _ = writer.shutdown(patience).await;
     Ok(())
 }
 

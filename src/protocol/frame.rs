@@ -210,9 +210,10 @@ impl<W: AsyncWrite + Unpin> FramedWriter<W> {
         within(patience, self.inner.flush()).await
     }
 
-    /// Ends the writing side: the peer reads the end of the stream once what was written.
-    pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.inner.shutdown().await
+    /// Ends the writing side, within `patience`: the peer reads the end of the stream once
+    /// what was written.
+    pub async fn shutdown(&mut self, patience: Duration) -> io::Result<()> {
+        within(patience, self.inner.shutdown()).await
     }
 }
 
